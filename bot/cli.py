@@ -1,0 +1,101 @@
+"""`firebreak` command line: serve, check, db upgrade.
+
+This is the composition root, so it may import the Slack layer (`handlers`);
+the rest of `bot/` never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.runbooks import load_runbooks
+from bot.yamlfile import RunbookError
+from storage.db import make_engine
+from storage.migrate import upgrade
+
+log = logging.getLogger("firebreak")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="firebreak", description="Incident-response bot for Slack"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the bot (HTTP on $PORT, or Socket Mode with SLACK_APP_TOKEN)")
+    sub.add_parser("check", help="validate configuration and runbooks")
+    db = sub.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade"], help="apply the migrations")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "serve":
+            return _serve(load_settings())
+        if args.command == "check":
+            return _check()
+        if args.command == "db":
+            settings = load_settings(require_slack=False)
+            upgrade(make_engine(settings.database_url))
+            print("database is up to date")
+            return 0
+    except (ConfigError, RunbookError) as exc:
+        print(f"firebreak: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _check() -> int:
+    settings = load_settings(require_slack=False)
+    runbooks = load_runbooks(settings.runbooks_dir)
+    levels = ", ".join(runbooks.severities.levels)
+    print(f"ok: {len(runbooks.severities.items)} checklist items, severities {levels}")
+    return 0
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _serve(settings: Settings) -> int:
+    from aiohttp import web
+
+    from handlers.app import create_app
+
+    _configure_logging(settings)
+    runbooks = load_runbooks(settings.runbooks_dir)
+    upgrade(make_engine(settings.database_url))
+    app = create_app(settings, runbooks=runbooks)
+    if settings.slack_app_token:
+        asyncio.run(_socket_mode(app, settings))
+        return 0
+    log.info("Firebreak listening on :%s (POST /slack/events)", settings.port)
+    web.run_app(app.web, port=settings.port, print=None)
+    return 0
+
+
+async def _socket_mode(app: object, settings: Settings) -> None:
+    """Socket Mode for Slack traffic; health endpoints still served on $PORT."""
+    from aiohttp import web
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    from handlers.app import Firebreak
+
+    assert isinstance(app, Firebreak)
+    runner = web.AppRunner(app.web)
+    await runner.setup()
+    await web.TCPSite(runner, port=settings.port).start()
+    log.info("Firebreak in Socket Mode; health on :%s", settings.port)
+    try:
+        await AsyncSocketModeHandler(app.bolt, settings.slack_app_token).start_async()
+    finally:
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The `/incident` grammar: Slack command text in, a typed command (or a clear error) out.
+
+Pure functions; the handlers parse before they ack, so a typo is answered
+at once without touching the database or Slack.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.errors import UserError
+from bot.incidents.rules import ROLES, STATUSES, TEXT_MAX, TITLE_MAX
+from bot.mrkdwn import escape
+from bot.severities import SeverityTable
+
+# With `should_escape: true` Slack sends `<@U123|alice>`; older clients `<@U123>`.
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^<>]*)?>$")
+_LOOKS_LIKE_SEVERITY = re.compile(r"^(p|sev)\d+$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class ListIncidents:
+    pass
+
+
+@dataclass(frozen=True)
+class OpenDeclareForm:
+    severity: str | None = None
+
+
+@dataclass(frozen=True)
+class Declare:
+    severity: str
+    title: str
+    description: str = ""
+    commander: str | None = None
+
+
+@dataclass(frozen=True)
+class SetSeverity:
+    severity: str
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    status: str
+
+
+@dataclass(frozen=True)
+class PostUpdate:
+    text: str
+
+
+@dataclass(frozen=True)
+class AssignRole:
+    role: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class AddNote:
+    text: str
+
+
+@dataclass(frozen=True)
+class Resolve:
+    summary: str = ""
+
+
+Command = (
+    Help
+    | ListIncidents
+    | OpenDeclareForm
+    | Declare
+    | SetSeverity
+    | SetStatus
+    | PostUpdate
+    | AssignRole
+    | AddNote
+    | Resolve
+)
+# Commands that only make sense inside an incident channel.
+CHANNEL_COMMANDS = (SetSeverity, SetStatus, PostUpdate, AssignRole, AddNote, Resolve)
+
+
+class CommandError(UserError):
+    """Bad input; `str()` is the message the user sees. `show_help` appends the grammar."""
+
+    def __init__(self, message: str, *, show_help: bool = False) -> None:
+        super().__init__(message)
+        self.show_help = show_help
+
+
+def parse(text: str, severities: SeverityTable) -> Command:
+    words = text.strip().split(None, 1)
+    if not words:
+        return OpenDeclareForm()
+    verb, rest = words[0].lower(), (words[1].strip() if len(words) > 1 else "")
+    if verb in ("help", "-h", "--help", "?"):
+        return Help()
+    if verb in ("list", "ls"):
+        return ListIncidents()
+    if verb == "declare":
+        return _declare(rest, severities)
+    if verb in ("severity", "sev"):
+        return SetSeverity(_severity(_one_word(rest, "severity", "P0"), severities))
+    if verb == "status":
+        return SetStatus(_status(_one_word(rest, "status", "identified")))
+    if verb == "update":
+        return PostUpdate(_text(rest, "update", "Rolled back, error rate falling"))
+    if verb == "note":
+        return AddNote(_text(rest, "note", "Saw a spike of DB connections at 14:02"))
+    if verb == "assign":
+        return _assign(rest)
+    if verb in ROLES:
+        return AssignRole(verb, _mention(rest, f"/incident {verb} @alice"))
+    if verb == "resolve":
+        return Resolve(_text(rest, "resolve", "", required=False))
+    raise CommandError(f"Unknown subcommand `{_shown(verb)}`.", show_help=True)
+
+
+def _declare(rest: str, severities: SeverityTable) -> Declare | OpenDeclareForm:
+    first, _, title = rest.partition(" ")
+    if first and _LOOKS_LIKE_SEVERITY.match(first):
+        severity = _severity(first, severities)
+        title = title.strip()
+    else:
+        severity, title = severities.default.level, rest
+    if not title:
+        return OpenDeclareForm(severity if first else None)
+    return Declare(severity, validate_title(title))
+
+
+def validate_title(title: str) -> str:
+    title = " ".join(title.split())
+    if not title:
+        raise CommandError("An incident needs a title, e.g. `/incident declare P1 checkout down`.")
+    if len(title) > TITLE_MAX:
+        raise CommandError(f"The title is {len(title)} characters; keep it under {TITLE_MAX}.")
+    return title
+
+
+def _severity(word: str, severities: SeverityTable) -> str:
+    severity = severities.lookup(word)
+    if severity is None:
+        raise CommandError(f"Unknown severity `{_shown(word)}`. Use {severities.names()}.")
+    return severity.level
+
+
+def _status(word: str) -> str:
+    status = word.lower()
+    if status not in STATUSES:
+        raise CommandError(f"Unknown status `{_shown(word)}`. Use one of: {', '.join(STATUSES)}.")
+    return status
+
+
+def _assign(rest: str) -> AssignRole:
+    role, _, who = rest.partition(" ")
+    if not role:
+        raise CommandError(f"Usage: `/incident assign <{'|'.join(ROLES)}> @user`.")
+    if role.lower() not in ROLES:
+        raise CommandError(f"Unknown role `{_shown(role)}`. Use one of: {', '.join(ROLES)}.")
+    return AssignRole(role.lower(), _mention(who, f"/incident assign {role.lower()} @bob"))
+
+
+def _mention(text: str, example: str) -> str:
+    match = _MENTION.match(text.strip())
+    if not match:
+        shown = f" (got `{_shown(text.strip())}`)" if text.strip() else ""
+        raise CommandError(f"Mention one user with @, e.g. `{example}`{shown}.")
+    return match.group(1)
+
+
+def _one_word(rest: str, what: str, example: str) -> str:
+    if not rest or len(rest.split()) != 1:
+        raise CommandError(f"Give one {what}, e.g. `/incident {what} {example}`.")
+    return rest
+
+
+def _text(rest: str, verb: str, example: str, *, required: bool = True) -> str:
+    if required and not rest:
+        raise CommandError(f"Add some text, e.g. `/incident {verb} {example}`.")
+    if len(rest) > TEXT_MAX:
+        raise CommandError(f"That text is {len(rest)} characters; keep it under {TEXT_MAX}.")
+    return rest
+
+
+def _shown(word: str) -> str:
+    """Echo user input back inside backticks without letting it break out."""
+    return escape(word.replace("`", "'")[:40])

@@ -1,0 +1,85 @@
+"""Settings from the environment and an optional `.env` file.
+
+A missing or bad setting stops start-up with one line naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from runbooks import BUNDLED
+
+
+class ConfigError(Exception):
+    """One bad or missing setting; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str
+    slack_signing_secret: str
+    slack_app_token: str | None
+    slack_api_url: str
+    database_url: str
+    port: int
+    runbooks_dir: Path
+    announce_channel: str
+    log_format: str
+
+    def __repr__(self) -> str:  # never print secrets, even by accident
+        return f"Settings(database={self.database_url.split('@')[-1]!r}, port={self.port})"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, require_slack: bool = True
+) -> Settings:
+    """Read settings; `.env` in the working directory fills what the environment lacks."""
+    env: dict[str, str] = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+    env.update(os.environ if environ is None else environ)
+
+    def need(name: str) -> str:
+        value = env.get(name, "").strip()
+        if require_slack and not value:
+            raise ConfigError(f"{name} is not set (see README: Connecting a Slack workspace)")
+        return value
+
+    bot_token = need("SLACK_BOT_TOKEN")
+    if bot_token and not bot_token.startswith("xoxb-"):
+        raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+    app_token = env.get("SLACK_APP_TOKEN", "").strip() or None
+    if app_token and not app_token.startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+    port_text = env.get("PORT", "3000")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"PORT must be a port number, got {port_text!r}")
+    api_url = env.get("SLACK_API_URL", "https://slack.com/api/").strip()
+    if not api_url.startswith(("http://", "https://")):
+        raise ConfigError("SLACK_API_URL must be an http(s) URL")
+    database_url = env.get("DATABASE_URL", "sqlite:///firebreak.db").strip()
+    if not database_url.startswith(("sqlite", "postgres")):
+        raise ConfigError("DATABASE_URL must be sqlite:///… or postgresql+psycopg://…")
+    runbooks_dir = Path(env.get("FIREBREAK_RUNBOOKS", "") or BUNDLED)
+    if not runbooks_dir.is_dir():
+        raise ConfigError(f"FIREBREAK_RUNBOOKS: no folder at {runbooks_dir}")
+    announce = env.get("FIREBREAK_ANNOUNCE_CHANNEL", "incidents").strip().lstrip("#")
+    if not announce:
+        raise ConfigError("FIREBREAK_ANNOUNCE_CHANNEL must name a channel")
+    log_format = env.get("LOG_FORMAT", "text").strip().lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError("LOG_FORMAT must be text or json")
+    return Settings(
+        slack_bot_token=bot_token,
+        slack_signing_secret=need("SLACK_SIGNING_SECRET"),
+        slack_app_token=app_token,
+        slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
+        database_url=database_url,
+        port=int(port_text),
+        runbooks_dir=runbooks_dir,
+        announce_channel=announce,
+        log_format=log_format,
+    )

@@ -1,0 +1,40 @@
+"""Durations written as `30s`, `15m`, `1h`, `1h30m` (cadences, snoozes)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_PART = re.compile(r"(\d+)\s*([smhd])")
+_WHOLE = re.compile(r"^\s*(?:\d+\s*[smhd]\s*)+$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `15m`-style text; raise ValueError with a readable message otherwise."""
+    if not _WHOLE.match(text.lower()):
+        raise ValueError(
+            f"`{text}` is not a duration; use a number and a unit, like 30s, 15m or 1h"
+        )
+    total = timedelta()
+    for amount, unit in _PART.findall(text.lower()):
+        total += timedelta(**{_UNITS[unit]: int(amount)})
+    if total <= timedelta():
+        raise ValueError(f"`{text}` must be longer than zero")
+    return total
+
+
+def format_duration(delta: timedelta) -> str:
+    """`1h 5m`, `45s`: short and readable, for messages."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes = seconds // 60
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+    ]
+    return " ".join(p for p in parts if p)

@@ -1,0 +1,74 @@
+"""The narrow interface through which the services talk to Slack.
+
+Services see channels, messages and files, never slack_sdk. The Slack
+implementation lives in `handlers/slack_gateway.py`; errors come back as
+`ChatError` carrying Slack's own error code (`name_taken`, `ratelimited`, …).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Blocks = list[dict[str, Any]]
+
+
+class ChatError(Exception):
+    """A chat API call failed. `code` is the platform's error string."""
+
+    def __init__(self, method: str, code: str) -> None:
+        super().__init__(f"{method} failed: {code}")
+        self.method = method
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    id: str
+    name: str
+    creator: str
+    is_archived: bool = False
+
+
+@dataclass(frozen=True)
+class Message:
+    ts: str
+    user: str | None
+    text: str
+    block_ids: tuple[str, ...] = ()
+
+
+class ChatGateway(Protocol):
+    async def bot_user_id(self) -> str: ...
+
+    async def create_channel(self, name: str) -> str:
+        """Create a public channel and return its ID (`ChatError('…', 'name_taken')`)."""
+        ...
+
+    async def find_channel(self, name: str) -> ChannelInfo | None: ...
+
+    async def invite(self, channel: str, user_id: str) -> None:
+        """Invite one user; already being a member is not an error."""
+        ...
+
+    async def set_topic(self, channel: str, topic: str) -> None: ...
+
+    async def post(
+        self, channel: str, text: str, blocks: Blocks | None = None, thread_ts: str | None = None
+    ) -> str:
+        """Post a message and return its `ts`. `channel` may be an ID or a public name."""
+        ...
+
+    async def update(
+        self, channel: str, ts: str, text: str, blocks: Blocks | None = None
+    ) -> None: ...
+
+    async def pin(self, channel: str, ts: str) -> None:
+        """Pin a message; already pinned is not an error."""
+        ...
+
+    async def post_ephemeral(self, channel: str, user_id: str, text: str) -> None: ...
+
+    async def recent_messages(self, channel: str, limit: int = 100) -> list[Message]: ...
+
+    async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None: ...

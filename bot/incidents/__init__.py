@@ -1,0 +1,1 @@
+"""The incident domain: lifecycle rules, the service (single changes) and flows (sagas)."""

@@ -1,0 +1,88 @@
+"""The declare modal: its view, and turning a submission into a `Declare` command."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.commands import CommandError, Declare, validate_title
+from bot.incidents.rules import TEXT_MAX, TITLE_MAX
+from bot.severities import SeverityTable
+
+DECLARE_CALLBACK = "declare_incident"
+
+
+def declare_form(
+    severities: SeverityTable, severity: str | None, channel_id: str
+) -> dict[str, Any]:
+    options = [
+        {
+            "text": {"type": "plain_text", "text": f"{s.level} · {s.name}"},
+            "description": {"type": "plain_text", "text": s.description[:75]},
+            "value": s.level,
+        }
+        for s in sorted(severities.levels.values(), key=lambda s: s.rank)
+    ]
+    chosen = next(o for o in options if o["value"] == (severity or severities.default.level))
+    return {
+        "type": "modal",
+        "callback_id": DECLARE_CALLBACK,
+        "private_metadata": json.dumps({"channel": channel_id}),
+        "title": {"type": "plain_text", "text": "Declare an incident"},
+        "submit": {"type": "plain_text", "text": "Declare"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _input("title", "Title", {"type": "plain_text_input", "max_length": TITLE_MAX}),
+            _input(
+                "severity",
+                "Severity",
+                {"type": "static_select", "options": options, "initial_option": chosen},
+            ),
+            _input(
+                "description",
+                "What is happening?",
+                {"type": "plain_text_input", "multiline": True, "max_length": TEXT_MAX},
+                optional=True,
+            ),
+            _input("commander", "Incident commander", {"type": "users_select"}, optional=True),
+        ],
+    }
+
+
+def _input(
+    block_id: str, label: str, element: dict[str, Any], optional: bool = False
+) -> dict[str, Any]:
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "optional": optional,
+        "label": {"type": "plain_text", "text": label},
+        "element": {**element, "action_id": block_id},
+    }
+
+
+def parse_declare_form(
+    values: dict[str, Any], severities: SeverityTable
+) -> tuple[Declare | None, dict[str, str]]:
+    """The command, or per-field errors to show in the modal."""
+
+    def field(name: str) -> dict[str, Any]:
+        return dict(values.get(name, {}).get(name) or {})
+
+    errors: dict[str, str] = {}
+    title = ""
+    try:
+        title = validate_title(str(field("title").get("value") or ""))
+    except CommandError as exc:
+        errors["title"] = str(exc)
+    level = str((field("severity").get("selected_option") or {}).get("value") or "")
+    severity = severities.lookup(level) if level else None
+    if severity is None:
+        errors["severity"] = f"Choose a severity ({severities.names()})."
+    description = str(field("description").get("value") or "").strip()
+    if len(description) > TEXT_MAX:
+        errors["description"] = f"Keep it under {TEXT_MAX} characters."
+    commander = field("commander").get("selected_user") or None
+    if errors or severity is None:
+        return None, errors
+    return Declare(severity.level, title, description, commander), {}

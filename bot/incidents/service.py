@@ -1,0 +1,393 @@
+"""The incident service: one method per thing a responder asks for.
+
+Each change runs in one transaction that checks the request's idempotency
+key, updates the incident, appends its events and queues the Slack messages
+it owes (the outbox). Delivery happens after the commit, so a Slack failure
+never undoes or half-does a change: the message is retried until it lands.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from bot import commands as c
+from bot.clock import Clock
+from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
+from bot.incidents import views
+from bot.incidents.declare import DeclareFlow
+from bot.incidents.outbox import Outbox
+from bot.mrkdwn import channel_link
+from bot.runbooks import Runbooks
+from storage import incidents as store
+from storage.db import Database
+from storage.models import Incident
+from storage.outbox import enqueue
+
+log = logging.getLogger(__name__)
+
+# A change applied inside the transaction: returns the requester's reply.
+Change = Callable[[Session, Incident, datetime], str]
+
+
+@dataclass(frozen=True)
+class Request:
+    """Who asked, where, and the key that makes a redelivery harmless."""
+
+    actor: str
+    channel_id: str
+    key: str
+
+
+class IncidentService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        runbooks: Runbooks,
+        clock: Clock,
+        outbox: Outbox,
+        declare_flow: DeclareFlow,
+        announce_channel: str,
+    ) -> None:
+        self._db = db
+        self._runbooks = runbooks
+        self._clock = clock
+        self._outbox = outbox
+        self._declare_flow = declare_flow
+        self._announce_channel = announce_channel
+
+    # Anywhere ---------------------------------------------------------------
+
+    async def declare(self, command: c.Declare, request: Request) -> str:
+        """Record the incident, then run the declare saga; a redelivery resumes it."""
+        incident_id = await self._db.run(self._record_declaration, command, request)
+        result = await self._declare_flow.resume(incident_id)
+        incident = result.incident
+        link = channel_link(incident.channel_id, incident.channel_name)
+        if result.error:
+            return (
+                f":warning: Incident #{incident.id} is recorded, but Slack failed while "
+                f"{result.error}. Firebreak keeps retrying; nothing will be created twice."
+            )
+        if result.busy:
+            return f"Incident #{incident.id} is being set up: {link}."
+        return f"Declared *{incident.severity}* incident {link}."
+
+    def _record_declaration(self, session: Session, command: c.Declare, request: Request) -> int:
+        existing = store.find_by_request(session, request.key)
+        if existing is not None:
+            return existing.id
+        now = self._clock.now()
+        incident = store.add_incident(
+            session,
+            request_key=request.key,
+            title=command.title,
+            description=command.description,
+            severity=command.severity,
+            declared_by=request.actor,
+            at=now,
+            origin_channel_id=request.channel_id,
+        )
+        if incident is None:  # the same request, committed by a concurrent delivery
+            existing = store.find_by_request(session, request.key)
+            assert existing is not None
+            return existing.id
+        severity = self._runbooks.severities.levels[command.severity]
+        items = self._runbooks.severities.checklist_for(severity)
+        store.add_checklist_items(session, incident, ((i.key, i.phase, i.text) for i in items))
+        store.append_event(
+            session,
+            incident,
+            "declared",
+            request.actor,
+            now,
+            title=command.title,
+            severity=command.severity,
+            description=command.description,
+        )
+        if command.commander:
+            store.set_role(session, incident, "commander", command.commander, request.actor, now)
+            store.append_event(
+                session,
+                incident,
+                "role",
+                request.actor,
+                now,
+                role="commander",
+                user=command.commander,
+            )
+        return incident.id
+
+    async def list_open(self) -> str:
+        incidents = await self._db.run(store.open_incidents)
+        return views.incident_list(incidents, self._runbooks, self._clock.now())
+
+    async def resume_unfinished(self) -> None:
+        """Finish declare sagas and deliver queued messages (start-up and periodic sweep)."""
+        for incident_id in await self._db.run(store.unfinished_setups):
+            await self._declare_flow.resume(incident_id)
+        await self._outbox.deliver()
+
+    # In an incident channel -------------------------------------------------
+
+    async def set_severity(self, command: c.SetSeverity, request: Request) -> str:
+        new = self._runbooks.severities.levels[command.severity]
+
+        def change(session: Session, incident: Incident, now: datetime) -> str:
+            old = self._runbooks.severities.levels[incident.severity]
+            if old.level == new.level:
+                return f"The severity is already {new.level}."
+            incident.severity = new.level
+            items = self._runbooks.severities.checklist_for(new)
+            added = store.add_checklist_items(
+                session, incident, ((i.key, i.phase, i.text) for i in items)
+            )
+            store.append_event(
+                session,
+                incident,
+                "severity",
+                request.actor,
+                now,
+                old=old.level,
+                new=new.level,
+                added_items=added,
+            )
+            self._post(
+                session,
+                incident,
+                now,
+                request.actor,
+                "severity_changed.j2",
+                old=old.level,
+                new=new,
+                added=added,
+            )
+            if added:
+                enqueue(session, incident.id, "checklist", now)
+            if new.escalate and new.rank < old.rank:
+                self._broadcast(
+                    session, incident, now, request.actor, "escalated.j2", old=old.level
+                )
+            enqueue(session, incident.id, "topic", now)
+            return ""
+
+        return await self._change(request, change)
+
+    async def set_status(self, command: c.SetStatus, request: Request) -> str:
+        if command.status == "resolved":
+            return await self.resolve(c.Resolve(), request)
+
+        def change(session: Session, incident: Incident, now: datetime) -> str:
+            old = incident.status
+            if old == command.status:
+                return f"The status is already {old}."
+            incident.status = command.status
+            if old == "resolved":
+                incident.resolved_at = None
+            store.append_event(
+                session, incident, "status", request.actor, now, old=old, new=command.status
+            )
+            self._post(
+                session,
+                incident,
+                now,
+                request.actor,
+                "status_changed.j2",
+                old=old,
+                new=command.status,
+            )
+            enqueue(session, incident.id, "topic", now)
+            return ""
+
+        return await self._change(request, change)
+
+    async def post_update(self, command: c.PostUpdate, request: Request) -> str:
+        def change(session: Session, incident: Incident, now: datetime) -> str:
+            store.append_event(session, incident, "update", request.actor, now, text=command.text)
+            self._post(
+                session,
+                incident,
+                now,
+                request.actor,
+                "update.j2",
+                text=command.text,
+                broadcast=False,
+            )
+            self._broadcast(
+                session,
+                incident,
+                now,
+                request.actor,
+                "update.j2",
+                text=command.text,
+                broadcast=True,
+            )
+            return ""
+
+        return await self._change(request, change)
+
+    async def assign_role(self, command: c.AssignRole, request: Request) -> str:
+        def change(session: Session, incident: Incident, now: datetime) -> str:
+            if incident.role(command.role) == command.user_id:
+                return f"<@{command.user_id}> is already the {command.role}."
+            previous = store.set_role(
+                session, incident, command.role, command.user_id, request.actor, now
+            )
+            store.append_event(
+                session,
+                incident,
+                "role",
+                request.actor,
+                now,
+                role=command.role,
+                user=command.user_id,
+                previous=previous,
+            )
+            enqueue(session, incident.id, "invite", now, text=command.user_id)
+            self._post(
+                session,
+                incident,
+                now,
+                request.actor,
+                "role_assigned.j2",
+                role=command.role,
+                user=command.user_id,
+                previous=previous,
+            )
+            if command.role == "commander":
+                enqueue(session, incident.id, "topic", now)
+            return ""
+
+        return await self._change(request, change)
+
+    async def add_note(self, command: c.AddNote, request: Request) -> str:
+        def change(session: Session, incident: Incident, now: datetime) -> str:
+            store.append_event(session, incident, "note", request.actor, now, text=command.text)
+            self._post(session, incident, now, request.actor, "note.j2", text=command.text)
+            return ""
+
+        return await self._change(request, change)
+
+    async def resolve(self, command: c.Resolve, request: Request) -> str:
+        def change(session: Session, incident: Incident, now: datetime) -> str:
+            if incident.status == "resolved" and incident.resolved_at:
+                when = f"{incident.resolved_at:%Y-%m-%d %H:%M} UTC"
+                return f"This incident was already resolved at {when}."
+            old = incident.status
+            incident.status = "resolved"
+            incident.resolved_at = now
+            incident.resolution_summary = command.summary or incident.resolution_summary
+            store.append_event(
+                session, incident, "resolved", request.actor, now, summary=command.summary, old=old
+            )
+            duration = now - incident.declared_at
+            self._post(
+                session,
+                incident,
+                now,
+                request.actor,
+                "resolved.j2",
+                duration=duration,
+                broadcast=False,
+            )
+            self._broadcast(
+                session,
+                incident,
+                now,
+                request.actor,
+                "resolved.j2",
+                duration=duration,
+                broadcast=True,
+            )
+            enqueue(session, incident.id, "topic", now)
+            return ""
+
+        return await self._change(request, change)
+
+    async def toggle_checklist(self, request: Request, shown: list[str], selected: set[str]) -> str:
+        """Save one checkboxes element: its `shown` keys, of which `selected` are ticked."""
+
+        def change(session: Session, incident: Incident, now: datetime) -> str:
+            changed = 0
+            for item in incident.checklist:
+                if item.key not in shown or item.checked == (item.key in selected):
+                    continue
+                item.checked = item.key in selected
+                item.checked_by = request.actor if item.checked else None
+                item.checked_at = now if item.checked else None
+                kind = "checklist_checked" if item.checked else "checklist_unchecked"
+                store.append_event(
+                    session,
+                    incident,
+                    kind,
+                    request.actor,
+                    now,
+                    key=item.key,
+                    text=item.text,
+                    phase=item.phase,
+                )
+                changed += 1
+            enqueue(session, incident.id, "checklist", now)  # also undoes a stale client view
+            return ""
+
+        return await self._change(request, change)
+
+    # Plumbing -----------------------------------------------------------------
+
+    async def _change(self, request: Request, change: Change) -> str:
+        """Apply `change` to the channel's incident once per request key, then deliver."""
+
+        def work(session: Session) -> tuple[int, str, bool]:
+            incident = store.by_channel(session, request.channel_id, for_update=True)
+            if incident is None:
+                raise UserError(NOT_AN_INCIDENT_CHANNEL)
+            if not store.claim_request(session, request.key, self._clock.now()):
+                return incident.id, "", incident.setup_complete
+            return (
+                incident.id,
+                change(session, incident, self._clock.now()),
+                incident.setup_complete,
+            )
+
+        incident_id, reply, set_up = await self._db.run(work)
+        if not set_up:
+            await self._declare_flow.resume(incident_id)
+        report = await self._outbox.deliver(incident_id)
+        if report.errors:
+            codes = ", ".join(sorted(set(report.errors)))
+            reply = (reply + "\n" if reply else "") + (
+                f":warning: Saved, but Slack did not take the message yet (`{codes}`). "
+                "Firebreak will retry it."
+            )
+        return reply
+
+    def _post(
+        self,
+        session: Session,
+        incident: Incident,
+        now: datetime,
+        actor: str,
+        template: str,
+        **context: object,
+    ) -> None:
+        """Queue a message for the incident channel."""
+        text = self._runbooks.templates.render(template, incident=incident, actor=actor, **context)
+        enqueue(session, incident.id, "post", now, channel=str(incident.channel_id), text=text)
+
+    def _broadcast(
+        self,
+        session: Session,
+        incident: Incident,
+        now: datetime,
+        actor: str,
+        template: str,
+        **context: object,
+    ) -> None:
+        """Queue a message for the broadcast channel."""
+        text = self._runbooks.templates.render(template, incident=incident, actor=actor, **context)
+        enqueue(session, incident.id, "post", now, channel=self._announce_channel, text=text)

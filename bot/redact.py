@@ -1,0 +1,110 @@
+"""Masking of secrets in text that leaves the bot (Slack messages, logs, the audit trail).
+
+Executors show what production systems return: logs, HTTP bodies, query text, error
+messages. Any of it can carry a credential, so everything passes through `redact`
+first. The patterns err on the side of masking: a false positive costs a `***` in a
+message, a false negative leaks a secret into a channel's history.
+
+`mask_sql_literals` serves a different purpose: query text from `pg_stat_activity`
+contains customer data in its literals, which has no place in an incident channel.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+
+# Words that make a key's value a secret: `DB_PASSWORD`, `client_secret`, `apiKey`,
+# `X-Auth-Token`, `aws_secret_access_key` all contain one of them.
+_SECRET_WORDS = (
+    r"passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
+    r"|credentials?|auth[_-]?key"
+)
+
+_PEM = re.compile(
+    r"(-----BEGIN (?P<label>[A-Z0-9 ]*PRIVATE KEY)-----)"
+    r".*?"
+    r"(?:-----END (?P=label)-----|\Z)",
+    re.DOTALL,
+)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+# The credential after `Authorization:` whatever its scheme, and a bare `Bearer <token>`
+# as it appears in curl commands and client logs.
+_AUTHORIZATION = re.compile(
+    r"(?i)(?P<head>\bauthorization[\"']?[ \t]*[:=][ \t]*[\"']?"
+    r"(?:(?:bearer|basic|token|digest|negotiate)[ \t]+)?)(?P<cred>[^\s\"',]+)"
+)
+_BEARER = re.compile(r"(?i)(?P<head>\bbearer\s+)(?P<cred>[A-Za-z0-9._~+/=-]{8,})")
+_SLACK = re.compile(r"\b(?P<prefix>xox[abprs]-|xapp-)[A-Za-z0-9-]+")
+_AWS_KEY = re.compile(r"\b(?P<prefix>AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{16}\b")
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)(?P<password>[^\s@/]+)(?P<at>@)"
+)
+# `key=value`, `key: value`, `"key": "value"`, `key='value'`; the key may be quoted
+# and the value runs to the closing quote, or to whitespace / a delimiter when bare.
+_KEY_VALUE = re.compile(
+    r"(?i)(?P<key>[\"']?[\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*[\"']?)"
+    r"(?P<sep>[ \t]*[:=][ \t]*)"
+    r"(?P<value>\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\s,;&\"'}\]]+)"
+)
+
+
+def _mask_key_value(match: re.Match[str]) -> str:
+    value = match["value"]
+    if value == MASK or value.strip("\"'") == MASK:
+        return match[0]
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{match['key']}{match['sep']}{quote}{MASK}{quote}"
+
+
+def redact(text: str) -> str:
+    """Return `text` with every recognised secret replaced by `***`.
+
+    Covered: PEM private key blocks (also when truncated), JWTs, `Authorization`
+    credentials (Bearer/Basic/Token/Digest), Slack tokens, AWS access key ids,
+    passwords in URLs, and secret-looking keys in env, JSON, YAML and query strings.
+    """
+    text = _PEM.sub(lambda m: f"{m[1]}{MASK}-----END {m['label']}-----", text)
+    text = _JWT.sub(MASK, text)
+    text = _AUTHORIZATION.sub(lambda m: m["head"] + MASK, text)
+    text = _BEARER.sub(lambda m: m["head"] + MASK, text)
+    text = _SLACK.sub(lambda m: m["prefix"] + MASK, text)
+    text = _AWS_KEY.sub(lambda m: m["prefix"] + MASK, text)
+    text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK + m["at"], text)
+    return _KEY_VALUE.sub(_mask_key_value, text)
+
+
+_SQL_TOKEN = re.compile(
+    r"""
+      (?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))
+    | (?P<quoted_ident>"(?:[^"]|"")*(?:"|\Z))
+    | (?P<escape_string>[eE]'(?:[^'\\]|''|\\.)*(?:'|\Z))
+    | (?P<string>'(?:[^']|'')*(?:'|\Z))
+    | (?P<dollar>\$(?P<tag>[A-Za-z_][A-Za-z0-9_]*)?\$.*?(?:\$(?P=tag)?\$|\Z))
+    | (?P<param>\$\d+)
+    | (?P<ident>[A-Za-z_][A-Za-z0-9_$]*)
+    | (?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def _mask_sql_token(match: re.Match[str]) -> str:
+    kind = match.lastgroup
+    if kind in ("escape_string", "string", "dollar"):
+        return "'?'"
+    if kind == "number":
+        return "?"
+    return match[0]
+
+
+def mask_sql_literals(sql: str) -> str:
+    """Replace SQL string literals with `'?'` and numbers with `?`, keeping identifiers,
+    quoted identifiers, `$1` parameters and comments as they are.
+
+    A tokenizer rather than one regex per literal kind, so `t1`, `"col 2"` and
+    `'it''s'` are each read as one token; unterminated literals (query text that
+    Postgres cut short) are masked to the end.
+    """
+    return _SQL_TOKEN.sub(_mask_sql_token, sql)

@@ -1,0 +1,113 @@
+"""The app factory: Bolt app, aiohttp server and services, wired explicitly."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+from bot.clock import Clock, SystemClock
+from bot.config import Settings
+from bot.runbooks import Runbooks, load_runbooks
+from bot.services import Services, build_services
+from handlers import commands, interactions
+from handlers.background import BackgroundWork
+from handlers.slack_gateway import SlackGateway, make_client
+from storage.db import Database, make_engine
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 10
+
+
+@dataclass
+class Firebreak:
+    """Everything `serve`, the shell and the tests need to drive the bot."""
+
+    bolt: AsyncApp
+    web: web.Application
+    services: Services
+    background: BackgroundWork
+    scheduler: AsyncIOScheduler
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    runbooks: Runbooks | None = None,
+    replica_id: str | None = None,
+) -> Firebreak:
+    runbooks = runbooks or load_runbooks(settings.runbooks_dir)
+    client = make_client(settings.slack_bot_token, settings.slack_api_url)
+    services = build_services(
+        db=Database(make_engine(settings.database_url)),
+        chat=SlackGateway(client),
+        runbooks=runbooks,
+        clock=clock or SystemClock(),
+        replica_id=replica_id or uuid.uuid4().hex[:12],
+        announce_channel=settings.announce_channel,
+    )
+    # process_before_response: Bolt answers as soon as the listener returns
+    # (our listeners ack and hand slow work to BackgroundWork) instead of
+    # polling for the ack every 10 ms.
+    bolt = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret,
+        process_before_response=True,
+        token_verification_enabled=False,
+    )
+    background = BackgroundWork()
+    commands.register(bolt, services, background)
+    interactions.register(bolt, services, background)
+
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        services.incidents.resume_unfinished,
+        "interval",
+        seconds=SWEEP_SECONDS,
+        id="sweep",
+        max_instances=1,
+        coalesce=True,
+    )
+    app = Firebreak(bolt, _web_app(bolt, services), services, background, scheduler)
+    app.web.on_startup.append(lambda _: _start(app))
+    app.web.on_cleanup.append(lambda _: _stop(app))
+    return app
+
+
+def _web_app(bolt: AsyncApp, services: Services) -> web.Application:
+    async def slack_events(request: web.Request) -> web.Response:
+        bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if not await services.db.ping():
+            return web.json_response({"ok": False, "database": "unreachable"}, status=503)
+        return web.json_response({"ok": True, "database": "ok", "runbooks": "loaded"})
+
+    application = web.Application()
+    application.router.add_post("/slack/events", slack_events)
+    application.router.add_get("/healthz", healthz)
+    application.router.add_get("/readyz", readyz)
+    return application
+
+
+async def _start(app: Firebreak) -> None:
+    app.scheduler.start()
+    # Finish whatever a previous run left half-done, without delaying start-up.
+    app.background.spawn(app.services.incidents.resume_unfinished())
+
+
+async def _stop(app: Firebreak) -> None:
+    app.scheduler.shutdown(wait=False)
+    await app.background.drain()
+    app.services.db.dispose()

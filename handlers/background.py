@@ -1,0 +1,59 @@
+"""Work done after the ack, tracked so no exception disappears silently."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from handlers.replies import failure_text
+
+log = logging.getLogger(__name__)
+
+OnError = Callable[[BaseException], Awaitable[None]]
+Reply = Callable[[str], Awaitable[object]]
+
+
+class BackgroundWork:
+    """Runs coroutines as tasks; logs and reports their failures; can be drained.
+
+    Slack wants an answer within 3 seconds, so listeners ack and hand the slow
+    part here. Tests and shutdown call `drain()` to wait for it.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any], on_error: OnError | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._guard(work, on_error))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guard(self, work: Coroutine[Any, Any, Any], on_error: OnError | None) -> None:
+        try:
+            await work
+        except Exception as exc:
+            log.exception("background work failed")
+            if on_error is not None:
+                try:
+                    await on_error(exc)
+                except Exception:
+                    log.exception("could not report a background failure to the user")
+
+    def answer(self, work: Coroutine[Any, Any, str], reply: Reply) -> None:
+        """Run `work` and send what it returns, or what went wrong, through `reply`."""
+
+        async def work_then_reply() -> None:
+            text = await work
+            if text:
+                await reply(text)
+
+        async def report(exc: BaseException) -> None:
+            await reply(failure_text(exc))
+
+        self.spawn(work_then_reply(), report)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

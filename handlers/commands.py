@@ -1,0 +1,92 @@
+"""The `/incident` slash command: parse, ack within 3 seconds, then do the work."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from bot import commands as c
+from bot.incidents.forms import declare_form
+from bot.incidents.rules import ROLES, STATUSES
+from bot.incidents.service import Request
+from bot.services import Services
+from handlers.background import BackgroundWork
+
+
+def help_text(services: Services) -> str:
+    return services.runbooks.templates.render(
+        "help.j2",
+        severity_names=services.runbooks.severities.names(),
+        statuses=STATUSES,
+        roles=ROLES,
+    )
+
+
+def register(app: AsyncApp, services: Services, background: BackgroundWork) -> None:
+    incidents = services.incidents
+
+    @app.command("/incident")
+    async def incident_command(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        try:
+            parsed = c.parse(command.get("text", ""), services.runbooks.severities)
+        except c.CommandError as exc:
+            text = f"{exc}\n\n{help_text(services)}" if exc.show_help else str(exc)
+            await ack(text=text)
+            return
+        if isinstance(parsed, c.Help):
+            await ack(text=help_text(services))
+            return
+
+        request = Request(
+            actor=command["user_id"],
+            channel_id=command["channel_id"],
+            key=f"command:{command.get('trigger_id') or command.get('response_url')}",
+        )
+
+        async def reply(text: str) -> None:
+            await respond(text=text, response_type="ephemeral")
+
+        if isinstance(parsed, c.OpenDeclareForm):
+            await ack()
+            # trigger_id expires 3 s after the click: open the modal before anything slow.
+            view = declare_form(services.runbooks.severities, parsed.severity, request.channel_id)
+            background.answer(
+                _nothing_after(services.chat.open_view(command["trigger_id"], view)), reply
+            )
+            return
+        if isinstance(parsed, c.Declare):
+            await ack(text=f"Declaring *{parsed.severity}* incident… :hourglass_flowing_sand:")
+            background.answer(incidents.declare(parsed, request), reply)
+            return
+        await ack()
+        if isinstance(parsed, c.ListIncidents):
+            background.answer(incidents.list_open(), reply)
+        else:
+            background.answer(_dispatch(services, parsed, request), reply)
+
+
+async def _dispatch(services: Services, command: c.Command, request: Request) -> str:
+    incidents = services.incidents
+    match command:
+        case c.SetSeverity():
+            return await incidents.set_severity(command, request)
+        case c.SetStatus():
+            return await incidents.set_status(command, request)
+        case c.PostUpdate():
+            return await incidents.post_update(command, request)
+        case c.AssignRole():
+            return await incidents.assign_role(command, request)
+        case c.AddNote():
+            return await incidents.add_note(command, request)
+        case c.Resolve():
+            return await incidents.resolve(command, request)
+    raise AssertionError(f"unhandled command {command!r}")
+
+
+async def _nothing_after(work: Awaitable[None]) -> str:
+    await work
+    return ""

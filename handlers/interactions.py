@@ -1,0 +1,78 @@
+"""Block actions (checklist boxes) and view submissions (the declare modal)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot.incidents.forms import DECLARE_CALLBACK, parse_declare_form
+from bot.incidents.service import Request
+from bot.incidents.views import CHECKLIST_ACTION_PREFIX
+from bot.services import Services
+from handlers.background import BackgroundWork
+
+
+def register(app: AsyncApp, services: Services, background: BackgroundWork) -> None:
+    incidents = services.incidents
+
+    @app.action({"type": "block_actions", "action_id": _starts_with(CHECKLIST_ACTION_PREFIX)})
+    async def checklist_toggled(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        await ack()
+        user = body["user"]["id"]
+        channel = body["channel"]["id"]
+        message = body.get("message") or {}
+        block = next(
+            (b for b in message.get("blocks", []) if b.get("block_id") == action.get("block_id")),
+            {},
+        )
+        shown = [
+            o["value"]
+            for e in block.get("elements", [])
+            for o in e.get("options", [])
+            if "value" in o
+        ]
+        selected = {o.get("value") for o in action.get("selected_options") or []}
+        request = Request(
+            actor=user, channel_id=channel, key=f"action:{action.get('action_ts')}:{user}"
+        )
+
+        async def tell(text: str) -> None:
+            await services.chat.post_ephemeral(channel, user, text)
+
+        background.answer(
+            incidents.toggle_checklist(request, shown, {s for s in selected if s}), tell
+        )
+
+    @app.view(DECLARE_CALLBACK)
+    async def declare_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values = view.get("state", {}).get("values", {})
+        command, errors = parse_declare_form(values, services.runbooks.severities)
+        if command is None:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        user = body["user"]["id"]
+        channel = _origin_channel(view)
+        request = Request(actor=user, channel_id=channel, key=f"view:{view['id']}")
+
+        async def tell(text: str) -> None:
+            if channel:
+                await services.chat.post_ephemeral(channel, user, text)
+
+        background.answer(incidents.declare(command, request), tell)
+
+
+def _starts_with(prefix: str) -> re.Pattern[str]:
+    return re.compile("^" + re.escape(prefix))
+
+
+def _origin_channel(view: dict[str, Any]) -> str:
+    try:
+        return str(json.loads(view.get("private_metadata") or "{}").get("channel", ""))
+    except (ValueError, AttributeError):
+        return ""

@@ -1,0 +1,106 @@
+"""Engine, sessions, and running synchronous database work off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached; the user should try again."""
+
+
+def normalise_url(url: str) -> str:
+    """Accept `postgres://` and `postgresql://` as psycopg 3 URLs.
+
+    SQLAlchemy would otherwise pick psycopg2, which we do not ship.
+    """
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=10,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run during a write; the busy timeout makes concurrent
+    # writers (threads, or a second process) wait instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Database:
+    """The one way services touch the database.
+
+    Services are async but SQLAlchemy sessions here are synchronous, so each
+    unit of work runs in a worker thread (`run`) and never blocks the loop.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits on success and rolls back on error."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except (OperationalError, DBAPIError) as exc:
+            if exc.connection_invalidated or isinstance(exc, OperationalError):
+                raise DatabaseUnavailable(str(exc.orig).splitlines()[0]) from exc
+            raise
+
+    async def run(self, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run `work(session, *args, **kwargs)` in one transaction, off the loop."""
+
+        def in_thread() -> T:
+            with self.transaction() as session:
+                return work(session, *args, **kwargs)
+
+        return await asyncio.to_thread(in_thread)
+
+    async def ping(self, timeout: float = 3.0) -> bool:
+        def probe() -> None:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        try:
+            await asyncio.wait_for(asyncio.to_thread(probe), timeout)
+        except Exception:
+            return False
+        return True
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,188 @@
+"""Queries on incidents, roles, checklist items, events and idempotency keys.
+
+Plain functions that take the session as their first argument; the caller
+owns the transaction (see `storage.db.Database.run`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.models import ChecklistItem, Event, HandledRequest, Incident, Role
+
+
+def claim_request(session: Session, key: str, at: datetime) -> bool:
+    """Record a request's idempotency key; False if it was already handled."""
+    try:
+        with session.begin_nested():
+            session.add(HandledRequest(key=key, at=at))
+    except IntegrityError:
+        return False
+    return True
+
+
+def find_by_request(session: Session, key: str) -> Incident | None:
+    return session.scalar(select(Incident).where(Incident.request_key == key))
+
+
+def get(session: Session, incident_id: int, *, for_update: bool = False) -> Incident | None:
+    query = select(Incident).where(Incident.id == incident_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def by_channel(session: Session, channel_id: str, *, for_update: bool = False) -> Incident | None:
+    query = select(Incident).where(Incident.channel_id == channel_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def open_incidents(session: Session) -> list[Incident]:
+    query = select(Incident).where(Incident.status != "resolved").order_by(Incident.declared_at)
+    return list(session.scalars(query))
+
+
+def unfinished_setups(session: Session) -> list[int]:
+    """Incidents whose declare saga has a step left to do."""
+    query = select(Incident.id).where(
+        or_(
+            Incident.channel_id.is_(None),
+            Incident.invited.is_(False),
+            Incident.checklist_ts.is_(None),
+            Incident.checklist_ts == "pending",
+            Incident.checklist_pinned.is_(False),
+        )
+    )
+    return list(session.scalars(query))
+
+
+def add_incident(
+    session: Session,
+    *,
+    request_key: str,
+    title: str,
+    description: str,
+    severity: str,
+    declared_by: str,
+    at: datetime,
+    origin_channel_id: str | None,
+) -> Incident | None:
+    """Insert a new incident; None if this request key already declared one."""
+    incident = Incident(
+        request_key=request_key,
+        title=title,
+        description=description,
+        severity=severity,
+        status="investigating",
+        declared_by=declared_by,
+        declared_at=at,
+        origin_channel_id=origin_channel_id,
+        invited=False,
+        checklist_pinned=False,
+    )
+    try:
+        with session.begin_nested():
+            session.add(incident)
+    except IntegrityError:
+        return None
+    return incident
+
+
+def append_event(
+    session: Session,
+    incident: Incident,
+    type_: str,
+    actor: str,
+    at: datetime,
+    **payload: Any,
+) -> Event:
+    event = Event(incident_id=incident.id, type=type_, actor=actor, at=at, payload=payload)
+    session.add(event)
+    return event
+
+
+def events(session: Session, incident_id: int) -> list[Event]:
+    query = select(Event).where(Event.incident_id == incident_id).order_by(Event.at, Event.id)
+    return list(session.scalars(query))
+
+
+def set_role(
+    session: Session, incident: Incident, role: str, user_id: str, by: str, at: datetime
+) -> str | None:
+    """Assign a role and return the previous holder."""
+    current = next((r for r in incident.roles if r.role == role), None)
+    if current is None:
+        incident.roles.append(
+            Role(role=role, user_id=user_id, assigned_by=by, assigned_at=at, incident=incident)
+        )
+        return None
+    previous = current.user_id
+    current.user_id, current.assigned_by, current.assigned_at = user_id, by, at
+    return previous
+
+
+def add_checklist_items(
+    session: Session, incident: Incident, specs: Iterable[tuple[str, str, str]]
+) -> int:
+    """Add (key, phase, text) items the incident does not have yet; return how many."""
+    have = {item.key for item in incident.checklist}
+    position = max((item.position for item in incident.checklist), default=-1)
+    added = 0
+    for key, phase, text in specs:
+        if key in have:
+            continue
+        position += 1
+        added += 1
+        incident.checklist.append(
+            ChecklistItem(key=key, phase=phase, text=text, position=position, incident=incident)
+        )
+    return added
+
+
+def claim_channel_name(session: Session, incident: Incident, name: str) -> bool:
+    """Reserve a channel name for this incident; False if another incident holds it."""
+    try:
+        with session.begin_nested():
+            incident.channel_name = name
+            session.flush()
+    except IntegrityError:
+        session.refresh(incident)
+        return False
+    return True
+
+
+def acquire_lease(
+    session: Session, incident_id: int, owner: str, now: datetime, ttl: timedelta
+) -> bool:
+    """Hold the incident's saga lease (one replica, one task at a time)."""
+    result = session.execute(
+        update(Incident)
+        .where(
+            Incident.id == incident_id,
+            or_(
+                Incident.lease_until.is_(None),
+                Incident.lease_until < now,
+                Incident.lease_owner == owner,
+            ),
+        )
+        .values(lease_owner=owner, lease_until=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release_lease(session: Session, incident_id: int, owner: str) -> None:
+    session.execute(
+        update(Incident)
+        .where(Incident.id == incident_id, Incident.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )

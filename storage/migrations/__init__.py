@@ -1,0 +1,1 @@
+"""Alembic migrations, run by `firebreak db upgrade` and at `serve` start-up."""

@@ -1,0 +1,167 @@
+"""The tables. The event log is the source of truth; `Incident` is a projection of it.
+
+Every change to an incident appends an `Event` in the same transaction that
+updates the projection, so the timeline, metrics and audit trail are reads of
+`events` and never of `updated_at`-style columns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from storage.types import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Idempotency key of the request that declared it (trigger_id or view id):
+    # a duplicate delivery hits the unique constraint instead of declaring twice.
+    request_key: Mapped[str] = mapped_column(String(255), unique=True)
+    title: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(32), default="investigating")
+    declared_by: Mapped[str] = mapped_column(String(32))
+    declared_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    origin_channel_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    resolution_summary: Mapped[str | None] = mapped_column(Text, default=None)
+
+    # Declare-saga progress. Each Slack step is recorded as it completes so
+    # `resume` finishes what is missing and never repeats what is done.
+    # The channel name is claimed here (unique) *before* conversations.create,
+    # so two incidents never race for one name and a crash after create can
+    # adopt the channel instead of making a second one.
+    channel_name: Mapped[str | None] = mapped_column(String(80), unique=True, default=None)
+    channel_id: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)
+    invited: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The topic last set in Slack, so an unchanged topic is not set again.
+    topic: Mapped[str | None] = mapped_column(String(250), default=None)
+    checklist_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    checklist_pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    setup_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Lease on the saga, so one replica (and one task) resumes an incident at a time.
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    roles: Mapped[list[Role]] = relationship(back_populates="incident", lazy="selectin")
+    checklist: Mapped[list[ChecklistItem]] = relationship(
+        back_populates="incident", lazy="selectin", order_by="ChecklistItem.position"
+    )
+
+    @property
+    def setup_complete(self) -> bool:
+        return bool(
+            self.channel_id
+            and self.invited
+            and self.checklist_ts
+            and self.checklist_ts != PENDING
+            and self.checklist_pinned
+        )
+
+    def role(self, name: str) -> str | None:
+        return next((r.user_id for r in self.roles if r.role == name), None)
+
+
+# Marks a post that was attempted but whose ts was never recorded (crash or
+# error in between): resume looks the message up before posting again.
+PENDING = "pending"
+
+
+class Role(Base):
+    __tablename__ = "roles"
+    __table_args__ = (UniqueConstraint("incident_id", "role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    assigned_by: Mapped[str] = mapped_column(String(32))
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    incident: Mapped[Incident] = relationship(back_populates="roles")
+
+
+class ChecklistItem(Base):
+    __tablename__ = "checklist_items"
+    __table_args__ = (UniqueConstraint("incident_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    phase: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(String(255))
+    position: Mapped[int] = mapped_column(Integer)
+    checked: Mapped[bool] = mapped_column(Boolean, default=False)
+    checked_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    incident: Mapped[Incident] = relationship(back_populates="checklist")
+
+
+class Event(Base):
+    """One append-only entry of an incident's log (timeline and audit trail)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(48))
+    actor: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class HandledRequest(Base):
+    """Idempotency keys of the Slack requests already applied.
+
+    Inserted in the same transaction as the change it guards, so a retried or
+    duplicated delivery of `/incident update …` cannot post or log twice.
+    """
+
+    __tablename__ = "handled_requests"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OutboxMessage(Base):
+    """A Slack message or refresh owed for an incident, written with the change that caused it.
+
+    The change and its outbox row commit together; delivery happens after the
+    commit and is retried with backoff until Slack accepts it, so a 429, a 5xx
+    or a crash never loses the message. `kind` is `post` (a message), `topic`
+    or `checklist` (refresh from the current state) or `invite` (text holds the
+    user ID); all but `post` are idempotent by nature.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(80), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    thread_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(255), default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
+    delivered_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

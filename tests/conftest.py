@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.runbooks import Runbooks, load_runbooks
+from runbooks import BUNDLED
+from storage.db import Database, make_engine
+from storage.migrate import upgrade
+from tests.databases import fresh_database
+
+
+@pytest.fixture(scope="session")
+def runbooks() -> Runbooks:
+    return load_runbooks(BUNDLED)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every test using this runs twice: on SQLite and on the real Postgres."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    database = Database(engine)
+    yield database
+    database.dispose()
