@@ -60,7 +60,6 @@ def create_app(
         client=client,
         signing_secret=settings.slack_signing_secret,
         process_before_response=True,
-        token_verification_enabled=False,
     )
     background = BackgroundWork()
     commands.register(bolt, services, background)

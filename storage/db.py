@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
@@ -77,8 +78,8 @@ class Database:
         try:
             with self._sessions.begin() as session:
                 yield session
-        except (OperationalError, DBAPIError) as exc:
-            if exc.connection_invalidated or isinstance(exc, OperationalError):
+        except DBAPIError as exc:
+            if exc.connection_invalidated or isinstance(exc.orig, psycopg.OperationalError):
                 raise DatabaseUnavailable(str(exc.orig).splitlines()[0]) from exc
             raise
 

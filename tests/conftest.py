@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,7 @@ from runbooks import BUNDLED
 from storage.db import Database, make_engine
 from storage.migrate import upgrade
 from tests.databases import fresh_database
+from tests.harness import Harness, running_firebreak
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +32,10 @@ def db(database_url: str) -> Iterator[Database]:
     database = Database(engine)
     yield database
     database.dispose()
+
+
+@pytest.fixture
+async def slack(database_url: str) -> AsyncIterator[Harness]:
+    """Firebreak over HTTP + the Slack emulator, on SQLite and on Postgres."""
+    async with running_firebreak(database_url) as harness:
+        yield harness

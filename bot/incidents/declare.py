@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -77,8 +78,10 @@ class DeclareFlow:
         self._announce_channel = announce_channel
 
     async def resume(self, incident_id: int) -> SetupResult:
+        # One lease holder per call: two tasks of one replica must not both run it.
+        holder = f"{self._owner}:{uuid.uuid4().hex[:8]}"
         leased = await self._db.run(
-            store.acquire_lease, incident_id, self._owner, self._clock.now(), LEASE_TTL
+            store.acquire_lease, incident_id, holder, self._clock.now(), LEASE_TTL
         )
         incident = await self._db.run(store.get, incident_id)
         assert incident is not None
@@ -105,7 +108,7 @@ class DeclareFlow:
             await self._db.run(_setup_failed, incident.id, step, exc.code, self._clock.now())
             return SetupResult(incident, error=f"{step}: `{exc.code}`")
         finally:
-            await self._db.run(store.release_lease, incident.id, self._owner)
+            await self._db.run(store.release_lease, incident.id, holder)
         incident = await self._db.run(store.get, incident_id)
         assert incident is not None
         return SetupResult(incident)

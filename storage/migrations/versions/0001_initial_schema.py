@@ -11,6 +11,7 @@ from alembic import op
 
 from storage.types import UTCDateTime
 
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -43,7 +44,6 @@ def upgrade() -> None:
         sa.Column("topic", sa.String(length=250), nullable=True),
         sa.Column("checklist_ts", sa.String(length=32), nullable=True),
         sa.Column("checklist_pinned", sa.Boolean(), nullable=False),
-        sa.Column("announced_ts", sa.String(length=32), nullable=True),
         sa.Column("setup_error", sa.Text(), nullable=True),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
         sa.Column("lease_until", UTCDateTime(), nullable=True),
@@ -82,6 +82,29 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_events_incident_id"), ["incident_id"], unique=False)
 
     op.create_table(
+        "outbox",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("incident_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("channel", sa.String(length=80), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("thread_ts", sa.String(length=32), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+        sa.Column("last_error", sa.String(length=255), nullable=True),
+        sa.Column("delivered_at", UTCDateTime(), nullable=True),
+        sa.Column("delivered_ts", sa.String(length=32), nullable=True),
+        sa.Column("claimed_by", sa.String(length=64), nullable=True),
+        sa.Column("claimed_until", UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["incident_id"], ["incidents.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_outbox_delivered_at"), ["delivered_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_outbox_incident_id"), ["incident_id"], unique=False)
+
+    op.create_table(
         "roles",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("incident_id", sa.Integer(), nullable=False),
@@ -97,6 +120,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("roles")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbox_incident_id"))
+        batch_op.drop_index(batch_op.f("ix_outbox_delivered_at"))
+
+    op.drop_table("outbox")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_events_incident_id"))
 

@@ -1,0 +1,99 @@
+"""Firebreak served over real HTTP on loopback, talking to the Slack emulator.
+
+Nothing of ours is mocked: the driver signs requests as Slack does, the Bolt
+app answers them, and the real slack_sdk client calls the emulator through
+SLACK_API_URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from bot.config import load_settings
+from emulator import AppResponse, SlackDriver, SlackEmulator, Workspace
+from emulator.models import Channel
+from handlers.app import Firebreak, create_app
+from storage.db import make_engine
+from storage.migrate import upgrade
+
+ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
+BOT_TOKEN = "xoxb-test-token"
+SIGNING_SECRET = "test-signing-secret"
+
+
+@dataclass
+class Harness:
+    emulator: SlackEmulator
+    workspace: Workspace
+    driver: SlackDriver
+    app: Firebreak
+    general: str  # channel ID of #general
+    announce: str  # channel ID of #incidents
+
+    async def command(
+        self, text: str, *, user: str = ALICE, channel: str | None = None, **kw: Any
+    ) -> AppResponse:
+        response = await self.driver.slash_command(user, channel or self.general, text, **kw)
+        await self.settle()
+        return response
+
+    async def settle(self) -> None:
+        await self.app.background.drain()
+
+    def incident_channels(self) -> list[Channel]:
+        return [c for c in self.workspace.channels.values() if c.name.startswith("incident-")]
+
+    def only_incident_channel(self) -> Channel:
+        channels = self.incident_channels()
+        assert len(channels) == 1, [c.name for c in channels]
+        return channels[0]
+
+    def ephemeral_texts(self, user: str = ALICE) -> list[str]:
+        return [str(e.get("text", "")) for e in self.workspace.ephemerals(user)]
+
+    def texts(self, channel_id: str) -> list[str]:
+        return [str(m.get("text", "")) for m in self.workspace.messages(channel_id)]
+
+
+def seeded_workspace() -> Workspace:
+    workspace = Workspace()
+    workspace.add_user(ALICE, "alice", real_name="Alice Example")
+    workspace.add_user(BOB, "bob", real_name="Bob Example")
+    workspace.add_user(CAROL, "carol", real_name="Carol Example")
+    return workspace
+
+
+@asynccontextmanager
+async def running_firebreak(database_url: str, **env: str) -> AsyncIterator[Harness]:
+    workspace = seeded_workspace()
+    general = workspace.add_channel("general", members=[ALICE, BOB, CAROL, workspace.bot_user_id])
+    announce = workspace.add_channel("incidents", members=[ALICE, BOB])
+    async with SlackEmulator(bot_token=BOT_TOKEN, workspace=workspace) as emulator:
+        settings = load_settings(
+            {
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
+                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "SLACK_API_URL": emulator.api_url,
+                "DATABASE_URL": database_url,
+                **env,
+            }
+        )
+        engine = make_engine(database_url)
+        upgrade(engine)
+        engine.dispose()
+        app = create_app(settings)
+        runner = web.AppRunner(app.web)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        driver = SlackDriver(f"http://127.0.0.1:{port}/slack/events", SIGNING_SECRET, workspace)
+        try:
+            yield Harness(emulator, workspace, driver, app, general.id, announce.id)
+        finally:
+            await runner.cleanup()
