@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
+from bot.durations import parse_duration
 from bot.errors import UserError
 from bot.incidents.rules import ROLES, STATUSES, TEXT_MAX, TITLE_MAX
 from bot.mrkdwn import escape
@@ -73,6 +75,50 @@ class Resolve:
     summary: str = ""
 
 
+@dataclass(frozen=True)
+class ShowReminders:
+    pass
+
+
+@dataclass(frozen=True)
+class Snooze:
+    duration: timedelta
+
+
+@dataclass(frozen=True)
+class RunDiagnostic:
+    """`diag` alone lists the diagnostics; otherwise run `action` on `service`."""
+
+    action: str | None = None
+    service: str | None = None
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RequestMitigation:
+    """`mitigate` alone lists the mitigations; otherwise propose `action` on `service`."""
+
+    action: str | None = None
+    service: str | None = None
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AddActionItem:
+    text: str
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class PreviewPostmortem:
+    pass
+
+
+@dataclass(frozen=True)
+class Close:
+    pass
+
+
 Command = (
     Help
     | ListIncidents
@@ -84,9 +130,14 @@ Command = (
     | AssignRole
     | AddNote
     | Resolve
+    | ShowReminders
+    | Snooze
+    | RunDiagnostic
+    | RequestMitigation
+    | AddActionItem
+    | PreviewPostmortem
+    | Close
 )
-# Commands that only make sense inside an incident channel.
-CHANNEL_COMMANDS = (SetSeverity, SetStatus, PostUpdate, AssignRole, AddNote, Resolve)
 
 
 class CommandError(UserError):
@@ -122,6 +173,20 @@ def parse(text: str, severities: SeverityTable) -> Command:
         return AssignRole(verb, _mention(rest, f"/incident {verb} @alice"))
     if verb == "resolve":
         return Resolve(_text(rest, "resolve", "", required=False))
+    if verb == "reminders":
+        return ShowReminders()
+    if verb == "snooze":
+        return Snooze(_duration(_one_word(rest, "snooze", "30m")))
+    if verb in ("diag", "diagnose"):
+        return RunDiagnostic(*_action_words(rest))
+    if verb == "mitigate":
+        return RequestMitigation(*_action_words(rest))
+    if verb == "action":
+        return _action_item(rest)
+    if verb in ("postmortem", "post-mortem"):
+        return PreviewPostmortem()
+    if verb == "close":
+        return Close()
     raise CommandError(f"Unknown subcommand `{_shown(verb)}`.", show_help=True)
 
 
@@ -175,6 +240,33 @@ def _mention(text: str, example: str) -> str:
         shown = f" (got `{_shown(text.strip())}`)" if text.strip() else ""
         raise CommandError(f"Mention one user with @, e.g. `{example}`{shown}.")
     return match.group(1)
+
+
+def _duration(word: str) -> timedelta:
+    try:
+        return parse_duration(word)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _action_words(rest: str) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """`<action> <service> [args…]` as words; the action catalog validates them."""
+    words = rest.split()
+    if len(words) > 8 or any(len(w) > 64 for w in words):
+        raise CommandError("Too many or too long arguments for a runbook action.")
+    if len(words) == 1:
+        raise CommandError(f"Name the service too, e.g. `{words[0]} checkout`.")
+    if not words:
+        return None, None, ()
+    return words[0].lower(), words[1].lower(), tuple(words[2:])
+
+
+def _action_item(rest: str) -> AddActionItem:
+    text = _text(rest, "action", "Add an alert on connection-pool saturation @bob")
+    words = text.rsplit(None, 1)
+    if len(words) == 2 and _MENTION.match(words[1]):
+        return AddActionItem(words[0], _MENTION.match(words[1]).group(1))  # type: ignore[union-attr]
+    return AddActionItem(text)
 
 
 def _one_word(rest: str, what: str, example: str) -> str:

@@ -50,6 +50,18 @@ class Incident(Base):
     checklist_ts: Mapped[str | None] = mapped_column(String(32), default=None)
     checklist_pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     setup_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Status-update reminders. The due time lives here, not only in the
+    # scheduler, so a restart rebuilds the schedule and replicas claim each
+    # nudge with a conditional UPDATE before posting it.
+    next_update_due_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), default=None, index=True
+    )
+    last_update_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_update_text: Mapped[str | None] = mapped_column(Text, default=None)
+    nudges_missed: Mapped[int] = mapped_column(Integer, default=0)
+    nudge_claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    nudge_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # Lease on the saga, so one replica (and one task) resumes an incident at a time.
     lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -165,3 +177,54 @@ class OutboxMessage(Base):
     delivered_ts: Mapped[str | None] = mapped_column(String(32), default=None)
     claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class Postmortem(Base):
+    """The compiled post-mortem of an incident and the progress of its export.
+
+    One row per incident (unique), so closing twice never exports twice; each
+    export step is recorded as it completes so a failed export resumes.
+    """
+
+    __tablename__ = "postmortems"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[str] = mapped_column(String(32), default="pending_export")
+    markdown: Mapped[str] = mapped_column(Text, default="")
+    document: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    written_path: Mapped[str | None] = mapped_column(String(512), default=None)
+    file_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    announced_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    exported_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_error: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class PendingAction(Base):
+    """A runbook mitigation waiting for confirmation, and what became of it.
+
+    The confirm button carries this row's ID; a conditional UPDATE from
+    `pending` to `confirmed` makes a click count once, across replicas.
+    """
+
+    __tablename__ = "pending_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    requested_by: Mapped[str] = mapped_column(String(32))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    decided_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    dry_run: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[str | None] = mapped_column(Text, default=None)
+    message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
