@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from dotenv import dotenv_values
 
+from bot.durations import parse_duration
 from runbooks import BUNDLED
 
 
@@ -30,6 +32,11 @@ class Settings:
     runbooks_dir: Path
     announce_channel: str
     log_format: str
+    targets_file: Path
+    postmortem_dir: Path
+    archive_on_close: bool
+    nudge_escalate_after: int
+    snooze_max: timedelta
 
     def __repr__(self) -> str:  # never print secrets, even by accident
         return f"Settings(database={self.database_url.split('@')[-1]!r}, port={self.port})"
@@ -72,6 +79,19 @@ def load_settings(
     log_format = env.get("LOG_FORMAT", "text").strip().lower()
     if log_format not in ("text", "json"):
         raise ConfigError("LOG_FORMAT must be text or json")
+    targets_file = Path(env.get("FIREBREAK_TARGETS", "") or runbooks_dir / "targets.yml")
+    escalate_after = env.get("FIREBREAK_NUDGE_ESCALATE_AFTER", "2").strip()
+    if not escalate_after.isdigit() or int(escalate_after) < 1:
+        raise ConfigError(
+            "FIREBREAK_NUDGE_ESCALATE_AFTER must be a whole number of nudges, 1 or more"
+        )
+    try:
+        snooze_max = parse_duration(env.get("FIREBREAK_SNOOZE_MAX", "2h"))
+    except ValueError as exc:
+        raise ConfigError(f"FIREBREAK_SNOOZE_MAX: {exc}") from exc
+    archive = env.get("FIREBREAK_ARCHIVE_ON_CLOSE", "false").strip().lower()
+    if archive not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError("FIREBREAK_ARCHIVE_ON_CLOSE must be true or false")
     return Settings(
         slack_bot_token=bot_token,
         slack_signing_secret=need("SLACK_SIGNING_SECRET"),
@@ -82,4 +102,9 @@ def load_settings(
         runbooks_dir=runbooks_dir,
         announce_channel=announce,
         log_format=log_format,
+        targets_file=targets_file,
+        postmortem_dir=Path(env.get("FIREBREAK_POSTMORTEM_DIR", "") or "postmortems"),
+        archive_on_close=archive in ("true", "1", "yes"),
+        nudge_escalate_after=int(escalate_after),
+        snooze_max=snooze_max,
     )

@@ -72,3 +72,18 @@ class ChatGateway(Protocol):
     async def recent_messages(self, channel: str, limit: int = 100) -> list[Message]: ...
 
     async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None: ...
+
+    async def upload_file(
+        self,
+        channel: str,
+        filename: str,
+        content: str,
+        *,
+        title: str | None = None,
+        comment: str | None = None,
+        thread_ts: str | None = None,
+    ) -> str:
+        """Upload a text file into a channel (or thread); return the file ID."""
+        ...
+
+    async def usergroup_members(self, group_id: str) -> list[str]: ...

@@ -49,6 +49,23 @@ _KEY_VALUE = re.compile(
     r"(?P<value>\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\s,;&\"'}\]]+)"
 )
 
+# Kubernetes-style env entries, where the secret-looking word is in the *name* and the
+# secret in a separate `value`: `{"name": "DB_PASSWORD", "value": "x"}` (JSON or a
+# Python repr) and `- name: DB_PASSWORD` / `  value: x` (YAML).
+_ENV_ENTRY = re.compile(
+    r"(?i)(?P<head>[\"']name[\"'][ \t]*:[ \t]*[\"'][\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*[\"']"
+    r"[ \t]*,[ \t]*[\"']value[\"'][ \t]*:[ \t]*)(?P<value>\"(?:[^\"\\]|\\.)*\"|'[^']*')"
+    r"|(?P<yhead>\bname:[ \t]*[\"']?[\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*[\"']?[ \t]*\n"
+    r"[ \t]*value:[ \t]*)(?P<yvalue>[^\n]+)"
+)
+
+
+def _mask_env_entry(match: re.Match[str]) -> str:
+    if match["head"]:
+        quote = match["value"][0]
+        return f"{match['head']}{quote}{MASK}{quote}"
+    return match["yhead"] + MASK
+
 
 def _mask_key_value(match: re.Match[str]) -> str:
     value = match["value"]
@@ -63,7 +80,8 @@ def redact(text: str) -> str:
 
     Covered: PEM private key blocks (also when truncated), JWTs, `Authorization`
     credentials (Bearer/Basic/Token/Digest), Slack tokens, AWS access key ids,
-    passwords in URLs, and secret-looking keys in env, JSON, YAML and query strings.
+    passwords in URLs, secret-looking keys in env, JSON, YAML and query strings, and
+    Kubernetes env entries whose name looks secret.
     """
     text = _PEM.sub(lambda m: f"{m[1]}{MASK}-----END {m['label']}-----", text)
     text = _JWT.sub(MASK, text)
@@ -72,6 +90,7 @@ def redact(text: str) -> str:
     text = _SLACK.sub(lambda m: m["prefix"] + MASK, text)
     text = _AWS_KEY.sub(lambda m: m["prefix"] + MASK, text)
     text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK + m["at"], text)
+    text = _ENV_ENTRY.sub(_mask_env_entry, text)
     return _KEY_VALUE.sub(_mask_key_value, text)
 
 

@@ -141,6 +141,36 @@ class SlackGateway:
     async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         await self._call("views.open", trigger_id=trigger_id, view=view)
 
+    async def upload_file(
+        self,
+        channel: str,
+        filename: str,
+        content: str,
+        *,
+        title: str | None = None,
+        comment: str | None = None,
+        thread_ts: str | None = None,
+    ) -> str:
+        # files_upload_v2: getUploadURLExternal, the upload, completeUploadExternal
+        # (files.upload itself was shut down by Slack).
+        args: dict[str, Any] = {
+            "channel": await self._resolve(channel),
+            "filename": filename,
+            "content": content,
+            "title": title or filename,
+        }
+        if comment:
+            args["initial_comment"] = comment
+        if thread_ts:
+            args["thread_ts"] = thread_ts
+        data = await self._call("files.upload_v2", **args)
+        files = data.get("files") or [data.get("file") or {}]
+        return str(files[0].get("id", ""))
+
+    async def usergroup_members(self, group_id: str) -> list[str]:
+        data = await self._call("usergroups.users.list", usergroup=group_id)
+        return [str(u) for u in data.get("users", [])]
+
     async def _resolve(self, channel: str) -> str:
         """Channel IDs pass through; a public channel name is looked up once."""
         if channel[:1] in ("C", "G", "D") and channel.upper() == channel:

@@ -1,0 +1,28 @@
+"""Executors: the code that talks to Kubernetes, Postgres and HTTP endpoints.
+
+Each executor method takes a target (from runbooks/targets.yml) plus the action's
+parameters and returns an `ExecutionResult`, or raises `ExecutorError` with a message
+fit to show the user as-is. Validation, confirmation and audit happen before this.
+"""
+
+from bot.executors.base import (
+    ExecutionResult,
+    ExecutorError,
+    HttpTarget,
+    KubernetesTarget,
+    PostgresTarget,
+)
+from bot.executors.http import HttpExecutor
+from bot.executors.kubernetes import KubernetesExecutor
+from bot.executors.postgres import PostgresExecutor
+
+__all__ = [
+    "ExecutionResult",
+    "ExecutorError",
+    "HttpExecutor",
+    "HttpTarget",
+    "KubernetesExecutor",
+    "KubernetesTarget",
+    "PostgresExecutor",
+    "PostgresTarget",
+]

@@ -1,0 +1,85 @@
+"""Types shared by the executors, and the small formatting helpers their outputs use.
+
+Every executor returns an `ExecutionResult` built by `build_result`, which runs the
+text through `bot.redact` one last time: whatever an executor forgot to mask is still
+masked before it can reach Slack, the audit log or a log line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bot.redact import redact
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What an action produced.
+
+    `ok` is False when the operation itself failed or found something unhealthy
+    (a health check answering 500); a diagnostic that merely *shows* a problem,
+    like a crash-looping pod, is still ok.
+    """
+
+    ok: bool
+    summary: str
+    output: str
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class ExecutorError(Exception):
+    """A failure the user should read as-is: unreachable, forbidden, timeout, not found,
+    bad state. The message is short, specific and free of secrets."""
+
+
+@dataclass(frozen=True)
+class KubernetesTarget:
+    namespace: str
+    deployment: str
+    selector: str
+    context: str | None = None
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    url_env: str
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    health: str | None = None
+    readiness: str | None = None
+
+
+def build_result(ok: bool, summary: str, output: str, **details: object) -> ExecutionResult:
+    """The one way executors make results, so redaction can't be skipped."""
+    return ExecutionResult(ok=ok, summary=redact(summary), output=redact(output), details=details)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Left-aligned columns two spaces apart, like kubectl and psql print them;
+    meant for a monospace block in Slack."""
+    cells = [[str(h) for h in headers], *[["" if c is None else str(c) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def format_age(seconds: float) -> str:
+    """Compact ages (`45s`, `12m`, `5h`, `3d`) the way `kubectl get` shows them."""
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 120 * 60:
+        return f"{seconds // 60}m"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut to `limit` characters with an ellipsis, so a table cell or excerpt stays short."""
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"

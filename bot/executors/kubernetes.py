@@ -1,0 +1,489 @@
+"""Kubernetes diagnostics and mitigations for a service's Deployment.
+
+The official client is synchronous, so every call runs in a worker thread with a
+per-request timeout and an overall `asyncio.wait_for`: a hung API server can't stall
+the bot. Mitigations follow kubectl's semantics (`rollout restart`, `rollout undo`,
+`scale`) so an operator reading the audit log sees operations they know, and each
+takes `dry_run`, which becomes a server-side dry run: the API server validates and
+admits the change without persisting it. Secrets are never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.utils.quantity import parse_quantity
+
+from bot.executors.base import (
+    ExecutionResult,
+    ExecutorError,
+    KubernetesTarget,
+    build_result,
+    format_age,
+    format_table,
+    truncate,
+)
+from bot.redact import redact
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+REVISION = "deployment.kubernetes.io/revision"
+HASH_LABEL = "pod-template-hash"
+DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+# Deployment annotations that `kubectl rollout undo` keeps instead of taking the RS's.
+_KEEP_ON_ROLLBACK = {
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+}
+MAX_EVENTS = 20
+LOG_LIMIT_BYTES = 512 * 1024
+DRY_RUN_NOTE = "\n(server-side dry run: nothing was changed)"
+
+# Every API call the executor makes, with its client class and the RBAC verb and
+# resource it needs; deploy/kubernetes/role.yaml grants exactly these.
+API_CALLS: dict[str, tuple[type, str, str]] = {
+    "list_namespaced_pod": (client.CoreV1Api, "list", "pods"),
+    "read_namespaced_pod_log": (client.CoreV1Api, "get", "pods/log"),
+    "list_namespaced_event": (client.CoreV1Api, "list", "events"),
+    "read_namespaced_deployment": (client.AppsV1Api, "get", "deployments"),
+    "patch_namespaced_deployment": (client.AppsV1Api, "patch", "deployments"),
+    "read_namespaced_deployment_scale": (client.AppsV1Api, "get", "deployments/scale"),
+    "patch_namespaced_deployment_scale": (client.AppsV1Api, "patch", "deployments/scale"),
+    "list_namespaced_replica_set": (client.AppsV1Api, "list", "replicasets"),
+    "list_namespaced_custom_object": (client.CustomObjectsApi, "list", "pods.metrics.k8s.io"),
+}
+
+
+def _age(when: datetime | str | None) -> str:
+    if when is None:
+        return "?"
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    return format_age((datetime.now(UTC) - when).total_seconds())
+
+
+def _revision(obj: dict[str, Any]) -> int:
+    value = (obj["metadata"].get("annotations") or {}).get(REVISION, "0")
+    return int(value) if value.isdigit() else 0
+
+
+def _images(template: dict[str, Any]) -> str:
+    return ", ".join(f"{c['name']}={c['image']}" for c in template["spec"]["containers"])
+
+
+def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
+    """The pod template minus the controller's `pod-template-hash` label: the form in
+    which a ReplicaSet's template goes back into its Deployment."""
+    template = json.loads(json.dumps(template))
+    (template.get("metadata") or {}).get("labels", {}).pop(HASH_LABEL, None)
+    return template
+
+
+def _pod_status(pod: client.V1Pod) -> str:
+    """The STATUS column of `kubectl get pods`: a container's waiting or terminated
+    reason wins over the phase, so `CrashLoopBackOff` shows instead of `Running`."""
+    if pod.metadata.deletion_timestamp:
+        return "Terminating"
+    status = pod.status.reason or pod.status.phase or "Unknown"
+    for cs in pod.status.container_statuses or []:
+        if cs.state and cs.state.waiting and cs.state.waiting.reason:
+            return cs.state.waiting.reason
+        if cs.state and cs.state.terminated:
+            status = cs.state.terminated.reason or f"ExitCode:{cs.state.terminated.exit_code}"
+    return status
+
+
+def _pod_row(pod: client.V1Pod) -> list[object]:
+    """NAME READY STATUS RESTARTS LAST-TERMINATION AGE NODE for one pod."""
+    statuses = pod.status.container_statuses or []
+    terminated = [cs.last_state.terminated for cs in statuses if cs.last_state]
+    last = ",".join(sorted({t.reason for t in terminated if t and t.reason}))
+    ready = f"{sum(cs.ready for cs in statuses)}/{len(pod.spec.containers)}"
+    restarts = sum(cs.restart_count for cs in statuses)
+    age = _age(pod.metadata.creation_timestamp)
+    return [pod.metadata.name, ready, _pod_status(pod), restarts, last, age, pod.spec.node_name]
+
+
+def _mitigation(dry_run: bool, action: str, output: str, **details: object) -> ExecutionResult:
+    """A mitigation's result: `action` is phrased as done ("scaled x from 3 to 6") and
+    becomes "dry run: would have scaled …" for a dry run."""
+    summary = f"dry run: would have {action}" if dry_run else action
+    output += DRY_RUN_NOTE if dry_run else ""
+    return build_result(True, summary, output, **details, dry_run=dry_run)
+
+
+class KubernetesExecutor:
+    """Runs allow-listed operations against one or more clusters.
+
+    `kubeconfig` is a path; without it $KUBECONFIG or ~/.kube/config is used, and
+    failing those the in-cluster service account. One ApiClient per context, created
+    on first use and kept.
+    """
+
+    def __init__(self, kubeconfig: str | None = None, timeout: float = 10.0) -> None:
+        default = Path("~/.kube/config").expanduser()
+        fallback = str(default) if default.is_file() else None
+        self._kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or fallback
+        self._timeout = timeout
+        self._clients: dict[str | None, client.ApiClient] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Release the connection pools of every cached client."""
+        with self._lock:
+            for api in self._clients.values():
+                api.close()
+            self._clients.clear()
+
+    def _api_client(self, context: str | None) -> client.ApiClient:
+        with self._lock:
+            if context not in self._clients:
+                cfg = client.Configuration()
+                if self._kubeconfig:
+                    config.load_kube_config(
+                        self._kubeconfig, context, client_configuration=cfg, persist_config=False
+                    )
+                elif context:
+                    raise ExecutorError(f"context {context!r} requested but no kubeconfig found")
+                else:
+                    config.load_incluster_config(client_configuration=cfg)
+                cfg.retries = False  # a retry would overrun the timeout the user was promised
+                self._clients[context] = client.ApiClient(cfg)
+            return self._clients[context]
+
+    async def _call(
+        self,
+        target: KubernetesTarget,
+        method: str,
+        *args: object,
+        raw: bool = False,
+        missing: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run one of `API_CALLS` in a thread and turn every failure into an
+        ExecutorError; `missing` replaces the message for a 404. `raw` returns the
+        decoded JSON instead of client models."""
+        api, verb, resource = API_CALLS[method]
+
+        def run() -> Any:
+            call = getattr(api(self._api_client(target.context)), method)
+            result = call(*args, _request_timeout=self._timeout, _preload_content=not raw, **kwargs)
+            return json.loads(result.data) if raw else result
+
+        timed_out = f"Kubernetes API unreachable (timeout after {self._timeout:g}s)"
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(run), self._timeout)
+        except ApiException as exc:
+            if exc.status == 404 and missing:
+                raise ExecutorError(missing) from None
+            raise _api_error(exc, verb, resource, target.namespace) from None
+        except (TimeoutError, urllib3.exceptions.TimeoutError):
+            raise ExecutorError(timed_out) from None
+        except urllib3.exceptions.MaxRetryError as exc:
+            if isinstance(exc.reason, urllib3.exceptions.TimeoutError):
+                raise ExecutorError(timed_out) from None
+            raise ExecutorError("Kubernetes API unreachable (connection failed)") from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise ExecutorError("Kubernetes API unreachable (connection failed)") from None
+        except ConfigException as exc:
+            raise ExecutorError(f"Kubernetes configuration error: {redact(str(exc))}") from None
+        except ValueError:  # a response the client's models reject
+            raise ExecutorError(f"unexpected answer from the Kubernetes API ({method})") from None
+
+    async def _pods(self, target: KubernetesTarget) -> list[client.V1Pod]:
+        ns, selector = target.namespace, target.selector
+        pods = await self._call(target, "list_namespaced_pod", ns, label_selector=selector)
+        return sorted(pods.items, key=lambda p: p.metadata.creation_timestamp)
+
+    # -- diagnostics ----------------------------------------------------------------------
+
+    async def pods(self, target: KubernetesTarget) -> ExecutionResult:
+        """`kubectl get pods -l <selector>`, plus why each container last terminated."""
+        rows = [_pod_row(p) for p in await self._pods(target)]
+        if not rows:
+            return build_result(True, f"no pods match {target.selector} in {target.namespace}", "")
+        statuses = Counter(str(r[2]) for r in rows)
+        restarts, oom = sum(int(r[3]) for r in rows), sum("OOMKilled" in str(r[4]) for r in rows)
+        extra = [f"{n} {what}" for n, what in ((restarts, "restarts"), (oom, "OOMKilled")) if n]
+        summary = f"{len(rows)} pods: " + ", ".join(f"{n} {s}" for s, n in statuses.most_common())
+        summary += f" ({', '.join(extra)})" if extra else ""
+        headers = ["NAME", "READY", "STATUS", "RESTARTS", "LAST TERMINATION", "AGE", "NODE"]
+        pods = [{"name": r[0], "status": r[2], "restarts": r[3]} for r in rows]
+        return build_result(True, summary, format_table(headers, rows), pods=pods)
+
+    async def logs(
+        self,
+        target: KubernetesTarget,
+        tail: int = 100,
+        previous: bool = False,
+        pod: str | None = None,
+    ) -> ExecutionResult:
+        """The last `tail` log lines of `pod` (default: the service's newest pod),
+        redacted. Only pods matching the service's selector can be read."""
+        pods, where = await self._pods(target), f"{target.selector} in {target.namespace}"
+        if pod:
+            chosen = next((p for p in pods if p.metadata.name == pod), None)
+        else:
+            chosen = pods[-1] if pods else None
+        if chosen is None:
+            raise ExecutorError(
+                f"pod {pod} is not one of {where}" if pod else f"no pods match {where}"
+            )
+        name = chosen.metadata.name
+        container = (chosen.metadata.annotations or {}).get(DEFAULT_CONTAINER)
+        container = container or chosen.spec.containers[0].name
+        text = await self._call(
+            target,
+            "read_namespaced_pod_log",
+            name,
+            target.namespace,
+            container=container,
+            tail_lines=tail,
+            previous=previous,
+            limit_bytes=LOG_LIMIT_BYTES,
+        )
+        lines = len(text.splitlines())
+        source = f"{name}/{container}" + (" (previous container)" if previous else "")
+        summary = f"last {lines} log lines of {source}" if lines else f"no log lines from {source}"
+        details = {"pod": name, "container": container, "lines": lines, "previous": previous}
+        return build_result(True, summary, redact(text), **details)
+
+    async def events(self, target: KubernetesTarget) -> ExecutionResult:
+        """Recent Warning events in the namespace, newest first."""
+        ns = target.namespace
+        found = await self._call(target, "list_namespaced_event", ns, field_selector="type=Warning")
+
+        def seen(ev: client.CoreV1Event) -> datetime:
+            return ev.last_timestamp or ev.event_time or ev.metadata.creation_timestamp
+
+        events = sorted(found.items, key=seen, reverse=True)
+        if not events:
+            return build_result(True, f"no Warning events in {ns}", "")
+        rows = [
+            [
+                _age(seen(ev)),
+                ev.reason,
+                f"{(ev.involved_object.kind or '').lower()}/{ev.involved_object.name}",
+                ev.count or 1,
+                truncate(" ".join((ev.message or "").split()), 160),
+            ]
+            for ev in events[:MAX_EVENTS]
+        ]
+        summary = f"{len(events)} Warning events in {ns}; latest: {rows[0][1]} on {rows[0][2]}"
+        output = format_table(["LAST SEEN", "REASON", "OBJECT", "COUNT", "MESSAGE"], rows)
+        return build_result(True, summary, output, count=len(events))
+
+    async def deployment(self, target: KubernetesTarget) -> ExecutionResult:
+        """Replica counts, rollout conditions, images and whether the rollout is paused."""
+        name, ns = target.deployment, target.namespace
+        dep = await self._call(target, "read_namespaced_deployment", name, ns)
+        spec, status, conditions = dep.spec, dep.status, dep.status.conditions or []
+        counts = {
+            "desired": spec.replicas or 0,
+            "ready": status.ready_replicas or 0,
+            "updated": status.updated_replicas or 0,
+            "available": status.available_replicas or 0,
+        }
+        images = [f"{c.name}={c.image}" for c in spec.template.spec.containers]
+        stuck = [c.reason for c in conditions if c.type == "Progressing" and c.status == "False"]
+        summary = f"{name}: {counts['ready']}/{counts['desired']} ready, " + ", ".join(
+            f"{counts[k]} {k}" for k in ("updated", "available")
+        )
+        summary += (", rollout paused" if spec.paused else "") + (
+            f", rollout stuck ({stuck[0]})" if stuck else ""
+        )
+        revision = (dep.metadata.annotations or {}).get(REVISION, "?")
+        rows = [
+            [c.type, c.status, c.reason, _age(c.last_update_time), truncate(c.message or "", 120)]
+            for c in conditions
+        ]
+        output = "\n".join(
+            [
+                f"deployment {name} in {ns}, revision {revision}",
+                "replicas: " + ", ".join(f"{v} {k}" for k, v in counts.items()),
+                f"paused: {'yes' if spec.paused else 'no'}",
+                f"images: {', '.join(images)}",
+                "",
+                format_table(["CONDITION", "STATUS", "REASON", "AGE", "MESSAGE"], rows),
+            ]
+        )
+        details = {**counts, "paused": bool(spec.paused), "revision": revision, "images": images}
+        return build_result(True, summary, output, **details)
+
+    async def _history(
+        self, target: KubernetesTarget
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The Deployment and the ReplicaSets it controls, oldest revision first, as raw
+        JSON so a template can be copied back verbatim, including fields newer than
+        this client's models."""
+        name, ns = target.deployment, target.namespace
+        dep = await self._call(target, "read_namespaced_deployment", name, ns, raw=True)
+        match = dep["spec"]["selector"].get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in match.items())
+        found = await self._call(
+            target, "list_namespaced_replica_set", ns, label_selector=selector, raw=True
+        )
+        uid = dep["metadata"]["uid"]
+
+        def owned(rs: dict[str, Any]) -> bool:
+            refs = rs["metadata"].get("ownerReferences") or []
+            return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
+
+        return dep, sorted(filter(owned, found["items"]), key=_revision)
+
+    async def history(self, target: KubernetesTarget) -> ExecutionResult:
+        """`kubectl rollout history` with age, readiness and images per revision."""
+        dep, owned = await self._history(target)
+        current, revisions = _revision(dep), [_revision(rs) for rs in owned]
+        rows = [
+            [
+                f"{rev}{' *' if rev == current else ''}",
+                _age(rs["metadata"].get("creationTimestamp")),
+                f"{rs['status'].get('readyReplicas', 0)}/{rs['spec'].get('replicas', 0)}",
+                _images(rs["spec"]["template"]),
+            ]
+            for rev, rs in zip(revisions, owned, strict=True)
+        ]
+        older = [r for r in revisions if r < current]
+        summary = f"{len(owned)} revisions of {target.deployment}, current {current}"
+        summary += f", previous {older[-1]}" if older else ", no earlier revision"
+        output = format_table(["REVISION", "AGE", "READY", "IMAGES"], rows) + "\n(* = current)"
+        return build_result(True, summary, output, revisions=revisions, current=current)
+
+    async def top(self, target: KubernetesTarget) -> ExecutionResult:
+        """CPU and memory per pod from metrics.k8s.io (metrics-server), busiest first."""
+        ns = target.namespace
+        # The whole metrics.k8s.io group 404s when metrics-server isn't installed.
+        absent = f"metrics-server is not available in namespace {ns}"
+        found = await self._call(
+            target,
+            "list_namespaced_custom_object",
+            "metrics.k8s.io",
+            "v1beta1",
+            ns,
+            "pods",
+            label_selector=target.selector,
+            missing=absent,
+        )
+        usage = []
+        for item in found.get("items", []):
+            cpu = sum(parse_quantity(c["usage"]["cpu"]) for c in item["containers"])
+            mem = sum(parse_quantity(c["usage"]["memory"]) for c in item["containers"])
+            usage.append((item["metadata"]["name"], int(cpu * 1000), int(mem / 2**20)))
+        if not usage:
+            return build_result(True, f"no pod metrics for {target.selector} in {ns}", "")
+        usage.sort(key=lambda u: u[1], reverse=True)
+        (top_pod, top_cpu, top_mem), total_mem = usage[0], sum(u[2] for u in usage)
+        summary = f"{len(usage)} pods use {sum(u[1] for u in usage)}m CPU and {total_mem}Mi memory"
+        summary += f"; busiest {top_pod} ({top_cpu}m, {top_mem}Mi)"
+        rows = [[pod, f"{cpu}m", f"{mem}Mi"] for pod, cpu, mem in usage]
+        pods = {pod: {"cpu_m": cpu, "memory_mi": mem} for pod, cpu, mem in usage}
+        return build_result(True, summary, format_table(["POD", "CPU", "MEMORY"], rows), pods=pods)
+
+    # -- mitigations ----------------------------------------------------------------------
+
+    async def restart(self, target: KubernetesTarget, dry_run: bool) -> ExecutionResult:
+        """`kubectl rollout restart`: stamp the pod template so every pod is replaced
+        by a rolling update. Refused while the rollout is paused, as kubectl does."""
+        name, ns = target.deployment, target.namespace
+        dep = await self._call(target, "read_namespaced_deployment", name, ns)
+        if dep.spec.paused:
+            raise ExecutorError(
+                f"can't restart paused deployment {name} (run rollout resume first)"
+            )
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+        mode = "All" if dry_run else None
+        await self._call(target, "patch_namespaced_deployment", name, ns, body, dry_run=mode)
+        action = f"restarted {name} in {ns}: its {dep.spec.replicas or 0} pods roll one by one"
+        output = f"spec.template.metadata.annotations[{RESTARTED_AT}] = {stamp}"
+        return _mitigation(dry_run, action, output, restarted_at=stamp)
+
+    async def rollback(
+        self, target: KubernetesTarget, revision: int | None, dry_run: bool
+    ) -> ExecutionResult:
+        """`kubectl rollout undo [--to-revision]`: put an older ReplicaSet's pod template
+        (minus its pod-template-hash label) back into the Deployment with a JSON patch."""
+        dep, owned = await self._history(target)
+        name, ns, current = target.deployment, target.namespace, _revision(dep)
+        if dep["spec"].get("paused"):
+            raise ExecutorError(
+                f"can't roll back paused deployment {name} (run rollout resume first)"
+            )
+        if revision is None:
+            if len(owned) < 2:
+                raise ExecutorError(f"no rollout history: {name} has no previous revision")
+            chosen = owned[-2]
+        else:
+            chosen = next((rs for rs in owned if _revision(rs) == revision), None)
+            if chosen is None:
+                have = ", ".join(str(_revision(rs)) for rs in owned) or "none"
+                raise ExecutorError(f"revision {revision} not found for {name} (have: {have})")
+        to, template = _revision(chosen), _without_hash(chosen["spec"]["template"])
+        if template == _without_hash(dep["spec"]["template"]):
+            raise ExecutorError(f"revision {to} already matches the current template of {name}")
+        kept = dep["metadata"].get("annotations") or {}
+        copied = chosen["metadata"].get("annotations") or {}
+        annotations = {k: v for k, v in kept.items() if k in _KEEP_ON_ROLLBACK} | {
+            k: v for k, v in copied.items() if k not in _KEEP_ON_ROLLBACK
+        }
+        patch = [
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "add", "path": "/metadata/annotations", "value": annotations},
+        ]
+        mode = "All" if dry_run else None
+        await self._call(target, "patch_namespaced_deployment", name, ns, patch, dry_run=mode)
+        action = f"rolled {name} back from revision {current} to {to} ({_images(template)})"
+        # Images only: a full template could carry plain-text env values.
+        output = f"revision {current} -> {to}\nimages: {_images(dep['spec']['template'])}"
+        output += f" -> {_images(template)}"
+        return _mitigation(dry_run, action, output, revision=to, from_revision=current)
+
+    async def scale(
+        self, target: KubernetesTarget, replicas: int, dry_run: bool
+    ) -> ExecutionResult:
+        """`kubectl scale` through the deployments/scale subresource."""
+        if replicas < 0:
+            raise ExecutorError("replicas must be zero or more")
+        name, ns, mode = target.deployment, target.namespace, "All" if dry_run else None
+        before = (
+            await self._call(target, "read_namespaced_deployment_scale", name, ns)
+        ).spec.replicas
+        body = {"spec": {"replicas": replicas}}
+        await self._call(target, "patch_namespaced_deployment_scale", name, ns, body, dry_run=mode)
+        action = f"scaled {name} in {ns} from {before} to {replicas} replicas"
+        output = f"spec.replicas: {before} -> {replicas}"
+        return _mitigation(dry_run, action, output, **{"from": before, "to": replicas})
+
+
+def _api_error(exc: ApiException, verb: str, resource: str, namespace: str) -> ExecutorError:
+    """An API error as one readable line; the server's own message where it has one."""
+    try:
+        message = truncate(redact(json.loads(exc.body or "{}").get("message") or ""), 300)
+    except (ValueError, AttributeError):
+        message = ""
+    if exc.status in (401, 403):
+        return ExecutorError(
+            f"forbidden: the service account may not {verb} {resource} in {namespace}"
+        )
+    if exc.status == 404:
+        return ExecutorError(f"not found: {message or f'{resource} in {namespace}'}")
+    if exc.status == 409:
+        return ExecutorError(f"conflict: {resource} changed meanwhile, try again")
+    if exc.status in (400, 422):
+        return ExecutorError(f"rejected by the API server: {message or exc.reason}")
+    return ExecutorError(f"Kubernetes API error {exc.status}: {message or exc.reason}")

@@ -1,0 +1,279 @@
+"""Postgres diagnostics (connections, long-running queries, lock waits, size) and the
+one mitigation an incident usually needs: terminating a runaway or blocking backend.
+
+Each call opens its own short connection from the URL in the target's environment
+variable. Diagnostics run in a READ ONLY transaction with a local statement timeout,
+so a diagnostic can neither change data nor pile onto a struggling server. All SQL is
+constant text with bound parameters. Query text is shown with its literals masked:
+they hold customer data. Neither the URL nor its password ever appears in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+
+from bot.executors.base import (
+    ExecutionResult,
+    ExecutorError,
+    PostgresTarget,
+    build_result,
+    format_age,
+    format_table,
+    truncate,
+)
+from bot.redact import mask_sql_literals, redact
+
+QUERY_CHARS = 200
+
+_SET_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"  # = SET LOCAL, but bindable
+
+_STATES = """
+SELECT coalesce(state, 'unknown') AS state, count(*) AS n
+FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend'
+  AND pid <> pg_backend_pid()
+GROUP BY 1 ORDER BY 2 DESC, 1
+"""
+
+# Age counts from the start of the transaction: an `idle in transaction` session that
+# holds locks is as much a problem as a slow statement.
+_LONG_RUNNING = """
+SELECT pid, usename AS "user", state, wait_event_type, wait_event,
+       extract(epoch FROM clock_timestamp() - coalesce(xact_start, query_start))::float8
+           AS seconds,
+       left(query, 4096) AS query
+FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend'
+  AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'
+  AND clock_timestamp() - coalesce(xact_start, query_start) >= %s * interval '1 second'
+ORDER BY seconds DESC
+"""
+
+_BLOCKED = """
+SELECT w.pid AS blocked_pid,
+       extract(epoch FROM clock_timestamp() - w.query_start)::float8 AS blocked_seconds,
+       left(w.query, 4096) AS blocked_query,
+       b.pid AS pid, b.usename AS "user", b.state, b.wait_event_type, b.wait_event,
+       extract(epoch FROM clock_timestamp() - coalesce(b.xact_start, b.query_start))::float8
+           AS seconds,
+       left(b.query, 4096) AS query
+FROM pg_stat_activity AS w
+CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocker(pid)
+JOIN pg_stat_activity AS b ON b.pid = blocker.pid
+WHERE w.datname = current_database()
+ORDER BY blocked_seconds DESC, w.pid, b.pid
+"""
+
+_DATABASE_SIZE = """
+SELECT current_database() AS name, pg_database_size(current_database()) AS bytes,
+       pg_size_pretty(pg_database_size(current_database())) AS pretty
+"""
+
+_LARGEST_RELATIONS = """
+SELECT c.oid::regclass::text AS relation, pg_size_pretty(pg_total_relation_size(c.oid)) AS pretty
+FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+ORDER BY pg_total_relation_size(c.oid) DESC
+LIMIT 5
+"""
+
+_TERMINATE = "SELECT pg_terminate_backend(%s) AS terminated"
+
+
+def _query(text: str | None) -> str:
+    """Query text fit for a channel: literals masked, one line, at most QUERY_CHARS."""
+    return truncate(" ".join(mask_sql_literals(text or "").split()), QUERY_CHARS)
+
+
+def _backend_row(row: Mapping[str, Any]) -> list[object]:
+    wait = f"{row['wait_event_type']}:{row['wait_event']}" if row["wait_event"] else ""
+    return [
+        row["pid"],
+        row["user"],
+        row["state"],
+        wait,
+        format_age(row["seconds"]),
+        _query(row["query"]),
+    ]
+
+
+_BACKEND_HEADERS = ["PID", "USER", "STATE", "WAITING ON", "AGE", "QUERY"]
+
+
+class PostgresExecutor:
+    """Runs allow-listed operations against the database named by a target's env var."""
+
+    def __init__(self, environ: Mapping[str, str] = os.environ, timeout: float = 5.0) -> None:
+        self._environ = environ
+        self._timeout = timeout
+
+    @asynccontextmanager
+    async def _transaction(
+        self, target: PostgresTarget, read_only: bool = True
+    ) -> AsyncIterator[psycopg.AsyncCursor[dict[str, Any]]]:
+        """A cursor in a fresh transaction with a local statement timeout; every
+        psycopg failure inside comes out as a secret-free ExecutorError."""
+        url = self._environ.get(target.url_env)
+        if not url:
+            raise ExecutorError(f"environment variable {target.url_env} is not set")
+        try:
+            conn = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(
+                    url,
+                    autocommit=True,
+                    connect_timeout=max(2, math.ceil(self._timeout)),
+                    application_name="firebreak",
+                    row_factory=dict_row,
+                ),
+                self._timeout + 1,
+            )
+        except TimeoutError:
+            raise ExecutorError(
+                f"Postgres unreachable via {target.url_env} (timeout after {self._timeout:g}s)"
+            ) from None
+        except psycopg.ProgrammingError:  # its message quotes the malformed string
+            raise ExecutorError(f"{target.url_env} does not hold a valid Postgres URL") from None
+        except psycopg.Error as exc:
+            reason = _scrub(str(exc), url)
+            raise ExecutorError(f"Postgres unreachable via {target.url_env}: {reason}") from None
+        try:
+            async with conn.transaction():
+                cur = conn.cursor()
+                if read_only:
+                    await cur.execute("SET TRANSACTION READ ONLY")
+                await cur.execute(_SET_TIMEOUT, (f"{math.ceil(self._timeout * 1000)}ms",))
+                yield cur
+        except psycopg.errors.QueryCanceled:
+            raise ExecutorError(f"query cancelled after the {self._timeout:g}s timeout") from None
+        except psycopg.Error as exc:
+            message = exc.diag.message_primary or str(exc)
+            raise ExecutorError(f"Postgres error: {_scrub(message, url)}") from None
+        finally:
+            await conn.close()
+
+    async def _blocking(self, cur: psycopg.AsyncCursor[dict[str, Any]]) -> list[dict[str, Any]]:
+        await cur.execute(_BLOCKED)
+        return await cur.fetchall()
+
+    async def activity(self, target: PostgresTarget, min_seconds: int = 60) -> ExecutionResult:
+        """Connections by state, and the backends whose transaction has been open for
+        `min_seconds` or more, longest first."""
+        async with self._transaction(target) as cur:
+            await cur.execute(_STATES)
+            states = {row["state"]: row["n"] for row in await cur.fetchall()}
+            await cur.execute(_LONG_RUNNING, (min_seconds,))
+            slow = await cur.fetchall()
+        by_state = ", ".join(f"{n} {state}" for state, n in states.items()) or "none"
+        summary = (
+            f"{sum(states.values())} connections ({by_state}); {len(slow)} open >= {min_seconds}s"
+        )
+        if slow:
+            summary += f", longest pid {slow[0]['pid']} ({format_age(slow[0]['seconds'])})"
+        table = format_table(_BACKEND_HEADERS, [_backend_row(r) for r in slow])
+        output = f"connections: {by_state}\n\nopen for {min_seconds}s or more:\n" + (
+            table if slow else "(none)"
+        )
+        return build_result(True, summary, output, states=states, pids=[r["pid"] for r in slow])
+
+    async def locks(self, target: PostgresTarget) -> ExecutionResult:
+        """Who waits on whom: each blocked backend with the backend(s) blocking it."""
+        async with self._transaction(target) as cur:
+            pairs = await self._blocking(cur)
+        if not pairs:
+            return build_result(True, "no queries are waiting on locks", "", pairs=[])
+        rows = [
+            [
+                p["blocked_pid"],
+                format_age(p["blocked_seconds"]),
+                _query(p["blocked_query"]),
+                p["pid"],
+                p["state"],
+                format_age(p["seconds"]),
+                _query(p["query"]),
+            ]
+            for p in pairs
+        ]
+        blockers = sorted({p["pid"] for p in pairs})
+        summary = f"{len({p['blocked_pid'] for p in pairs})} queries waiting on locks held by pid "
+        summary += ", ".join(map(str, blockers))
+        headers = [
+            "BLOCKED",
+            "WAITING",
+            "BLOCKED QUERY",
+            "BLOCKER",
+            "STATE",
+            "AGE",
+            "BLOCKER QUERY",
+        ]
+        pair_list = [{"blocked": p["blocked_pid"], "blocking": p["pid"]} for p in pairs]
+        return build_result(
+            True, summary, format_table(headers, rows), pairs=pair_list, blocking_pids=blockers
+        )
+
+    async def size(self, target: PostgresTarget) -> ExecutionResult:
+        """The database's size, and its five largest tables with indexes and TOAST."""
+        async with self._transaction(target) as cur:
+            await cur.execute(_DATABASE_SIZE)
+            (db,) = await cur.fetchall()
+            await cur.execute(_LARGEST_RELATIONS)
+            largest = await cur.fetchall()
+        output = f"database {db['name']}: {db['pretty']}"
+        if largest:
+            rows = [[r["relation"], r["pretty"]] for r in largest]
+            output += "\n\nlargest relations:\n" + format_table(["RELATION", "SIZE"], rows)
+        summary = f"database {db['name']} is {db['pretty']}"
+        return build_result(True, summary, output, bytes=db["bytes"])
+
+    async def terminate(
+        self, target: PostgresTarget, pid: int, dry_run: bool, min_seconds: int = 60
+    ) -> ExecutionResult:
+        """`pg_terminate_backend(pid)`, only for a backend that `activity` lists as open
+        for `min_seconds` or more or that `locks` lists as blocking, never our own."""
+        async with self._transaction(target) as cur:
+            await cur.execute("SELECT pg_backend_pid() AS pid")
+            own = await cur.fetchone()
+            await cur.execute(_LONG_RUNNING, (min_seconds,))
+            candidates = {r["pid"]: r for r in await cur.fetchall()}
+            candidates |= {r["pid"]: r for r in await self._blocking(cur)}
+        if own is not None and pid == own["pid"]:
+            raise ExecutorError("refusing to terminate Firebreak's own connection")
+        if pid not in candidates:
+            raise ExecutorError(
+                f"pid {pid} is neither open for {min_seconds}s or more nor blocking "
+                f"another query; see db-activity and db-locks"
+            )
+        row = candidates[pid]
+        output = format_table(_BACKEND_HEADERS, [_backend_row(row)])
+        what = f"backend pid {pid} ({row['user']}, {row['state']}, {format_age(row['seconds'])})"
+        if dry_run:
+            output += "\n(dry run: nothing was terminated)"
+            return build_result(
+                True, f"dry run: would terminate {what}", output, pid=pid, dry_run=True
+            )
+        async with self._transaction(target, read_only=False) as cur:
+            await cur.execute(_TERMINATE, (pid,))
+            done = await cur.fetchone()
+        if not done or not done["terminated"]:
+            raise ExecutorError(f"pid {pid} could not be terminated (it may have exited already)")
+        return build_result(True, f"terminated {what}", output, pid=pid, dry_run=False)
+
+
+def _scrub(message: str, url: str) -> str:
+    """A driver message without the URL or its password, on one line."""
+    secrets = [url]
+    with contextlib.suppress(psycopg.Error):
+        secrets.append(str(conninfo_to_dict(url).get("password") or ""))
+    for secret in filter(None, secrets):
+        message = message.replace(secret, "***")
+    return truncate(redact(" ".join(message.split())), 300)
