@@ -1,0 +1,80 @@
+"""auth.test, users.*, usergroups.* and team.info: who is who in the workspace."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from emulator.api import ApiError, Args, Handler, paginate
+
+if TYPE_CHECKING:
+    from emulator.state import Workspace
+
+
+def auth_test(ws: Workspace, a: Args) -> dict[str, Any]:
+    """Bolt calls this once to learn the bot's user id (``bot_id`` marks a bot token)."""
+    return {
+        "ok": True,
+        "url": f"https://{ws.team_domain}.slack.com/",
+        "team": ws.team_name,
+        "user": ws.bot_name,
+        "team_id": ws.team_id,
+        "user_id": ws.bot_user_id,
+        "bot_id": ws.bot_id,
+        "is_enterprise_install": False,
+    }
+
+
+def users_info(ws: Workspace, a: Args) -> dict[str, Any]:
+    return {"ok": True, "user": ws.require_user(a.required("user", "user_not_found"))}
+
+
+def users_list(ws: Workspace, a: Args) -> dict[str, Any]:
+    page, cursor = paginate(
+        list(ws.users.values()), a, lambda u: u["id"], prefix="users", default=1000, maximum=1000
+    )
+    return {
+        "ok": True,
+        "members": page,
+        "cache_ts": int(ws.now()),
+        "response_metadata": {"next_cursor": cursor},
+    }
+
+
+def usergroups_users_list(ws: Workspace, a: Args) -> dict[str, Any]:
+    group = ws.usergroups.get(a.required("usergroup", "no_such_subteam"))
+    if group is None:
+        raise ApiError("no_such_subteam")
+    return {"ok": True, "users": list(group["users"])}
+
+
+def usergroups_list(ws: Workspace, a: Args) -> dict[str, Any]:
+    include_users = a.flag("include_users")
+    groups = []
+    for group in ws.usergroups.values():
+        entry = {**group, "is_usergroup": True, "user_count": len(group["users"])}
+        if not include_users:
+            entry.pop("users")
+        groups.append(entry)
+    return {"ok": True, "usergroups": groups}
+
+
+def team_info(ws: Workspace, a: Args) -> dict[str, Any]:
+    team = {
+        "id": ws.team_id,
+        "name": ws.team_name,
+        "domain": ws.team_domain,
+        "email_domain": "",
+        "url": f"https://{ws.team_domain}.slack.com/",
+        "icon": {"image_default": True},
+    }
+    return {"ok": True, "team": team}
+
+
+METHODS: dict[str, Handler] = {
+    "auth.test": auth_test,
+    "users.info": users_info,
+    "users.list": users_list,
+    "usergroups.users.list": usergroups_users_list,
+    "usergroups.list": usergroups_list,
+    "team.info": team_info,
+}

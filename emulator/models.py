@@ -1,0 +1,55 @@
+"""Plain records shared by the emulator's modules (no behaviour beyond tiny predicates)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Messages Slack itself writes into a channel's history.
+SYSTEM_SUBTYPES = frozenset(
+    {"channel_join", "channel_leave", "channel_topic", "channel_purpose", "channel_archive"}
+)
+
+
+@dataclass
+class Channel:
+    """A public or private channel.
+
+    ``messages`` maps ts -> message in ts order (thread replies included);
+    ``pins`` are pins.list items (``message`` is the live stored message) plus their ``ts``.
+    """
+
+    id: str
+    name: str
+    creator: str
+    created: int
+    is_private: bool = False
+    members: list[str] = field(default_factory=list)
+    topic: dict[str, Any] = field(
+        default_factory=lambda: {"value": "", "creator": "", "last_set": 0}
+    )
+    purpose: dict[str, Any] = field(
+        default_factory=lambda: {"value": "", "creator": "", "last_set": 0}
+    )
+    archived: bool = False
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pins: list[dict[str, Any]] = field(default_factory=list)
+    bookmarks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Call:
+    """One Web API request as the bot made it, and how the emulator answered."""
+
+    method: str
+    args: dict[str, Any]
+    ok: bool
+    error: str | None = None
+
+
+def is_top_level(message: dict[str, Any]) -> bool:
+    """A message that can own a thread: not a reply, not a Slack system notice."""
+    return (
+        message.get("thread_ts", message["ts"]) == message["ts"]
+        and message.get("subtype") not in SYSTEM_SUBTYPES
+    )
