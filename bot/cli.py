@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from bot.config import ConfigError, Settings, load_settings
 from bot.runbooks import load_runbooks
 from bot.yamlfile import RunbookError
-from storage.db import make_engine
-from storage.migrate import upgrade
+from storage.migrate import upgrade_database
 
 log = logging.getLogger("firebreak")
 
@@ -39,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check()
         if args.command == "db":
             settings = load_settings(require_slack=False)
-            upgrade(make_engine(settings.database_url))
+            upgrade_database(settings.database_url)
             print("database is up to date")
             return 0
     except (ConfigError, RunbookError) as exc:
@@ -69,7 +68,7 @@ def _serve(settings: Settings) -> int:
 
     _configure_logging(settings)
     runbooks = load_runbooks(settings.runbooks_dir)
-    upgrade(make_engine(settings.database_url))
+    upgrade_database(settings.database_url)
     app = create_app(settings, runbooks=runbooks)
     if settings.slack_app_token:
         asyncio.run(_socket_mode(app, settings))

@@ -8,6 +8,7 @@ from bot.clock import Clock
 from bot.gateway import ChatGateway
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
+from bot.incidents.reminders import ReminderService, ReminderSettings
 from bot.incidents.service import IncidentService
 from bot.runbooks import Runbooks
 from storage.db import Database
@@ -21,6 +22,7 @@ class Services:
     clock: Clock
     incidents: IncidentService
     outbox: Outbox
+    reminders: ReminderService
 
 
 def build_services(
@@ -31,6 +33,7 @@ def build_services(
     clock: Clock,
     replica_id: str,
     announce_channel: str,
+    reminder_settings: ReminderSettings,
 ) -> Services:
     outbox = Outbox(db=db, chat=chat, runbooks=runbooks, clock=clock, owner=replica_id)
     declare_flow = DeclareFlow(
@@ -50,6 +53,21 @@ def build_services(
         declare_flow=declare_flow,
         announce_channel=announce_channel,
     )
+    reminders = ReminderService(
+        db=db,
+        chat=chat,
+        runbooks=runbooks,
+        clock=clock,
+        owner=replica_id,
+        settings=reminder_settings,
+        outbox=outbox,
+    )
     return Services(
-        db=db, chat=chat, runbooks=runbooks, clock=clock, incidents=incidents, outbox=outbox
+        db=db,
+        chat=chat,
+        runbooks=runbooks,
+        clock=clock,
+        incidents=incidents,
+        outbox=outbox,
+        reminders=reminders,
     )

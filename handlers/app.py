@@ -13,7 +13,9 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
+from bot.incidents.reminders import ReminderSettings
 from bot.runbooks import Runbooks, load_runbooks
+from bot.scheduling import NudgeScheduler
 from bot.services import Services, build_services
 from handlers import commands, interactions
 from handlers.background import BackgroundWork
@@ -33,7 +35,7 @@ class Firebreak:
     web: web.Application
     services: Services
     background: BackgroundWork
-    scheduler: AsyncIOScheduler
+    scheduler: NudgeScheduler
 
 
 def create_app(
@@ -52,6 +54,11 @@ def create_app(
         clock=clock or SystemClock(),
         replica_id=replica_id or uuid.uuid4().hex[:12],
         announce_channel=settings.announce_channel,
+        reminder_settings=ReminderSettings(
+            escalate_after=settings.nudge_escalate_after,
+            snooze_max=settings.snooze_max,
+            announce_channel=settings.announce_channel,
+        ),
     )
     # process_before_response: Bolt answers as soon as the listener returns
     # (our listeners ack and hand slow work to BackgroundWork) instead of
@@ -65,15 +72,7 @@ def create_app(
     commands.register(bolt, services, background)
     interactions.register(bolt, services, background)
 
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    scheduler.add_job(
-        services.incidents.resume_unfinished,
-        "interval",
-        seconds=SWEEP_SECONDS,
-        id="sweep",
-        max_instances=1,
-        coalesce=True,
-    )
+    scheduler = NudgeScheduler(AsyncIOScheduler(timezone="UTC"), services.reminders)
     app = Firebreak(bolt, _web_app(bolt, services), services, background, scheduler)
     app.web.on_startup.append(lambda _: _start(app))
     app.web.on_cleanup.append(lambda _: _stop(app))
@@ -101,12 +100,12 @@ def _web_app(bolt: AsyncApp, services: Services) -> web.Application:
 
 
 async def _start(app: Firebreak) -> None:
-    app.scheduler.start()
+    app.scheduler.start(app.services.incidents.resume_unfinished, SWEEP_SECONDS)
     # Finish whatever a previous run left half-done, without delaying start-up.
     app.background.spawn(app.services.incidents.resume_unfinished())
 
 
 async def _stop(app: Firebreak) -> None:
-    app.scheduler.shutdown(wait=False)
+    await app.scheduler.shutdown()
     await app.background.drain()
-    app.services.db.dispose()
+    await app.services.db.close()

@@ -84,6 +84,14 @@ async def _dispatch(services: Services, command: c.Command, request: Request) ->
             return await incidents.add_note(command, request)
         case c.Resolve():
             return await incidents.resolve(command, request)
+        case c.AddActionItem():
+            return await incidents.add_action_item(command, request)
+        case c.ShowReminders():
+            return await services.reminders.show(request.channel_id)
+        case c.Snooze():
+            return await services.reminders.snooze(
+                request.channel_id, request.actor, command.duration, request.key
+            )
     raise AssertionError(f"unhandled command {command!r}")
 
 

@@ -8,11 +8,21 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.incidents.forms import DECLARE_CALLBACK, parse_declare_form
+from bot.commands import PostUpdate, SetStatus
+from bot.errors import NOT_AN_INCIDENT_CHANNEL
+from bot.incidents.forms import (
+    DECLARE_CALLBACK,
+    UPDATE_CALLBACK,
+    parse_declare_form,
+    parse_update_form,
+    update_form,
+)
+from bot.incidents.reminders import POST_UPDATE_ACTION
 from bot.incidents.service import Request
 from bot.incidents.views import CHECKLIST_ACTION_PREFIX
 from bot.services import Services
 from handlers.background import BackgroundWork
+from storage import incidents as incident_store
 
 
 def register(app: AsyncApp, services: Services, background: BackgroundWork) -> None:
@@ -47,6 +57,51 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         background.answer(
             incidents.toggle_checklist(request, shown, {s for s in selected if s}), tell
         )
+
+    @app.action(POST_UPDATE_ACTION)
+    async def post_update_clicked(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        await ack()
+        user, channel = body["user"]["id"], body["channel"]["id"]
+
+        async def open_form() -> str:
+            incident = await services.db.run(incident_store.by_channel, channel)
+            if incident is None:
+                return NOT_AN_INCIDENT_CHANNEL
+            view = update_form(incident.id, channel, incident.status)
+            await services.chat.open_view(body["trigger_id"], view)
+            return ""
+
+        async def tell(text: str) -> None:
+            await services.chat.post_ephemeral(channel, user, text)
+
+        background.answer(open_form(), tell)
+
+    @app.view(UPDATE_CALLBACK)
+    async def update_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        status, text, errors = parse_update_form(view.get("state", {}).get("values", {}))
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        user, channel = body["user"]["id"], _origin_channel(view)
+        key = f"view:{view['id']}"
+
+        async def update() -> str:
+            # The same as `/incident status …` then `/incident update …`.
+            replies = [
+                await incidents.set_status(
+                    SetStatus(status), Request(user, channel, key + ":status")
+                ),
+                await incidents.post_update(PostUpdate(text), Request(user, channel, key)),
+            ]
+            return "\n".join(r for r in replies if r and "already" not in r)
+
+        async def tell(reply: str) -> None:
+            await services.chat.post_ephemeral(channel, user, reply)
+
+        background.answer(update(), tell)
 
     @app.view(DECLARE_CALLBACK)
     async def declare_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:

@@ -67,6 +67,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._closed = False
+        self._in_flight: set[asyncio.Future[Any]] = set()
 
     @property
     def dialect(self) -> str:
@@ -90,7 +92,12 @@ class Database:
             with self.transaction() as session:
                 return work(session, *args, **kwargs)
 
-        return await asyncio.to_thread(in_thread)
+        if self._closed:
+            raise DatabaseUnavailable("Firebreak is shutting down")
+        future = asyncio.ensure_future(asyncio.to_thread(in_thread))
+        self._in_flight.add(future)
+        future.add_done_callback(self._in_flight.discard)
+        return await future
 
     async def ping(self, timeout: float = 3.0) -> bool:
         def probe() -> None:
@@ -102,6 +109,12 @@ class Database:
         except Exception:
             return False
         return True
+
+    async def close(self) -> None:
+        """Refuse new work, let running work finish, then close every connection."""
+        self._closed = True
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self.engine.dispose()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -23,3 +23,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def upgrade_database(url: str) -> None:
+    """Upgrade the database at `url` and close the connections it used."""
+    from storage.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()

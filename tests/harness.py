@@ -14,12 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.clock import Clock
 from bot.config import load_settings
 from emulator import AppResponse, SlackDriver, SlackEmulator, Workspace
 from emulator.models import Channel
 from handlers.app import Firebreak, create_app
-from storage.db import make_engine
-from storage.migrate import upgrade
+from storage.migrate import upgrade_database
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
 BOT_TOKEN = "xoxb-test-token"
@@ -69,7 +69,9 @@ def seeded_workspace() -> Workspace:
 
 
 @asynccontextmanager
-async def running_firebreak(database_url: str, **env: str) -> AsyncIterator[Harness]:
+async def running_firebreak(
+    database_url: str, *, clock: Clock | None = None, **env: str
+) -> AsyncIterator[Harness]:
     workspace = seeded_workspace()
     general = workspace.add_channel("general", members=[ALICE, BOB, CAROL, workspace.bot_user_id])
     announce = workspace.add_channel("incidents", members=[ALICE, BOB])
@@ -83,10 +85,8 @@ async def running_firebreak(database_url: str, **env: str) -> AsyncIterator[Harn
                 **env,
             }
         )
-        engine = make_engine(database_url)
-        upgrade(engine)
-        engine.dispose()
-        app = create_app(settings)
+        upgrade_database(database_url)
+        app = create_app(settings, clock=clock)
         runner = web.AppRunner(app.web)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

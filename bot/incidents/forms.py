@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from bot.commands import CommandError, Declare, validate_title
-from bot.incidents.rules import TEXT_MAX, TITLE_MAX
+from bot.incidents.rules import STATUSES, TEXT_MAX, TITLE_MAX
 from bot.severities import SeverityTable
 
 DECLARE_CALLBACK = "declare_incident"
@@ -86,3 +86,47 @@ def parse_declare_form(
     if errors or severity is None:
         return None, errors
     return Declare(severity.level, title, description, commander), {}
+
+
+UPDATE_CALLBACK = "post_update"
+
+
+def update_form(incident_id: int, channel_id: str, status: str) -> dict[str, Any]:
+    """The nudge's "Post update" modal, prefilled with the current status."""
+    options = [{"text": {"type": "plain_text", "text": s}, "value": s} for s in STATUSES]
+    current = next(o for o in options if o["value"] == status)
+    return {
+        "type": "modal",
+        "callback_id": UPDATE_CALLBACK,
+        "private_metadata": json.dumps({"incident": incident_id, "channel": channel_id}),
+        "title": {"type": "plain_text", "text": "Post an update"},
+        "submit": {"type": "plain_text", "text": "Post"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _input(
+                "status",
+                "Status",
+                {"type": "static_select", "options": options, "initial_option": current},
+            ),
+            _input(
+                "update",
+                "What changed?",
+                {"type": "plain_text_input", "multiline": True, "max_length": TEXT_MAX},
+            ),
+        ],
+    }
+
+
+def parse_update_form(values: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
+    """(status, text, field errors)."""
+    status = str(
+        ((values.get("status", {}).get("status") or {}).get("selected_option") or {}).get("value")
+        or ""
+    )
+    text = str((values.get("update", {}).get("update") or {}).get("value") or "").strip()
+    errors: dict[str, str] = {}
+    if status not in STATUSES:
+        errors["status"] = f"Choose one of: {', '.join(STATUSES)}."
+    if not text:
+        errors["update"] = "Write what changed."
+    return status, text, errors

@@ -21,7 +21,8 @@ from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.incidents import views
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
-from bot.mrkdwn import channel_link
+from bot.incidents.reminders import retime
+from bot.mrkdwn import channel_link, mention, user_text
 from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage.db import Database
@@ -97,6 +98,7 @@ class IncidentService:
             existing = store.find_by_request(session, request.key)
             assert existing is not None
             return existing.id
+        retime(incident, self._runbooks.severities, now)
         severity = self._runbooks.severities.levels[command.severity]
         items = self._runbooks.severities.checklist_for(severity)
         store.add_checklist_items(session, incident, ((i.key, i.phase, i.text) for i in items))
@@ -143,6 +145,7 @@ class IncidentService:
             if old.level == new.level:
                 return f"The severity is already {new.level}."
             incident.severity = new.level
+            retime(incident, self._runbooks.severities, now)
             items = self._runbooks.severities.checklist_for(new)
             added = store.add_checklist_items(
                 session, incident, ((i.key, i.phase, i.text) for i in items)
@@ -189,6 +192,7 @@ class IncidentService:
             incident.status = command.status
             if old == "resolved":
                 incident.resolved_at = None
+                retime(incident, self._runbooks.severities, now)
             store.append_event(
                 session, incident, "status", request.actor, now, old=old, new=command.status
             )
@@ -209,6 +213,9 @@ class IncidentService:
     async def post_update(self, command: c.PostUpdate, request: Request) -> str:
         def change(session: Session, incident: Incident, now: datetime) -> str:
             store.append_event(session, incident, "update", request.actor, now, text=command.text)
+            incident.last_update_at, incident.last_update_text = now, command.text
+            incident.nudges_missed = 0
+            retime(incident, self._runbooks.severities, now)
             self._post(
                 session,
                 incident,
@@ -282,6 +289,7 @@ class IncidentService:
             incident.status = "resolved"
             incident.resolved_at = now
             incident.resolution_summary = command.summary or incident.resolution_summary
+            retime(incident, self._runbooks.severities, now)  # resolved: no more reminders
             store.append_event(
                 session, incident, "resolved", request.actor, now, summary=command.summary, old=old
             )
@@ -305,6 +313,27 @@ class IncidentService:
                 broadcast=True,
             )
             enqueue(session, incident.id, "topic", now)
+            return ""
+
+        return await self._change(request, change)
+
+    async def add_action_item(self, command: c.AddActionItem, request: Request) -> str:
+        def change(session: Session, incident: Incident, now: datetime) -> str:
+            store.append_event(
+                session,
+                incident,
+                "action_item",
+                request.actor,
+                now,
+                text=command.text,
+                owner=command.owner,
+            )
+            owner = f" (owner {mention(command.owner)})" if command.owner else ""
+            text = (
+                f":clipboard: Action item from {mention(request.actor)}: "
+                f"{user_text(command.text)}{owner}"
+            )
+            enqueue(session, incident.id, "post", now, channel=str(incident.channel_id), text=text)
             return ""
 
         return await self._change(request, change)

@@ -1,0 +1,256 @@
+"""Status-update nudges: when they fall due, sending each exactly once, snoozing.
+
+The due time is stored on the incident (the truth); the scheduler only wakes
+us at the right moment. A send is claimed in the database first, so replicas
+never double it; a failed post releases the claim with a backoff, so it is
+never lost; a nudge that fell due while no replica ran is sent once, late,
+and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from bot.clock import Clock
+from bot.durations import format_duration
+from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
+from bot.gateway import ChatError, ChatGateway
+from bot.incidents.outbox import Outbox, backoff
+from bot.mrkdwn import mention, user_text
+from bot.runbooks import Runbooks
+from bot.severities import SeverityTable
+from storage import incidents as incident_store
+from storage import reminders as store
+from storage.db import Database
+from storage.models import Incident
+from storage.outbox import enqueue
+
+log = logging.getLogger(__name__)
+
+CLAIM_TTL = timedelta(seconds=60)
+# A nudge sent later than this after its due time says it is late.
+LATE_AFTER = timedelta(seconds=10)
+POST_UPDATE_ACTION = "nudge:post_update"
+
+
+def retime(incident: Incident, severities: SeverityTable, now: datetime) -> None:
+    """Next update due `cadence` after now; none for resolved incidents or no cadence."""
+    cadence = severities.levels[incident.severity].update_cadence
+    active = incident.status != "resolved"
+    incident.next_update_due_at = now + cadence if cadence and active else None
+    incident.nudge_claimed_until = None
+
+
+@dataclass(frozen=True)
+class ReminderSettings:
+    escalate_after: int  # nudges in a row without an update before escalating
+    snooze_max: timedelta
+    announce_channel: str
+
+
+class ReminderService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        chat: ChatGateway,
+        runbooks: Runbooks,
+        clock: Clock,
+        owner: str,
+        settings: ReminderSettings,
+        outbox: Outbox,
+    ) -> None:
+        self._db = db
+        self._chat = chat
+        self._runbooks = runbooks
+        self._clock = clock
+        self._owner = owner
+        self._settings = settings
+        self._outbox = outbox
+
+    async def schedule(self) -> dict[int, datetime]:
+        return await self._db.run(store.schedule)
+
+    async def send_due(self) -> int:
+        """Send every nudge that is due now; returns how many were posted."""
+        ids = await self._db.run(store.due_ids, self._clock.now())
+        sent = 0
+        for incident_id in ids:
+            sent += await self.send(incident_id)
+        return sent
+
+    async def send(self, incident_id: int) -> bool:
+        now = self._clock.now()
+        claimed = await self._db.run(store.claim, incident_id, self._owner, now, CLAIM_TTL)
+        if claimed is None:
+            return False  # not due, or another replica has it
+        due_at, lapsed = claimed
+        incident = await self._db.run(incident_store.get, incident_id)
+        assert incident is not None and incident.channel_id
+        marker = f"fb-nudge-{incident.id}-{int(due_at.timestamp())}"
+        escalate = incident.nudges_missed >= self._settings.escalate_after
+        late = now - due_at > LATE_AFTER
+        try:
+            ts = await self._already_posted(incident.channel_id, marker) if lapsed else None
+            if ts is None:
+                text, blocks = self._nudge(incident, marker, now, late, escalate)
+                ts = await self._chat.post(incident.channel_id, text, blocks)
+        except ChatError as exc:
+            log.warning("nudge for incident %s failed: %s", incident.id, exc.code)
+            retry_at = self._clock.now() + backoff(0)
+            await self._db.run(self._failed, incident.id, exc.code, retry_at)
+            return False
+        await self._db.run(self._sent, incident.id, due_at, late, escalate)
+        if escalate:
+            await self._outbox.deliver(incident.id)
+        return True
+
+    async def _already_posted(self, channel: str, marker: str) -> str | None:
+        for message in await self._chat.recent_messages(channel, limit=50):
+            if marker in message.block_ids:
+                return message.ts
+        return None
+
+    def _nudge(
+        self, incident: Incident, marker: str, now: datetime, late: bool, escalate: bool
+    ) -> tuple[str, list[dict[str, object]]]:
+        owner = incident.role("commander") or incident.declared_by
+        since = incident.last_update_at or incident.declared_at
+        lines = [
+            f":bell: {mention(owner)}, a status update is due: "
+            f"{format_duration(now - since)} since the last one.",
+        ]
+        if incident.last_update_text:
+            lines.append(f"> {user_text(incident.last_update_text[:500])}")
+        else:
+            lines.append("No update has been posted since the incident was declared.")
+        if late:
+            lines.append("_This reminder fell due while Firebreak was unavailable; sent now._")
+        if escalate:
+            comms = incident.role("comms")
+            who = f" {mention(comms)}" if comms else ""
+            lines.append(
+                f":rotating_light:{who} {incident.nudges_missed} reminders in a row "
+                "have gone unanswered; escalated to the broadcast channel."
+            )
+        text = "\n".join(lines)
+        blocks: list[dict[str, object]] = [
+            {"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": text}},
+            {
+                "type": "actions",
+                "block_id": f"nudge-actions-{incident.id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": POST_UPDATE_ACTION,
+                        "text": {"type": "plain_text", "text": "Post update"},
+                        "style": "primary",
+                        "value": str(incident.id),
+                    }
+                ],
+            },
+        ]
+        return text, blocks
+
+    def _sent(
+        self, session: Session, incident_id: int, due_at: datetime, late: bool, escalate: bool
+    ) -> None:
+        incident = incident_store.get(session, incident_id)
+        assert incident is not None
+        now = self._clock.now()
+        incident.nudges_missed += 1
+        # Coalesce: the next one is a full cadence from now, never a burst of missed ones.
+        retime(incident, self._runbooks.severities, now)
+        incident.nudge_claimed_by = None
+        incident_store.append_event(
+            session,
+            incident,
+            "nudge",
+            "firebreak",
+            now,
+            due_at=due_at.isoformat(),
+            late=late,
+            escalated=escalate,
+        )
+        if escalate:
+            text = (
+                f":rotating_light: *{incident.severity}* {incident.channel_name}: "
+                f"{incident.nudges_missed - 1} status reminders unanswered — "
+                f"<#{incident.channel_id}> needs an update."
+            )
+            enqueue(
+                session,
+                incident.id,
+                "post",
+                now,
+                channel=self._settings.announce_channel,
+                text=text,
+            )
+
+    def _failed(self, session: Session, incident_id: int, error: str, retry_at: datetime) -> None:
+        incident = incident_store.get(session, incident_id)
+        assert incident is not None
+        store.release(session, incident_id, self._owner, retry_at)
+        incident_store.append_event(
+            session, incident, "nudge_failed", "firebreak", self._clock.now(), error=error
+        )
+
+    # Commands -------------------------------------------------------------------
+
+    async def show(self, channel_id: str) -> str:
+        incident = await self._db.run(incident_store.by_channel, channel_id)
+        if incident is None:
+            raise UserError(NOT_AN_INCIDENT_CHANNEL)
+        cadence = self._runbooks.severities.levels[incident.severity].update_cadence
+        if cadence is None:
+            return f"{incident.severity} incidents have no update reminders."
+        if incident.next_update_due_at is None:
+            return "No reminder is scheduled: the incident is resolved."
+        now = self._clock.now()
+        due = incident.next_update_due_at
+        when = f"in {format_duration(due - now)}" if due > now else "now"
+        return (
+            f"Updates are due every {format_duration(cadence)} for {incident.severity}. "
+            f"Next reminder {when} ({due:%H:%M} UTC); "
+            f"{incident.nudges_missed} unanswered so far."
+        )
+
+    async def snooze(self, channel_id: str, actor: str, duration: timedelta, key: str) -> str:
+        if duration > self._settings.snooze_max:
+            limit = format_duration(self._settings.snooze_max)
+            raise UserError(f"You can snooze reminders for at most {limit}.")
+
+        def change(session: Session) -> str:
+            incident = incident_store.by_channel(session, channel_id, for_update=True)
+            if incident is None:
+                raise UserError(NOT_AN_INCIDENT_CHANNEL)
+            if incident.next_update_due_at is None:
+                return "There is no reminder to snooze."
+            if not incident_store.claim_request(session, key, self._clock.now()):
+                return ""
+            now = self._clock.now()
+            incident.next_update_due_at = now + duration
+            incident_store.append_event(
+                session,
+                incident,
+                "snooze",
+                actor,
+                now,
+                until=incident.next_update_due_at.isoformat(),
+                duration=format_duration(duration),
+            )
+            until = f"{incident.next_update_due_at:%H:%M} UTC"
+            text = (
+                f":zzz: {mention(actor)} snoozed update reminders "
+                f"for {format_duration(duration)} (until {until})."
+            )
+            enqueue(session, incident.id, "post", now, channel=channel_id, text=text)
+            return ""
+
+        reply = await self._db.run(change)
+        await self._outbox.deliver()
+        return reply

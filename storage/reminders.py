@@ -1,0 +1,76 @@
+"""Queries behind status-update nudges: the schedule, and claiming a send.
+
+The due time lives on the incident row. A replica claims a send with a
+conditional UPDATE (due, and not claimed by anyone whose claim is still
+live), so on one Postgres several replicas send each nudge exactly once;
+the same statement is atomic on SQLite.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from storage.models import Incident
+
+
+def schedule(session: Session) -> dict[int, datetime]:
+    """Next due time of every incident that has one."""
+    rows = session.execute(
+        select(Incident.id, Incident.next_update_due_at).where(
+            Incident.next_update_due_at.is_not(None), Incident.status != "resolved"
+        )
+    )
+    return {incident_id: due for incident_id, due in rows if due is not None}
+
+
+def due_ids(session: Session, now: datetime) -> list[int]:
+    query = select(Incident.id).where(
+        Incident.next_update_due_at <= now,
+        Incident.status != "resolved",
+        or_(Incident.nudge_claimed_until.is_(None), Incident.nudge_claimed_until < now),
+    )
+    return list(session.scalars(query))
+
+
+def claim(
+    session: Session, incident_id: int, owner: str, now: datetime, ttl: timedelta
+) -> tuple[datetime, bool] | None:
+    """Claim the due nudge; returns (due time, a previous claim lapsed) or None.
+
+    A lapsed claim means a replica died between claiming and recording the
+    send: the caller looks for that nudge in Slack before posting it again.
+    """
+    incident = session.get(Incident, incident_id)
+    if incident is None or incident.next_update_due_at is None:
+        return None
+    lapsed = incident.nudge_claimed_by is not None
+    result = session.execute(
+        update(Incident)
+        .where(
+            Incident.id == incident_id,
+            Incident.next_update_due_at <= now,
+            Incident.status != "resolved",
+            or_(
+                Incident.nudge_claimed_until.is_(None),
+                Incident.nudge_claimed_until < now,
+            ),
+        )
+        .values(nudge_claimed_by=owner, nudge_claimed_until=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return incident.next_update_due_at, lapsed
+
+
+def release(session: Session, incident_id: int, owner: str, retry_at: datetime | None) -> None:
+    """Give up a claim; with `retry_at`, nobody retries before then (backoff)."""
+    session.execute(
+        update(Incident)
+        .where(Incident.id == incident_id, Incident.nudge_claimed_by == owner)
+        .values(nudge_claimed_by=None, nudge_claimed_until=retry_at)
+        .execution_options(synchronize_session=False)
+    )
