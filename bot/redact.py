@@ -21,6 +21,9 @@ _SECRET_WORDS = (
     r"passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
     r"|credentials?|auth[_-]?key"
 )
+# A name containing one of them. Bounded, so that scanning a long token (a base64 blob
+# in a log line) stays linear instead of backtracking quadratically.
+_SECRET_NAME = r"[\w.-]{0,40}(?:" + _SECRET_WORDS + r")[\w.-]{0,40}"
 
 _PEM = re.compile(
     r"(-----BEGIN (?P<label>[A-Z0-9 ]*PRIVATE KEY)-----)"
@@ -43,8 +46,9 @@ _URL_PASSWORD = re.compile(
 )
 # `key=value`, `key: value`, `"key": "value"`, `key='value'`; the key may be quoted
 # and the value runs to the closing quote, or to whitespace / a delimiter when bare.
+# The key starts only where a word starts, for the same reason as _SECRET_NAME's bound.
 _KEY_VALUE = re.compile(
-    r"(?i)(?P<key>[\"']?[\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*[\"']?)"
+    r"(?i)(?P<key>(?<![\w.\"'-])[\"']?" + _SECRET_NAME + r"[\"']?)"
     r"(?P<sep>[ \t]*[:=][ \t]*)"
     r"(?P<value>\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\s,;&\"'}\]]+)"
 )
@@ -53,9 +57,9 @@ _KEY_VALUE = re.compile(
 # secret in a separate `value`: `{"name": "DB_PASSWORD", "value": "x"}` (JSON or a
 # Python repr) and `- name: DB_PASSWORD` / `  value: x` (YAML).
 _ENV_ENTRY = re.compile(
-    r"(?i)(?P<head>[\"']name[\"'][ \t]*:[ \t]*[\"'][\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*[\"']"
+    r"(?i)(?P<head>[\"']name[\"'][ \t]*:[ \t]*[\"']" + _SECRET_NAME + r"[\"']"
     r"[ \t]*,[ \t]*[\"']value[\"'][ \t]*:[ \t]*)(?P<value>\"(?:[^\"\\]|\\.)*\"|'[^']*')"
-    r"|(?P<yhead>\bname:[ \t]*[\"']?[\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*[\"']?[ \t]*\n"
+    r"|(?P<yhead>\bname:[ \t]*[\"']?" + _SECRET_NAME + r"[\"']?[ \t]*\n"
     r"[ \t]*value:[ \t]*)(?P<yvalue>[^\n]+)"
 )
 

@@ -47,20 +47,17 @@ class HttpExecutor:
                 headers={"User-Agent": "firebreak-health-check"},
             ) as session:
                 for _ in range(MAX_REDIRECTS + 1):
-                    async with session.get(current, allow_redirects=False) as resp:
-                        location = resp.headers.get("Location")
-                        if resp.status not in _REDIRECTS or not location:
-                            status, reason = resp.status, resp.reason or ""
-                            body = await resp.content.read(BODY_READ)
-                            break
-                    following = current.join(URL(location))
+                    status, reason, body, following = await _get(session, current)
+                    if following is None:
+                        break
                     if following.host != current.host:
                         summary = (
-                            f"{which}: {resp.status} redirect to another host "
+                            f"{which}: {status} redirect to another host "
                             f"({following.host}) not followed ({shown})"
                         )
-                        output = f"GET {shown}\nstatus: {resp.status}\nlocation: {following}"
-                        return build_result(False, summary, output, status=resp.status, url=shown)
+                        output = f"GET {shown}\nstatus: {status}\nlocation: {following}"
+                        details = {"status": status, "url": shown, "which": which}
+                        return build_result(False, summary, output, **details)
                     current = following
                 else:
                     raise ExecutorError(
@@ -85,3 +82,16 @@ class HttpExecutor:
         output = f"GET {shown}\nstatus: {status} {reason}\nlatency: {latency} ms\nbody: {excerpt}"
         details = {"status": status, "latency_ms": latency, "url": shown, "which": which}
         return build_result(healthy, summary, output, **details)
+
+
+async def _get(session: aiohttp.ClientSession, url: URL) -> tuple[int, str, bytes, URL | None]:
+    """One GET without following redirects: status, reason, the first BODY_READ bytes
+    of the body, and where a redirect points (None when it isn't one)."""
+    async with session.get(url, allow_redirects=False) as resp:
+        reason, location = resp.reason or "", resp.headers.get("Location")
+        if resp.status in _REDIRECTS and location:
+            return resp.status, reason, b"", url.join(URL(location))
+        body = b""
+        while len(body) < BODY_READ and (chunk := await resp.content.read(BODY_READ - len(body))):
+            body += chunk
+        return resp.status, reason, body, None

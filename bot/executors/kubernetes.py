@@ -52,6 +52,9 @@ _KEEP_ON_ROLLBACK = {
 MAX_EVENTS = 20
 LOG_LIMIT_BYTES = 512 * 1024
 DRY_RUN_NOTE = "\n(server-side dry run: nothing was changed)"
+# A client model (V1Pod, CoreV1Event, …). Every field is Optional in the models; the API
+# server fills the ones read here, so they are used without None checks.
+Model = Any
 
 # Every API call the executor makes, with its client class and the RBAC verb and
 # resource it needs; deploy/kubernetes/role.yaml grants exactly these.
@@ -93,7 +96,7 @@ def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
     return template
 
 
-def _pod_status(pod: client.V1Pod) -> str:
+def _pod_status(pod: Model) -> str:
     """The STATUS column of `kubectl get pods`: a container's waiting or terminated
     reason wins over the phase, so `CrashLoopBackOff` shows instead of `Running`."""
     if pod.metadata.deletion_timestamp:
@@ -107,7 +110,7 @@ def _pod_status(pod: client.V1Pod) -> str:
     return status
 
 
-def _pod_row(pod: client.V1Pod) -> list[object]:
+def _pod_row(pod: Model) -> list[Any]:
     """NAME READY STATUS RESTARTS LAST-TERMINATION AGE NODE for one pod."""
     statuses = pod.status.container_statuses or []
     terminated = [cs.last_state.terminated for cs in statuses if cs.last_state]
@@ -161,7 +164,9 @@ class KubernetesExecutor:
                     raise ExecutorError(f"context {context!r} requested but no kubeconfig found")
                 else:
                     config.load_incluster_config(client_configuration=cfg)
-                cfg.retries = False  # a retry would overrun the timeout the user was promised
+                # No retries: they would overrun the timeout the user was promised, and
+                # urllib3 then raises the underlying error instead of MaxRetryError.
+                cfg.retries = False
                 self._clients[context] = client.ApiClient(cfg)
             return self._clients[context]
 
@@ -193,10 +198,6 @@ class KubernetesExecutor:
             raise _api_error(exc, verb, resource, target.namespace) from None
         except (TimeoutError, urllib3.exceptions.TimeoutError):
             raise ExecutorError(timed_out) from None
-        except urllib3.exceptions.MaxRetryError as exc:
-            if isinstance(exc.reason, urllib3.exceptions.TimeoutError):
-                raise ExecutorError(timed_out) from None
-            raise ExecutorError("Kubernetes API unreachable (connection failed)") from None
         except (urllib3.exceptions.HTTPError, OSError):
             raise ExecutorError("Kubernetes API unreachable (connection failed)") from None
         except ConfigException as exc:
@@ -204,7 +205,7 @@ class KubernetesExecutor:
         except ValueError:  # a response the client's models reject
             raise ExecutorError(f"unexpected answer from the Kubernetes API ({method})") from None
 
-    async def _pods(self, target: KubernetesTarget) -> list[client.V1Pod]:
+    async def _pods(self, target: KubernetesTarget) -> list[Model]:
         ns, selector = target.namespace, target.selector
         pods = await self._call(target, "list_namespaced_pod", ns, label_selector=selector)
         return sorted(pods.items, key=lambda p: p.metadata.creation_timestamp)
@@ -267,7 +268,7 @@ class KubernetesExecutor:
         ns = target.namespace
         found = await self._call(target, "list_namespaced_event", ns, field_selector="type=Warning")
 
-        def seen(ev: client.CoreV1Event) -> datetime:
+        def seen(ev: Model) -> datetime:
             return ev.last_timestamp or ev.event_time or ev.metadata.creation_timestamp
 
         events = sorted(found.items, key=seen, reverse=True)
@@ -300,12 +301,10 @@ class KubernetesExecutor:
         }
         images = [f"{c.name}={c.image}" for c in spec.template.spec.containers]
         stuck = [c.reason for c in conditions if c.type == "Progressing" and c.status == "False"]
-        summary = f"{name}: {counts['ready']}/{counts['desired']} ready, " + ", ".join(
-            f"{counts[k]} {k}" for k in ("updated", "available")
-        )
-        summary += (", rollout paused" if spec.paused else "") + (
-            f", rollout stuck ({stuck[0]})" if stuck else ""
-        )
+        desired, ready, updated, available = counts.values()
+        summary = f"{name}: {ready}/{desired} ready, {updated} updated, {available} available"
+        summary += ", rollout paused" if spec.paused else ""
+        summary += f", rollout stuck ({stuck[0]})" if stuck else ""
         revision = (dep.metadata.annotations or {}).get(REVISION, "?")
         rows = [
             [c.type, c.status, c.reason, _age(c.last_update_time), truncate(c.message or "", 120)]
@@ -424,6 +423,7 @@ class KubernetesExecutor:
             raise ExecutorError(
                 f"can't roll back paused deployment {name} (run rollout resume first)"
             )
+        chosen: dict[str, Any] | None
         if revision is None:
             if len(owned) < 2:
                 raise ExecutorError(f"no rollout history: {name} has no previous revision")
@@ -460,9 +460,8 @@ class KubernetesExecutor:
         if replicas < 0:
             raise ExecutorError("replicas must be zero or more")
         name, ns, mode = target.deployment, target.namespace, "All" if dry_run else None
-        before = (
-            await self._call(target, "read_namespaced_deployment_scale", name, ns)
-        ).spec.replicas
+        scale = await self._call(target, "read_namespaced_deployment_scale", name, ns)
+        before = scale.spec.replicas or 0
         body = {"spec": {"replicas": replicas}}
         await self._call(target, "patch_namespaced_deployment_scale", name, ns, body, dry_run=mode)
         action = f"scaled {name} in {ns} from {before} to {replicas} replicas"

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import math
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -96,6 +97,9 @@ def _query(text: str | None) -> str:
     return truncate(" ".join(mask_sql_literals(text or "").split()), QUERY_CHARS)
 
 
+_BACKEND_HEADERS = ["PID", "USER", "STATE", "WAITING ON", "AGE", "QUERY"]
+
+
 def _backend_row(row: Mapping[str, Any]) -> list[object]:
     wait = f"{row['wait_event_type']}:{row['wait_event']}" if row["wait_event"] else ""
     return [
@@ -106,9 +110,6 @@ def _backend_row(row: Mapping[str, Any]) -> list[object]:
         format_age(row["seconds"]),
         _query(row["query"]),
     ]
-
-
-_BACKEND_HEADERS = ["PID", "USER", "STATE", "WAITING ON", "AGE", "QUERY"]
 
 
 class PostgresExecutor:
@@ -127,6 +128,8 @@ class PostgresExecutor:
         url = self._environ.get(target.url_env)
         if not url:
             raise ExecutorError(f"environment variable {target.url_env} is not set")
+        # Accept SQLAlchemy-style `postgresql+psycopg://` URLs, as Firebreak's own uses.
+        url = re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", url)
         try:
             conn = await asyncio.wait_for(
                 psycopg.AsyncConnection.connect(
@@ -207,15 +210,7 @@ class PostgresExecutor:
         blockers = sorted({p["pid"] for p in pairs})
         summary = f"{len({p['blocked_pid'] for p in pairs})} queries waiting on locks held by pid "
         summary += ", ".join(map(str, blockers))
-        headers = [
-            "BLOCKED",
-            "WAITING",
-            "BLOCKED QUERY",
-            "BLOCKER",
-            "STATE",
-            "AGE",
-            "BLOCKER QUERY",
-        ]
+        headers = ["BLOCKED", "WAITING", "QUERY", "BLOCKER", "STATE", "AGE", "BLOCKER QUERY"]
         pair_list = [{"blocked": p["blocked_pid"], "blocking": p["pid"]} for p in pairs]
         return build_result(
             True, summary, format_table(headers, rows), pairs=pair_list, blocking_pids=blockers
@@ -242,11 +237,11 @@ class PostgresExecutor:
         for `min_seconds` or more or that `locks` lists as blocking, never our own."""
         async with self._transaction(target) as cur:
             await cur.execute("SELECT pg_backend_pid() AS pid")
-            own = await cur.fetchone()
+            (own,) = await cur.fetchall()
             await cur.execute(_LONG_RUNNING, (min_seconds,))
             candidates = {r["pid"]: r for r in await cur.fetchall()}
             candidates |= {r["pid"]: r for r in await self._blocking(cur)}
-        if own is not None and pid == own["pid"]:
+        if pid == own["pid"]:
             raise ExecutorError("refusing to terminate Firebreak's own connection")
         if pid not in candidates:
             raise ExecutorError(
@@ -258,9 +253,8 @@ class PostgresExecutor:
         what = f"backend pid {pid} ({row['user']}, {row['state']}, {format_age(row['seconds'])})"
         if dry_run:
             output += "\n(dry run: nothing was terminated)"
-            return build_result(
-                True, f"dry run: would terminate {what}", output, pid=pid, dry_run=True
-            )
+            summary = f"dry run: would have terminated {what}"
+            return build_result(True, summary, output, pid=pid, dry_run=True)
         async with self._transaction(target, read_only=False) as cur:
             await cur.execute(_TERMINATE, (pid,))
             done = await cur.fetchone()
