@@ -1,0 +1,383 @@
+"""The runbook action catalog: which actions exist, where they run, who may confirm.
+
+Actions are data (`runbooks/actions/*.yml`), targets are config (`targets.yml` or
+`FIREBREAK_TARGETS`). Both are validated once, at start-up and by `firebreak check`,
+against `OPERATIONS`: the allow-list of executor methods, their parameters and their
+kind. Only what passes exists; a mistake stops start-up with `file:line: message`
+instead of surfacing as a failed command in the middle of an incident.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.executors import HttpTarget, KubernetesTarget, PostgresTarget
+from bot.yamlfile import Node, RunbookError, load_mapping
+
+KINDS = ("diagnostic", "mitigation")
+PARAM_TYPES = ("int", "flag", "name", "choice")
+EXECUTORS = ("kubernetes", "postgres", "http")
+
+# RFC 1123 label (Kubernetes namespaces, our service names) and subdomain (object names).
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_ACTION_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,20}$")
+_LEVEL = re.compile(r"^P[0-9]$")
+_LABEL_KEY = r"(?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_VALUE = r"(?:[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"
+_SELECTOR_TERM = re.compile(rf"^{_LABEL_KEY}(?:!=|==|=){_LABEL_VALUE}$")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One executor method: its kind, and the parameters it takes by name and type.
+
+    A type ending in `?` accepts None (the method has a sensible absent value); any
+    other parameter needs `required: true` or a default in the action file.
+    """
+
+    kind: str
+    params: dict[str, str] = field(default_factory=dict)
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+# The allow-list. An action file can only name these; the service calls exactly
+# `executors.<executor>.<operation>(target_section, **params[, dry_run=])`.
+OPERATIONS: dict[str, dict[str, Operation]] = {
+    "kubernetes": {
+        "pods": Operation("diagnostic"),
+        "logs": Operation("diagnostic", {"tail": "int", "previous": "flag", "pod": "name?"}),
+        "events": Operation("diagnostic"),
+        "deployment": Operation("diagnostic"),
+        "history": Operation("diagnostic"),
+        "top": Operation("diagnostic"),
+        "restart": Operation("mitigation"),
+        "rollback": Operation("mitigation", {"revision": "int?"}),
+        "scale": Operation("mitigation", {"replicas": "int"}),
+    },
+    "postgres": {
+        "activity": Operation("diagnostic", {"min_seconds": "int"}),
+        "locks": Operation("diagnostic"),
+        "size": Operation("diagnostic"),
+        "terminate": Operation("mitigation", {"pid": "int"}),
+    },
+    "http": {
+        "check": Operation("diagnostic", {"which": "choice"}, {"which": ("health", "readiness")}),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: str
+    help: str = ""
+    required: bool = False
+    default: int | str | bool | None = None
+    min: int | None = None
+    max: int | None = None
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    kind: str
+    executor: str
+    operation: str
+    help: str
+    scenario: str
+    params: tuple[ParamSpec, ...] = ()
+
+
+Section = KubernetesTarget | PostgresTarget | HttpTarget
+
+
+@dataclass(frozen=True)
+class Target:
+    """A named service and where each executor finds it."""
+
+    name: str
+    kubernetes: KubernetesTarget | None = None
+    postgres: PostgresTarget | None = None
+    http: HttpTarget | None = None
+    max_replicas: int | None = None
+
+    def section(self, executor: str) -> Section | None:
+        return {"kubernetes": self.kubernetes, "postgres": self.postgres, "http": self.http}[
+            executor
+        ]
+
+    def executors(self) -> tuple[str, ...]:
+        return tuple(e for e in EXECUTORS if self.section(e) is not None)
+
+
+@dataclass(frozen=True)
+class ActionCatalog:
+    actions: dict[str, ActionSpec]
+    targets: dict[str, Target]
+    mitigators: tuple[str, ...] = ()  # Slack user (U…/W…) and user-group (S…) IDs
+    require_distinct_confirmer: frozenset[str] = frozenset()  # severity levels
+
+    def of_kind(self, kind: str) -> list[ActionSpec]:
+        return [a for a in self.actions.values() if a.kind == kind]
+
+    @property
+    def mitigator_users(self) -> frozenset[str]:
+        return frozenset(m for m in self.mitigators if not m.startswith("S"))
+
+    @property
+    def mitigator_groups(self) -> tuple[str, ...]:
+        return tuple(m for m in self.mitigators if m.startswith("S"))
+
+
+def load_catalog(actions_dir: Path, targets_file: Path) -> ActionCatalog:
+    """Load and validate; raises `RunbookError` naming the file and line."""
+    files = sorted(actions_dir.glob("*.yml"))
+    if not files:
+        raise RunbookError(actions_dir, None, "no action files (*.yml)")
+    actions: dict[str, ActionSpec] = {}
+    where: dict[str, str] = {}
+    for path in files:
+        doc = load_mapping(path)
+        _only(doc, {"scenario", "description", "actions"})
+        scenario = doc.require("scenario")
+        doc.expect("description", str)
+        for entry in doc.require("actions", list):
+            if not isinstance(entry, Node):
+                raise doc.error("each action must be a mapping")
+            action = _action(entry, scenario)
+            if action.name in actions:
+                raise entry.error(
+                    f"duplicate action `{action.name}` (also at {where[action.name]})"
+                )
+            actions[action.name] = action
+            where[action.name] = f"{path}:{entry.line}"
+    return _targets(targets_file, actions)
+
+
+def _only(node: Node, allowed: set[str]) -> None:
+    unknown = sorted(str(k) for k in node if k not in allowed)
+    if unknown:
+        raise node.error(f"unknown key `{unknown[0]}` (expected {', '.join(sorted(allowed))})")
+
+
+def _action(entry: Node, scenario: str) -> ActionSpec:
+    _only(entry, {"name", "kind", "executor", "operation", "help", "params"})
+    name = entry.require("name")
+    if not _ACTION_NAME.match(name):
+        raise entry.error(f"action name `{name}` must be lowercase letters, digits and -")
+    kind = entry.require("kind")
+    if kind not in KINDS:
+        raise entry.error(f"`{name}`: kind must be diagnostic or mitigation, not `{kind}`")
+    executor = entry.require("executor")
+    if executor not in OPERATIONS:
+        raise entry.error(f"`{name}`: unknown executor `{executor}` (use {', '.join(EXECUTORS)})")
+    operation = entry.require("operation")
+    spec = OPERATIONS[executor].get(operation)
+    if spec is None:
+        known = ", ".join(OPERATIONS[executor])
+        raise entry.error(f"`{name}`: {executor} has no operation `{operation}` ({known})")
+    if spec.kind != kind:
+        raise entry.error(f"`{name}`: {executor} {operation} is a {spec.kind}, not a {kind}")
+    help_text = entry.require("help")
+    if len(help_text) > 150:
+        raise entry.error(f"`{name}`: help is longer than 150 characters")
+    params: list[ParamSpec] = []
+    for raw in entry.expect("params", list, []):
+        if not isinstance(raw, Node):
+            raise entry.error(f"`{name}`: each param must be a mapping with `name` and `type`")
+        param = _param(raw, name, spec)
+        if any(p.name == param.name for p in params):
+            raise raw.error(f"`{name}`: parameter `{param.name}` declared twice")
+        params.append(param)
+    for pname, ptype in spec.params.items():
+        declared = next((p for p in params if p.name == pname), None)
+        nullable = ptype.endswith("?") or ptype == "flag"
+        if not nullable and (
+            declared is None or (not declared.required and declared.default is None)
+        ):
+            raise entry.error(
+                f"`{name}`: parameter `{pname}` must be declared required or given a default"
+            )
+    return ActionSpec(name, kind, executor, operation, help_text, scenario, tuple(params))
+
+
+def _param(raw: Node, action: str, operation: Operation) -> ParamSpec:
+    _only(raw, {"name", "type", "help", "required", "default", "min", "max", "choices"})
+    name, kind = raw.require("name"), raw.require("type")
+    if kind not in PARAM_TYPES:
+        raise raw.error(
+            f"`{action}`: parameter type `{kind}` must be one of {', '.join(PARAM_TYPES)}"
+        )
+    wanted = operation.params.get(name)
+    if wanted is None:
+        takes = ", ".join(operation.params) or "no parameters"
+        raise raw.error(f"`{action}`: the operation takes no parameter `{name}` (it takes {takes})")
+    if wanted.rstrip("?") != kind:
+        raise raw.error(f"`{action}`: parameter `{name}` must have type {wanted.rstrip('?')}")
+    required = bool(raw.expect("required", bool, False))
+    default: Any = raw.get("default")
+    lo, hi = raw.expect("min", int), raw.expect("max", int)
+    choices = tuple(str(c) for c in raw.expect("choices", list, []))
+    if kind != "int" and (lo is not None or hi is not None):
+        raise raw.error(f"`{action}`: only int parameters take min/max")
+    if kind != "choice" and choices:
+        raise raw.error(f"`{action}`: only choice parameters take choices")
+    if required and default is not None:
+        raise raw.error(f"`{action}`: parameter `{name}` is required, so it can't have a default")
+    if kind == "flag" and (required or default is not None):
+        raise raw.error(f"`{action}`: flag `{name}` is off unless given; no required/default")
+    if kind == "int":
+        if lo is None or hi is None or isinstance(lo, bool) or isinstance(hi, bool) or lo > hi:
+            raise raw.error(f"`{action}`: int parameter `{name}` needs integer min <= max")
+        if default is not None and (type(default) is not int or not lo <= default <= hi):
+            raise raw.error(f"`{action}`: default of `{name}` must be an integer from {lo} to {hi}")
+    if (
+        kind == "name"
+        and default is not None
+        and not (isinstance(default, str) and DNS_SUBDOMAIN.match(default))
+    ):
+        raise raw.error(f"`{action}`: default of `{name}` must be an RFC 1123 name")
+    if kind == "choice":
+        allowed = operation.choices.get(name, ())
+        if not choices or any(c not in allowed for c in choices):
+            raise raw.error(f"`{action}`: choices of `{name}` must be some of {', '.join(allowed)}")
+        if default is not None and default not in choices:
+            raise raw.error(f"`{action}`: default of `{name}` must be one of its choices")
+    return ParamSpec(
+        name=name,
+        type=kind,
+        help=str(raw.expect("help", str, "")),
+        required=required,
+        default=default,
+        min=lo,
+        max=hi,
+        choices=choices,
+    )
+
+
+def _targets(path: Path, actions: dict[str, ActionSpec]) -> ActionCatalog:
+    if not path.is_file():
+        raise RunbookError(path, None, "targets file not found (set FIREBREAK_TARGETS)")
+    doc = load_mapping(path)
+    _only(doc, {"services", "mitigators", "require_distinct_confirmer"})
+    services = doc.require("services", dict)
+    targets: dict[str, Target] = {}
+    for name, spec in services.items():
+        if not isinstance(spec, Node):
+            raise RunbookError(
+                path, _line_of(path, f"{name}:"), f"service `{name}` must be a mapping"
+            )
+        if not DNS_LABEL.match(str(name)):
+            raise spec.error(
+                f"service name `{name}` must be an RFC 1123 label (lowercase, digits, -)"
+            )
+        targets[name] = _target(str(name), spec)
+    if not targets:
+        raise doc.error("no services defined")
+    mitigators = tuple(str(m) for m in doc.expect("mitigators", list, []))
+    for mitigator in mitigators:
+        if not (_USER_ID.match(mitigator) or _GROUP_ID.match(mitigator)):
+            raise RunbookError(
+                path,
+                _line_of(path, mitigator),
+                f"mitigator `{mitigator}` is not a Slack user (U…) or user-group (S…) ID",
+            )
+    levels = frozenset(str(v) for v in doc.expect("require_distinct_confirmer", list, []))
+    for level in sorted(levels):
+        if not _LEVEL.match(level):
+            raise RunbookError(
+                path, _line_of(path, level), f"`{level}` is not a severity level like P0"
+            )
+    return ActionCatalog(actions, targets, mitigators, levels)
+
+
+def _target(name: str, spec: Node) -> Target:
+    unknown = sorted(str(k) for k in spec if k not in EXECUTORS)
+    if unknown:
+        raise spec.error(
+            f"service `{name}`: unknown executor section `{unknown[0]}` "
+            f"(use {', '.join(EXECUTORS)})"
+        )
+    kube, pg, http = spec.get("kubernetes"), spec.get("postgres"), spec.get("http")
+    for key, section in (("kubernetes", kube), ("postgres", pg), ("http", http)):
+        if section is not None and not isinstance(section, Node):
+            raise spec.error(f"`{name}.{key}` must be a mapping")
+    if kube is None and pg is None and http is None:
+        raise spec.error(f"service `{name}` configures no executor ({', '.join(EXECUTORS)})")
+    kubernetes, max_replicas = _kubernetes(name, kube) if kube is not None else (None, None)
+    return Target(
+        name=name,
+        kubernetes=kubernetes,
+        postgres=_postgres(name, pg) if pg is not None else None,
+        http=_http(name, http) if http is not None else None,
+        max_replicas=max_replicas,
+    )
+
+
+def _kubernetes(name: str, node: Node) -> tuple[KubernetesTarget, int | None]:
+    _only(node, {"namespace", "deployment", "selector", "context", "max_replicas"})
+    namespace, deployment = node.require("namespace"), node.require("deployment")
+    selector, context = node.require("selector"), node.expect("context", str)
+    if not DNS_LABEL.match(namespace):
+        raise node.error(f"`{name}`: namespace `{namespace}` is not an RFC 1123 label")
+    if not DNS_SUBDOMAIN.match(deployment):
+        raise node.error(f"`{name}`: deployment `{deployment}` is not an RFC 1123 name")
+    if not all(_SELECTOR_TERM.match(term.strip()) for term in selector.split(",")):
+        raise node.error(f"`{name}`: selector `{selector}` must be key=value[,key=value…]")
+    if context is not None and (not context or any(c.isspace() for c in context)):
+        raise node.error(f"`{name}`: context must be a kubeconfig context name")
+    max_replicas = node.expect("max_replicas", int)
+    if max_replicas is not None and (isinstance(max_replicas, bool) or max_replicas < 0):
+        raise node.error(f"`{name}`: max_replicas must be a whole number, 0 or more")
+    return KubernetesTarget(namespace, deployment, selector, context), max_replicas
+
+
+def _postgres(name: str, node: Node) -> PostgresTarget:
+    _only(node, {"url_env"})
+    url_env = node.require("url_env")
+    if not _ENV_NAME.match(url_env):
+        hint = " (never the URL itself)" if "://" in url_env or "@" in url_env else ""
+        raise node.error(
+            f"`{name}`: url_env must be the NAME of an environment variable, like "
+            f"CHECKOUT_DATABASE_URL{hint}"
+        )
+    return PostgresTarget(url_env)
+
+
+def _http(name: str, node: Node) -> HttpTarget:
+    _only(node, {"health", "readiness"})
+    urls = {key: node.expect(key, str) for key in ("health", "readiness")}
+    for key, url in urls.items():
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or any(c.isspace() for c in url)
+        ):
+            raise node.error(f"`{name}`: {key} must be an http(s) URL")
+        if parts.username or parts.password:
+            raise node.error(f"`{name}`: {key} must not carry credentials")
+    if not any(urls.values()):
+        raise node.error(f"`{name}`: http needs a health or readiness URL")
+    return HttpTarget(health=urls["health"], readiness=urls["readiness"])
+
+
+def _line_of(path: Path, text: str) -> int | None:
+    """The first line mentioning `text`: scalars in a YAML list carry no line of their own."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if text in line.split("#", 1)[0]:
+            return number
+    return None

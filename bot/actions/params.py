@@ -1,0 +1,259 @@
+"""From the words after `/incident diag|mitigate` to a checked invocation, and running it.
+
+Nothing a user types reaches an executor unchecked: the action and the service must
+exist in the catalog, ints are plain digits inside the action's bounds (a `scale`
+also inside the service's `kubernetes.max_replicas`), names are RFC 1123, choices
+are one of the listed words. Every failure is a `UserError` that says what was
+wrong and shows the usage line, so the responder can fix the command at once.
+`Executors.run` then calls exactly the method the catalog allow-listed, under a
+timeout, and turns every failure into a result the channel can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.actions.catalog import DNS_SUBDOMAIN, ActionCatalog, ActionSpec, ParamSpec, Target
+from bot.errors import UserError
+from bot.executors import (
+    ExecutionResult,
+    ExecutorError,
+    HttpExecutor,
+    KubernetesExecutor,
+    PostgresExecutor,
+)
+from bot.mrkdwn import escape
+from bot.redact import redact
+
+log = logging.getLogger(__name__)
+
+Value = int | str | bool | None
+VERBS = {"diagnostic": "diag", "mitigation": "mitigate"}
+_INT = re.compile(r"^[+-]?[0-9]{1,12}$")
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A validated request: run `action` on `target` with `args` (every declared param)."""
+
+    action: ActionSpec
+    target: Target
+    args: Mapping[str, Value]
+
+    def command(self) -> str:
+        """The invocation as one line, e.g. `logs checkout tail=50 previous`."""
+        words = [self.action.name, self.target.name]
+        for param in self.action.params:
+            value = self.args.get(param.name)
+            if param.type == "flag":
+                words += [param.name] if value else []
+            elif value is not None:
+                words.append(f"{param.name}={value}")
+        return " ".join(words)
+
+
+@dataclass(frozen=True)
+class Executors:
+    """The three executors; built from settings by the app factory (or by tests)."""
+
+    kubernetes: KubernetesExecutor
+    postgres: PostgresExecutor
+    http: HttpExecutor
+
+    async def run(
+        self, invocation: Invocation, *, dry_run: bool, timeout: float
+    ) -> tuple[ExecutionResult, bool]:
+        """The result, and whether it failed to run at all (unreachable, forbidden,
+        timed out); a failure is a readable, redacted result, never an exception."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._call(invocation, dry_run), False
+        except ExecutorError as exc:
+            return ExecutionResult(False, redact(str(exc)), ""), True
+        except TimeoutError:
+            why = f"no answer within {timeout:g}s; gave up waiting"
+            if invocation.action.kind == "mitigation" and not dry_run:
+                why += ", but it may still complete: check with a diagnostic"
+            return ExecutionResult(False, why, ""), True
+        except Exception as exc:
+            trace = "".join(traceback.format_exception(exc))
+            log.error("runbook action %s failed: %s", invocation.command(), redact(trace))
+            why = "failed unexpectedly; the details are in Firebreak's log"
+            return ExecutionResult(False, why, ""), True
+
+    async def _call(self, invocation: Invocation, dry_run: bool) -> ExecutionResult:
+        """`<executor>.<operation>(section, **args)`: names the catalog allow-listed."""
+        action = invocation.action
+        section = invocation.target.section(action.executor)
+        if section is None:
+            raise ExecutorError(f"{invocation.target.name} has no {action.executor} section")
+        method = getattr(getattr(self, action.executor), action.operation)
+        kwargs: dict[str, Any] = dict(invocation.args)
+        if action.kind == "mitigation":
+            kwargs["dry_run"] = dry_run
+        result: ExecutionResult = await method(section, **kwargs)
+        return result
+
+    def close(self) -> None:
+        self.kubernetes.close()
+
+
+def shown(word: str) -> str:
+    """User input echoed inside backticks, unable to break out or ping anyone."""
+    return escape(word.replace("`", "'")[:40])
+
+
+def resolve(
+    catalog: ActionCatalog, kind: str, action: str, service: str, words: Sequence[str]
+) -> Invocation:
+    spec = catalog.actions.get(action)
+    if spec is None or spec.kind != kind:
+        if spec is not None:
+            verb = VERBS[spec.kind]
+            raise UserError(
+                f"`{spec.name}` is a {spec.kind}: use `/incident {verb} {spec.name} <service>`."
+            )
+        names = ", ".join(a.name for a in catalog.of_kind(kind)) or "none"
+        raise UserError(
+            f"Unknown {kind} `{shown(action)}`. Available: {names}. "
+            f"See `/incident {VERBS[kind]}` for what each does."
+        )
+    target = catalog.targets.get(service)
+    if target is None:
+        raise UserError(
+            f"Unknown service `{shown(service)}`. Configured: {', '.join(catalog.targets)}."
+        )
+    if target.section(spec.executor) is None:
+        able = [t.name for t in catalog.targets.values() if t.section(spec.executor)]
+        raise UserError(
+            f"`{spec.name}` runs on {spec.executor}, and `{target.name}` has no {spec.executor} "
+            f"section in the targets file. Services it works on: {', '.join(able) or 'none'}."
+        )
+    return Invocation(spec, target, parse_args(spec, target, words))
+
+
+def parse_args(action: ActionSpec, target: Target, words: Sequence[str]) -> dict[str, Value]:
+    """Positional words fill the non-flag params in order; `name=value` names one; a
+    flag is on when its name appears."""
+    values: dict[str, Value] = {}
+    by_name = {p.name: p for p in action.params}
+    for word in words:
+        key, sep, raw = word.partition("=")
+        key = key.lower().lstrip("-")
+        if sep:
+            param = by_name.get(key)
+            if param is None:
+                raise _error(action, target, f"`{action.name}` has no parameter `{shown(key)}`.")
+        elif key in by_name and by_name[key].type == "flag":
+            param, raw = by_name[key], "true"
+        else:
+            free = [p for p in action.params if p.type != "flag" and p.name not in values]
+            if not free:
+                raise _error(action, target, f"Unexpected argument `{shown(word)}`.")
+            param, raw = free[0], word
+        if param.name in values:
+            raise _error(action, target, f"`{param.name}` is given twice.")
+        values[param.name] = _convert(action, target, param, raw)
+    for param in action.params:
+        if param.name in values:
+            continue
+        if param.required:
+            raise _error(action, target, f"`{param.name}` is missing.")
+        values[param.name] = False if param.type == "flag" else param.default
+    return values
+
+
+def bounds(action: ActionSpec, param: ParamSpec, target: Target | None) -> tuple[int, int]:
+    """An int's allowed range; replicas also stop at the service's max_replicas."""
+    assert param.min is not None and param.max is not None  # the catalog guarantees both
+    high = param.max
+    if (
+        target is not None
+        and target.max_replicas is not None
+        and (action.executor, action.operation, param.name) == ("kubernetes", "scale", "replicas")
+    ):
+        high = min(high, target.max_replicas)
+    return param.min, high
+
+
+def usage(action: ActionSpec, target: Target | None = None) -> str:
+    """The usage line and one line per parameter."""
+    words = [f"/incident {VERBS[action.kind]} {action.name} <service>"]
+    positional = True  # up to the first optional value; later ones need name=value
+    for param in action.params:
+        if param.type == "flag":
+            word = param.name
+        else:
+            word = f"<{param.name}>" if positional else f"{param.name}=<{param.name}>"
+            positional = positional and param.required
+        words.append(word if param.required else f"[{word}]")
+    lines = [f"Usage: `{' '.join(words)}`"]
+    lines += [f"• `{p.name}`: {describe(action, p, target)}" for p in action.params]
+    return "\n".join(lines)
+
+
+def describe(action: ActionSpec, param: ParamSpec, target: Target | None = None) -> str:
+    if param.type == "int":
+        low, high = bounds(action, param, target)
+        text = f"a whole number from {low} to {high}"
+    elif param.type == "flag":
+        text = f"add the word `{param.name}` to turn it on"
+    elif param.type == "name":
+        text = "a Kubernetes name (lowercase letters, digits, `-` and `.`)"
+    else:
+        text = f"one of {', '.join(param.choices)}"
+    if param.default is not None:
+        text += f" (default {param.default})"
+    return f"{text}; {param.help}" if param.help else text
+
+
+def _convert(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> Value:
+    if param.type == "int":
+        low, high = bounds(action, param, target)
+        if not _INT.match(raw):
+            raise _error(
+                action, target, f"`{param.name}` must be a whole number; got `{shown(raw)}`."
+            )
+        number = int(raw)
+        if not low <= number <= high:
+            why = ""
+            if param.max is not None and high < param.max:
+                why = f" ({high} is {target.name}'s kubernetes.max_replicas)"
+            raise _error(
+                action,
+                target,
+                f"`{param.name}` must be from {low} to {high}{why}; got `{shown(raw)}`.",
+            )
+        return number
+    if param.type == "flag":
+        if raw.lower() in _TRUE | _FALSE:
+            return raw.lower() in _TRUE
+        raise _error(action, target, f"`{param.name}` is on or off; got `{shown(raw)}`.")
+    if param.type == "name":
+        if not DNS_SUBDOMAIN.match(raw):
+            raise _error(
+                action,
+                target,
+                f"`{param.name}` must be an RFC 1123 name: lowercase letters, digits, `-` and "
+                f"`.`, starting and ending with a letter or digit; got `{shown(raw)}`.",
+            )
+        return raw
+    choice = next((c for c in param.choices if c == raw.lower()), None)
+    if choice is None:
+        raise _error(
+            action,
+            target,
+            f"`{param.name}` must be one of {', '.join(param.choices)}; got `{shown(raw)}`.",
+        )
+    return choice
+
+
+def _error(action: ActionSpec, target: Target, problem: str) -> UserError:
+    return UserError(f"{problem}\n{usage(action, target)}")

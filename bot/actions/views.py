@@ -1,0 +1,248 @@
+"""Block Kit for runbook actions: pure functions from results to (text, blocks).
+
+Slack rejects a whole message when one section's text exceeds 3000 characters,
+and executor output (logs, tables) easily does. So output goes into one code
+block cut to fit, on a line boundary, and the caller attaches the full text as a
+file when `Output.truncated` says so. Everything shown is escaped for mrkdwn:
+executor output is as untrusted as user input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.actions.catalog import ActionCatalog
+from bot.actions.params import VERBS, usage
+from bot.executors import ExecutionResult
+from bot.gateway import Blocks
+from bot.mrkdwn import escape, mention, truncate
+from storage.models import PendingAction
+
+SECTION_MAX = 3000
+CONFIRM_ACTION = "runbook_mitigation_confirm"
+CANCEL_ACTION = "runbook_mitigation_cancel"
+_CUT_NOTE = "\n_Cut to fit; the full output is attached in this thread._"
+
+
+@dataclass(frozen=True)
+class Output:
+    text: str
+    blocks: Blocks
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a mitigation message shows; built from the stored `PendingAction`."""
+
+    id: int
+    command: str
+    help: str
+    requested_by: str
+    dry_run_summary: str
+    dry_run_output: str
+    expires_at: datetime
+
+
+def code_block(text: str, limit: int) -> tuple[str, bool]:
+    """`text` escaped in a ``` block of at most `limit` characters; True when cut."""
+    body = escape(text.replace("```", "'''")).rstrip()
+    if len(body) + 8 <= limit:
+        return f"```\n{body}\n```", False
+    cut = body[: max(0, limit - 10)]
+    entity = cut.rfind("&")
+    if entity >= 0 and ";" not in cut[entity:]:  # never split &amp; &lt; &gt;
+        cut = cut[:entity]
+    line_end = cut.rfind("\n")
+    if line_end > len(cut) // 2:
+        cut = cut[:line_end]
+    return f"```\n{cut}\n…\n```", True
+
+
+def output_message(command: str, output: str) -> Output:
+    """The thread reply holding a diagnostic's output."""
+    block, cut = code_block(output, SECTION_MAX - len(_CUT_NOTE))
+    text = block + (_CUT_NOTE if cut else "")
+    blocks: Blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    return Output(f"Output of {escape(command)}", blocks, cut)
+
+
+def diagnostic_summary(command: str, actor: str, result: ExecutionResult, error: bool) -> Output:
+    """The channel message: what ran, for whom, and the one-line result."""
+    icon = ":x:" if error else (":mag:" if result.ok else ":warning:")
+    what = "could not run" if error else "found"
+    line = f"{icon} `{escape(command)}` {what}: {escape(truncate(result.summary, 2500))}"
+    context = f"Diagnostic requested by {mention(actor)}"
+    if result.output and not error:
+        context += " · output in the thread"
+    blocks: Blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": line}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
+    ]
+    return Output(line, blocks, False)
+
+
+def proposal(p: Proposal) -> Output:
+    """The mitigation awaiting a decision, with Confirm and Cancel (value = its ID)."""
+    buttons = {
+        "type": "actions",
+        "block_id": f"mitigation:{p.id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": CONFIRM_ACTION,
+                "text": {"type": "plain_text", "text": "Confirm"},
+                "style": "primary",
+                "value": str(p.id),
+            },
+            {
+                "type": "button",
+                "action_id": CANCEL_ACTION,
+                "text": {"type": "plain_text", "text": "Cancel"},
+                "value": str(p.id),
+            },
+        ],
+    }
+    expiry = (
+        f"Expires {when(p.expires_at)}. Confirmable by the incident commander or a "
+        "configured mitigator (`/incident mitigate` lists them)."
+    )
+    blocks = [*_head(p), _context(expiry), buttons]
+    return Output(f"Mitigation proposed: {escape(p.command)}", blocks, False)
+
+
+def decided(p: Proposal, outcome: str) -> Output:
+    """The same message after a decision: the outcome (mrkdwn) instead of the buttons."""
+    text = truncate(outcome, SECTION_MAX)
+    blocks = [*_head(p), {"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    return Output(f"Mitigation {escape(p.command)}: {text}", blocks, False)
+
+
+def outcome(command: str, confirmer: str, result: ExecutionResult, error: bool) -> str:
+    """The thread reply after a confirmed mitigation ran (fits one section)."""
+    icon = ":x:" if error or not result.ok else ":white_check_mark:"
+    head = f"{icon} Confirmed by {mention(confirmer)}: {escape(truncate(result.summary, 500))}"
+    if not result.output:
+        return head
+    block, _ = code_block(result.output, SECTION_MAX - len(head) - 1)
+    return f"{head}\n{block}"
+
+
+def ran(confirmer: str, result: ExecutionResult, error: bool) -> str:
+    """The decision line of a mitigation that was confirmed and run."""
+    summary = escape(truncate(result.summary, 1000))
+    if result.ok and not error:
+        return f":white_check_mark: Confirmed by {mention(confirmer)}: {summary}"
+    return f":x: Confirmed by {mention(confirmer)}, but it failed: {summary}"
+
+
+def closed(pending: PendingAction, outcome: str) -> str:
+    """The decision line of a mitigation that was cancelled or expired."""
+    if outcome == "cancelled":
+        return f":no_entry_sign: Cancelled by {mention(pending.decided_by)}. Nothing was run."
+    return f":hourglass: Expired unconfirmed {when(pending.expires_at)}. Nothing was run."
+
+
+def refusal(
+    outcome: str,
+    pending: PendingAction,
+    *,
+    confirm: bool,
+    commander: str | None,
+    severity: str,
+    confirmers: str,
+) -> str:
+    """The clicker's ephemeral reply for every outcome but a run ("" for none)."""
+    what = f"`{escape(pending.action)} {escape(pending.service)}`"
+    if outcome == "expired":
+        return (
+            f"This confirmation expired {when(pending.expires_at)}, 10 minutes after the "
+            "request; nothing was run. Ask again with `/incident mitigate`."
+        )
+    if outcome == "already_decided":
+        by = f" by {mention(pending.decided_by)}" if pending.decided_by else ""
+        return f"{what} was already {pending.status}{by}; a decision counts once."
+    if outcome == "distinct_confirmer_required":
+        return (
+            f"This is a {escape(severity)} incident: someone other than the requester "
+            f"({mention(pending.requested_by)}) must confirm {what}."
+        )
+    if outcome == "not_authorised":
+        ic = f" ({mention(commander)})" if commander else ""
+        return (
+            f"You may not {'confirm' if confirm else 'cancel'} {what}. Allowed: {confirmers}{ic}."
+        )
+    if outcome == "no_longer_valid":
+        return f"{what} is no longer valid under the current runbooks; nothing was run."
+    return ""
+
+
+def dry_run_failed(command: str, summary: str) -> str:
+    return (
+        f":x: The dry run of `{escape(command)}` failed: {escape(summary)}\n"
+        "Nothing was changed, and nothing is waiting to be confirmed."
+    )
+
+
+def not_shown(command: str, summary: str, code: str) -> str:
+    return (
+        f":warning: `{escape(command)}` ran ({escape(summary)}), but Slack refused to "
+        f"show it (`{code}`)."
+    )
+
+
+def action_list(catalog: ActionCatalog, kind: str) -> str:
+    """`/incident diag` or `/incident mitigate` alone: what exists and where it runs."""
+    verb = VERBS[kind]
+    title = "Diagnostics" if kind == "diagnostic" else "Mitigations"
+    lines = [f"*{title}*: `/incident {verb} <action> <service> [args…]`"]
+    scenario = None
+    for action in catalog.of_kind(kind):
+        if action.scenario != scenario:
+            scenario = action.scenario
+            lines.append(f"*{escape(scenario)}*")
+        call = usage(action).splitlines()[0].removeprefix("Usage: `/incident ")
+        call = call.removeprefix(f"{verb} ").rstrip("`")
+        lines.append(f"• `{call}`: {escape(action.help)}")
+    services = " · ".join(
+        f"`{t.name}` ({', '.join(t.executors())})" for t in catalog.targets.values()
+    )
+    lines.append(f"Services: {services}")
+    if kind == "mitigation":
+        lines.append(
+            "Each shows a server-side dry run first and runs once confirmed (within 10 "
+            f"minutes) by {allowed_confirmers(catalog)}."
+        )
+    return "\n".join(lines)
+
+
+def allowed_confirmers(catalog: ActionCatalog) -> str:
+    """Who may confirm, by ID (for ephemeral replies: a mention here notifies nobody)."""
+    people = [str(mention(u)) for u in sorted(catalog.mitigator_users)]
+    people += [f"<!subteam^{g}>" for g in catalog.mitigator_groups]
+    return ", ".join(people) + (" or " if people else "") + "the incident commander"
+
+
+def _head(p: Proposal) -> Blocks:
+    head = (
+        f":warning: *Mitigation proposed* by {mention(p.requested_by)}: "
+        f"`{escape(p.command)}`\n{escape(truncate(p.help, 500))}"
+    )
+    dry = f":test_tube: *Dry run:* {escape(truncate(p.dry_run_summary, 500))}"
+    if p.dry_run_output:
+        block, _ = code_block(p.dry_run_output, SECTION_MAX - len(dry) - 1)
+        dry += "\n" + block
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": head}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": dry}},
+    ]
+
+
+def _context(text: str) -> dict[str, object]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def when(at: datetime) -> str:
+    """A time each reader sees in their own zone, with UTC as the fallback."""
+    return f"<!date^{int(at.timestamp())}^{{time}}|{at:%H:%M} UTC>"

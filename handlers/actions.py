@@ -1,0 +1,61 @@
+"""Confirm and Cancel on a proposed mitigation: ack at once, decide in the background.
+
+The decision may call Slack (user-group members), the cluster or the database,
+so the listener only acks and parses; `ActionService.decide` does the rest and
+its answer reaches the clicker as an ephemeral message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot.actions import ActionService
+from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
+from bot.gateway import ChatGateway
+from bot.incidents.service import Request
+from handlers.background import BackgroundWork
+
+STALE_BUTTON = "That button is no longer valid; ask again with `/incident mitigate`."
+
+
+class ActionWiring(Protocol):
+    """What the listeners need from `bot.services.Services`."""
+
+    @property
+    def chat(self) -> ChatGateway: ...
+
+    @property
+    def actions(self) -> ActionService: ...
+
+
+def register(app: AsyncApp, services: ActionWiring, background: BackgroundWork) -> None:
+    def decide(body: dict[str, Any], action: dict[str, Any], confirm: bool) -> None:
+        user, channel = body["user"]["id"], body["channel"]["id"]
+
+        async def tell(text: str) -> None:
+            await services.chat.post_ephemeral(channel, user, text)
+
+        value = str(action.get("value", ""))
+        if not value.isdigit():
+            background.spawn(tell(STALE_BUTTON))
+            return
+        request = Request(
+            actor=user, channel_id=channel, key=f"action:{action.get('action_ts')}:{user}"
+        )
+        background.answer(services.actions.decide(int(value), confirm, request), tell)
+
+    @app.action(CONFIRM_ACTION)
+    async def mitigation_confirmed(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        await ack()
+        decide(body, action, confirm=True)
+
+    @app.action(CANCEL_ACTION)
+    async def mitigation_cancelled(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        await ack()
+        decide(body, action, confirm=False)

@@ -1,0 +1,176 @@
+"""Loading runbook actions and targets: the bundled files load, every mistake names file:line."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+from bot.actions.catalog import OPERATIONS, load_catalog
+from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from bot.yamlfile import RunbookError
+from runbooks import BUNDLED
+
+ACTION = """\
+scenario: Test
+actions:
+  - name: pods
+    kind: diagnostic
+    executor: kubernetes
+    operation: pods
+    help: List pods
+  - name: scale
+    kind: mitigation
+    executor: kubernetes
+    operation: scale
+    help: Scale
+    params:
+      - {name: replicas, type: int, min: 0, max: 50, required: true}
+"""
+
+TARGETS = """\
+services:
+  checkout:
+    kubernetes:
+      namespace: shop
+      deployment: checkout
+      selector: app=checkout
+      max_replicas: 20
+    postgres: {url_env: CHECKOUT_DATABASE_URL}
+    http:
+      health: "http://checkout.shop.svc/health"
+mitigators: [U0123ABCD, S0456EFGH]
+require_distinct_confirmer: [P0]
+"""
+
+
+def write(tmp_path: Path, action: str = ACTION, targets: str = TARGETS) -> tuple[Path, Path]:
+    folder = tmp_path / "actions"
+    folder.mkdir(exist_ok=True)
+    (folder / "a.yml").write_text(action)
+    (tmp_path / "targets.yml").write_text(targets)
+    return folder, tmp_path / "targets.yml"
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_the_bundled_runbooks_load() -> None:
+    catalog = load_catalog(BUNDLED / "actions", BUNDLED / "targets.yml")
+    diagnostics = {a.name for a in catalog.of_kind("diagnostic")}
+    mitigations = {a.name for a in catalog.of_kind("mitigation")}
+    assert {"pods", "logs", "db-activity", "health", "events"} <= diagnostics
+    assert mitigations == {"restart", "rollback", "scale", "terminate-query"}
+    checkout = catalog.targets["checkout"]
+    assert checkout.kubernetes and checkout.kubernetes.namespace == "shop"
+    assert checkout.max_replicas == 20 and checkout.postgres
+    assert catalog.mitigator_users == {"U0123ABCD"} and catalog.mitigator_groups == ("S0456EFGH",)
+    assert catalog.require_distinct_confirmer == {"P0"}
+
+
+@pytest.mark.parametrize(
+    ("executor", "cls"),
+    [("kubernetes", KubernetesExecutor), ("postgres", PostgresExecutor), ("http", HttpExecutor)],
+)
+def test_the_allow_list_matches_the_executor_methods(executor: str, cls: type) -> None:
+    """A renamed executor parameter must fail here, not in a channel during an incident."""
+    for name, operation in OPERATIONS[executor].items():
+        signature = inspect.signature(getattr(cls, name))
+        takes = set(signature.parameters) - {"self"}
+        assert set(operation.params) <= takes, name
+        assert ("dry_run" in takes) == (operation.kind == "mitigation"), name
+        needed = {
+            p.name
+            for p in signature.parameters.values()
+            if p.default is inspect.Parameter.empty and p.name not in ("self", "target", "dry_run")
+        }
+        assert needed <= set(operation.params), name
+
+
+# (replace this, with this, expected line, message): lines 3 and 8 start the two
+# actions, line 14 is the `replicas` parameter.
+ACTION_MISTAKES = [
+    (
+        "executor: kubernetes\n    operation: pods",
+        "executor: docker\n    operation: pods",
+        3,
+        "unknown executor `docker`",
+    ),
+    ("operation: pods", "operation: exec", 3, "kubernetes has no operation `exec`"),
+    ("kind: diagnostic", "kind: repair", 3, "kind must be diagnostic or mitigation"),
+    ("kind: mitigation", "kind: diagnostic", 8, "kubernetes scale is a mitigation"),
+    ("help: List pods", "help: List pods\n    run: rm -rf /", 3, "unknown key `run`"),
+    ("name: pods", "name: Pods!", 3, "must be lowercase letters"),
+    ("name: scale", "name: pods", 8, "duplicate action `pods` (also at "),
+    ("min: 0, max: 50", "min: 0", 14, "needs integer min <= max"),
+    ("min: 0, max: 50", "min: 9, max: 5", 14, "needs integer min <= max"),
+    ("type: int", "type: name", 14, "parameter `replicas` must have type int"),
+    ("type: int", "type: float", 14, "parameter type `float` must be one of"),
+    ("name: replicas,", "name: count,", 14, "takes no parameter `count`"),
+    ("required: true}", "required: true, shell: yes}", 14, "unknown key `shell`"),
+    ("required: true}", "default: 99}", 14, "must be an integer from 0 to 50"),
+    ("required: true}", "required: false}", 8, "`replicas` must be declared required"),
+    ("help: List pods", "help: [unclosed", 8, "expected ',' or ']'"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "line", "message"), ACTION_MISTAKES)
+def test_action_mistakes_name_file_and_line(
+    tmp_path: Path, old: str, new: str, line: int, message: str
+) -> None:
+    assert old in ACTION
+    folder, targets = write(tmp_path, action=ACTION.replace(old, new, 1))
+    with pytest.raises(RunbookError) as caught:
+        load_catalog(folder, targets)
+    assert (caught.value.path, caught.value.line) == (str(folder / "a.yml"), line)
+    assert message in caught.value.message
+
+
+# Lines: 3 starts checkout, 4 its kubernetes section, 8 postgres, 10 http, 11 mitigators.
+TARGET_MISTAKES = [
+    (
+        "    postgres:",
+        "    docker: {image: x}\n    postgres:",
+        3,
+        "unknown executor section `docker`",
+    ),
+    ("  checkout:", "  Checkout:", 3, "must be an RFC 1123 label"),
+    ("      namespace: shop\n", "", 4, "missing `namespace`"),
+    ("namespace: shop", "namespace: Shop_1", 4, "namespace `Shop_1` is not an RFC 1123 label"),
+    ("deployment: checkout", "deployment: checkout;rm", 4, "is not an RFC 1123 name"),
+    ("selector: app=checkout", "selector: app=checkout;id", 4, "must be key=value"),
+    ("max_replicas: 20", "max_replicas: -1", 4, "max_replicas must be a whole number"),
+    (
+        "url_env: CHECKOUT_DATABASE_URL",
+        "url_env: postgres://app:s3cret@db/app",
+        8,
+        "url_env must be the NAME of an environment variable",
+    ),
+    ('"http://checkout.shop.svc/health"', '"file:///etc/passwd"', 10, "must be an http(s) URL"),
+    ('"http://checkout.shop.svc/health"', '"http://u:s3cret@c/health"', 10, "credentials"),
+    ("U0123ABCD", "bob", 11, "mitigator `bob` is not a Slack user (U…) or user-group (S…) ID"),
+    ("S0456EFGH", "oncall-team", 11, "mitigator `oncall-team` is not a Slack user"),
+    ("[P0]", "[SEV1]", 12, "`SEV1` is not a severity level"),
+    ("mitigators:", "approvers: [U1]\nmitigators:", 1, "unknown key `approvers`"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "line", "message"), TARGET_MISTAKES)
+def test_target_mistakes_name_file_and_line(
+    tmp_path: Path, old: str, new: str, line: int, message: str
+) -> None:
+    assert old in TARGETS
+    folder, targets = write(tmp_path, targets=TARGETS.replace(old, new, 1))
+    with pytest.raises(RunbookError) as caught:
+        load_catalog(folder, targets)
+    assert (caught.value.path, caught.value.line) == (str(targets), line)
+    assert message in caught.value.message
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_missing_targets_file_is_named(tmp_path: Path) -> None:
+    folder, _ = write(tmp_path)
+    with pytest.raises(RunbookError, match="targets file not found"):
+        load_catalog(folder, tmp_path / "nowhere.yml")
