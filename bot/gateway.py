@@ -7,6 +7,7 @@ implementation lives in `handlers/slack_gateway.py`; errors come back as
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,6 +37,32 @@ class Message:
     user: str | None
     text: str
     block_ids: tuple[str, ...] = ()
+    # What a history reader needs to fold noise and follow threads.
+    thread_ts: str | None = None
+    reply_count: int = 0
+    subtype: str | None = None
+    bot_id: str | None = None
+    reactions: tuple[Reaction, ...] = ()
+    files: tuple[SharedFile, ...] = ()
+    edited: bool = False
+
+
+@dataclass(frozen=True)
+class Reaction:
+    name: str
+    users: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Pin:
+    ts: str
+    pinned_by: str
 
 
 class ChatGateway(Protocol):
@@ -87,3 +114,35 @@ class ChatGateway(Protocol):
         ...
 
     async def usergroup_members(self, group_id: str) -> list[str]: ...
+
+    # Reading a channel back (the post-mortem) --------------------------------
+
+    def history(
+        self, channel: str, *, page_size: int = 200, latest: str | None = None
+    ) -> AsyncIterator[list[Message]]:
+        """Top-level messages, newest first, one page per item (cursor paginated).
+
+        Waits out rate limits (429 with Retry-After) instead of failing.
+        `latest` (a ts) leaves out anything posted after it.
+        """
+        ...
+
+    def replies(
+        self, channel: str, ts: str, *, page_size: int = 200, latest: str | None = None
+    ) -> AsyncIterator[list[Message]]:
+        """A thread, oldest first, parent included, one page per item."""
+        ...
+
+    async def user_name(self, user_id: str) -> str:
+        """A person's name (cached); the ID itself if the user is unknown."""
+        ...
+
+    async def pins(self, channel: str) -> list[Pin]: ...
+
+    async def permalink(self, channel: str, ts: str, thread_ts: str | None = None) -> str: ...
+
+    async def file_permalink(self, file_id: str) -> str: ...
+
+    async def archive(self, channel: str) -> None:
+        """Archive a channel; already archived is not an error."""
+        ...

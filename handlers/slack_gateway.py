@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -13,12 +15,17 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.gateway import Blocks, ChannelInfo, ChatError, Message
+from bot.gateway import Blocks, ChannelInfo, ChatError, Message, Pin, Reaction, SharedFile
 
 log = logging.getLogger(__name__)
 
 # Errors that mean "this is already so", which the saga treats as success.
 _ALREADY_DONE = {"already_in_channel", "already_pinned"}
+
+# Reading a long channel may meet the rate limit many times in a row; the
+# client's own retries give up after 3, the readers keep waiting it out.
+READ_ATTEMPTS = 10
+RETRY_AFTER_MAX = 120.0
 
 
 def make_client(token: str, base_url: str, timeout: int = 10) -> AsyncWebClient:
@@ -40,6 +47,8 @@ class SlackGateway:
         self._client = client
         self._bot_user_id: str | None = None
         self._channel_ids: dict[str, str] = {}  # public channel name → ID
+        self._user_names: dict[str, str] = {}  # users.info, cached
+        self._team_url: str | None = None
 
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -171,6 +180,93 @@ class SlackGateway:
         data = await self._call("usergroups.users.list", usergroup=group_id)
         return [str(u) for u in data.get("users", [])]
 
+    async def history(
+        self, channel: str, *, page_size: int = 200, latest: str | None = None
+    ) -> AsyncIterator[list[Message]]:
+        args: dict[str, Any] = {"channel": await self._resolve(channel), "limit": page_size}
+        if latest:
+            args.update(latest=latest, inclusive=True)
+        async for page in self._pages("conversations.history", args):
+            yield page
+
+    async def replies(
+        self, channel: str, ts: str, *, page_size: int = 200, latest: str | None = None
+    ) -> AsyncIterator[list[Message]]:
+        args: dict[str, Any] = {"channel": channel, "ts": ts, "limit": page_size}
+        if latest:
+            args.update(latest=latest, inclusive=True)
+        async for page in self._pages("conversations.replies", args):
+            yield page
+
+    async def _pages(self, method: str, args: dict[str, Any]) -> AsyncIterator[list[Message]]:
+        """Follow the cursor; each raw page is turned into `Message`s and dropped at once."""
+        cursor = None
+        while True:
+            data = await self._read(method, **args, **({"cursor": cursor} if cursor else {}))
+            cursor = data.get("response_metadata", {}).get("next_cursor")
+            page = [_message(m) for m in data.get("messages", [])]
+            del data
+            yield page
+            if not cursor:
+                return
+
+    async def _read(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        """`_call`, waiting out 429s for as long as Slack's Retry-After says."""
+        attempt = 1
+        while True:
+            try:
+                return await self._call(method, **kwargs)
+            except ChatError as exc:
+                if exc.code != "ratelimited" or attempt >= READ_ATTEMPTS:
+                    raise
+                delay = _retry_after(exc.__cause__)
+            log.info("Slack %s rate limited; waiting %.0fs", method, delay)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def user_name(self, user_id: str) -> str:
+        if user_id not in self._user_names:
+            try:
+                user = (await self._read("users.info", user=user_id)).get("user", {})
+            except ChatError as exc:
+                if exc.code not in ("user_not_found", "user_not_visible"):
+                    raise
+                user = {}
+            profile = user.get("profile", {})
+            self._user_names[user_id] = str(
+                profile.get("real_name") or user.get("real_name") or user.get("name") or user_id
+            )
+        return self._user_names[user_id]
+
+    async def pins(self, channel: str) -> list[Pin]:
+        data = await self._read("pins.list", channel=await self._resolve(channel))
+        return [
+            Pin(ts=str(item["message"]["ts"]), pinned_by=str(item.get("created_by", "")))
+            for item in data.get("items", [])
+            if item.get("type") == "message" and "ts" in item.get("message", {})
+        ]
+
+    async def permalink(self, channel: str, ts: str, thread_ts: str | None = None) -> str:
+        # chat.getPermalink's format, built locally: one call per message in a
+        # 10,000-message channel would eat the rate limit for nothing.
+        if self._team_url is None:
+            self._team_url = str((await self._read("auth.test")).get("url", "")).rstrip("/")
+        link = f"{self._team_url}/archives/{channel}/p{ts.replace('.', '')}"
+        if thread_ts and thread_ts != ts:
+            link += f"?thread_ts={thread_ts}&cid={channel}"
+        return link
+
+    async def file_permalink(self, file_id: str) -> str:
+        data = await self._read("files.info", file=file_id)
+        return str(data.get("file", {}).get("permalink", ""))
+
+    async def archive(self, channel: str) -> None:
+        try:
+            await self._call("conversations.archive", channel=await self._resolve(channel))
+        except ChatError as exc:
+            if exc.code != "already_archived":
+                raise
+
     async def _resolve(self, channel: str) -> str:
         """Channel IDs pass through; a public channel name is looked up once."""
         if channel[:1] in ("C", "G", "D") and channel.upper() == channel:
@@ -182,3 +278,38 @@ class SlackGateway:
                 raise ChatError("conversations.list", "channel_not_found")
             self._channel_ids[name] = found.id
         return self._channel_ids[name]
+
+
+def _message(raw: dict[str, Any]) -> Message:
+    return Message(
+        ts=str(raw["ts"]),
+        user=raw.get("user"),
+        text=str(raw.get("text") or ""),
+        block_ids=tuple(str(b.get("block_id", "")) for b in raw.get("blocks") or []),
+        thread_ts=raw.get("thread_ts"),
+        reply_count=int(raw.get("reply_count") or 0),
+        subtype=raw.get("subtype"),
+        bot_id=raw.get("bot_id"),
+        reactions=tuple(
+            Reaction(str(r.get("name", "")), tuple(r.get("users") or []))
+            for r in raw.get("reactions") or []
+        ),
+        files=tuple(
+            SharedFile(str(f.get("id", "")), str(f.get("name") or f.get("title") or ""))
+            for f in raw.get("files") or []
+        ),
+        edited="edited" in raw,
+    )
+
+
+def _retry_after(error: BaseException | None) -> float:
+    """Seconds from the Retry-After header of a 429 (1 when Slack did not say)."""
+    headers = getattr(getattr(error, "response", None), "headers", None) or {}
+    for key, value in dict(headers).items():
+        if key.lower() == "retry-after":
+            text = value[0] if isinstance(value, list) else value
+            try:
+                return min(max(float(text), 0.0), RETRY_AFTER_MAX)
+            except (TypeError, ValueError):
+                break
+    return 1.0

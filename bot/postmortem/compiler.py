@@ -1,0 +1,208 @@
+"""Compiling an incident into the post-mortem document: plain, JSON-ready data.
+
+The document is built from the incident row, its event log and the whole
+channel, and holds only what those sources say. What the bot cannot know
+(impact, root cause, lessons) is left to the template to ask humans for.
+The Markdown is one rendering of it; the JSON form is the same dict.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from bot.gateway import ChatGateway
+from bot.postmortem import metrics
+from bot.postmortem.history import ChannelDigest, Heartbeat, Line, Names, iso, read_channel
+from bot.postmortem.markdown import slack_to_plain
+from bot.postmortem.timeline import describe, merge, people_in
+from storage.models import Event, Incident
+
+SCHEMA = 1
+
+
+async def compile_document(
+    chat: ChatGateway,
+    incident: Incident,
+    events: list[Event],
+    *,
+    generated_at: datetime,
+    latest: str | None = None,
+    heartbeat: Heartbeat | None = None,
+) -> dict[str, Any]:
+    """Read the channel (up to the `latest` ts) and the log into the document."""
+    names = Names(chat)
+    checked_by = {item.checked_by for item in incident.checklist}
+    await names.load([incident.declared_by, *people_in(events), *checked_by])
+    digest = ChannelDigest()
+    if incident.channel_id:
+        digest = await read_channel(
+            chat,
+            names,
+            incident.channel_id,
+            bot_user_id=await chat.bot_user_id(),
+            latest=latest,
+            heartbeat=heartbeat,
+        )
+    timeline = merge(events, digest.lines, names)
+    measured = metrics.compute(incident.declared_at, events)
+    resolved = [e for e in events if e.type == "resolved"]
+
+    def moment(value: datetime | None) -> str | None:
+        return None if value is None else iso(value)
+
+    def said(event: Event, key: str = "text") -> dict[str, Any]:
+        text = slack_to_plain(str((event.payload or {}).get(key) or ""), names)
+        return {"at": iso(event.at), "who": names(event.actor), "text": text}
+
+    duration = measured.since_declared(measured.resolved_at)
+    return {
+        "schema": SCHEMA,
+        "generated_at": iso(generated_at),
+        "incident": {
+            "id": incident.id,
+            "title": incident.title,
+            "description": incident.description,
+            "severity": incident.severity,
+            "status": incident.status,
+            "channel_id": incident.channel_id,
+            "channel_name": incident.channel_name,
+            "declared_by": incident.declared_by,
+            "declared_by_name": names(incident.declared_by),
+            "closed": incident.closed_at is not None,
+        },
+        "times": {
+            "declared": iso(incident.declared_at),
+            "acknowledged": moment(measured.acknowledged_at),
+            "mitigated": moment(measured.mitigated_at),
+            "resolved": moment(measured.resolved_at),
+            "closed": moment(incident.closed_at),
+        },
+        "duration": None if duration is None else duration.total_seconds(),
+        "metrics": measured.as_dict(),
+        "severity_history": _history(events, "severity", names),
+        "status_history": _history(events, "status", names),
+        "roles": _roles(events, names),
+        "participants": _participants(digest, events, names),
+        "joined_without_posting": [
+            names(u) for u in digest.joined if u not in digest.posts and u not in _actors(events)
+        ],
+        "timeline": timeline,
+        "key_moments": [_moment(line) for line in _all_lines(timeline) if line.get("key")],
+        "resolution": said(resolved[-1], "summary") if resolved else None,
+        "notes": [said(e) for e in events if e.type == "note"],
+        "action_items": [
+            {**said(e), "owner": (e.payload or {}).get("owner"), "owner_name": _owner(e, names)}
+            for e in events
+            if e.type == "action_item"
+        ],
+        "checklist": _checklist(incident, names),
+        "diagnostics": [
+            await _diagnostic(chat, incident, e, names) for e in events if e.type == "diagnostic"
+        ],
+        "mitigations": [
+            {"at": iso(e.at), "who": names(e.actor), "text": describe(e, names)[1]}
+            for e in events
+            if e.type.startswith("mitigation_")
+        ],
+        "folded": dict(sorted(digest.folded.items())),
+        "stats": {
+            "messages": sum(digest.posts.values()),
+            "threads": digest.threads,
+        },
+    }
+
+
+def _history(events: list[Event], kind: str, names: Names) -> list[dict[str, Any]]:
+    """`severity` or `status` over time, starting with the declaration."""
+    first = "P?" if kind == "severity" else "investigating"
+    steps: list[dict[str, Any]] = []
+    for event in events:
+        p = event.payload or {}
+        if event.type == "declared":
+            value = p.get("severity", first) if kind == "severity" else first
+            steps.append({"at": iso(event.at), "value": value, "by": names(event.actor)})
+        elif event.type == kind or (kind == "status" and event.type == "resolved"):
+            value = p.get("new", "resolved")
+            steps.append({"at": iso(event.at), "value": value, "by": names(event.actor)})
+    return steps
+
+
+def _roles(events: list[Event], names: Names) -> list[dict[str, Any]]:
+    holders: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        p = event.payload or {}
+        if event.type == "role" and p.get("role") and p.get("user"):
+            holders.setdefault(str(p["role"]), []).append(
+                {"user": p["user"], "name": names(p["user"]), "since": iso(event.at)}
+            )
+    return [{"role": role, "holders": people} for role, people in holders.items()]
+
+
+def _actors(events: list[Event]) -> set[str]:
+    return {e.actor for e in events if e.actor != "firebreak"}
+
+
+def _participants(digest: ChannelDigest, events: list[Event], names: Names) -> list[dict[str, Any]]:
+    actions = Counter(e.actor for e in events if e.actor != "firebreak")
+    people = set(digest.posts) | set(actions)
+    rows = [
+        {"user": u, "name": names(u), "messages": digest.posts[u], "actions": actions[u]}
+        for u in people
+    ]
+    return sorted(rows, key=lambda row: (row["name"].lower(), row["user"]))
+
+
+def _all_lines(timeline: list[Line]) -> list[Line]:
+    return [line for entry in timeline for line in (entry, *entry.get("replies", ()))]
+
+
+def _moment(line: Line) -> dict[str, Any]:
+    return {"at": line["at"], "who": line["who"], "text": line["text"], "link": line.get("link")}
+
+
+def _owner(event: Event, names: Names) -> str | None:
+    owner = (event.payload or {}).get("owner")
+    return names(owner) if owner else None
+
+
+def _checklist(incident: Incident, names: Names) -> list[dict[str, Any]]:
+    phases: dict[str, list[dict[str, Any]]] = {}
+    for item in incident.checklist:
+        phases.setdefault(item.phase, []).append(
+            {
+                "text": item.text,
+                "checked": item.checked,
+                "by": names(item.checked_by) if item.checked_by else None,
+                "at": iso(item.checked_at) if item.checked_at else None,
+            }
+        )
+    return [
+        {
+            "phase": phase,
+            "done": sum(1 for i in items if i["checked"]),
+            "total": len(items),
+            "items": items,
+        }
+        for phase, items in phases.items()
+    ]
+
+
+async def _diagnostic(
+    chat: ChatGateway, incident: Incident, event: Event, names: Names
+) -> dict[str, Any]:
+    p = event.payload or {}
+    thread = p.get("thread_ts")
+    link = None
+    if thread and incident.channel_id:
+        link = await chat.permalink(incident.channel_id, str(thread))
+    return {
+        "at": iso(event.at),
+        "who": names(event.actor),
+        "action": p.get("action"),
+        "service": p.get("service"),
+        "ok": bool(p.get("ok")),
+        "summary": slack_to_plain(str(p.get("summary") or ""), names),
+        "link": link,
+    }

@@ -1,0 +1,196 @@
+"""The export saga: compile once, then write, upload, announce and archive, step by step.
+
+The `Postmortem` row is the record. Each step is saved as it completes;
+`run` does whatever is missing, so a Slack 5xx or a crash half-way leaves
+the incident closed with its export pending, and the next run (a second
+`/incident close`, or the periodic sweep) finishes it. The document is
+compiled once and stored, so a retry exports the same text. A Slack call
+that may have landed before the bot lost the answer (an upload, the
+announcement) is marked `pending` first and looked up before it is redone,
+so nothing is shared twice. One task of one replica runs an incident's
+export at a time, under the incident's lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.clock import Clock
+from bot.gateway import ChatError, ChatGateway
+from bot.mrkdwn import channel_link, escape
+from bot.postmortem import records
+from bot.postmortem.compiler import compile_document
+from bot.postmortem.history import ts_of
+from bot.postmortem.render import PostmortemTemplate, as_json
+from bot.yamlfile import RunbookError
+from storage import incidents as store
+from storage.db import Database
+from storage.models import Incident, Postmortem
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+LEASE_TTL = timedelta(minutes=10)
+LEASE_RENEW = timedelta(minutes=2)
+MARKER_PREFIX = "postmortem-"
+
+
+def filename(incident: Incident, suffix: str = ".md") -> str:
+    return f"postmortem-{incident.channel_name or f'incident-{incident.id}'}{suffix}"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    row: Postmortem | None = None
+    error: str | None = None  # the step that failed and Slack's code, for the user
+    busy: bool = False  # another task or replica is exporting it now
+    earlier: bool = False  # it was exported by an earlier run; this one did nothing
+
+    @property
+    def done(self) -> bool:
+        return self.row is not None and self.row.status == records.EXPORTED
+
+
+class PostmortemExport:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        chat: ChatGateway,
+        clock: Clock,
+        template: PostmortemTemplate,
+        announce_channel: str,
+        folder: Path,
+        archive_on_close: bool,
+    ) -> None:
+        self._db = db
+        self._chat = chat
+        self._clock = clock
+        self._template = template
+        self._announce_channel = announce_channel
+        self._folder = folder
+        self._archive_on_close = archive_on_close
+
+    async def run(self, incident_id: int) -> ExportResult:
+        holder = f"postmortem:{uuid.uuid4().hex[:12]}"
+        if not await self._db.run(
+            store.acquire_lease, incident_id, holder, self._clock.now(), LEASE_TTL
+        ):
+            return ExportResult(busy=True)
+        renewed = self._clock.now()
+
+        async def heartbeat() -> None:
+            # A 50,000-message channel read under rate limits can outlast the lease.
+            nonlocal renewed
+            if self._clock.now() - renewed >= LEASE_RENEW:
+                renewed = self._clock.now()
+                await self._db.run(store.acquire_lease, incident_id, holder, renewed, LEASE_TTL)
+
+        step = "compiling the post-mortem"
+        row: Postmortem | None = None
+        try:
+            incident, events, row = await self._db.run(records.load, incident_id)
+            assert row is not None, f"incident {incident_id} has no export record"
+            if row.status == records.EXPORTED:
+                return ExportResult(row, earlier=True)
+            if not row.markdown:
+                document = await compile_document(
+                    self._chat,
+                    incident,
+                    events,
+                    generated_at=row.created_at,
+                    latest=ts_of(incident.closed_at or row.created_at),
+                    heartbeat=heartbeat,
+                )
+                markdown = self._template.markdown(document)
+                await self._save(row, markdown=markdown, document=document)
+            step = "writing the file"
+            if not row.written_path or not Path(row.written_path).exists():
+                await self._save(row, written_path=str(self._write(incident, row)))
+            if incident.channel_id and (not row.file_id or row.file_id == PENDING):
+                step = "uploading it to the incident channel"
+                await self._upload(incident, row)
+            if not row.announced_ts or row.announced_ts == PENDING:
+                step = "announcing it"
+                await self._announce(incident, row)
+            if self._archive_on_close and incident.channel_id:
+                step = "archiving the channel"
+                await self._chat.archive(incident.channel_id)
+            await self._save(
+                row, status=records.EXPORTED, exported_at=self._clock.now(), last_error=None
+            )
+            return ExportResult(row)
+        except (ChatError, OSError, RunbookError) as exc:
+            code = exc.code if isinstance(exc, ChatError) else type(exc).__name__
+            log.warning(
+                "post-mortem export of incident %s stopped while %s: %s", incident_id, step, exc
+            )
+            if row is not None:
+                await self._save(row, last_error=f"{step}: {code}"[:255])
+            return ExportResult(row, error=f"{step}: `{code}`")
+        finally:
+            await self._db.run(store.release_lease, incident_id, holder)
+
+    def _write(self, incident: Incident, row: Postmortem) -> Path:
+        """The Markdown and its JSON form, side by side, each replaced atomically."""
+        self._folder.mkdir(parents=True, exist_ok=True)
+        path = self._folder / filename(incident)
+        for target, text in (
+            (path, row.markdown),
+            (path.with_suffix(".json"), as_json(row.document)),
+        ):
+            partial = target.with_name(target.name + ".partial")
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(target)
+        return path
+
+    async def _upload(self, incident: Incident, row: Postmortem) -> None:
+        channel, name = str(incident.channel_id), filename(incident)
+        if row.file_id == PENDING:  # tried before: Slack may have taken it
+            bot = await self._chat.bot_user_id()
+            async for page in self._chat.history(channel, page_size=100):
+                for message in page:
+                    found = [f.id for f in message.files if f.name == name]
+                    if message.user == bot and found:
+                        await self._save(row, file_id=found[0])
+                        return
+                break  # the upload would be among the newest messages
+        await self._save(row, file_id=PENDING)
+        file_id = await self._chat.upload_file(
+            channel,
+            name,
+            row.markdown,
+            title=f"Post-mortem: {incident.title}",
+            comment=":memo: The post-mortem draft, compiled from this channel and the "
+            "incident's log. Fill in the ✍️ sections.",
+        )
+        await self._save(row, file_id=file_id)
+
+    async def _announce(self, incident: Incident, row: Postmortem) -> None:
+        marker = f"{MARKER_PREFIX}{incident.id}"
+        if row.announced_ts == PENDING:
+            for message in await self._chat.recent_messages(self._announce_channel, limit=50):
+                if marker in message.block_ids:
+                    await self._save(row, announced_ts=message.ts)
+                    return
+        await self._save(row, announced_ts=PENDING)
+        where = channel_link(incident.channel_id, incident.channel_name)
+        title = escape(incident.title)
+        text = f":memo: The post-mortem of {where} ({escape(incident.severity)}) *{title}* is ready"
+        if row.file_id and row.file_id != PENDING:
+            url = await self._chat.file_permalink(row.file_id)
+            if url:
+                text += f": <{url}|{escape(filename(incident))}>"
+        blocks = [{"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": text}}]
+        ts = await self._chat.post(self._announce_channel, text, blocks)
+        await self._save(row, announced_ts=ts)
+
+    async def _save(self, row: Postmortem, **values: Any) -> None:
+        await self._db.run(records.save, row.incident_id, values)
+        for key, value in values.items():
+            setattr(row, key, value)

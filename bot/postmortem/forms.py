@@ -1,0 +1,59 @@
+"""The resolution-summary modal `/incident close` opens on an unresolved incident."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.incidents.rules import TEXT_MAX
+
+RESOLUTION_CALLBACK = "postmortem_resolve_close"
+SUMMARY_BLOCK = "summary"
+
+
+def resolution_form(channel_id: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": RESOLUTION_CALLBACK,
+        "private_metadata": json.dumps({"channel": channel_id}),
+        "title": {"type": "plain_text", "text": "Resolve and close"},
+        "submit": {"type": "plain_text", "text": "Resolve & close"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "This incident is not resolved yet. Say how it was resolved; "
+                    "Firebreak then resolves it, closes it and exports the post-mortem.",
+                },
+            },
+            {
+                "type": "input",
+                "block_id": SUMMARY_BLOCK,
+                "label": {"type": "plain_text", "text": "Resolution summary"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": SUMMARY_BLOCK,
+                    "multiline": True,
+                    "max_length": TEXT_MAX,
+                },
+            },
+        ],
+    }
+
+
+def parse_resolution(view: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
+    """The channel, the summary, and per-field errors to show in the modal."""
+    try:
+        channel = str(json.loads(view.get("private_metadata") or "{}").get("channel", ""))
+    except (ValueError, AttributeError):
+        channel = ""
+    values = view.get("state", {}).get("values", {})
+    summary = str((values.get(SUMMARY_BLOCK, {}).get(SUMMARY_BLOCK) or {}).get("value") or "")
+    summary = summary.strip()
+    if not summary:
+        return channel, "", {SUMMARY_BLOCK: "Say in a few words how it was resolved."}
+    if len(summary) > TEXT_MAX:
+        return channel, "", {SUMMARY_BLOCK: f"Keep it under {TEXT_MAX} characters."}
+    return channel, summary, {}

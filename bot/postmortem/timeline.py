@@ -1,0 +1,126 @@
+"""The event log in words, merged with the people's messages in time order.
+
+Events say what changed (severity, status, roles, checklist, runbook
+actions); messages say what people saw and thought. Both are shown in one
+list; a reply thread on one of Firebreak's own messages (a diagnostic's
+output, say) is moved under the event that made that message.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
+from typing import Any
+
+from bot.postmortem.history import Line, Names, iso
+from bot.postmortem.markdown import mentioned_users, slack_to_plain
+from storage.models import Event
+
+# Events that say nothing a reader of the post-mortem needs.
+QUIET_EVENTS = frozenset({"nudge_failed"})
+TEXT_FIELDS = ("text", "summary", "description", "reason")
+
+
+def people_in(events: Iterable[Event]) -> set[str]:
+    """Every user an event names (actor, role holders, owners, mentions) for `Names.load`."""
+    found: set[str] = set()
+    for event in events:
+        found.add(event.actor)
+        payload = event.payload or {}
+        for key in ("user", "previous", "owner"):
+            if payload.get(key):
+                found.add(str(payload[key]))
+        for key in TEXT_FIELDS:
+            if isinstance(payload.get(key), str):
+                found |= mentioned_users(payload[key])
+    return found
+
+
+def describe(event: Event, name: Names) -> tuple[str, str]:
+    """A label and a plain sentence for one event."""
+    p: dict[str, Any] = event.payload or {}
+
+    def text(key: str) -> str:
+        return slack_to_plain(str(p.get(key) or ""), name)
+
+    def what() -> str:
+        return f"{p.get('action', '?')} on {p.get('service', '?')}"
+
+    match event.type:
+        case "declared":
+            about = f": {text('description')}" if p.get("description") else ""
+            return "Declared", f"{p.get('severity', '')} incident “{text('title')}”{about}"
+        case "channel_created":
+            return "Channel", f"#{p.get('name', '')} created"
+        case "severity":
+            added = p.get("added_items") or 0
+            extra = f" ({added} checklist items added)" if added else ""
+            return "Severity", f"{p.get('old')} → {p.get('new')}{extra}"
+        case "status":
+            return "Status", f"{p.get('old')} → {p.get('new')}"
+        case "role":
+            was = f" (was {name(p['previous'])})" if p.get("previous") else ""
+            return "Role", f"{name(p.get('user'))} is now {p.get('role')}{was}"
+        case "update" | "note":
+            return event.type.capitalize(), text("text")
+        case "resolved":
+            return "Resolved", text("summary") or "marked resolved"
+        case "checklist_checked" | "checklist_unchecked":
+            verb = "ticked" if event.type == "checklist_checked" else "unticked"
+            return "Checklist", f"{verb} “{p.get('text', p.get('key', ''))}”"
+        case "setup_failed":
+            return "Setup", f"stopped while {p.get('step')}: {p.get('error')}"
+        case "invite_failed":
+            return "Setup", f"could not invite {name(p.get('user'))}: {p.get('error')}"
+        case "action_item":
+            owner = f" (owner: {name(p['owner'])})" if p.get("owner") else ""
+            return "Action item", text("text") + owner
+        case "nudge":
+            state = ", escalated" if p.get("escalated") else (", late" if p.get("late") else "")
+            return "Reminder", f"status update due{state}"
+        case "snooze":
+            return "Reminder", f"reminders snoozed for {p.get('duration')}"
+        case "diagnostic":
+            result = "ok" if p.get("ok") else "failed"
+            return "Diagnostic", f"{what()}: {result} — {text('summary')}"
+        case "mitigation_requested":
+            return "Mitigation", f"requested {what()}"
+        case "mitigation_confirmed":
+            return "Mitigation", f"confirmed {what()}"
+        case "mitigation_refused":
+            return "Mitigation", f"refused {what()}: {text('reason')}"
+        case "mitigation_executed":
+            result = "succeeded" if p.get("ok") else "failed"
+            return "Mitigation", f"{what()} {result} — {text('summary')}"
+        case "closed":
+            return "Closed", "post-mortem compiled"
+    return event.type.replace("_", " ").capitalize(), ""
+
+
+def merge(events: list[Event], lines: list[Line], name: Names) -> list[Line]:
+    """One list in time order: events first when an event and a message share a second."""
+    anchors = {line["ts"]: line for line in lines if line.get("firebreak")}
+    moved: set[str] = set()
+    entries: list[tuple[float, Line]] = []
+    for event in events:
+        if event.type in QUIET_EVENTS:
+            continue
+        label, text = describe(event, name)
+        entry: Line = {
+            "at": iso(event.at),
+            "kind": "event",
+            "type": event.type,
+            "user": event.actor,
+            "who": name(event.actor),
+            "label": label,
+            "text": text,
+        }
+        anchor = anchors.get(str((event.payload or {}).get("thread_ts") or ""))
+        if anchor is not None and anchor["ts"] not in moved:
+            entry["replies"] = anchor["replies"]
+            moved.add(anchor["ts"])
+        entries.append((event.at.timestamp(), entry))
+    messages = ((float(line["ts"]), line) for line in lines if line["ts"] not in moved)
+    merged: Iterator[tuple[float, Line]] = heapq.merge(entries, messages, key=itemgetter(0))
+    return [entry for _, entry in merged]

@@ -1,0 +1,32 @@
+"""The resolution modal of `/incident close`: resolve with the summary, then close."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot.incidents.service import Request
+from bot.postmortem.forms import RESOLUTION_CALLBACK, parse_resolution
+from bot.services import Services
+from handlers.background import BackgroundWork
+
+
+def register(app: AsyncApp, services: Services, background: BackgroundWork) -> None:
+    @app.view(RESOLUTION_CALLBACK)
+    async def resolution_submitted(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        channel, summary, errors = parse_resolution(view)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        user = body["user"]["id"]
+        request = Request(actor=user, channel_id=channel, key=f"view:{view['id']}")
+
+        async def tell(text: str) -> None:
+            if channel:
+                await services.chat.post_ephemeral(channel, user, text)
+
+        background.answer(services.postmortems.resolve_and_close(summary, request), tell)

@@ -1,0 +1,178 @@
+"""The post-mortem's pure parts: Markdown safety, Slack markup, metrics, event wording."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bot.postmortem import metrics
+from bot.postmortem.forms import RESOLUTION_CALLBACK, parse_resolution, resolution_form
+from bot.postmortem.markdown import escape, link, shorten, slack_to_plain
+from bot.postmortem.render import PostmortemTemplate
+from bot.postmortem.timeline import describe
+from runbooks import BUNDLED
+from storage.models import Event
+
+T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def event(minute: int, type_: str, actor: str = "U0ALICE", **payload: Any) -> Event:
+    return Event(type=type_, actor=actor, at=T0 + timedelta(minutes=minute), payload=payload)
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("[docs](https://evil.example)", r"\[docs\](https://evil.example)"),
+        ("![x](https://evil.example/a.png)", r"!\[x\](https://evil.example/a.png)"),
+        ("<img src=x onerror=alert(1)>", "&lt;img src=x onerror=alert(1)&gt;"),
+        ("<https://evil.example>", "&lt;https://evil.example&gt;"),
+        ("# not a heading", r"\# not a heading"),
+        ("1. not a list", r"1\. not a list"),
+        ("> not a quote", "&gt; not a quote"),
+        ("**bold** _it_ `code` | ~~x~~", r"\*\*bold\*\* \_it\_ \`code\` \| \~\~x\~\~"),
+        ("&lt;b&gt; as an entity", "&amp;lt;b&amp;gt; as an entity"),
+        ("line one\n\n## line two", "line one ## line two"),  # one line: no heading
+        ("fish & chips", "fish & chips"),
+    ],
+)
+def test_user_text_is_inert_markdown(typed: str, shown: str) -> None:
+    assert escape(typed) == shown
+
+
+def test_links_are_built_only_for_web_urls() -> None:
+    assert link("a]b", "https://x.example/p (1)") == r"[a\]b](https://x.example/p%20%281%29)"
+    assert link("click", "javascript:alert(1)") == "click"
+
+
+def test_slack_markup_becomes_plain_text() -> None:
+    text = (
+        "<@U0BOB|bob> see <https://status.example|status> and <https://a.example>, "
+        "<#C0123|ops> <!here> <!subteam^S1|@oncall> &lt;tag&gt; &amp;"
+    )
+    names = {"U0BOB": "Bob Example"}
+    assert slack_to_plain(text, lambda u: names.get(u, u)) == (
+        "@Bob Example see status (https://status.example) and https://a.example, "
+        "#ops @here @oncall <tag> &"
+    )
+
+
+def test_shorten_cuts_at_a_word() -> None:
+    assert shorten("short", 10) == ("short", False)
+    assert shorten("one two three four", 12) == ("one two …", True)
+
+
+def test_template_source_in_data_is_printed_not_run() -> None:
+    template = PostmortemTemplate(BUNDLED / "templates")
+    document: dict[str, Any] = {
+        "generated_at": "2024-03-01T10:00:00Z",
+        "incident": {
+            "id": 1,
+            "title": "{{ 7*7 }} {% if true %}x{% endif %} [a](https://evil)",
+            "description": "",
+            "severity": "P2",
+            "status": "resolved",
+            "channel_id": "C1",
+            "channel_name": "incident-x",
+            "declared_by": "U0ALICE",
+            "declared_by_name": "Alice <script>",
+            "closed": False,
+        },
+        "times": dict.fromkeys(("acknowledged", "mitigated", "resolved", "closed"))
+        | {"declared": "2024-03-01T09:00:00Z"},
+        "duration": None,
+        "metrics": dict.fromkeys(("time_to_acknowledge", "time_to_mitigate", "time_to_resolve")),
+        "severity_history": [],
+        "status_history": [],
+        "roles": [],
+        "participants": [],
+        "joined_without_posting": [],
+        "timeline": [],
+        "key_moments": [],
+        "resolution": None,
+        "notes": [],
+        "action_items": [],
+        "checklist": [],
+        "diagnostics": [],
+        "mitigations": [],
+        "folded": {},
+        "stats": {},
+    }
+    markdown = template.markdown(document)
+    assert r"# Post-mortem: {{ 7\*7 }} {% if true %}x{% endif %} \[a\](https://evil)" in markdown
+    assert "49" not in markdown and "Alice &lt;script&gt;" in markdown
+    assert "| Time to acknowledge | not recorded |" in markdown
+    assert "> ✍️ **To fill in:** what was done to resolve the incident" in markdown
+
+
+def test_metrics_follow_the_log() -> None:
+    events = [
+        event(0, "declared", severity="P1"),
+        event(0, "role", role="commander", user="U0ALICE"),  # naming is not acting
+        event(2, "note", "U0BOB", text="looking"),  # not the commander
+        event(4, "role", "U0CAROL", role="commander", user="U0BOB"),  # Carol is not IC
+        event(6, "status", "U0BOB", old="investigating", new="identified"),  # acknowledged
+        event(8, "mitigation_executed", "firebreak", ok=False, action="restart"),
+        event(10, "mitigation_executed", "firebreak", ok=True, action="scale"),  # mitigated
+        event(12, "status", "U0BOB", old="identified", new="monitoring"),
+        event(15, "resolved", "U0BOB", summary="done"),
+        event(20, "status", "U0BOB", old="resolved", new="investigating"),  # reopened
+        event(30, "resolved", "U0BOB", summary="done again"),
+    ]
+    measured = metrics.compute(T0, events)
+    assert measured.as_dict() == {
+        "time_to_acknowledge": 360.0,
+        "time_to_mitigate": 600.0,
+        "time_to_resolve": 1800.0,
+    }
+    assert metrics.compute(T0, [event(0, "declared")]).as_dict() == dict.fromkeys(
+        ("time_to_acknowledge", "time_to_mitigate", "time_to_resolve")
+    )
+    # The first status update acknowledges, whoever posts it.
+    assert metrics.compute(T0, [event(3, "update", "U0CAROL", text="x")]).acknowledged_at == (
+        T0 + timedelta(minutes=3)
+    )
+
+
+def test_every_logged_event_reads_as_a_sentence() -> None:
+    names = {"U0BOB": "Bob", "U0CAROL": "Carol"}
+
+    def name(user: str | None) -> str:
+        return names.get(user or "", user or "someone")
+
+    cases = {
+        event(0, "role", role="comms", user="U0CAROL", previous="U0BOB"): (
+            "Role",
+            "Carol is now comms (was Bob)",
+        ),
+        event(0, "action_item", text="Add an alert <@U0BOB>", owner="U0CAROL"): (
+            "Action item",
+            "Add an alert @Bob (owner: Carol)",
+        ),
+        event(0, "mitigation_refused", action="restart", service="api", reason="busy"): (
+            "Mitigation",
+            "refused restart on api: busy",
+        ),
+        event(0, "nudge", "firebreak", late=True, escalated=True): (
+            "Reminder",
+            "status update due, escalated",
+        ),
+        event(0, "something_new", x=1): ("Something new", ""),
+    }
+    for logged, expected in cases.items():
+        assert describe(logged, name) == expected  # type: ignore[arg-type]
+
+
+def test_resolution_form_round_trip() -> None:
+    view = resolution_form("C123")
+    assert view["callback_id"] == RESOLUTION_CALLBACK
+    submitted = {
+        **view,
+        "state": {"values": {"summary": {"summary": {"value": "  Rolled back  "}}}},
+    }
+    assert parse_resolution(submitted) == ("C123", "Rolled back", {})
+    blank = {**view, "state": {"values": {"summary": {"summary": {"value": " "}}}}}
+    channel, summary, errors = parse_resolution(blank)
+    assert (channel, summary) == ("C123", "") and "summary" in errors
