@@ -12,7 +12,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bot.actions import load_catalog
 from bot.config import ConfigError, Settings, load_settings
+from bot.errors import UserError
 from bot.runbooks import load_runbooks
 from bot.yamlfile import RunbookError
 from storage.migrate import upgrade_database
@@ -29,19 +31,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("check", help="validate configuration and runbooks")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"], help="apply the migrations")
-    args = parser.parse_args(argv)
+    postmortem = sub.add_parser("postmortem", help="print an incident's post-mortem")
+    postmortem.add_argument("incident", help="incident ID or channel name")
+    postmortem.add_argument("--format", choices=["md", "json"], default="md")
+    # shell and demo take their own options (see handlers/local.py).
+    sub.add_parser("shell", add_help=False, help="try Firebreak in a terminal, no Slack needed")
+    sub.add_parser("demo", add_help=False, help="play a scripted incident to its post-mortem")
+    args, rest = parser.parse_known_args(argv)
+    if args.command in ("shell", "demo"):
+        from handlers.local import run_demo, run_shell
+
+        return (run_shell if args.command == "shell" else run_demo)(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     try:
         if args.command == "serve":
             return _serve(load_settings())
         if args.command == "check":
             return _check()
+        if args.command == "postmortem":
+            return asyncio.run(_postmortem(args.incident, args.format))
         if args.command == "db":
             settings = load_settings(require_slack=False)
             upgrade_database(settings.database_url)
             print("database is up to date")
             return 0
-    except (ConfigError, RunbookError) as exc:
+    except (ConfigError, RunbookError, UserError) as exc:
         print(f"firebreak: {exc}", file=sys.stderr)
         return 2
     return 1
@@ -50,9 +66,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check() -> int:
     settings = load_settings(require_slack=False)
     runbooks = load_runbooks(settings.runbooks_dir)
+    catalog = load_catalog(settings.runbooks_dir / "actions", settings.targets_file)
     levels = ", ".join(runbooks.severities.levels)
-    print(f"ok: {len(runbooks.severities.items)} checklist items, severities {levels}")
+    print(
+        f"ok: severities {levels}; {len(runbooks.severities.items)} checklist items; "
+        f"{len(catalog.actions)} runbook actions; {len(catalog.targets)} services"
+    )
     return 0
+
+
+async def _postmortem(reference: str, fmt: str) -> None:
+    """Print a post-mortem; a stored one needs no Slack connection."""
+    from handlers.app import create_app
+
+    settings = load_settings(require_slack=False)
+    upgrade_database(settings.database_url)
+    app = create_app(settings)
+    try:
+        print(await app.services.postmortems.render(reference, fmt), end="")
+    finally:
+        await app.services.db.close()
+        app.executors.close()
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from bot.actions import ActionCatalog, ActionService, Executors
 from bot.clock import Clock
 from bot.gateway import ChatGateway
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
 from bot.incidents.reminders import ReminderService, ReminderSettings
 from bot.incidents.service import IncidentService
+from bot.postmortem.service import PostmortemService
 from bot.runbooks import Runbooks
 from storage.db import Database
 
@@ -23,6 +26,22 @@ class Services:
     incidents: IncidentService
     outbox: Outbox
     reminders: ReminderService
+    actions: ActionService
+    postmortems: PostmortemService
+
+    async def sweep(self) -> None:
+        """Finish whatever is half-done: declare sagas, queued messages, exports."""
+        await self.incidents.resume_unfinished()
+        await self.postmortems.resume_pending_exports()
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    replica_id: str
+    announce_channel: str
+    reminders: ReminderSettings
+    postmortem_dir: Path
+    archive_on_close: bool
 
 
 def build_services(
@@ -31,19 +50,19 @@ def build_services(
     chat: ChatGateway,
     runbooks: Runbooks,
     clock: Clock,
-    replica_id: str,
-    announce_channel: str,
-    reminder_settings: ReminderSettings,
+    catalog: ActionCatalog,
+    executors: Executors,
+    settings: ServiceSettings,
 ) -> Services:
-    outbox = Outbox(db=db, chat=chat, runbooks=runbooks, clock=clock, owner=replica_id)
+    outbox = Outbox(db=db, chat=chat, runbooks=runbooks, clock=clock, owner=settings.replica_id)
     declare_flow = DeclareFlow(
         db=db,
         chat=chat,
         runbooks=runbooks,
         clock=clock,
         outbox=outbox,
-        owner=replica_id,
-        announce_channel=announce_channel,
+        owner=settings.replica_id,
+        announce_channel=settings.announce_channel,
     )
     incidents = IncidentService(
         db=db,
@@ -51,16 +70,7 @@ def build_services(
         clock=clock,
         outbox=outbox,
         declare_flow=declare_flow,
-        announce_channel=announce_channel,
-    )
-    reminders = ReminderService(
-        db=db,
-        chat=chat,
-        runbooks=runbooks,
-        clock=clock,
-        owner=replica_id,
-        settings=reminder_settings,
-        outbox=outbox,
+        announce_channel=settings.announce_channel,
     )
     return Services(
         db=db,
@@ -69,5 +79,32 @@ def build_services(
         clock=clock,
         incidents=incidents,
         outbox=outbox,
-        reminders=reminders,
+        reminders=ReminderService(
+            db=db,
+            chat=chat,
+            runbooks=runbooks,
+            clock=clock,
+            owner=settings.replica_id,
+            settings=settings.reminders,
+            outbox=outbox,
+        ),
+        actions=ActionService(
+            db=db,
+            chat=chat,
+            runbooks=runbooks,
+            clock=clock,
+            catalog=catalog,
+            executors=executors,
+            outbox=outbox,
+        ),
+        postmortems=PostmortemService(
+            db=db,
+            chat=chat,
+            runbooks=runbooks,
+            clock=clock,
+            incidents=incidents,
+            announce_channel=settings.announce_channel,
+            postmortem_dir=settings.postmortem_dir,
+            archive_on_close=settings.archive_on_close,
+        ),
     )

@@ -11,13 +11,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
+from bot.actions import Executors, load_catalog
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
+from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
 from bot.incidents.reminders import ReminderSettings
 from bot.runbooks import Runbooks, load_runbooks
 from bot.scheduling import NudgeScheduler
-from bot.services import Services, build_services
-from handlers import commands, interactions
+from bot.services import Services, ServiceSettings, build_services
+from handlers import actions, commands, interactions, postmortem
 from handlers.background import BackgroundWork
 from handlers.slack_gateway import SlackGateway, make_client
 from storage.db import Database, make_engine
@@ -36,6 +38,7 @@ class Firebreak:
     services: Services
     background: BackgroundWork
     scheduler: NudgeScheduler
+    executors: Executors
 
 
 def create_app(
@@ -44,20 +47,29 @@ def create_app(
     clock: Clock | None = None,
     runbooks: Runbooks | None = None,
     replica_id: str | None = None,
+    executors: Executors | None = None,
 ) -> Firebreak:
+    """Build everything from settings; tests pass their own clock and executors."""
     runbooks = runbooks or load_runbooks(settings.runbooks_dir)
+    executors = executors or Executors(KubernetesExecutor(), PostgresExecutor(), HttpExecutor())
     client = make_client(settings.slack_bot_token, settings.slack_api_url)
     services = build_services(
         db=Database(make_engine(settings.database_url)),
         chat=SlackGateway(client),
         runbooks=runbooks,
         clock=clock or SystemClock(),
-        replica_id=replica_id or uuid.uuid4().hex[:12],
-        announce_channel=settings.announce_channel,
-        reminder_settings=ReminderSettings(
-            escalate_after=settings.nudge_escalate_after,
-            snooze_max=settings.snooze_max,
+        catalog=load_catalog(settings.runbooks_dir / "actions", settings.targets_file),
+        executors=executors,
+        settings=ServiceSettings(
+            replica_id=replica_id or uuid.uuid4().hex[:12],
             announce_channel=settings.announce_channel,
+            reminders=ReminderSettings(
+                escalate_after=settings.nudge_escalate_after,
+                snooze_max=settings.snooze_max,
+                announce_channel=settings.announce_channel,
+            ),
+            postmortem_dir=settings.postmortem_dir,
+            archive_on_close=settings.archive_on_close,
         ),
     )
     # process_before_response: Bolt answers as soon as the listener returns
@@ -69,11 +81,11 @@ def create_app(
         process_before_response=True,
     )
     background = BackgroundWork()
-    commands.register(bolt, services, background)
-    interactions.register(bolt, services, background)
+    for listeners in (commands, interactions, actions, postmortem):
+        listeners.register(bolt, services, background)
 
     scheduler = NudgeScheduler(AsyncIOScheduler(timezone="UTC"), services.reminders)
-    app = Firebreak(bolt, _web_app(bolt, services), services, background, scheduler)
+    app = Firebreak(bolt, _web_app(bolt, services), services, background, scheduler, executors)
     app.web.on_startup.append(lambda _: _start(app))
     app.web.on_cleanup.append(lambda _: _stop(app))
     return app
@@ -100,12 +112,13 @@ def _web_app(bolt: AsyncApp, services: Services) -> web.Application:
 
 
 async def _start(app: Firebreak) -> None:
-    app.scheduler.start(app.services.incidents.resume_unfinished, SWEEP_SECONDS)
+    app.scheduler.start(app.services.sweep, SWEEP_SECONDS)
     # Finish whatever a previous run left half-done, without delaying start-up.
-    app.background.spawn(app.services.incidents.resume_unfinished())
+    app.background.spawn(app.services.sweep())
 
 
 async def _stop(app: Firebreak) -> None:
     await app.scheduler.shutdown()
     await app.background.drain()
     await app.services.db.close()
+    app.executors.close()

@@ -11,6 +11,7 @@ from bot import commands as c
 from bot.incidents.forms import declare_form
 from bot.incidents.rules import ROLES, STATUSES
 from bot.incidents.service import Request
+from bot.postmortem.service import resolution_form
 from bot.services import Services
 from handlers.background import BackgroundWork
 
@@ -58,6 +59,10 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
                 _nothing_after(services.chat.open_view(command["trigger_id"], view)), reply
             )
             return
+        if isinstance(parsed, c.Close):
+            await ack()
+            background.answer(_close(services, request, command["trigger_id"]), reply)
+            return
         if isinstance(parsed, c.Declare):
             await ack(text=f"Declaring *{parsed.severity}* incident… :hourglass_flowing_sand:")
             background.answer(incidents.declare(parsed, request), reply)
@@ -88,11 +93,25 @@ async def _dispatch(services: Services, command: c.Command, request: Request) ->
             return await incidents.add_action_item(command, request)
         case c.ShowReminders():
             return await services.reminders.show(request.channel_id)
+        case c.RunDiagnostic():
+            return await services.actions.diagnose(command, request)
+        case c.RequestMitigation():
+            return await services.actions.propose(command, request)
+        case c.PreviewPostmortem():
+            return await services.postmortems.preview(request)
         case c.Snooze():
             return await services.reminders.snooze(
                 request.channel_id, request.actor, command.duration, request.key
             )
     raise AssertionError(f"unhandled command {command!r}")
+
+
+async def _close(services: Services, request: Request, trigger_id: str) -> str:
+    """Close and export; an unresolved incident first asks for a resolution summary."""
+    outcome = await services.postmortems.close(request)
+    if outcome.needs_resolution:
+        await services.chat.open_view(trigger_id, resolution_form(request.channel_id))
+    return outcome.text
 
 
 async def _nothing_after(work: Awaitable[None]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.actions import Executors
 from bot.clock import Clock
 from bot.config import load_settings
 from emulator import AppResponse, SlackDriver, SlackEmulator, Workspace
@@ -70,7 +71,11 @@ def seeded_workspace() -> Workspace:
 
 @asynccontextmanager
 async def running_firebreak(
-    database_url: str, *, clock: Clock | None = None, **env: str
+    database_url: str,
+    *,
+    clock: Clock | None = None,
+    executors: Executors | None = None,
+    **env: str,
 ) -> AsyncIterator[Harness]:
     workspace = seeded_workspace()
     general = workspace.add_channel("general", members=[ALICE, BOB, CAROL, workspace.bot_user_id])
@@ -86,7 +91,7 @@ async def running_firebreak(
             }
         )
         upgrade_database(database_url)
-        app = create_app(settings, clock=clock)
+        app = create_app(settings, clock=clock, executors=executors)
         runner = web.AppRunner(app.web)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -94,9 +94,9 @@ async def test_nudge_mentions_the_commander_quotes_the_update_and_resets(
     assert (await incident(slack)).next_update_due_at == clock.now() + timedelta(minutes=15)
 
     assert await tick(slack, clock, 14) == 0  # the update reset the clock
-    assert await tick(slack, clock, 2) == 1
+    assert await tick(slack, clock, 1) == 1
     [nudge] = nudges(slack, channel)
-    assert f"<@{BOB}>" in nudge and "16m since the last one" in nudge
+    assert f"<@{BOB}>" in nudge and "15m since the last one" in nudge
     assert "> rolled back the canary" in nudge
     message = next(m for m in slack.workspace.messages(channel.id) if m.get("text") == nudge)
     assert message["blocks"][1]["elements"][0]["text"]["text"] == "Post update"

@@ -1,0 +1,687 @@
+"""`firebreak shell` and `firebreak demo`: the real bot, an in-process Slack, a terminal.
+
+A composition root like bot/cli.py, so it may import handlers and the emulator.
+In one asyncio loop it runs the Slack emulator, Firebreak's own app from
+`create_app` (the handlers and services `serve` runs) on a loopback port with
+SLACK_API_URL pointing at the emulator, and a SQLite database. Input reaches
+the bot the way Slack sends it (signed slash commands and interactions through
+SlackDriver), and what Slack would show comes back as text (emulator.console),
+so what you try here is what happens in a real workspace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from bot.clock import OffsetClock
+from bot.config import ConfigError, load_settings
+from bot.durations import format_duration, parse_duration
+from bot.yamlfile import RunbookError
+from emulator import SlackDriver, SlackEmulator, Workspace, console
+from emulator.api import ApiError
+from emulator.console import Style
+from emulator.kubernetes import SimulatedCluster
+from handlers.app import Firebreak, create_app
+from handlers.replies import failure_text
+from storage.db import make_engine
+from storage.migrate import upgrade
+from storage.models import Event, Incident
+
+USERS = (
+    ("U0ALICE", "alice", "Alice Example"),
+    ("U0BOB", "bob", "Bob Example"),
+    ("U0CAROL", "carol", "Carol Example"),
+)
+BOT_TOKEN = "xoxb-firebreak-local"
+SHOWN_ON_JOIN = 15
+# `:wait` moves time in steps this small, so reminders go out when due, not late.
+WAIT_STEP = timedelta(seconds=30)
+# `@bob`, `#general`, `@here` as typed; Slack sends them as <@U…|bob>, <#C…|general>, <!here>.
+_TYPED_MENTION = re.compile(r"(?<![\w<&])([@#])([a-z0-9](?:[\w.-]*\w)?)", re.IGNORECASE)
+
+Ask = Callable[[str], Awaitable[str | None]]  # prompt -> the line typed, None at end of input
+Say = Callable[[str], None]
+
+HELP = """\
+Type what you would type in Slack:
+  /incident declare P1 api down   a slash command (`/incident help` lists them all)
+  anything else                   a chat message in the current channel
+  @bob, #general                  mentions, sent the way Slack sends them
+Shell commands:
+  :tick N [N…]    tick or untick checklist box N      :click N      press button (N)
+  :reply [M] text reply in the thread of message [M] (default: the latest)
+  :react [M] name add a reaction, e.g. :react pushpin
+  :as NAME        act as another user (alice, bob, carol)
+  :join #channel  switch channel (a prefix works: :join #incident)
+  :channels       list channels      :history [N]  show the channel (last N messages)
+  :wait 15m       let time pass (update reminders fall due)
+  :help           this help          :quit         leave (also Ctrl-D)"""
+
+
+@dataclass
+class Local:
+    """The running pieces of one local session."""
+
+    workspace: Workspace
+    driver: SlackDriver
+    app: Firebreak
+    clock: OffsetClock
+    kubernetes: str  # where Kubernetes actions go, for the banner
+
+
+def seeded_workspace() -> Workspace:
+    """alice, bob and carol in #general and #incidents (the bot joins #incidents itself)."""
+    workspace = Workspace()
+    for user_id, name, real_name in USERS:
+        workspace.add_user(user_id, name, real_name=real_name)
+    humans = [user_id for user_id, _, _ in USERS]
+    workspace.add_channel("general", members=[*humans, workspace.bot_user_id])
+    workspace.add_channel("incidents", members=humans)
+    return workspace
+
+
+@asynccontextmanager
+async def running(database: Path, workdir: Path, **env: str) -> AsyncIterator[Local]:
+    """Emulator, demo cluster, a fresh SQLite database and Firebreak on loopback."""
+    async with AsyncExitStack() as stack:
+        workspace = seeded_workspace()
+        emulator = SlackEmulator(bot_token=BOT_TOKEN, workspace=workspace)
+        await stack.enter_async_context(emulator)
+        settings_env = {k: v for k, v in os.environ.items() if k.startswith("FIREBREAK_")}
+        kubernetes = "as configured in $FIREBREAK_TARGETS"
+        if "FIREBREAK_TARGETS" not in settings_env:
+            cluster = await stack.enter_async_context(SimulatedCluster())
+            targets = cluster.write_demo_files(workdir)
+            stack.enter_context(_environment(KUBECONFIG=str(workdir / "kubeconfig")))
+            settings_env["FIREBREAK_TARGETS"] = str(targets)
+            kubernetes = f"simulated cluster at {cluster.url} (service checkout)"
+        secret = secrets.token_hex(16)
+        for stale in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
+            stale.unlink(missing_ok=True)  # the emulated Slack starts empty; so does the database
+        settings = load_settings(
+            {
+                **settings_env,
+                **env,
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
+                "SLACK_SIGNING_SECRET": secret,
+                "SLACK_API_URL": emulator.api_url,
+                "DATABASE_URL": f"sqlite:///{database}",
+            }
+        )
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+        engine.dispose()
+        clock = OffsetClock()
+        app = create_app(settings, clock=clock)
+        runner = web.AppRunner(app.web, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+        driver = SlackDriver(url, secret, workspace)
+        await app.background.drain()
+        yield Local(workspace, driver, app, clock, kubernetes)
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set process environment variables (the Kubernetes client reads KUBECONFIG) and restore."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def encode(workspace: Workspace, text: str) -> str:
+    """Typed text as a Slack client sends it: &, <, > escaped and mentions resolved."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    def resolve(match: re.Match[str]) -> str:
+        sigil, name = match.group(1), match.group(2)
+        if sigil == "#":
+            channel = workspace.channel_by_name(name.lower())
+            return f"<#{channel.id}|{channel.name}>" if channel else match.group(0)
+        if name.lower() in ("here", "channel", "everyone"):
+            return f"<!{name.lower()}>"
+        user = next((u for u in workspace.users.values() if u["name"] == name.lower()), None)
+        return f"<@{user['id']}|{user['name']}>" if user else match.group(0)
+
+    return _TYPED_MENTION.sub(resolve, text)
+
+
+class Session:
+    """One person at a Slack client: who they are, which channel is open, what they saw."""
+
+    def __init__(self, local: Local, say: Say, ask: Ask, style: Style) -> None:
+        self.local = local
+        self.ws = local.workspace
+        self.say = say
+        self.ask = ask
+        self.style = style
+        self.user = USERS[0][0]
+        general = self.ws.channel_by_name("general")
+        assert general is not None
+        self.channel = general.id
+        self.seen = console.snapshot(self.ws, self.user, self.channel, style)
+        self.prompted: set[str] = set()  # view id + hash already asked for
+
+    @property
+    def prompt(self) -> str:
+        name = console.user_name(self.ws, self.user)
+        return f"{name}@#{self.ws.channels[self.channel].name}> "
+
+    async def handle(self, line: str) -> bool:
+        """Run one typed line and print what changed; False once the user quits."""
+        line = line.strip()
+        keep_going = True
+        try:
+            if line.startswith(":"):
+                name, _, rest = line[1:].partition(" ")
+                keep_going = await self._shell_command(name, rest)
+            elif line.startswith("/"):
+                await self._slash(line)
+            elif line:
+                self._chat(line)
+        except ValueError as exc:
+            self.warn(str(exc))
+        except ApiError as exc:  # what Slack itself refuses, e.g. a reaction given twice
+            self.warn(f"Slack says: {exc.args[0]}")
+        await self.settle()
+        return keep_going
+
+    def warn(self, text: str) -> None:
+        self.say(self.style.warn(text))
+
+    async def settle(self) -> None:
+        """Wait for Firebreak's background work, show what is new, answer open modals."""
+        await self.local.app.background.drain()
+        self.show_changes()
+        await self._modals()
+
+    def show_changes(self) -> None:
+        for line in console.changes(self.ws, self.seen, self.style):
+            self.say(line)
+        self.look()
+
+    def look(self) -> None:
+        """Remember everything currently visible as seen."""
+        self.seen = console.snapshot(self.ws, self.user, self.channel, self.style)
+
+    async def _slash(self, line: str) -> None:
+        command, _, text = line.partition(" ")
+        if command != "/incident":
+            raise ValueError(f"{command} is not installed here; Firebreak provides /incident.")
+        response = await self.local.driver.slash_command(
+            self.user, self.channel, encode(self.ws, text.strip()), command
+        )
+        if response.status != 200:
+            self.warn(f"{command} failed: Firebreak answered HTTP {response.status}")
+
+    def _chat(self, text: str) -> None:
+        self._must_be_member()
+        self.ws.post_as_user(self.channel, self.user, encode(self.ws, text))
+
+    def _must_be_member(self) -> None:
+        if self.user not in self.ws.channels[self.channel].members:
+            name = self.ws.channels[self.channel].name
+            raise ValueError(f"You are not in #{name}; :join #{name} first.")
+
+    async def _shell_command(self, name: str, rest: str) -> bool:
+        rest = rest.strip()
+        if name in ("quit", "q", "exit"):
+            return False
+        actions: dict[str, Callable[[str], Awaitable[None]]] = {
+            "help": self._help,
+            "as": self._as,
+            "join": self._join,
+            "channels": self._channels,
+            "history": self._history,
+            "tick": self._tick,
+            "click": self._click,
+            "reply": self._reply,
+            "react": self._react,
+            "wait": self._wait,
+        }
+        if name not in actions:
+            raise ValueError(f"Unknown shell command :{name}. Type :help.")
+        await actions[name](rest)
+        return True
+
+    async def _help(self, _: str) -> None:
+        self.say(HELP)
+
+    async def _as(self, name: str) -> None:
+        names = ", ".join(n for _, n, _ in USERS)
+        user = next((u for u, n, _ in USERS if n == name.lstrip("@").lower()), None)
+        if user is None:
+            raise ValueError(f"Act as one of: {names}.")
+        self.user = user
+        channel = self.ws.channels[self.channel]
+        note = "" if user in channel.members else f" (not a member of #{channel.name})"
+        self.say(self.style.bold(f"You are now {name.lstrip('@').lower()}{note}."))
+        self.look()
+
+    async def _join(self, name: str) -> None:
+        wanted = name.strip().lstrip("#").lower()
+        matches = [c for c in self.ws.channels.values() if c.name.startswith(wanted) and wanted]
+        channel = self.ws.channel_by_name(wanted) or (matches[-1] if matches else None)
+        if channel is None or (channel.is_private and self.user not in channel.members):
+            raise ValueError(f"No channel #{wanted}. :channels lists them.")
+        if self.user not in channel.members:
+            channel.members.append(self.user)
+            self.ws.system_message(
+                channel, "channel_join", self.user, f"<@{self.user}> has joined the channel"
+            )
+        self.channel = channel.id
+        for line in console.render_history(
+            self.ws, channel.id, self.user, self.style, last=SHOWN_ON_JOIN
+        ):
+            self.say(line)
+        self.look()
+
+    async def _channels(self, _: str) -> None:
+        for line in console.render_channels(self.ws, self.user, self.channel, self.style):
+            self.say(line)
+
+    async def _history(self, count: str) -> None:
+        last = int(count) if count.isdigit() else None
+        for line in console.render_history(self.ws, self.channel, self.user, self.style, last=last):
+            self.say(line)
+        self.look()
+
+    def _control(self, kind: str, number: str) -> console.Control:
+        found = [c for c in console.controls(self.ws, self.channel, self.user) if c.kind == kind]
+        chosen = next((c for c in found if str(c.number) == number.strip()), None)
+        if chosen is None:
+            what = f"1-{len(found)}" if found else "none here"
+            raise ValueError(f"No {kind} {number.strip() or '?'} in this channel ({what}).")
+        return chosen
+
+    async def _tick(self, numbers: str) -> None:
+        for number in numbers.split() or [""]:
+            box = self._control("checkbox", number)
+            group = [
+                c
+                for c in console.controls(self.ws, self.channel, self.user)
+                if (c.message_ts, c.action_id) == (box.message_ts, box.action_id)
+            ]
+            selected = [c.value for c in group if c.checked != (c.number == box.number)]
+            response = await self.local.driver.toggle_checkbox(
+                self.user,
+                self.channel,
+                box.message_ts,
+                box.action_id,
+                selected,
+                block_id=box.block_id,
+            )
+            self._check_handled(response.status, f"checkbox {number}")
+            await self.local.app.background.drain()  # the next tick sees the updated message
+
+    async def _click(self, number: str) -> None:
+        button = self._control("button", number)
+        response = await self.local.driver.click_button(
+            self.user,
+            self.channel,
+            button.message_ts,
+            button.action_id,
+            button.value,
+            block_id=button.block_id,
+        )
+        self._check_handled(response.status, f"button ({number.strip()})")
+
+    def _check_handled(self, status: int, what: str) -> None:
+        if status == 404:
+            self.warn(f"Nothing in Firebreak handles {what} yet.")
+        elif status != 200:
+            self.warn(f"{what} failed: Firebreak answered HTTP {status}")
+
+    def _message(self, rest: str) -> tuple[str, str]:
+        """`[M] text`: message M (default the latest top-level one) and the rest."""
+        messages = console.top_level(self.ws, self.channel)
+        first, _, tail = rest.partition(" ")
+        if first.isdigit():
+            if not 1 <= int(first) <= len(messages):
+                raise ValueError(f"No message [{first}] in this channel.")
+            return messages[int(first) - 1]["ts"], tail.strip()
+        if not messages:
+            raise ValueError("There is no message here yet.")
+        return messages[-1]["ts"], rest
+
+    async def _reply(self, rest: str) -> None:
+        self._must_be_member()
+        ts, text = self._message(rest)
+        if not text:
+            raise ValueError("Usage: :reply [M] text")
+        self.ws.post_as_user(self.channel, self.user, encode(self.ws, text), thread_ts=ts)
+
+    async def _react(self, rest: str) -> None:
+        self._must_be_member()
+        ts, name = self._message(rest)
+        if not name:
+            raise ValueError("Usage: :react [M] emoji, e.g. :react pushpin")
+        self.ws.add_reaction(self.channel, ts, name.strip(": "), self.user)
+
+    async def _wait(self, text: str) -> None:
+        """Move both clocks on in small steps, sending reminders as they fall due,
+        as the scheduler would have had the time really passed."""
+        delta = parse_duration(text or "?")
+        services = self.local.app.services
+        # Feature-detected, so the shell runs on builds without update reminders.
+        send_due = getattr(getattr(services, "reminders", None), "send_due", None)
+        end = self.local.clock.now() + delta
+        self.say(self.style.dim(f"⏩ {format_duration(delta)} later: {end:%H:%M} UTC"))
+        while (left := end - self.local.clock.now()) > timedelta():
+            step = min(left, WAIT_STEP) if send_due else left
+            self.local.clock.advance(step)
+            self.ws.advance_clock(step.total_seconds())
+            if send_due is not None:
+                await send_due()
+        await services.incidents.resume_unfinished()
+
+    async def _modals(self) -> None:
+        """Ask for each input of a modal opened for the user, then press its submit button."""
+        while views := self.ws.open_views(self.user):
+            view = views[-1]
+            key = f"{view['id']}:{view['hash']}"
+            if key in self.prompted:
+                return
+            self.prompted.add(key)
+            values = await self._fill(view)
+            if values is None:
+                self.ws.views[view["id"]].is_open = False  # the user pressed Cancel
+                self.say(self.style.dim("└ closed"))
+                return
+            response = await self.local.driver.submit_view(self.user, view["id"], values)
+            body = response.body if isinstance(response.body, dict) else {}
+            if body.get("response_action") == "errors":
+                for block_id, error in body.get("errors", {}).items():
+                    self.warn(f"│ {block_id}: {error}")
+                self.prompted.discard(key)
+            else:
+                self.say(self.style.dim("└ submitted"))
+            await self.local.app.background.drain()
+            self.show_changes()
+
+    async def _fill(self, view: dict[str, object]) -> dict[str, object] | None:
+        for line in console.render_modal(self.ws, view, self.style):
+            self.say(line)
+        values: dict[str, object] = {}
+        for field in console.modal_fields(view):
+            lines, prompt = console.field_prompt(self.ws, field, self.style)
+            for line in lines:
+                self.say(line)
+            while True:
+                answer = await self.ask(prompt)
+                if answer is None or answer.strip().startswith(":"):  # :cancel, :quit…
+                    return None
+                try:
+                    value = console.field_value(self.ws, field, answer)
+                except ValueError as exc:
+                    self.warn(f"│ {exc}")
+                    continue
+                if value is not None:
+                    values[field.block_id] = {field.action_id: value}
+                break
+        return values
+
+
+# ------------------------------------------------------------------- terminal
+
+
+def terminal_style() -> Style:
+    """Colour only for a terminal, and never when NO_COLOR is set (no-color.org)."""
+    return Style(color=sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def stdin_reader(interactive: bool) -> Ask:
+    """Read lines without blocking the loop; piped input is echoed after its prompt.
+
+    Each read runs in a daemon thread, so a read still waiting at exit (Ctrl-C)
+    never holds the process open.
+    """
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401  (line editing and history for input())
+
+    async def ask(prompt: str) -> str | None:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[str | None] = loop.create_future()
+
+        def read() -> None:
+            try:
+                line: str | None = input(prompt) if interactive else sys.stdin.readline()
+            except EOFError:
+                line = None
+            if not interactive:
+                line = line.rstrip("\n") if line else None
+                if line is not None:
+                    say(prompt + line)
+            with contextlib.suppress(RuntimeError):  # the loop closed while we waited
+                loop.call_soon_threadsafe(answer.set_result, line)
+
+        threading.Thread(target=read, daemon=True).start()
+        return await answer
+
+    return ask
+
+
+def _log_to(path: Path) -> None:
+    """Firebreak's own log goes to a file, so the terminal shows only what Slack shows."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def _banner(local: Local, database: Path, log: Path, style: Style) -> list[str]:
+    return [
+        style.bold("Firebreak shell") + " — the real bot, against a Slack emulated in-process.",
+        style.dim(f"  database    {database} (fresh each session)"),
+        style.dim(f"  kubernetes  {local.kubernetes}"),
+        style.dim(f"  log         {log}"),
+        "Users: alice, bob, carol. You are alice in #general. :help lists the shell commands.",
+    ]
+
+
+async def _shell(args: argparse.Namespace) -> int:
+    style = terminal_style()
+    interactive = sys.stdin.isatty()
+    with tempfile.TemporaryDirectory(prefix="firebreak-shell-") as workdir:
+        async with running(args.db, Path(workdir)) as local:
+            for text in _banner(local, args.db, args.log, style):
+                say(text)
+            session = Session(local, say, stdin_reader(interactive), style)
+            while (line := await session.ask(session.prompt)) is not None:
+                if not await session.handle(line):
+                    break
+    return 0
+
+
+def run_shell(argv: Sequence[str]) -> int:
+    """`firebreak shell`: an interactive session against the emulated Slack."""
+    parser = argparse.ArgumentParser(
+        prog="firebreak shell",
+        description="Try Firebreak in the terminal: the real bot against an emulated Slack, "
+        "with a simulated Kubernetes cluster unless $FIREBREAK_TARGETS names real targets.",
+    )
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path("firebreak-local.db"),
+        help="SQLite file, recreated at start (default: firebreak-local.db)",
+    )
+    parser.add_argument(
+        "--log", type=Path, default=Path("firebreak-shell.log"), help="where the bot logs"
+    )
+    args = parser.parse_args(argv)
+    _log_to(args.log)
+    return _guarded(_shell(args))
+
+
+def _guarded(main: Coroutine[Any, Any, int]) -> int:
+    """Run the session; bad configuration is one line on stderr, as in `firebreak serve`."""
+    sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
+    try:
+        return asyncio.run(main)
+    except (ConfigError, RunbookError) as exc:
+        print(f"firebreak: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# ----------------------------------------------------------------------- demo
+
+# (caption, line typed); a caption starts a new step on screen.
+DEMO: tuple[tuple[str, str], ...] = (
+    ("Alice declares a P1 from #general", "/incident declare P1 Checkout API returning 502s"),
+    ("She opens the incident channel Firebreak created", ":join #incident-"),
+    ("Two checklist boxes ticked", ":tick 1 2"),
+    ("Bob takes command, Carol handles communication", "/incident commander @bob"),
+    ("", "/incident comms @carol"),
+    ("Bob reports; Carol answers in a thread", ":as bob"),
+    ("", "502s started right after the checkout 1.4.2 deploy"),
+    ("", ":as carol"),
+    ("", ":reply The new pods are crash-looping: OOMKilled"),
+    ("Alice marks Bob's finding for the timeline", ":as alice"),
+    ("", ":react pushpin"),
+    ("Escalated to P0, cause identified", "/incident severity P0"),
+    ("", "/incident status identified"),
+    ("Diagnostics from the simulated cluster", "/incident diag pods checkout"),
+    ("A status update", "/incident update Rolled back checkout to 1.4.1; error rate falling"),
+    ("16 minutes pass without another update", ":wait 16m"),
+    ("Monitoring, then resolved", "/incident status monitoring"),
+    ("", "/incident resolve Rolled back the bad 1.4.2 deploy; 502s stopped"),
+    ("The post-mortem", "/incident close"),
+)
+
+
+async def _demo(out: Path) -> int:
+    style = terminal_style()
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="firebreak-demo-") as workdir:
+        work = Path(workdir)
+        env = {"FIREBREAK_POSTMORTEM_DIR": str(out)}
+        async with running(work / "demo.db", work, **env) as local:
+            say(
+                style.bold("Firebreak demo")
+                + f" — a scripted incident; kubernetes: {local.kubernetes}"
+            )
+            session = Session(local, say, _no_answers, style)
+            for caption, line in DEMO:
+                if caption:
+                    say("\n" + style.bold(f"━━ {caption}"))
+                say(style.dim(session.prompt) + line)
+                replies = len(local.workspace.ephemerals(session.user))
+                await session.handle(line)
+                if _failed(local, session.user, replies):
+                    say(style.dim("   (not available in this build of Firebreak)"))
+            path, compiled = await _postmortem(local, out, started)
+    say("")
+    if compiled:
+        say(style.bold(f"Post-mortem: {path}"))
+    else:
+        say(style.dim("/incident close is not wired yet, so no post-mortem was compiled."))
+        say(style.bold(f"Timeline: {path}"))
+    return 0
+
+
+async def _no_answers(prompt: str) -> str | None:
+    """The demo never opens a modal; if one opens anyway, it is cancelled."""
+    return None
+
+
+def _failed(local: Local, user: str, before: int) -> bool:
+    """Whether Firebreak's generic failure reply came among the user's new ephemerals."""
+    fresh = local.workspace.ephemerals(user)[before:]
+    return any(e["text"] == failure_text(Exception()) for e in fresh)
+
+
+async def _postmortem(local: Local, out: Path, since: float) -> tuple[Path, bool]:
+    """The post-mortem `/incident close` wrote or uploaded, else the event timeline."""
+    written = [
+        p
+        for p in out.rglob("*")
+        if p.is_file() and p.suffix != ".log" and p.stat().st_mtime >= since
+    ]
+    if written:  # the Markdown one when there are several (e.g. .md and .json)
+        return max(written, key=lambda p: (p.suffix == ".md", p.stat().st_mtime)), True
+    uploads = [f for f in local.workspace.files.values() if f.data and "post" in f.name.lower()]
+    if uploads:
+        path = out / uploads[-1].name
+        path.write_bytes(uploads[-1].data or b"")
+        return path, True
+    return await _write_timeline(local, out), False
+
+
+async def _write_timeline(local: Local, out: Path) -> Path:
+    """The incident's event log, read from the database: the post-mortem's raw material."""
+
+    def read(session):  # type: ignore[no-untyped-def]
+        incident = session.scalars(select(Incident).order_by(Incident.id.desc())).first()
+        events = session.scalars(
+            select(Event).where(Event.incident_id == incident.id).order_by(Event.id)
+        )
+        return incident.id, incident.title, [(e.at, e.type, e.actor, e.payload) for e in events]
+
+    incident_id, title, events = await local.app.services.db.run(read)
+    names = {u["id"]: u["name"] for u in local.workspace.users.values()}
+    lines = [f"# Incident #{incident_id} timeline: {title}", ""]
+    for at, kind, actor, payload in events:
+        details = ", ".join(f"{k}={names.get(str(v), v)}" for k, v in payload.items() if v)
+        lines.append(f"- {at:%H:%M:%S} **{kind}** by {names.get(actor, actor)}: {details}")
+    path = out / f"incident-{incident_id}-timeline.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def run_demo(argv: Sequence[str]) -> int:
+    """`firebreak demo`: a scripted incident, declare to post-mortem, in a few seconds."""
+    parser = argparse.ArgumentParser(
+        prog="firebreak demo",
+        description="Play a scripted incident from declaration to post-mortem in a few seconds.",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("postmortems"), help="where the post-mortem goes"
+    )
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _log_to(args.out / "firebreak-demo.log")
+    return _guarded(_demo(args.out))
+
+
+if __name__ == "__main__":
+    commands = {"shell": run_shell, "demo": run_demo}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit("usage: python -m handlers.local {shell,demo} [options]")
+    sys.exit(commands[sys.argv[1]](sys.argv[2:]))

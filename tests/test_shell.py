@@ -1,0 +1,192 @@
+"""`firebreak shell` and `firebreak demo`, driven as a person would drive them.
+
+The shell runs as a subprocess with its stdin a pipe; lines go in, and the
+assertions read what it printed (plain text: colour is off when stdout is not
+a terminal). Nothing inside is mocked: the shell runs the real Bolt app against
+the Slack emulator and a SQLite database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.executors.base import KubernetesTarget
+from bot.executors.kubernetes import KubernetesExecutor
+from emulator.console import Style, to_text
+from emulator.kubernetes import SimulatedCluster
+from tests.harness import seeded_workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def firebreak(
+    *args: str, lines: Sequence[str] = (), cwd: Path, timeout: float = 60
+) -> tuple[int, str]:
+    """Run `python -m handlers.local ARGS` with `lines` on stdin; (exit code, stdout)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIREBREAK_")}
+    env.pop("KUBECONFIG", None)
+    env.update({"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "handlers.local",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdin = "".join(line + "\n" for line in lines).encode()
+    out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
+    assert process.returncode is not None
+    assert not err, err.decode()
+    return process.returncode, out.decode()
+
+
+def after(out: str, line: str) -> str:
+    """What the shell printed in answer to `line` (up to the next prompt)."""
+    start = out.index("> " + line + "\n") + len(line) + 3
+    following = re.search(r"^\w+@#[\w-]+> ", out[start:], re.MULTILINE)
+    return out[start : start + following.start()] if following else out[start:]
+
+
+async def test_incident_lifecycle_in_the_shell(tmp_path: Path) -> None:
+    script = [
+        "/incident declare P1 api down",
+        ":join #incident",
+        ":tick 1",
+        "/incident update Rolled back the 1.4.2 deploy",
+        ":as bob",
+        "/incident commander @bob",
+        "On it, watching the error rate",
+        ":wait 16m",
+        "/incident resolve Fixed by the rollback",
+        ":quit",
+        "/incident declare P1 never sent",
+    ]
+    code, out = await firebreak("shell", lines=script, cwd=tmp_path)
+
+    assert code == 0
+    assert "\x1b[" not in out  # no colour codes when stdout is a pipe
+    assert (tmp_path / "firebreak-local.db").is_file()
+
+    declared = after(out, "/incident declare P1 api down")
+    channel = re.search(r"Declared P1 incident #(incident-\d{8}-api-down)\.", declared)
+    assert channel, declared
+    assert f"You were added to #{channel[1]}. Open it with :join #{channel[1]}" in declared
+    assert "#incidents ▸ firebreak: :rotating_light: P1 incident declared: api down" in declared
+
+    joined = after(out, ":join #incident")
+    assert f"#{channel[1]} · public · 2 members" in joined
+    assert "topic: P1 · investigating · IC unassigned · api down" in joined
+    assert "[ ]  1. Acknowledge the alert in the paging system" in joined
+
+    ticked = after(out, ":tick 1")
+    assert "Detection & Triage (1/7)" in ticked
+    assert re.search(r"\[x\]  1\. Acknowledge the alert in the paging system — @alice", ticked)
+    assert "[ ]  2." not in ticked  # only what changed is printed
+
+    updated = after(out, "/incident update Rolled back the 1.4.2 deploy")
+    assert re.search(r"\[\d+\] firebreak · \d\d:\d\d\n.*Update.*@alice", updated)
+    assert "Rolled back the 1.4.2 deploy" in updated
+
+    assert "You are now bob (not a member of" in after(out, ":as bob")
+    assigned = after(out, "/incident commander @bob")
+    assert "→ bob joined (added by firebreak)" in assigned
+    assert "@bob is now the commander, set by @bob." in assigned
+    assert "set the channel topic: P1 · investigating · IC @bob · api down" in assigned
+    assert re.search(r"\[\d+\] bob · .*\n    On it, watching the error rate", out)
+
+    waited = after(out, ":wait 16m")
+    assert re.search(r"⏩ 16m later: \d\d:\d\d UTC", waited)
+    assert "@bob, a status update is due: 15m since the last one." in waited  # on time
+    assert "(1) Post update" in waited
+
+    resolved = after(out, "/incident resolve Fixed by the rollback")
+    assert "Resolved: api down (P1)" in resolved and "by @bob" in resolved
+    assert "│ Fixed by the rollback" in resolved
+    assert "set the channel topic: P1 · resolved · IC @bob · api down" in resolved
+    assert "never sent" not in out.split("> :quit")[1]  # nothing runs after :quit
+
+
+async def test_declare_modal_prompts_each_field(tmp_path: Path) -> None:
+    answers = ["/incident", "db is slow", "9", "2", "orders time out", "@carol", ":channels"]
+    code, out = await firebreak("shell", lines=answers, cwd=tmp_path)
+
+    assert code == 0
+    form = after(out, "/incident")
+    assert "┌ Declare an incident" in form
+    assert "│   2. P1 · High" in form
+    assert "choose 1-4 for Severity" in out  # "9" is refused and asked again
+    assert "│ a number [P2]> 2" in out and "│ a name> @carol" in out
+    assert "└ submitted" in out
+    assert re.search(r"Declared P1 incident #incident-\d{8}-db-is-slow\.", out)
+    listing = after(out, ":channels")
+    assert re.search(
+        r"#incident-\d{8}-db-is-slow · 1 messages · P1 · investigating · IC @carol", listing
+    )
+
+
+async def test_demo_plays_an_incident_to_its_write_up(tmp_path: Path) -> None:
+    code, out = await firebreak("demo", "--out", "out", cwd=tmp_path)
+
+    assert code == 0, out
+    assert "━━ Alice declares a P1 from #general" in out
+    assert "The new pods are crash-looping: OOMKilled" in out  # the thread reply
+    assert ":pushpin: 1 (alice)" in out
+    assert "changed the severity from P1 to P0" in out
+    diag = after(out, "/incident diag pods checkout")
+    if "not available in this build" not in diag:  # once runbook actions are wired
+        assert "CrashLoopBackOff" in diag
+    written = re.search(r"^(?:Post-mortem|Timeline): (.+)$", out, re.MULTILINE)
+    assert written, out[-2000:]
+    text = (tmp_path / written[1]).read_text()
+    for scripted in (
+        "Checkout API returning 502s",
+        "Rolled back checkout to 1.4.1; error rate falling",
+        "Rolled back the bad 1.4.2 deploy; 502s stopped",
+    ):
+        assert scripted in text
+    if written[0].startswith("Timeline"):  # /incident close not wired: the event log
+        for event in ("declared", "checklist_checked", "role", "severity", "status", "resolved"):
+            assert f"**{event}**" in text
+    else:  # the post-mortem also reads the channel: the pinned finding is in it
+        assert written[1].endswith(".md")
+        assert "502s started right after the checkout 1.4.2 deploy" in text
+
+
+def test_mrkdwn_reads_as_text_and_colour_is_optional() -> None:
+    workspace = seeded_workspace()
+    general = workspace.add_channel("general")
+    text = f"*Update* from <@U0BOB>: <#{general.id}> &lt;ok&gt; `code` :memo:\n> quoted"
+
+    assert to_text(workspace, text, Style(color=False)) == [
+        "Update from @bob: #general <ok> `code` :memo:",
+        "│ quoted",
+    ]
+    coloured = to_text(workspace, text, Style(color=True))
+    assert "\x1b[1mUpdate\x1b[0m" in coloured[0] and "📝" in coloured[0]
+
+
+async def test_the_demo_cluster_answers_the_real_kubernetes_executor(tmp_path: Path) -> None:
+    async with SimulatedCluster() as cluster:
+        cluster.write_demo_files(tmp_path)
+        executor = KubernetesExecutor(str(tmp_path / "kubeconfig"))
+        target = KubernetesTarget("shop", "checkout", "app=checkout")
+        try:
+            pods = await executor.pods(target)
+            assert pods.summary == "3 pods: 2 Running, 1 CrashLoopBackOff (7 restarts, 1 OOMKilled)"
+            logs = await executor.logs(target, previous=True)
+            assert "out of memory" in logs.output
+
+            rolled = await executor.rollback(target, None, dry_run=False)
+            assert rolled.summary.startswith("rolled checkout back from revision 7 to 6")
+            assert (await executor.pods(target)).summary == "3 pods: 3 Running"
+        finally:
+            executor.close()
