@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from bot.actions import load_catalog
 from bot.config import ConfigError, Settings, load_settings
 from bot.errors import UserError
+from bot.logs import configure_logging
 from bot.runbooks import load_runbooks
 from bot.yamlfile import RunbookError
 from storage.migrate import upgrade_database
@@ -89,18 +90,12 @@ async def _postmortem(reference: str, fmt: str) -> None:
         app.executors.close()
 
 
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
 def _serve(settings: Settings) -> int:
     from aiohttp import web
 
     from handlers.app import create_app
 
-    _configure_logging(settings)
+    configure_logging(settings.log_format)
     runbooks = load_runbooks(settings.runbooks_dir)
     upgrade_database(settings.database_url)
     app = create_app(settings, runbooks=runbooks)

@@ -148,6 +148,15 @@ class CommandError(UserError):
         self.show_help = show_help
 
 
+# The subcommands, for metric labels (anything else is counted as "-").
+COMMAND_WORDS = frozenset(
+    (
+        "help list declare severity sev status update note assign commander comms lead "
+        "resolve reminders snooze diag diagnose mitigate action postmortem post-mortem close"
+    ).split()
+)
+
+
 def parse(text: str, severities: SeverityTable) -> Command:
     words = text.strip().split(None, 1)
     if not words:

@@ -12,6 +12,7 @@ from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
 from bot.incidents.reminders import ReminderService, ReminderSettings
 from bot.incidents.service import IncidentService
+from bot.metrics import Metrics
 from bot.postmortem.service import PostmortemService
 from bot.runbooks import Runbooks
 from storage.db import Database
@@ -53,7 +54,9 @@ def build_services(
     catalog: ActionCatalog,
     executors: Executors,
     settings: ServiceSettings,
+    metrics: Metrics | None = None,
 ) -> Services:
+    metrics = metrics or Metrics()
     outbox = Outbox(db=db, chat=chat, runbooks=runbooks, clock=clock, owner=settings.replica_id)
     declare_flow = DeclareFlow(
         db=db,
@@ -87,6 +90,7 @@ def build_services(
             owner=settings.replica_id,
             settings=settings.reminders,
             outbox=outbox,
+            metrics=metrics,
         ),
         actions=ActionService(
             db=db,

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
+from bot import logs
 from bot.actions import Executors, load_catalog
 from bot.clock import Clock, SystemClock
+from bot.commands import COMMAND_WORDS
 from bot.config import Settings
 from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
 from bot.incidents.reminders import ReminderSettings
+from bot.metrics import Metrics
 from bot.runbooks import Runbooks, load_runbooks
 from bot.scheduling import NudgeScheduler
 from bot.services import Services, ServiceSettings, build_services
 from handlers import actions, commands, interactions, postmortem
 from handlers.background import BackgroundWork
 from handlers.slack_gateway import SlackGateway, make_client
-from storage.db import Database, make_engine
+from storage.db import Database, DatabaseUnavailable, make_engine
+from storage.incidents import incident_counts
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +60,14 @@ def create_app(
     """Build everything from settings; tests pass their own clock and executors."""
     runbooks = runbooks or load_runbooks(settings.runbooks_dir)
     executors = executors or Executors(KubernetesExecutor(), PostgresExecutor(), HttpExecutor())
-    client = make_client(settings.slack_bot_token, settings.slack_api_url)
+    metrics = Metrics()
+    client = make_client(settings.slack_bot_token, settings.slack_api_url, metrics)
     services = build_services(
         db=Database(make_engine(settings.database_url)),
-        chat=SlackGateway(client),
+        chat=SlackGateway(client, metrics),
         runbooks=runbooks,
         clock=clock or SystemClock(),
+        metrics=metrics,
         catalog=load_catalog(settings.runbooks_dir / "actions", settings.targets_file),
         executors=executors,
         settings=ServiceSettings(
@@ -81,17 +91,40 @@ def create_app(
         process_before_response=True,
     )
     background = BackgroundWork()
+    bolt.use(_observe(metrics))
     for listeners in (commands, interactions, actions, postmortem):
         listeners.register(bolt, services, background)
 
     scheduler = NudgeScheduler(AsyncIOScheduler(timezone="UTC"), services.reminders)
-    app = Firebreak(bolt, _web_app(bolt, services), services, background, scheduler, executors)
+    app = Firebreak(
+        bolt, _web_app(bolt, services, metrics), services, background, scheduler, executors
+    )
     app.web.on_startup.append(lambda _: _start(app))
     app.web.on_cleanup.append(lambda _: _stop(app))
     return app
 
 
-def _web_app(bolt: AsyncApp, services: Services) -> web.Application:
+def _observe(metrics: Metrics) -> Callable[..., Awaitable[None]]:
+    """Bolt middleware: log context (request, user) and ack latency for every request."""
+
+    async def middleware(body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> None:
+        started = time.perf_counter()
+        user = body.get("user_id") or (body.get("user") or {}).get("id")
+        logs.user_id.set(user)
+        logs.request_id.set(body.get("trigger_id") or body.get("view", {}).get("id"))
+        logs.incident_id.set(None)
+        try:
+            await next()
+        finally:
+            kind = body.get("type") or ("command" if "command" in body else "other")
+            words = str(body.get("text", "")).split()
+            command = words[0].lower() if words and words[0].lower() in COMMAND_WORDS else "-"
+            metrics.ack_seconds.labels(kind, command).observe(time.perf_counter() - started)
+
+    return middleware
+
+
+def _web_app(bolt: AsyncApp, services: Services, metrics: Metrics) -> web.Application:
     async def slack_events(request: web.Request) -> web.Response:
         bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
@@ -104,8 +137,15 @@ def _web_app(bolt: AsyncApp, services: Services) -> web.Application:
             return web.json_response({"ok": False, "database": "unreachable"}, status=503)
         return web.json_response({"ok": True, "database": "ok", "runbooks": "loaded"})
 
+    async def prometheus(_: web.Request) -> web.Response:
+        # Without the database the other metrics are still served; /readyz reports it.
+        with contextlib.suppress(DatabaseUnavailable):
+            metrics.set_incident_counts(await services.db.run(incident_counts))
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
     application = web.Application()
     application.router.add_post("/slack/events", slack_events)
+    application.router.add_get("/metrics", prometheus)
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
     return application

@@ -16,6 +16,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.gateway import Blocks, ChannelInfo, ChatError, Message, Pin, Reaction, SharedFile
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +29,51 @@ READ_ATTEMPTS = 10
 RETRY_AFTER_MAX = 120.0
 
 
-def make_client(token: str, base_url: str, timeout: int = 10) -> AsyncWebClient:
+class _Counted:
+    """Counts each retry a slack_sdk retry handler decides to make, by method and reason."""
+
+    reason = ""
+    metrics: Metrics
+
+    async def prepare_for_next_attempt_async(
+        self, *, state: Any, request: Any, **kwargs: Any
+    ) -> None:
+        method = str(request.url).rstrip("/").rsplit("/", 1)[-1]
+        self.metrics.slack_retries.labels(method, self.reason).inc()
+        await super().prepare_for_next_attempt_async(state=state, request=request, **kwargs)  # type: ignore[misc]
+
+
+class _RateLimitRetries(_Counted, AsyncRateLimitErrorRetryHandler):
+    reason = "ratelimited"
+
+
+class _ServerErrorRetries(_Counted, AsyncServerErrorRetryHandler):
+    reason = "server_error"
+
+
+class _ConnectionRetries(_Counted, AsyncConnectionErrorRetryHandler):
+    reason = "connection"
+
+
+def make_client(
+    token: str, base_url: str, metrics: Metrics | None = None, timeout: int = 10
+) -> AsyncWebClient:
     """A client that honours 429 Retry-After and retries 5xx and connection errors."""
-    return AsyncWebClient(
-        token=token,
-        base_url=base_url,
-        timeout=timeout,
-        retry_handlers=[
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-        ],
-    )
+    metrics = metrics or Metrics()
+    handlers: list[_Counted] = [
+        _RateLimitRetries(max_retry_count=3),
+        _ServerErrorRetries(max_retry_count=2),
+        _ConnectionRetries(max_retry_count=2),
+    ]
+    for handler in handlers:
+        handler.metrics = metrics
+    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=handlers)
 
 
 class SlackGateway:
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, metrics: Metrics | None = None) -> None:
         self._client = client
+        self._metrics = metrics or Metrics()
         self._bot_user_id: str | None = None
         self._channel_ids: dict[str, str] = {}  # public channel name → ID
         self._user_names: dict[str, str] = {}  # users.info, cached
@@ -56,14 +85,18 @@ class SlackGateway:
             response = await getattr(self._client, method.replace(".", "_"))(**kwargs)
         except SlackApiError as exc:
             code = str(exc.response.get("error", "unknown_error"))
+            self._metrics.slack_calls.labels(method, code).inc()
             if code in _ALREADY_DONE:
                 return dict(exc.response.data) if isinstance(exc.response.data, dict) else {}
             raise ChatError(method, code) from exc
         except (TimeoutError, OSError) as exc:
+            self._metrics.slack_calls.labels(method, "request_timeout").inc()
             raise ChatError(method, "request_timeout") from exc
         except Exception as exc:  # aiohttp client errors and the like
+            self._metrics.slack_calls.labels(method, "connection_error").inc()
             log.warning("Slack %s failed: %s", method, type(exc).__name__)
             raise ChatError(method, "connection_error") from exc
+        self._metrics.slack_calls.labels(method, "ok").inc()
         return dict(response.data) if isinstance(response.data, dict) else {}
 
     async def bot_user_id(self) -> str:

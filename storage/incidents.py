@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -48,6 +48,16 @@ def by_channel(session: Session, channel_id: str, *, for_update: bool = False) -
 def open_incidents(session: Session) -> list[Incident]:
     query = select(Incident).where(Incident.status != "resolved").order_by(Incident.declared_at)
     return list(session.scalars(query))
+
+
+def incident_counts(session: Session) -> dict[tuple[str, str], int]:
+    """Not-yet-closed incidents by (severity, status), for the metrics gauge."""
+    rows = session.execute(
+        select(Incident.severity, Incident.status, func.count())
+        .where(Incident.closed_at.is_(None))
+        .group_by(Incident.severity, Incident.status)
+    )
+    return {(severity, status): count for severity, status, count in rows}
 
 
 def unfinished_setups(session: Session) -> list[int]:

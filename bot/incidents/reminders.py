@@ -20,6 +20,7 @@ from bot.durations import format_duration
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError, ChatGateway
 from bot.incidents.outbox import Outbox, backoff
+from bot.metrics import Metrics
 from bot.mrkdwn import mention, user_text
 from bot.runbooks import Runbooks
 from bot.severities import SeverityTable
@@ -63,6 +64,7 @@ class ReminderService:
         owner: str,
         settings: ReminderSettings,
         outbox: Outbox,
+        metrics: Metrics,
     ) -> None:
         self._db = db
         self._chat = chat
@@ -71,6 +73,7 @@ class ReminderService:
         self._owner = owner
         self._settings = settings
         self._outbox = outbox
+        self._metrics = metrics
 
     async def schedule(self) -> dict[int, datetime]:
         return await self._db.run(store.schedule)
@@ -103,8 +106,11 @@ class ReminderService:
             log.warning("nudge for incident %s failed: %s", incident.id, exc.code)
             retry_at = self._clock.now() + backoff(0)
             await self._db.run(self._failed, incident.id, exc.code, retry_at)
+            self._metrics.nudge_failures.inc()
             return False
         await self._db.run(self._sent, incident.id, due_at, late, escalate)
+        self._metrics.nudges.labels(str(late).lower(), str(escalate).lower()).inc()
+        self._metrics.nudge_delay.observe(max(0.0, (now - due_at).total_seconds()))
         if escalate:
             await self._outbox.deliver(incident.id)
         return True

@@ -1,0 +1,57 @@
+"""/metrics in Prometheus format, and JSON logs with request context and no secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import aiohttp
+
+from bot import logs
+from tests.harness import Harness
+
+
+async def scrape(slack: Harness) -> str:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(
+            slack.driver.app_url.replace("/slack/events", "/metrics")
+        ) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain")
+            return await response.text()
+
+
+async def test_metrics_count_incidents_acks_slack_calls_and_retries(slack: Harness) -> None:
+    slack.emulator.inject_fault("pins.add", status=429, retry_after=0, count=1)
+    await slack.command("declare P1 checkout down")
+    await slack.command("frobnicate")
+    text = await scrape(slack)
+    assert 'firebreak_incidents{severity="P1",status="investigating"} 1.0' in text
+    assert 'firebreak_ack_seconds_count{command="declare",kind="command"} 1.0' in text
+    assert 'firebreak_ack_seconds_count{command="-",kind="command"} 1.0' in text
+    assert 'firebreak_slack_api_calls_total{method="conversations.create",outcome="ok"} 1.0' in text
+    assert 'firebreak_slack_api_calls_total{method="pins.add",outcome="ok"} 1.0' in text
+    assert 'firebreak_slack_api_retries_total{method="pins.add",reason="ratelimited"} 1.0' in text
+
+
+def test_json_logs_carry_context_and_never_a_secret() -> None:
+    formatter = logs.JsonFormatter()
+    logs.incident_id.set(42)
+    logs.request_id.set("13345224609.738474920.8088930838d88f008e0")
+    logs.user_id.set("U0ALICE")
+    record = logging.LogRecord(
+        "firebreak",
+        logging.WARNING,
+        __file__,
+        1,
+        "posting with xoxb-1234-5678-abcdefghijkl to postgresql://app:hunter2@db/prod",
+        None,
+        None,
+    )
+    entry = json.loads(formatter.format(record))
+    assert entry["incident_id"] == 42 and entry["user_id"] == "U0ALICE"
+    assert entry["request_id"].startswith("13345224609")
+    assert entry["level"] == "warning" and entry["logger"] == "firebreak"
+    assert "xoxb-1234" not in entry["message"] and "hunter2" not in entry["message"]
+    text = logs.TextFormatter().format(record)
+    assert "hunter2" not in text and "incident_id=42" in text
