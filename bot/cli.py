@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return _check()
         if args.command == "postmortem":
-            return asyncio.run(_postmortem(args.incident, args.format))
+            asyncio.run(_postmortem(args.incident, args.format))
+            return 0
         if args.command == "db":
             settings = load_settings(require_slack=False)
             upgrade_database(settings.database_url)

@@ -47,7 +47,7 @@ def load(path: Path) -> Any:
         pass
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Node:
-        mapping = Node(loader.construct_mapping(node, deep=True))
+        mapping = Node({str(k): v for k, v in loader.construct_mapping(node, deep=True).items()})
         mapping.path = str(path)
         mapping.line = node.start_mark.line + 1
         return mapping

@@ -36,7 +36,7 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         user = body["user"]["id"]
         channel = body["channel"]["id"]
         message = body.get("message") or {}
-        block = next(
+        block: dict[str, Any] = next(
             (b for b in message.get("blocks", []) if b.get("block_id") == action.get("block_id")),
             {},
         )

@@ -60,7 +60,7 @@ def make_client(
 ) -> AsyncWebClient:
     """A client that honours 429 Retry-After and retries 5xx and connection errors."""
     metrics = metrics or Metrics()
-    handlers: list[_Counted] = [
+    handlers: list[Any] = [
         _RateLimitRetries(max_retry_count=3),
         _ServerErrorRetries(max_retry_count=2),
         _ConnectionRetries(max_retry_count=2),
