@@ -12,13 +12,13 @@ from tests.harness import Harness
 
 
 async def scrape(slack: Harness) -> str:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(
-            slack.driver.app_url.replace("/slack/events", "/metrics")
-        ) as response:
-            assert response.status == 200
-            assert response.headers["Content-Type"].startswith("text/plain")
-            return await response.text()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(slack.driver.app_url.replace("/slack/events", "/metrics")) as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return await response.text()
 
 
 async def test_metrics_count_incidents_acks_slack_calls_and_retries(slack: Harness) -> None:
