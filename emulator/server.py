@@ -58,6 +58,9 @@ class SlackEmulator:
         self._method_calls: dict[str, deque[float]] = defaultdict(deque)
         self._channel_post_limit: int | None = None
         self._channel_posts: dict[str, deque[float]] = defaultdict(deque)
+        # Seconds every Web API and response_url answer waits before it is
+        # computed, like a slow Slack edge (0 = answer at once).
+        self.latency = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -179,6 +182,8 @@ class SlackEmulator:
     async def _handle_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args = await _read_args(request)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
         ws = self.workspace
         if not ws.handles(method):
             ws.record_call(method, Args(args).raw, "unknown_method")
@@ -224,6 +229,8 @@ class SlackEmulator:
         return None if token == self.bot_token else "invalid_auth"
 
     async def _handle_respond(self, request: web.Request) -> web.Response:
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
         if request.content_type == "application/json":
             try:
                 payload = await request.json()

@@ -7,30 +7,19 @@ its answer reaches the clicker as an ephemeral message.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.actions import ActionService
 from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
-from bot.gateway import ChatGateway
 from bot.incidents.service import Request
+from bot.services import Services
 from handlers.background import BackgroundWork
 
 STALE_BUTTON = "That button is no longer valid; ask again with `/incident mitigate`."
 
 
-class ActionWiring(Protocol):
-    """What the listeners need from `bot.services.Services`."""
-
-    @property
-    def chat(self) -> ChatGateway: ...
-
-    @property
-    def actions(self) -> ActionService: ...
-
-
-def register(app: AsyncApp, services: ActionWiring, background: BackgroundWork) -> None:
+def register(app: AsyncApp, services: Services, background: BackgroundWork) -> None:
     def decide(body: dict[str, Any], action: dict[str, Any], confirm: bool) -> None:
         user, channel = body["user"]["id"], body["channel"]["id"]
 
