@@ -79,16 +79,19 @@ def _check() -> int:
 
 async def _postmortem(reference: str, fmt: str) -> None:
     """Print a post-mortem; a stored one needs no Slack connection."""
-    from handlers.app import create_app
+    from handlers.app import create_services, default_executors
+    from handlers.slack_gateway import make_client
 
     settings = load_settings(require_slack=False)
     upgrade_database(settings.database_url)
-    app = create_app(settings)
+    executors = default_executors()
+    client = make_client(settings.slack_bot_token, settings.slack_api_url)
+    services = create_services(settings, client=client, executors=executors)
     try:
-        print(await app.services.postmortems.render(reference, fmt), end="")
+        print(await services.postmortems.render(reference, fmt), end="")
     finally:
-        await app.services.db.close()
-        app.executors.close()
+        await services.db.close()
+        executors.close()
 
 
 def _serve(settings: Settings) -> int:

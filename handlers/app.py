@@ -14,6 +14,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import logs
 from bot.actions import Executors, load_catalog
@@ -58,29 +59,17 @@ def create_app(
     executors: Executors | None = None,
 ) -> Firebreak:
     """Build everything from settings; tests pass their own clock and executors."""
-    runbooks = runbooks or load_runbooks(settings.runbooks_dir)
-    executors = executors or Executors(KubernetesExecutor(), PostgresExecutor(), HttpExecutor())
+    executors = executors or default_executors()
     metrics = Metrics()
     client = make_client(settings.slack_bot_token, settings.slack_api_url, metrics)
-    services = build_services(
-        db=Database(make_engine(settings.database_url)),
-        chat=SlackGateway(client, metrics),
-        runbooks=runbooks,
-        clock=clock or SystemClock(),
+    services = create_services(
+        settings,
+        client=client,
         metrics=metrics,
-        catalog=load_catalog(settings.runbooks_dir / "actions", settings.targets_file),
+        clock=clock,
+        runbooks=runbooks,
+        replica_id=replica_id,
         executors=executors,
-        settings=ServiceSettings(
-            replica_id=replica_id or uuid.uuid4().hex[:12],
-            announce_channel=settings.announce_channel,
-            reminders=ReminderSettings(
-                escalate_after=settings.nudge_escalate_after,
-                snooze_max=settings.snooze_max,
-                announce_channel=settings.announce_channel,
-            ),
-            postmortem_dir=settings.postmortem_dir,
-            archive_on_close=settings.archive_on_close,
-        ),
     )
     # process_before_response: Bolt answers as soon as the listener returns
     # (our listeners ack and hand slow work to BackgroundWork) instead of
@@ -102,6 +91,45 @@ def create_app(
     app.web.on_startup.append(lambda _: _start(app))
     app.web.on_cleanup.append(lambda _: _stop(app))
     return app
+
+
+def default_executors() -> Executors:
+    """Executors configured from the environment (KUBECONFIG or in-cluster, env-var URLs)."""
+    return Executors(KubernetesExecutor(), PostgresExecutor(), HttpExecutor())
+
+
+def create_services(
+    settings: Settings,
+    *,
+    client: AsyncWebClient,
+    executors: Executors,
+    metrics: Metrics | None = None,
+    clock: Clock | None = None,
+    runbooks: Runbooks | None = None,
+    replica_id: str | None = None,
+) -> Services:
+    """The services without the Bolt app (the CLI's `postmortem` needs no Slack token)."""
+    runbooks = runbooks or load_runbooks(settings.runbooks_dir)
+    return build_services(
+        db=Database(make_engine(settings.database_url)),
+        chat=SlackGateway(client, metrics),
+        runbooks=runbooks,
+        clock=clock or SystemClock(),
+        metrics=metrics,
+        catalog=load_catalog(settings.runbooks_dir / "actions", settings.targets_file),
+        executors=executors,
+        settings=ServiceSettings(
+            replica_id=replica_id or uuid.uuid4().hex[:12],
+            announce_channel=settings.announce_channel,
+            reminders=ReminderSettings(
+                escalate_after=settings.nudge_escalate_after,
+                snooze_max=settings.snooze_max,
+                announce_channel=settings.announce_channel,
+            ),
+            postmortem_dir=settings.postmortem_dir,
+            archive_on_close=settings.archive_on_close,
+        ),
+    )
 
 
 def _observe(metrics: Metrics) -> Callable[..., Awaitable[None]]:
