@@ -1,4 +1,4 @@
-"""Slack as a terminal shows it: channels, messages, checklists and modals as text.
+"""Slack as a terminal shows it: channels, messages and checklists as text.
 
 `firebreak shell` and `firebreak demo` print what a Slack client would show.
 These are pure functions over :class:`~emulator.state.Workspace` data, so the
@@ -6,7 +6,8 @@ session only reads lines and prints what comes back, and what a user would
 see can be tested without a terminal. Interactive elements get numbers
 (checkboxes ``[ ] 3.``, buttons ``(1)``) that the session maps back to the
 element through :func:`controls`, so the numbers printed and the numbers
-acted on always come from the same enumeration.
+acted on always come from the same enumeration. Modals, which ask as well as
+show, are emulator.prompts.
 """
 
 from __future__ import annotations
@@ -459,122 +460,3 @@ def changes(ws: Workspace, before: Snapshot, style: Style) -> list[str]:
         name = ws.channels[channel_id].name
         later.append(style.warn(f"➕ You were added to #{name}. Open it with :join #{name}"))
     return [line for _, lines in sorted(timed, key=lambda t: t[0]) for line in lines] + later
-
-
-# ------------------------------------------------------------------- modals
-
-
-@dataclass(frozen=True)
-class Field:
-    """One input of a modal, as the shell asks for it."""
-
-    block_id: str
-    action_id: str
-    kind: str  # "text", "select", "user", "users" or "multi"
-    label: str
-    optional: bool
-    options: tuple[tuple[str, str], ...] = ()  # (value, label)
-    initial: str | None = None
-
-
-_KINDS = {
-    "plain_text_input": "text",
-    "email_text_input": "text",
-    "url_text_input": "text",
-    "number_input": "text",
-    "static_select": "select",
-    "radio_buttons": "select",
-    "users_select": "user",
-    "multi_users_select": "users",
-    "checkboxes": "multi",
-    "multi_static_select": "multi",
-}
-
-
-def modal_fields(view: dict[str, Any]) -> list[Field]:
-    """The view's inputs the shell can prompt for, in display order."""
-    fields = []
-    for block in view.get("blocks") or []:
-        element = block.get("element") or {}
-        kind = _KINDS.get(str(element.get("type")))
-        if block.get("type") != "input" or kind is None:
-            continue
-        options = list(element.get("options") or [])
-        for group in element.get("option_groups") or []:
-            options += group.get("options", [])
-        initial = element.get("initial_value") or element.get("initial_user")
-        if isinstance(element.get("initial_option"), dict):
-            initial = element["initial_option"].get("value")
-        fields.append(
-            Field(
-                str(block.get("block_id")),
-                str(element.get("action_id")),
-                kind,
-                str((block.get("label") or {}).get("text", block.get("block_id"))),
-                bool(block.get("optional")),
-                tuple((str(o["value"]), str(o["text"]["text"])) for o in options),
-                str(initial) if initial else None,
-            )
-        )
-    return fields
-
-
-def render_modal(ws: Workspace, view: dict[str, Any], style: Style) -> list[str]:
-    """The modal's title and its non-input blocks (explanations, context)."""
-    title = (view.get("title") or {}).get("text", "Modal")
-    submit = (view.get("submit") or {}).get("text", "Submit")
-    shown = [b for b in view.get("blocks") or [] if b.get("type") != "input"]
-    body = render_blocks(ws, {"ts": "0", "blocks": shown}, style, {})
-    hint = f"Answer each field; Enter keeps the default; :cancel closes it. Then: {submit}."
-    return [style.bold(f"┌ {title}"), *("│ " + line for line in body), style.dim("│ " + hint)]
-
-
-def field_prompt(ws: Workspace, field: Field, style: Style) -> tuple[list[str], str]:
-    """Lines describing the field, and the prompt to read its answer after."""
-    need = style.dim(" (optional)") if field.optional else ""
-    lines = [f"│ {style.bold(field.label)}{need}"]
-    lines += [f"│   {n}. {label}" for n, (_, label) in enumerate(field.options, start=1)]
-    default = field.initial
-    if field.kind == "user" and default:
-        default = "@" + user_name(ws, default)
-    how = {"user": "a name", "users": "names", "multi": "numbers, comma-separated"}
-    hint = how.get(field.kind, "a number" if field.options else "")
-    shown = f" [{default}]" if default else ""
-    return lines, f"│ {hint}{shown}> " if hint else f"│{shown}> "
-
-
-def field_value(ws: Workspace, field: Field, answer: str) -> Any:
-    """The typed answer as the driver's submit value; None keeps the default.
-
-    Raises ValueError with a message for the user when the answer does not fit.
-    """
-    answer = answer.strip()
-    if not answer:
-        if field.optional or field.initial:
-            return None
-        raise ValueError(f"{field.label} is required")
-    if field.kind == "text":
-        return answer
-    if field.kind == "user":
-        return _user_id(ws, answer)
-    if field.kind == "users":
-        return [_user_id(ws, word) for word in re.split(r"[\s,]+", answer) if word]
-    picks = [_option(field, word) for word in re.split(r"\s*,\s*", answer) if word]
-    return picks if field.kind == "multi" else picks[0]
-
-
-def _option(field: Field, word: str) -> str:
-    if word.isdigit() and 1 <= int(word) <= len(field.options):
-        return field.options[int(word) - 1][0]
-    for value, label in field.options:
-        if word.lower() in (value.lower(), label.lower()):
-            return value
-    raise ValueError(f"choose 1-{len(field.options)} for {field.label}")
-
-
-def _user_id(ws: Workspace, word: str) -> str:
-    name = word.lstrip("@").lower()
-    for user in ws.users.values():
-        if name in (user["id"].lower(), str(user["name"]).lower()) and not user.get("is_bot"):
-            return str(user["id"])
-    raise ValueError(f"no user called {word}")

@@ -1,4 +1,4 @@
-"""`firebreak shell` and `firebreak demo`: the real bot, an in-process Slack, a terminal.
+"""`firebreak shell`: the real bot, an in-process Slack, a terminal.
 
 A composition root like bot/cli.py, so it may import handlers and the emulator.
 In one asyncio loop it runs the Slack emulator, Firebreak's own app from
@@ -6,7 +6,8 @@ In one asyncio loop it runs the Slack emulator, Firebreak's own app from
 SLACK_API_URL pointing at the emulator, and a SQLite database. Input reaches
 the bot the way Slack sends it (signed slash commands and interactions through
 SlackDriver), and what Slack would show comes back as text (emulator.console),
-so what you try here is what happens in a real workspace.
+so what you try here is what happens in a real workspace. `firebreak demo`
+(handlers.demo) types a script into this same session.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import secrets
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -30,21 +30,19 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from bot.clock import OffsetClock
 from bot.config import ConfigError, load_settings
 from bot.durations import format_duration, parse_duration
 from bot.yamlfile import RunbookError
-from emulator import SlackDriver, SlackEmulator, Workspace, console
+from emulator import SlackDriver, SlackEmulator, Workspace, console, prompts
 from emulator.api import ApiError
 from emulator.console import Style
 from emulator.kubernetes import SimulatedCluster
+from emulator.prompts import Ask, Say
 from handlers.app import Firebreak, create_app
-from handlers.replies import failure_text
 from storage.db import make_engine
 from storage.migrate import upgrade
-from storage.models import Event, Incident
 
 USERS = (
     ("U0ALICE", "alice", "Alice Example"),
@@ -57,9 +55,6 @@ SHOWN_ON_JOIN = 15
 WAIT_STEP = timedelta(seconds=30)
 # `@bob`, `#general`, `@here` as typed; Slack sends them as <@U…|bob>, <#C…|general>, <!here>.
 _TYPED_MENTION = re.compile(r"(?<![\w<&])([@#])([a-z0-9](?:[\w.-]*\w)?)", re.IGNORECASE)
-
-Ask = Callable[[str], Awaitable[str | None]]  # prompt -> the line typed, None at end of input
-Say = Callable[[str], None]
 
 HELP = """\
 Type what you would type in Slack:
@@ -411,7 +406,7 @@ class Session:
             if key in self.prompted:
                 return
             self.prompted.add(key)
-            values = await self._fill(view)
+            values = await prompts.fill(self.ws, view, self.say, self.ask, self.style)
             if values is None:
                 self.ws.views[view["id"]].is_open = False  # the user pressed Cancel
                 self.say(self.style.dim("└ closed"))
@@ -427,28 +422,6 @@ class Session:
             await self.local.app.background.drain()
             self.show_changes()
 
-    async def _fill(self, view: dict[str, object]) -> dict[str, object] | None:
-        for line in console.render_modal(self.ws, view, self.style):
-            self.say(line)
-        values: dict[str, object] = {}
-        for field in console.modal_fields(view):
-            lines, prompt = console.field_prompt(self.ws, field, self.style)
-            for line in lines:
-                self.say(line)
-            while True:
-                answer = await self.ask(prompt)
-                if answer is None or answer.strip().startswith(":"):  # :cancel, :quit…
-                    return None
-                try:
-                    value = console.field_value(self.ws, field, answer)
-                except ValueError as exc:
-                    self.warn(f"│ {exc}")
-                    continue
-                if value is not None:
-                    values[field.block_id] = {field.action_id: value}
-                break
-        return values
-
 
 # ------------------------------------------------------------------- terminal
 
@@ -459,6 +432,7 @@ def terminal_style() -> Style:
 
 
 def say(line: str) -> None:
+    """Print one line now: a piped session shows each answer before the next prompt."""
     print(line, flush=True)
 
 
@@ -494,13 +468,28 @@ def stdin_reader(interactive: bool) -> Ask:
     return ask
 
 
-def _log_to(path: Path) -> None:
+def log_to(path: Path) -> None:
     """Firebreak's own log goes to a file, so the terminal shows only what Slack shows."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+
+
+def guarded(main: Coroutine[Any, Any, int]) -> int:
+    """Run the session; bad configuration is one line on stderr, as in `firebreak serve`."""
+    sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
+    try:
+        return asyncio.run(main)
+    except (ConfigError, RunbookError) as exc:
+        print(f"firebreak: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---------------------------------------------------------------------- shell
 
 
 def _banner(local: Local, database: Path, log: Path, style: Style) -> list[str]:
@@ -544,144 +533,11 @@ def run_shell(argv: Sequence[str]) -> int:
         "--log", type=Path, default=Path("firebreak-shell.log"), help="where the bot logs"
     )
     args = parser.parse_args(argv)
-    _log_to(args.log)
-    return _guarded(_shell(args))
-
-
-def _guarded(main: Coroutine[Any, Any, int]) -> int:
-    """Run the session; bad configuration is one line on stderr, as in `firebreak serve`."""
-    sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
-    try:
-        return asyncio.run(main)
-    except (ConfigError, RunbookError) as exc:
-        print(f"firebreak: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-# ----------------------------------------------------------------------- demo
-
-# (caption, line typed); a caption starts a new step on screen.
-DEMO: tuple[tuple[str, str], ...] = (
-    ("Alice declares a P1 from #general", "/incident declare P1 Checkout API returning 502s"),
-    ("She opens the incident channel Firebreak created", ":join #incident-"),
-    ("Two checklist boxes ticked", ":tick 1 2"),
-    ("Bob takes command, Carol handles communication", "/incident commander @bob"),
-    ("", "/incident comms @carol"),
-    ("Bob reports; Carol answers in a thread", ":as bob"),
-    ("", "502s started right after the checkout 1.4.2 deploy"),
-    ("", ":as carol"),
-    ("", ":reply The new pods are crash-looping: OOMKilled"),
-    ("Alice marks Bob's finding for the timeline", ":as alice"),
-    ("", ":react pushpin"),
-    ("Escalated to P0, cause identified", "/incident severity P0"),
-    ("", "/incident status identified"),
-    ("Diagnostics from the simulated cluster", "/incident diag pods checkout"),
-    ("A status update", "/incident update Rolled back checkout to 1.4.1; error rate falling"),
-    ("16 minutes pass without another update", ":wait 16m"),
-    ("Monitoring, then resolved", "/incident status monitoring"),
-    ("", "/incident resolve Rolled back the bad 1.4.2 deploy; 502s stopped"),
-    ("The post-mortem", "/incident close"),
-)
-
-
-async def _demo(out: Path) -> int:
-    style = terminal_style()
-    started = time.time()
-    with tempfile.TemporaryDirectory(prefix="firebreak-demo-") as workdir:
-        work = Path(workdir)
-        env = {"FIREBREAK_POSTMORTEM_DIR": str(out)}
-        async with running(work / "demo.db", work, **env) as local:
-            say(
-                style.bold("Firebreak demo")
-                + f" — a scripted incident; kubernetes: {local.kubernetes}"
-            )
-            session = Session(local, say, _no_answers, style)
-            for caption, line in DEMO:
-                if caption:
-                    say("\n" + style.bold(f"━━ {caption}"))
-                say(style.dim(session.prompt) + line)
-                replies = len(local.workspace.ephemerals(session.user))
-                await session.handle(line)
-                if _failed(local, session.user, replies):
-                    say(style.dim("   (not available in this build of Firebreak)"))
-            path, compiled = await _postmortem(local, out, started)
-    say("")
-    if compiled:
-        say(style.bold(f"Post-mortem: {path}"))
-    else:
-        say(style.dim("/incident close is not wired yet, so no post-mortem was compiled."))
-        say(style.bold(f"Timeline: {path}"))
-    return 0
-
-
-async def _no_answers(prompt: str) -> str | None:
-    """The demo never opens a modal; if one opens anyway, it is cancelled."""
-    return None
-
-
-def _failed(local: Local, user: str, before: int) -> bool:
-    """Whether Firebreak's generic failure reply came among the user's new ephemerals."""
-    fresh = local.workspace.ephemerals(user)[before:]
-    return any(e["text"] == failure_text(Exception()) for e in fresh)
-
-
-async def _postmortem(local: Local, out: Path, since: float) -> tuple[Path, bool]:
-    """The post-mortem `/incident close` wrote or uploaded, else the event timeline."""
-    written = [
-        p
-        for p in out.rglob("*")
-        if p.is_file() and p.suffix != ".log" and p.stat().st_mtime >= since
-    ]
-    if written:  # the Markdown one when there are several (e.g. .md and .json)
-        return max(written, key=lambda p: (p.suffix == ".md", p.stat().st_mtime)), True
-    uploads = [f for f in local.workspace.files.values() if f.data and "post" in f.name.lower()]
-    if uploads:
-        path = out / uploads[-1].name
-        path.write_bytes(uploads[-1].data or b"")
-        return path, True
-    return await _write_timeline(local, out), False
-
-
-async def _write_timeline(local: Local, out: Path) -> Path:
-    """The incident's event log, read from the database: the post-mortem's raw material."""
-
-    def read(session):  # type: ignore[no-untyped-def]
-        incident = session.scalars(select(Incident).order_by(Incident.id.desc())).first()
-        events = session.scalars(
-            select(Event).where(Event.incident_id == incident.id).order_by(Event.id)
-        )
-        return incident.id, incident.title, [(e.at, e.type, e.actor, e.payload) for e in events]
-
-    incident_id, title, events = await local.app.services.db.run(read)
-    names = {u["id"]: u["name"] for u in local.workspace.users.values()}
-    lines = [f"# Incident #{incident_id} timeline: {title}", ""]
-    for at, kind, actor, payload in events:
-        details = ", ".join(f"{k}={names.get(str(v), v)}" for k, v in payload.items() if v)
-        lines.append(f"- {at:%H:%M:%S} **{kind}** by {names.get(actor, actor)}: {details}")
-    path = out / f"incident-{incident_id}-timeline.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def run_demo(argv: Sequence[str]) -> int:
-    """`firebreak demo`: a scripted incident, declare to post-mortem, in a few seconds."""
-    parser = argparse.ArgumentParser(
-        prog="firebreak demo",
-        description="Play a scripted incident from declaration to post-mortem in a few seconds.",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=Path("postmortems"), help="where the post-mortem goes"
-    )
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    _log_to(args.out / "firebreak-demo.log")
-    return _guarded(_demo(args.out))
+    log_to(args.log)
+    return guarded(_shell(args))
 
 
 if __name__ == "__main__":
-    commands = {"shell": run_shell, "demo": run_demo}
-    if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit("usage: python -m handlers.local {shell,demo} [options]")
-    sys.exit(commands[sys.argv[1]](sys.argv[2:]))
+    if sys.argv[1:2] != ["shell"]:
+        sys.exit("usage: python -m handlers.local shell [options]")
+    sys.exit(run_shell(sys.argv[2:]))

@@ -22,19 +22,21 @@ from emulator.kubernetes import SimulatedCluster
 from tests.harness import seeded_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
+# `firebreak shell|demo` as modules, so they run from the checkout without installing.
+MODULES = {"shell": ("handlers.local", "shell"), "demo": ("handlers.demo",)}
 
 
 async def firebreak(
-    *args: str, lines: Sequence[str] = (), cwd: Path, timeout: float = 60
+    command: str, *args: str, lines: Sequence[str] = (), cwd: Path, timeout: float = 60
 ) -> tuple[int, str]:
-    """Run `python -m handlers.local ARGS` with `lines` on stdin; (exit code, stdout)."""
+    """Run `firebreak COMMAND ARGS` with `lines` on stdin; (exit code, stdout)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIREBREAK_")}
     env.pop("KUBECONFIG", None)
     env.update({"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "handlers.local",
+        *MODULES[command],
         *args,
         cwd=cwd,
         env=env,
