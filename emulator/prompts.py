@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.console import Style, render_blocks, user_name
+from emulator.console import render_blocks
 from emulator.state import Workspace
+from emulator.text import Style, user_name
 
 Say = Callable[[str], None]  # print one line
 Ask = Callable[[str], Awaitable[str | None]]  # prompt -> the line typed, None at end of input

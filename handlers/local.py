@@ -6,8 +6,10 @@ In one asyncio loop it runs the Slack emulator, Firebreak's own app from
 SLACK_API_URL pointing at the emulator, and a SQLite database. Input reaches
 the bot the way Slack sends it (signed slash commands and interactions through
 SlackDriver), and what Slack would show comes back as text (emulator.console),
-so what you try here is what happens in a real workspace. `firebreak demo`
-(handlers.demo) types a script into this same session.
+so what you try here is what happens in a real workspace. What a typed line
+does is handlers.session; this module starts everything and wires the session
+to the terminal. `firebreak demo` (handlers.demo) types a script into this
+same session.
 """
 
 from __future__ import annotations
@@ -17,15 +19,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import secrets
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,54 +32,17 @@ from aiohttp import web
 
 from bot.clock import OffsetClock
 from bot.config import ConfigError, load_settings
-from bot.durations import format_duration, parse_duration
 from bot.yamlfile import RunbookError
-from emulator import SlackDriver, SlackEmulator, Workspace, console, prompts
-from emulator.api import ApiError
-from emulator.console import Style
+from emulator import SlackDriver, SlackEmulator, Workspace
 from emulator.kubernetes import SimulatedCluster
-from emulator.prompts import Ask, Say
-from handlers.app import Firebreak, create_app
+from emulator.prompts import Ask
+from emulator.text import Style
+from handlers.app import create_app
+from handlers.session import USERS, Local, Session
 from storage.db import make_engine
 from storage.migrate import upgrade
 
-USERS = (
-    ("U0ALICE", "alice", "Alice Example"),
-    ("U0BOB", "bob", "Bob Example"),
-    ("U0CAROL", "carol", "Carol Example"),
-)
 BOT_TOKEN = "xoxb-firebreak-local"
-SHOWN_ON_JOIN = 15
-# `:wait` moves time in steps this small, so reminders go out when due, not late.
-WAIT_STEP = timedelta(seconds=30)
-# `@bob`, `#general`, `@here` as typed; Slack sends them as <@U…|bob>, <#C…|general>, <!here>.
-_TYPED_MENTION = re.compile(r"(?<![\w<&])([@#])([a-z0-9](?:[\w.-]*\w)?)", re.IGNORECASE)
-
-HELP = """\
-Type what you would type in Slack:
-  /incident declare P1 api down   a slash command (`/incident help` lists them all)
-  anything else                   a chat message in the current channel
-  @bob, #general                  mentions, sent the way Slack sends them
-Shell commands:
-  :tick N [N…]    tick or untick checklist box N      :click N      press button (N)
-  :reply [M] text reply in the thread of message [M] (default: the latest)
-  :react [M] name add a reaction, e.g. :react pushpin
-  :as NAME        act as another user (alice, bob, carol)
-  :join #channel  switch channel (a prefix works: :join #incident)
-  :channels       list channels      :history [N]  show the channel (last N messages)
-  :wait 15m       let time pass (update reminders fall due)
-  :help           this help          :quit         leave (also Ctrl-D)"""
-
-
-@dataclass
-class Local:
-    """The running pieces of one local session."""
-
-    workspace: Workspace
-    driver: SlackDriver
-    app: Firebreak
-    clock: OffsetClock
-    kubernetes: str  # where Kubernetes actions go, for the banner
 
 
 def seeded_workspace() -> Workspace:
@@ -150,277 +112,6 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
-
-
-def encode(workspace: Workspace, text: str) -> str:
-    """Typed text as a Slack client sends it: &, <, > escaped and mentions resolved."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-    def resolve(match: re.Match[str]) -> str:
-        sigil, name = match.group(1), match.group(2)
-        if sigil == "#":
-            channel = workspace.channel_by_name(name.lower())
-            return f"<#{channel.id}|{channel.name}>" if channel else match.group(0)
-        if name.lower() in ("here", "channel", "everyone"):
-            return f"<!{name.lower()}>"
-        user = next((u for u in workspace.users.values() if u["name"] == name.lower()), None)
-        return f"<@{user['id']}|{user['name']}>" if user else match.group(0)
-
-    return _TYPED_MENTION.sub(resolve, text)
-
-
-class Session:
-    """One person at a Slack client: who they are, which channel is open, what they saw."""
-
-    def __init__(self, local: Local, say: Say, ask: Ask, style: Style) -> None:
-        self.local = local
-        self.ws = local.workspace
-        self.say = say
-        self.ask = ask
-        self.style = style
-        self.user = USERS[0][0]
-        general = self.ws.channel_by_name("general")
-        assert general is not None
-        self.channel = general.id
-        self.seen = console.snapshot(self.ws, self.user, self.channel, style)
-        self.prompted: set[str] = set()  # view id + hash already asked for
-
-    @property
-    def prompt(self) -> str:
-        name = console.user_name(self.ws, self.user)
-        return f"{name}@#{self.ws.channels[self.channel].name}> "
-
-    async def handle(self, line: str) -> bool:
-        """Run one typed line and print what changed; False once the user quits."""
-        line = line.strip()
-        keep_going = True
-        try:
-            if line.startswith(":"):
-                name, _, rest = line[1:].partition(" ")
-                keep_going = await self._shell_command(name, rest)
-            elif line.startswith("/"):
-                await self._slash(line)
-            elif line:
-                self._chat(line)
-        except ValueError as exc:
-            self.warn(str(exc))
-        except ApiError as exc:  # what Slack itself refuses, e.g. a reaction given twice
-            self.warn(f"Slack says: {exc.args[0]}")
-        await self.settle()
-        return keep_going
-
-    def warn(self, text: str) -> None:
-        self.say(self.style.warn(text))
-
-    async def settle(self) -> None:
-        """Wait for Firebreak's background work, show what is new, answer open modals."""
-        await self.local.app.background.drain()
-        self.show_changes()
-        await self._modals()
-
-    def show_changes(self) -> None:
-        for line in console.changes(self.ws, self.seen, self.style):
-            self.say(line)
-        self.look()
-
-    def look(self) -> None:
-        """Remember everything currently visible as seen."""
-        self.seen = console.snapshot(self.ws, self.user, self.channel, self.style)
-
-    async def _slash(self, line: str) -> None:
-        command, _, text = line.partition(" ")
-        if command != "/incident":
-            raise ValueError(f"{command} is not installed here; Firebreak provides /incident.")
-        response = await self.local.driver.slash_command(
-            self.user, self.channel, encode(self.ws, text.strip()), command
-        )
-        if response.status != 200:
-            self.warn(f"{command} failed: Firebreak answered HTTP {response.status}")
-
-    def _chat(self, text: str) -> None:
-        self._must_be_member()
-        self.ws.post_as_user(self.channel, self.user, encode(self.ws, text))
-
-    def _must_be_member(self) -> None:
-        if self.user not in self.ws.channels[self.channel].members:
-            name = self.ws.channels[self.channel].name
-            raise ValueError(f"You are not in #{name}; :join #{name} first.")
-
-    async def _shell_command(self, name: str, rest: str) -> bool:
-        rest = rest.strip()
-        if name in ("quit", "q", "exit"):
-            return False
-        actions: dict[str, Callable[[str], Awaitable[None]]] = {
-            "help": self._help,
-            "as": self._as,
-            "join": self._join,
-            "channels": self._channels,
-            "history": self._history,
-            "tick": self._tick,
-            "click": self._click,
-            "reply": self._reply,
-            "react": self._react,
-            "wait": self._wait,
-        }
-        if name not in actions:
-            raise ValueError(f"Unknown shell command :{name}. Type :help.")
-        await actions[name](rest)
-        return True
-
-    async def _help(self, _: str) -> None:
-        self.say(HELP)
-
-    async def _as(self, name: str) -> None:
-        names = ", ".join(n for _, n, _ in USERS)
-        user = next((u for u, n, _ in USERS if n == name.lstrip("@").lower()), None)
-        if user is None:
-            raise ValueError(f"Act as one of: {names}.")
-        self.user = user
-        channel = self.ws.channels[self.channel]
-        note = "" if user in channel.members else f" (not a member of #{channel.name})"
-        self.say(self.style.bold(f"You are now {name.lstrip('@').lower()}{note}."))
-        self.look()
-
-    async def _join(self, name: str) -> None:
-        wanted = name.strip().lstrip("#").lower()
-        matches = [c for c in self.ws.channels.values() if c.name.startswith(wanted) and wanted]
-        channel = self.ws.channel_by_name(wanted) or (matches[-1] if matches else None)
-        if channel is None or (channel.is_private and self.user not in channel.members):
-            raise ValueError(f"No channel #{wanted}. :channels lists them.")
-        if self.user not in channel.members:
-            channel.members.append(self.user)
-            self.ws.system_message(
-                channel, "channel_join", self.user, f"<@{self.user}> has joined the channel"
-            )
-        self.channel = channel.id
-        for line in console.render_history(
-            self.ws, channel.id, self.user, self.style, last=SHOWN_ON_JOIN
-        ):
-            self.say(line)
-        self.look()
-
-    async def _channels(self, _: str) -> None:
-        for line in console.render_channels(self.ws, self.user, self.channel, self.style):
-            self.say(line)
-
-    async def _history(self, count: str) -> None:
-        last = int(count) if count.isdigit() else None
-        for line in console.render_history(self.ws, self.channel, self.user, self.style, last=last):
-            self.say(line)
-        self.look()
-
-    def _control(self, kind: str, number: str) -> console.Control:
-        found = [c for c in console.controls(self.ws, self.channel, self.user) if c.kind == kind]
-        chosen = next((c for c in found if str(c.number) == number.strip()), None)
-        if chosen is None:
-            what = f"1-{len(found)}" if found else "none here"
-            raise ValueError(f"No {kind} {number.strip() or '?'} in this channel ({what}).")
-        return chosen
-
-    async def _tick(self, numbers: str) -> None:
-        for number in numbers.split() or [""]:
-            box = self._control("checkbox", number)
-            group = [
-                c
-                for c in console.controls(self.ws, self.channel, self.user)
-                if (c.message_ts, c.action_id) == (box.message_ts, box.action_id)
-            ]
-            selected = [c.value for c in group if c.checked != (c.number == box.number)]
-            response = await self.local.driver.toggle_checkbox(
-                self.user,
-                self.channel,
-                box.message_ts,
-                box.action_id,
-                selected,
-                block_id=box.block_id,
-            )
-            self._check_handled(response.status, f"checkbox {number}")
-            await self.local.app.background.drain()  # the next tick sees the updated message
-
-    async def _click(self, number: str) -> None:
-        button = self._control("button", number)
-        response = await self.local.driver.click_button(
-            self.user,
-            self.channel,
-            button.message_ts,
-            button.action_id,
-            button.value,
-            block_id=button.block_id,
-        )
-        self._check_handled(response.status, f"button ({number.strip()})")
-
-    def _check_handled(self, status: int, what: str) -> None:
-        if status == 404:
-            self.warn(f"Nothing in Firebreak handles {what} yet.")
-        elif status != 200:
-            self.warn(f"{what} failed: Firebreak answered HTTP {status}")
-
-    def _message(self, rest: str) -> tuple[str, str]:
-        """`[M] text`: message M (default the latest top-level one) and the rest."""
-        messages = console.top_level(self.ws, self.channel)
-        first, _, tail = rest.partition(" ")
-        if first.isdigit():
-            if not 1 <= int(first) <= len(messages):
-                raise ValueError(f"No message [{first}] in this channel.")
-            return messages[int(first) - 1]["ts"], tail.strip()
-        if not messages:
-            raise ValueError("There is no message here yet.")
-        return messages[-1]["ts"], rest
-
-    async def _reply(self, rest: str) -> None:
-        self._must_be_member()
-        ts, text = self._message(rest)
-        if not text:
-            raise ValueError("Usage: :reply [M] text")
-        self.ws.post_as_user(self.channel, self.user, encode(self.ws, text), thread_ts=ts)
-
-    async def _react(self, rest: str) -> None:
-        self._must_be_member()
-        ts, name = self._message(rest)
-        if not name:
-            raise ValueError("Usage: :react [M] emoji, e.g. :react pushpin")
-        self.ws.add_reaction(self.channel, ts, name.strip(": "), self.user)
-
-    async def _wait(self, text: str) -> None:
-        """Move both clocks on in small steps, sending reminders as they fall due,
-        as the scheduler would have had the time really passed."""
-        delta = parse_duration(text or "?")
-        services = self.local.app.services
-        # Feature-detected, so the shell runs on builds without update reminders.
-        send_due = getattr(getattr(services, "reminders", None), "send_due", None)
-        end = self.local.clock.now() + delta
-        self.say(self.style.dim(f"⏩ {format_duration(delta)} later: {end:%H:%M} UTC"))
-        while (left := end - self.local.clock.now()) > timedelta():
-            step = min(left, WAIT_STEP) if send_due else left
-            self.local.clock.advance(step)
-            self.ws.advance_clock(step.total_seconds())
-            if send_due is not None:
-                await send_due()
-        await services.incidents.resume_unfinished()
-
-    async def _modals(self) -> None:
-        """Ask for each input of a modal opened for the user, then press its submit button."""
-        while views := self.ws.open_views(self.user):
-            view = views[-1]
-            key = f"{view['id']}:{view['hash']}"
-            if key in self.prompted:
-                return
-            self.prompted.add(key)
-            values = await prompts.fill(self.ws, view, self.say, self.ask, self.style)
-            if values is None:
-                self.ws.views[view["id"]].is_open = False  # the user pressed Cancel
-                self.say(self.style.dim("└ closed"))
-                return
-            response = await self.local.driver.submit_view(self.user, view["id"], values)
-            body = response.body if isinstance(response.body, dict) else {}
-            if body.get("response_action") == "errors":
-                for block_id, error in body.get("errors", {}).items():
-                    self.warn(f"│ {block_id}: {error}")
-                self.prompted.discard(key)
-            else:
-                self.say(self.style.dim("└ submitted"))
-            await self.local.app.background.drain()
-            self.show_changes()
 
 
 # ------------------------------------------------------------------- terminal

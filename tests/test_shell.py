@@ -17,8 +17,8 @@ from pathlib import Path
 
 from bot.executors.base import KubernetesTarget
 from bot.executors.kubernetes import KubernetesExecutor
-from emulator.console import Style, to_text
 from emulator.kubernetes import SimulatedCluster
+from emulator.text import Style, to_text
 from tests.harness import seeded_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
