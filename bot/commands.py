@@ -14,6 +14,7 @@ from bot.durations import parse_duration
 from bot.errors import UserError
 from bot.incidents.rules import ROLES, STATUSES, TEXT_MAX, TITLE_MAX
 from bot.mrkdwn import escape
+from bot.redact import redact
 from bot.severities import SeverityTable
 
 # With `should_escape: true` Slack sends `<@U123|alice>`; older clients `<@U123>`.
@@ -157,8 +158,21 @@ COMMAND_WORDS = frozenset(
 )
 
 
+# C0 control characters but tab and newline, and DEL: invisible in Slack, and Postgres
+# refuses NUL in text, so a stray one would fail the command with a database error.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def clean(text: str) -> str:
+    """User text fit to keep and show: no control characters (tab and newline stay) and
+    no secrets. People paste tokens and connection strings into chat; whatever they
+    typed is posted, broadcast and written into the post-mortem, so secrets are masked
+    before any of that, and before an error message echoes a word back."""
+    return redact(_CONTROL.sub("", text))
+
+
 def parse(text: str, severities: SeverityTable) -> Command:
-    words = text.strip().split(None, 1)
+    words = clean(text).strip().split(None, 1)
     if not words:
         return OpenDeclareForm()
     verb, rest = words[0].lower(), (words[1].strip() if len(words) > 1 else "")
@@ -212,7 +226,7 @@ def _declare(rest: str, severities: SeverityTable) -> Declare | OpenDeclareForm:
 
 
 def validate_title(title: str) -> str:
-    title = " ".join(title.split())
+    title = " ".join(clean(title).split())
     if not title:
         raise CommandError("An incident needs a title, e.g. `/incident declare P1 checkout down`.")
     if len(title) > TITLE_MAX:
@@ -254,8 +268,12 @@ def _mention(text: str, example: str) -> str:
 def _duration(word: str) -> timedelta:
     try:
         return parse_duration(word)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
+    except (ValueError, OverflowError) as exc:
+        # parse_duration quotes the word as typed: show it escaped and cut short instead.
+        # Too many digits (OverflowError, or int()'s own ValueError) is just too long.
+        quoted = f"`{word}`"
+        message = str(exc) if str(exc).startswith(quoted) else f"{quoted} is too long a duration"
+        raise CommandError(message.replace(quoted, f"`{_shown(word)}`", 1)) from exc
 
 
 def _action_words(rest: str) -> tuple[str | None, str | None, tuple[str, ...]]:
@@ -264,7 +282,7 @@ def _action_words(rest: str) -> tuple[str | None, str | None, tuple[str, ...]]:
     if len(words) > 8 or any(len(w) > 64 for w in words):
         raise CommandError("Too many or too long arguments for a runbook action.")
     if len(words) == 1:
-        raise CommandError(f"Name the service too, e.g. `{words[0]} checkout`.")
+        raise CommandError(f"Name the service too, e.g. `{_shown(words[0])} checkout`.")
     if not words:
         return None, None, ()
     return words[0].lower(), words[1].lower(), tuple(words[2:])

@@ -21,7 +21,10 @@ STALE_BUTTON = "That button is no longer valid; ask again with `/incident mitiga
 
 def register(app: AsyncApp, services: Services, background: BackgroundWork) -> None:
     def decide(body: dict[str, Any], action: dict[str, Any], confirm: bool) -> None:
-        user, channel = body["user"]["id"], body["channel"]["id"]
+        user = str((body.get("user") or {}).get("id") or "")
+        channel = str((body.get("channel") or {}).get("id") or "")
+        if not user or not channel:
+            return  # not something Slack sends; nobody to answer
 
         async def tell(text: str) -> None:
             await services.chat.post_ephemeral(channel, user, text)

@@ -78,6 +78,11 @@ def create_app(
         client=client,
         signing_secret=settings.slack_signing_secret,
         process_before_response=True,
+        # Bolt checks the token on the first request; if Slack is down then, say so
+        # instead of Bolt's default advice to reinstall the app.
+        user_facing_authorize_error_message=(
+            "Firebreak could not reach Slack to check its token; try again in a moment."
+        ),
     )
     background = BackgroundWork()
     bolt.use(_observe(metrics))
@@ -154,7 +159,16 @@ def _observe(metrics: Metrics) -> Callable[..., Awaitable[None]]:
 
 def _web_app(bolt: AsyncApp, services: Services, metrics: Metrics) -> web.Application:
     async def slack_events(request: web.Request) -> web.Response:
-        bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
+        # A timestamp that is not an integer is as unsigned as a missing one; slack_sdk's
+        # verifier would raise on it and Bolt would answer 500.
+        if not request.headers.get("X-Slack-Request-Timestamp", "").isdigit():
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:
+            bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
+        except Exception:
+            # Bolt parses the body before any listener runs; garbage must not be a 500.
+            log.warning("could not parse a Slack request; answered 400")
+            return web.json_response({"error": "malformed request"}, status=400)
         return await to_aiohttp_response(bolt_response)
 
     async def healthz(_: web.Request) -> web.Response:

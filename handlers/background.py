@@ -7,7 +7,10 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from bot.errors import UserError
+from bot.gateway import ChatError
 from handlers.replies import failure_text
+from storage.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +37,17 @@ class BackgroundWork:
         try:
             await work
         except Exception as exc:
-            log.exception("background work failed")
+            if isinstance(exc, UserError):  # an answer for the user, not a failure
+                log.info("background work refused: %s", exc)
+            elif isinstance(exc, DatabaseUnavailable | ChatError):  # outages, reported as such
+                log.warning("background work failed: %s", exc)
+            else:
+                log.exception("background work failed")
             if on_error is not None:
                 try:
                     await on_error(exc)
+                except ChatError as chat_error:  # e.g. a channel from a forged payload
+                    log.warning("could not report a background failure: %s", chat_error)
                 except Exception:
                     log.exception("could not report a background failure to the user")
 

@@ -15,6 +15,8 @@ from bot.postmortem.service import resolution_form
 from bot.services import Services
 from handlers.background import BackgroundWork
 
+INCOMPLETE = "This request lacks the user, channel or response URL Slack sends; nothing was done."
+
 
 def help_text(services: Services) -> str:
     return services.runbooks.templates.render(
@@ -41,6 +43,9 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         if isinstance(parsed, c.Help):
             await ack(text=help_text(services))
             return
+        if not all(command.get(k) for k in ("user_id", "channel_id", "response_url")):
+            await ack(text=INCOMPLETE)  # Slack always sends them: a broken client or a test
+            return
 
         request = Request(
             actor=command["user_id"],
@@ -56,12 +61,12 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             # trigger_id expires 3 s after the click: open the modal before anything slow.
             view = declare_form(services.runbooks.severities, parsed.severity, request.channel_id)
             background.answer(
-                _nothing_after(services.chat.open_view(command["trigger_id"], view)), reply
+                _nothing_after(services.chat.open_view(command.get("trigger_id", ""), view)), reply
             )
             return
         if isinstance(parsed, c.Close):
             await ack()
-            background.answer(_close(services, request, command["trigger_id"]), reply)
+            background.answer(_close(services, request, command.get("trigger_id", "")), reply)
             return
         if isinstance(parsed, c.Declare):
             await ack(text=f"Declaring *{parsed.severity}* incident… :hourglass_flowing_sand:")

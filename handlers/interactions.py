@@ -33,20 +33,20 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
     ) -> None:
         await ack()
-        user = body["user"]["id"]
-        channel = body["channel"]["id"]
-        message = body.get("message") or {}
-        block: dict[str, Any] = next(
-            (b for b in message.get("blocks", []) if b.get("block_id") == action.get("block_id")),
-            {},
+        user, channel = _text(body, "user", "id"), _text(body, "channel", "id")
+        if not user or not channel:
+            return  # not something Slack sends; nobody to answer
+        block_id = action.get("block_id")
+        block = next(
+            (b for b in _dicts(_at(body, "message", "blocks")) if b.get("block_id") == block_id), {}
         )
         shown = [
             o["value"]
-            for e in block.get("elements", [])
-            for o in e.get("options", [])
-            if "value" in o
+            for e in _dicts(block.get("elements"))
+            for o in _dicts(e.get("options"))
+            if isinstance(o.get("value"), str)
         ]
-        selected = {o.get("value") for o in action.get("selected_options") or []}
+        selected = {o.get("value") for o in _dicts(action.get("selected_options"))}
         request = Request(
             actor=user, channel_id=channel, key=f"action:{action.get('action_ts')}:{user}"
         )
@@ -55,22 +55,24 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             await services.chat.post_ephemeral(channel, user, text)
 
         background.answer(
-            incidents.toggle_checklist(request, shown, {s for s in selected if s}), tell
+            incidents.toggle_checklist(request, shown, {s for s in selected if isinstance(s, str)}),
+            tell,
         )
 
     @app.action(POST_UPDATE_ACTION)
-    async def post_update_clicked(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
-    ) -> None:
+    async def post_update_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        user, channel = body["user"]["id"], body["channel"]["id"]
+        user, channel = _text(body, "user", "id"), _text(body, "channel", "id")
+        trigger_id = _text(body, "trigger_id")
+        if not user or not channel or not trigger_id:
+            return
 
         async def open_form() -> str:
             incident = await services.db.run(incident_store.by_channel, channel)
             if incident is None:
                 return NOT_AN_INCIDENT_CHANNEL
             view = update_form(incident.id, channel, incident.status)
-            await services.chat.open_view(body["trigger_id"], view)
+            await services.chat.open_view(trigger_id, view)
             return ""
 
         async def tell(text: str) -> None:
@@ -80,13 +82,15 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
 
     @app.view(UPDATE_CALLBACK)
     async def update_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        status, text, errors = parse_update_form(view.get("state", {}).get("values", {}))
+        status, text, errors = parse_update_form(_at(view, "state", "values"))
         if errors:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        user, channel = body["user"]["id"], _origin_channel(view)
-        key = f"view:{view['id']}"
+        user, channel, view_id = _text(body, "user", "id"), _origin_channel(view), _text(view, "id")
+        if not user or not channel or not view_id:
+            return
+        key = f"view:{view_id}"
 
         async def update() -> str:
             # The same as `/incident status …` then `/incident update …`.
@@ -105,15 +109,17 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
 
     @app.view(DECLARE_CALLBACK)
     async def declare_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = view.get("state", {}).get("values", {})
+        values = _at(view, "state", "values")
         command, errors = parse_declare_form(values, services.runbooks.severities)
         if command is None:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        user = body["user"]["id"]
+        user, view_id = _text(body, "user", "id"), _text(view, "id")
+        if not user or not view_id:
+            return  # without them nobody is the declarer and a redelivery is not recognised
         channel = _origin_channel(view)
-        request = Request(actor=user, channel_id=channel, key=f"view:{view['id']}")
+        request = Request(actor=user, channel_id=channel, key=f"view:{view_id}")
 
         async def tell(text: str) -> None:
             if channel:
@@ -128,6 +134,28 @@ def _starts_with(prefix: str) -> re.Pattern[str]:
 
 def _origin_channel(view: dict[str, Any]) -> str:
     try:
-        return str(json.loads(view.get("private_metadata") or "{}").get("channel", ""))
-    except (ValueError, AttributeError):
+        channel = json.loads(view.get("private_metadata") or "{}").get("channel", "")
+    except (ValueError, TypeError, AttributeError):  # a client may send anything here
         return ""
+    return channel if isinstance(channel, str) else ""
+
+
+# Payloads come from clients: a field may be missing or of another type. These read
+# them without trusting the shape, so a damaged payload is ignored instead of crashing.
+
+
+def _at(data: Any, *keys: str) -> Any:
+    """data[k1][k2]…, or None where a level is missing or not a mapping."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _text(data: Any, *keys: str) -> str:
+    value = _at(data, *keys)
+    return value if isinstance(value, str) else ""
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The mappings in a list; nothing for anything else."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ import psycopg
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
@@ -64,8 +66,13 @@ class Database:
     unit of work runs in a worker thread (`run`) and never blocks the loop.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeout: float = 15.0) -> None:
         self.engine = engine
+        # How long one unit of work may take before the caller is told the database is
+        # unavailable. connect_timeout covers a server that does not answer a new
+        # connection; this covers one that stops answering on an open one (stuck on
+        # I/O, a network dropping packets), where a query would otherwise wait forever.
+        self.timeout = timeout
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._closed = False
         self._in_flight: set[asyncio.Future[Any]] = set()
@@ -82,22 +89,38 @@ class Database:
                 yield session
         except DBAPIError as exc:
             if exc.connection_invalidated or isinstance(exc.orig, psycopg.OperationalError):
-                raise DatabaseUnavailable(str(exc.orig).splitlines()[0]) from exc
+                message = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+                raise DatabaseUnavailable(message[0]) from exc
             raise
+        except PoolTimeout as exc:  # every connection is taken, e.g. by abandoned work
+            raise DatabaseUnavailable("no database connection free") from exc
 
     async def run(self, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run `work(session, *args, **kwargs)` in one transaction, off the loop."""
 
+        abandoned = threading.Event()
+
         def in_thread() -> T:
             with self.transaction() as session:
-                return work(session, *args, **kwargs)
+                result = work(session, *args, **kwargs)
+                if abandoned.is_set():  # the caller was told it failed: do not commit
+                    raise DatabaseUnavailable("gave up waiting for the database")
+                return result
 
         if self._closed:
             raise DatabaseUnavailable("Firebreak is shutting down")
         future = asyncio.ensure_future(asyncio.to_thread(in_thread))
         self._in_flight.add(future)
         future.add_done_callback(self._in_flight.discard)
-        return await future
+        done, _ = await asyncio.wait({future}, timeout=self.timeout)
+        if not done:
+            # The thread cannot be stopped; it rolls back when its query ends (a restart
+            # drops the connection). Shutting down does not wait for it.
+            abandoned.set()
+            self._in_flight.discard(future)
+            future.add_done_callback(_consume)
+            raise DatabaseUnavailable(f"no answer from the database in {self.timeout:g}s")
+        return future.result()
 
     async def ping(self, timeout: float = 3.0) -> bool:
         def probe() -> None:
@@ -118,3 +141,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned unit of work's outcome, so asyncio does not log it."""
+    if not future.cancelled():
+        future.exception()

@@ -9,6 +9,7 @@ under a lease so only one task of one replica works on an incident at a time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -23,14 +24,17 @@ from bot.incidents import views
 from bot.incidents.outbox import Outbox
 from bot.runbooks import Runbooks
 from storage import incidents as store
-from storage.db import Database
+from storage.db import Database, DatabaseUnavailable
 from storage.models import PENDING, Incident
 from storage.outbox import enqueue
 
 log = logging.getLogger(__name__)
 
 CHANNEL_NAME_MAX = 80
-LEASE_TTL = timedelta(seconds=90)
+# The saga's lease is renewed while it runs, so it can be short: a replica killed
+# mid-saga blocks the incident for at most LEASE_TTL, then the sweep takes over.
+LEASE_TTL = timedelta(seconds=10)
+LEASE_RENEW_SECONDS = 3.0
 MAX_NAME_ATTEMPTS = 50
 CHECKLIST_MARKER = "checklist-intro"
 
@@ -87,6 +91,7 @@ class DeclareFlow:
         assert incident is not None
         if not leased:
             return SetupResult(incident, busy=True)
+        renewing = asyncio.ensure_future(self._renew_lease(incident_id, holder))
         step = "creating the channel"
         try:
             if not incident.channel_id:
@@ -108,10 +113,23 @@ class DeclareFlow:
             await self._db.run(_setup_failed, incident.id, step, exc.code, self._clock.now())
             return SetupResult(incident, error=f"{step}: `{exc.code}`")
         finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
             await self._db.run(store.release_lease, incident.id, holder)
         incident = await self._db.run(store.get, incident_id)
         assert incident is not None
         return SetupResult(incident)
+
+    async def _renew_lease(self, incident_id: int, holder: str) -> None:
+        """Keep the lease while the saga waits on Slack (retries can take a while)."""
+        while True:
+            await asyncio.sleep(LEASE_RENEW_SECONDS)
+            try:
+                await self._db.run(
+                    store.acquire_lease, incident_id, holder, self._clock.now(), LEASE_TTL
+                )
+            except DatabaseUnavailable:
+                log.warning("could not renew the setup lease of incident %s", incident_id)
 
     async def _create_channel(self, incident: Incident) -> None:
         base = channel_base_name(incident)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from bot.commands import CommandError, Declare, validate_title
+from bot.commands import CommandError, Declare, clean, validate_title
 from bot.incidents.rules import STATUSES, TEXT_MAX, TITLE_MAX
 from bot.severities import SeverityTable
 
 DECLARE_CALLBACK = "declare_incident"
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 
 
 def declare_form(
@@ -65,27 +67,41 @@ def parse_declare_form(
     values: dict[str, Any], severities: SeverityTable
 ) -> tuple[Declare | None, dict[str, str]]:
     """The command, or per-field errors to show in the modal."""
-
-    def field(name: str) -> dict[str, Any]:
-        return dict(values.get(name, {}).get(name) or {})
-
     errors: dict[str, str] = {}
     title = ""
     try:
-        title = validate_title(str(field("title").get("value") or ""))
+        title = validate_title(_string(_entry(values, "title"), "value"))
     except CommandError as exc:
         errors["title"] = str(exc)
-    level = str((field("severity").get("selected_option") or {}).get("value") or "")
+    level = _string(_entry(values, "severity"), "selected_option", "value")
     severity = severities.lookup(level) if level else None
     if severity is None:
         errors["severity"] = f"Choose a severity ({severities.names()})."
-    description = str(field("description").get("value") or "").strip()
+    description = clean(_string(_entry(values, "description"), "value")).strip()
     if len(description) > TEXT_MAX:
         errors["description"] = f"Keep it under {TEXT_MAX} characters."
-    commander = field("commander").get("selected_user") or None
+    commander = _string(_entry(values, "commander"), "selected_user") or None
+    if commander is not None and not _USER_ID.match(commander):
+        errors["commander"] = "Choose a person from the list."
     if errors or severity is None:
         return None, errors
     return Declare(severity.level, title, description, commander), {}
+
+
+def _entry(values: Any, block: str) -> dict[str, Any]:
+    """One input's state, `values[block][block]` (block and action IDs are the same here),
+    or {} when a client sent something else in its place."""
+    outer = values.get(block) if isinstance(values, dict) else None
+    inner = outer.get(block) if isinstance(outer, dict) else None
+    return inner if isinstance(inner, dict) else {}
+
+
+def _string(entry: dict[str, Any], *keys: str) -> str:
+    """The text at entry[k1][k2]…, or "" when it is missing or not text."""
+    value: Any = entry
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 UPDATE_CALLBACK = "post_update"
@@ -119,14 +135,13 @@ def update_form(incident_id: int, channel_id: str, status: str) -> dict[str, Any
 
 def parse_update_form(values: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
     """(status, text, field errors)."""
-    status = str(
-        ((values.get("status", {}).get("status") or {}).get("selected_option") or {}).get("value")
-        or ""
-    )
-    text = str((values.get("update", {}).get("update") or {}).get("value") or "").strip()
+    status = _string(_entry(values, "status"), "selected_option", "value")
+    text = clean(_string(_entry(values, "update"), "value")).strip()
     errors: dict[str, str] = {}
     if status not in STATUSES:
         errors["status"] = f"Choose one of: {', '.join(STATUSES)}."
     if not text:
         errors["update"] = "Write what changed."
+    elif len(text) > TEXT_MAX:
+        errors["update"] = f"Keep it under {TEXT_MAX} characters."
     return status, text, errors

@@ -9,10 +9,12 @@ doubles a message.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
@@ -27,6 +29,7 @@ from storage.models import OutboxMessage
 log = logging.getLogger(__name__)
 
 CLAIM_TTL = timedelta(seconds=60)
+SETTLE_WAIT = 30.0  # seconds `undelivered` waits for another task's delivery
 MARKER_PREFIX = "fb-out-"
 SECTION_TEXT_MAX = 3000
 
@@ -54,8 +57,22 @@ class Outbox:
 
     async def deliver(self, incident_id: int | None = None) -> DeliveryReport:
         report = DeliveryReport()
-        rows = await self._db.run(store.due, self._clock.now(), incident_id)
-        blocked: set[int] = set()  # incidents with a failed row: keep their order
+        # Incidents with a failed row, or a row another task is sending: keep their order.
+        blocked: set[int] = set()
+        while True:
+            delivered = report.delivered
+            rows = await self._db.run(store.due, self._clock.now(), incident_id)
+            await self._deliver_rows(
+                [r for r in rows if r.incident_id not in blocked], blocked, report
+            )
+            # A task that found a row claimed by this one left its own rows (queued after
+            # this call read the outbox) to it: look again until a pass sends nothing.
+            if report.delivered == delivered:
+                return report
+
+    async def _deliver_rows(
+        self, rows: list[OutboxMessage], blocked: set[int], report: DeliveryReport
+    ) -> None:
         for row in rows:
             if row.incident_id in blocked:
                 continue
@@ -74,7 +91,25 @@ class Outbox:
                 continue
             await self._db.run(store.delivered, row.id, ts, self._clock.now())
             report.delivered += 1
-        return report
+
+    async def undelivered(self, incident_id: int, row_ids: list[int]) -> list[str]:
+        """Why each of `row_ids` is not in Slack yet (its last error); [] when all are.
+
+        A concurrent `deliver` may be sending them (it found them queued behind a row it
+        holds): wait while any row of the incident is being sent, so the requester is
+        told what became of their messages, not what happened to be true mid-way.
+        """
+        if not row_ids:
+            return []
+        waited = 0.0
+        while True:
+            pending, sending = await self._db.run(
+                _delivery_state, incident_id, row_ids, self._clock.now()
+            )
+            if not pending or not sending or waited >= SETTLE_WAIT:
+                return [error or "queued" for error in pending]
+            await asyncio.sleep(0.1)
+            waited += 0.1
 
     async def _send(self, row: OutboxMessage) -> str | None:
         if row.kind == "post":
@@ -96,7 +131,10 @@ class Outbox:
 
     async def _post(self, row: OutboxMessage) -> str:
         marker = f"{MARKER_PREFIX}{row.id}"
-        if row.attempts:
+        # Tried before: it failed (attempts), or its sender stopped before recording any
+        # outcome (a claim left to expire: killed, or the database went). Slack may have
+        # taken it either way, so look first.
+        if row.attempts or row.claimed_until is not None:
             for message in await self._chat.recent_messages(row.channel, limit=50):
                 if marker in message.block_ids:
                     return message.ts
@@ -110,3 +148,25 @@ def _save_topic(session: Session, incident_id: int, topic: str) -> None:
     incident = incident_store.get(session, incident_id)
     if incident is not None:
         incident.topic = topic
+
+
+def _delivery_state(
+    session: Session, incident_id: int, row_ids: list[int], now: datetime
+) -> tuple[list[str | None], bool]:
+    """The last errors of the undelivered `row_ids`, and whether any row of the
+    incident is being sent right now (claimed, claim not expired)."""
+    pending = session.execute(
+        select(OutboxMessage.last_error).where(
+            OutboxMessage.id.in_(row_ids), OutboxMessage.delivered_at.is_(None)
+        )
+    )
+    sending = session.scalar(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.incident_id == incident_id,
+            OutboxMessage.delivered_at.is_(None),
+            OutboxMessage.claimed_until > now,
+        )
+        .limit(1)
+    )
+    return [error for (error,) in pending], sending is not None

@@ -25,7 +25,7 @@ from bot.incidents.reminders import retime
 from bot.mrkdwn import channel_link, mention, user_text
 from bot.runbooks import Runbooks
 from storage import incidents as store
-from storage.db import Database
+from storage.db import Database, DatabaseUnavailable
 from storage.models import Incident
 from storage.outbox import enqueue
 
@@ -67,7 +67,16 @@ class IncidentService:
     async def declare(self, command: c.Declare, request: Request) -> str:
         """Record the incident, then run the declare saga; a redelivery resumes it."""
         incident_id = await self._db.run(self._record_declaration, command, request)
-        result = await self._declare_flow.resume(incident_id)
+        try:
+            result = await self._declare_flow.resume(incident_id)
+        except DatabaseUnavailable:
+            # The incident is recorded (and maybe its channel made): "nothing was changed"
+            # would be wrong, and a retry by the user would declare it twice.
+            return (
+                f":warning: Incident #{incident_id} is recorded, but the database became "
+                "unavailable while Slack was setting it up. Firebreak finishes it once the "
+                "database is back; nothing will be created twice."
+            )
         incident = result.incident
         link = channel_link(incident.channel_id, incident.channel_name)
         if result.error:
@@ -371,24 +380,33 @@ class IncidentService:
     async def _change(self, request: Request, change: Change) -> str:
         """Apply `change` to the channel's incident once per request key, then deliver."""
 
-        def work(session: Session) -> tuple[int, str, bool]:
+        def work(session: Session) -> tuple[int, str, bool, list[int]]:
             incident = store.by_channel(session, request.channel_id, for_update=True)
             if incident is None:
                 raise UserError(NOT_AN_INCIDENT_CHANNEL)
             if not store.claim_request(session, request.key, self._clock.now()):
-                return incident.id, "", incident.setup_complete
-            return (
-                incident.id,
-                change(session, incident, self._clock.now()),
-                incident.setup_complete,
-            )
+                return incident.id, "", incident.setup_complete, []
+            now = self._clock.now()
+            reply = change(session, incident, now)
+            owed = store.queued_at(session, incident.id, now)  # the messages it owes
+            return incident.id, reply, incident.setup_complete, owed
 
-        incident_id, reply, set_up = await self._db.run(work)
-        if not set_up:
-            await self._declare_flow.resume(incident_id)
-        report = await self._outbox.deliver(incident_id)
-        if report.errors:
-            codes = ", ".join(sorted(set(report.errors)))
+        incident_id, reply, set_up, owed = await self._db.run(work)
+        try:
+            if not set_up:
+                await self._declare_flow.resume(incident_id)
+            report = await self._outbox.deliver(incident_id)
+            # Another command's delivery may have been sending this one's messages.
+            errors = report.errors or await self._outbox.undelivered(incident_id, owed)
+        except DatabaseUnavailable:
+            # The change is committed; only its Slack messages are left, and the sweep
+            # delivers them. Repeating the command would make it twice.
+            return (reply + "\n" if reply else "") + (
+                ":warning: Saved, but the database became unavailable while Firebreak was "
+                "posting to Slack; the rest is posted once it is back. No need to repeat it."
+            )
+        if errors:
+            codes = ", ".join(sorted(set(errors)))
             reply = (reply + "\n" if reply else "") + (
                 f":warning: Saved, but Slack did not take the message yet (`{codes}`). "
                 "Firebreak will retry it."

@@ -17,6 +17,7 @@ from bot.postmortem import metrics
 from bot.postmortem.history import ChannelDigest, Heartbeat, Line, Names, iso, read_channel
 from bot.postmortem.markdown import slack_to_plain
 from bot.postmortem.timeline import describe, merge, people_in
+from bot.redact import redact
 from storage.models import Event, Incident
 
 SCHEMA = 1
@@ -57,7 +58,7 @@ async def compile_document(
         return {"at": iso(event.at), "who": names(event.actor), "text": text}
 
     duration = measured.since_declared(measured.resolved_at)
-    return {
+    document = {
         "schema": SCHEMA,
         "generated_at": iso(generated_at),
         "incident": {
@@ -112,6 +113,19 @@ async def compile_document(
             "threads": digest.threads,
         },
     }
+    # People paste tokens and connection strings into the channel; the post-mortem is
+    # shared widely and kept for years, so every text in it is masked.
+    return _redacted(document)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def _history(events: list[Event], kind: str, names: Names) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bot.commands import clean
 from bot.incidents.rules import TEXT_MAX
 
 RESOLUTION_CALLBACK = "postmortem_resolve_close"
@@ -47,11 +48,12 @@ def parse_resolution(view: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
     """The channel, the summary, and per-field errors to show in the modal."""
     try:
         channel = str(json.loads(view.get("private_metadata") or "{}").get("channel", ""))
-    except (ValueError, AttributeError):
+    except (ValueError, TypeError, AttributeError):  # a client may send anything here
         channel = ""
-    values = view.get("state", {}).get("values", {})
-    summary = str((values.get(SUMMARY_BLOCK, {}).get(SUMMARY_BLOCK) or {}).get("value") or "")
-    summary = summary.strip()
+    summary: Any = view
+    for key in ("state", "values", SUMMARY_BLOCK, SUMMARY_BLOCK, "value"):
+        summary = summary.get(key) if isinstance(summary, dict) else None
+    summary = clean(summary).strip() if isinstance(summary, str) else ""
     if not summary:
         return channel, "", {SUMMARY_BLOCK: "Say in a few words how it was resolved."}
     if len(summary) > TEXT_MAX:
