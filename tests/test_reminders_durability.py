@@ -7,6 +7,7 @@ replicas) one real Postgres. Cadences are seconds, not minutes.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -109,7 +110,8 @@ async def test_two_replicas_send_each_nudge_exactly_once(tmp_path: Path) -> None
             )
             await asyncio.sleep(9)  # several 2 s cycles
             for replica in replicas:
-                await replica.kill()
+                # SIGTERM: let a nudge being posted be recorded before the replica stops.
+                await replica.kill(signal.SIGTERM)
 
         engine = create_engine(url)
         with engine.connect() as connection:
