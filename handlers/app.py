@@ -75,7 +75,12 @@ def create_app(
     # (our listeners ack and hand slow work to BackgroundWork) instead of
     # polling for the ack every 10 ms.
     bolt = AsyncApp(
-        client=client,
+        # Bolt's own client only checks the token (auth.test) on the first request. It gets
+        # no retries and a short timeout, so a Slack outage then is answered within the
+        # 3 s ack instead of after the gateway's backoffs; listeners use the gateway.
+        client=AsyncWebClient(
+            token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=2
+        ),
         signing_secret=settings.slack_signing_secret,
         process_before_response=True,
         # Bolt checks the token on the first request; if Slack is down then, say so
