@@ -182,8 +182,14 @@ class IncidentService:
             if added:
                 enqueue(session, incident.id, "checklist", now)
             if new.escalate and new.rank < old.rank:
-                self._broadcast(
-                    session, incident, now, request.actor, "escalated.j2", old=old.level
+                self._post(
+                    session,
+                    incident,
+                    now,
+                    request.actor,
+                    "escalated.j2",
+                    broadcast=True,
+                    old=old.level,
                 )
             enqueue(session, incident.id, "topic", now)
             return ""
@@ -234,7 +240,7 @@ class IncidentService:
                 text=command.text,
                 broadcast=False,
             )
-            self._broadcast(
+            self._post(
                 session,
                 incident,
                 now,
@@ -312,7 +318,7 @@ class IncidentService:
                 duration=duration,
                 broadcast=False,
             )
-            self._broadcast(
+            self._post(
                 session,
                 incident,
                 now,
@@ -420,21 +426,16 @@ class IncidentService:
         now: datetime,
         actor: str,
         template: str,
+        *,
+        broadcast: bool = False,
         **context: object,
     ) -> None:
-        """Queue a message for the incident channel."""
-        text = self._runbooks.templates.render(template, incident=incident, actor=actor, **context)
-        enqueue(session, incident.id, "post", now, channel=str(incident.channel_id), text=text)
+        """Queue a message for the incident channel, or with `broadcast` the broadcast channel.
 
-    def _broadcast(
-        self,
-        session: Session,
-        incident: Incident,
-        now: datetime,
-        actor: str,
-        template: str,
-        **context: object,
-    ) -> None:
-        """Queue a message for the broadcast channel."""
-        text = self._runbooks.templates.render(template, incident=incident, actor=actor, **context)
-        enqueue(session, incident.id, "post", now, channel=self._announce_channel, text=text)
+        The template sees `broadcast` too, so one template serves both places.
+        """
+        text = self._runbooks.templates.render(
+            template, incident=incident, actor=actor, broadcast=broadcast, **context
+        )
+        channel = self._announce_channel if broadcast else str(incident.channel_id)
+        enqueue(session, incident.id, "post", now, channel=channel, text=text)
