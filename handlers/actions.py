@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
 from bot.incidents.service import Request
 from bot.services import Services
+from handlers import payload
 from handlers.background import BackgroundWork
 
 STALE_BUTTON = "That button is no longer valid; ask again with `/incident mitigate`."
@@ -21,8 +22,7 @@ STALE_BUTTON = "That button is no longer valid; ask again with `/incident mitiga
 
 def register(app: AsyncApp, services: Services, background: BackgroundWork) -> None:
     def decide(body: dict[str, Any], action: dict[str, Any], confirm: bool) -> None:
-        user = str((body.get("user") or {}).get("id") or "")
-        channel = str((body.get("channel") or {}).get("id") or "")
+        user, channel = payload.text(body, "user", "id"), payload.text(body, "channel", "id")
         if not user or not channel:
             return  # not something Slack sends; nobody to answer
 
@@ -36,7 +36,8 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         request = Request(
             actor=user, channel_id=channel, key=f"action:{action.get('action_ts')}:{user}"
         )
-        background.answer(services.actions.decide(int(value), confirm, request), tell)
+        name = "mitigation_confirm" if confirm else "mitigation_cancel"
+        background.answer(services.actions.decide(int(value), confirm, request), tell, name=name)
 
     @app.action(CONFIRM_ACTION)
     async def mitigation_confirmed(

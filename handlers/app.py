@@ -12,14 +12,16 @@ from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import logs
 from bot.actions import Executors, load_catalog
 from bot.clock import Clock, SystemClock
-from bot.commands import COMMAND_WORDS
+from bot.commands import command_word
 from bot.config import Settings
 from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
 from bot.incidents.reminders import ReminderSettings
@@ -27,7 +29,7 @@ from bot.metrics import Metrics
 from bot.runbooks import Runbooks, load_runbooks
 from bot.scheduling import NudgeScheduler
 from bot.services import Services, ServiceSettings, build_services
-from handlers import actions, commands, interactions, postmortem
+from handlers import actions, commands, interactions, payload, postmortem
 from handlers.background import BackgroundWork
 from handlers.slack_gateway import SlackGateway, make_client
 from storage.db import Database, DatabaseUnavailable, make_engine
@@ -36,6 +38,7 @@ from storage.incidents import incident_counts
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 10
+REQUEST_KINDS = {"command", "block_actions", "view_submission", "view_closed", "event_callback"}
 
 
 @dataclass
@@ -89,14 +92,19 @@ def create_app(
             "Firebreak could not reach Slack to check its token; try again in a moment."
         ),
     )
-    background = BackgroundWork()
+    background = BackgroundWork(metrics)
     bolt.use(_observe(metrics))
     for listeners in (commands, interactions, actions, postmortem):
         listeners.register(bolt, services, background)
 
     scheduler = NudgeScheduler(AsyncIOScheduler(timezone="UTC"), services.reminders)
     app = Firebreak(
-        bolt, _web_app(bolt, services, metrics), services, background, scheduler, executors
+        bolt,
+        _web_app(bolt, services, metrics, settings.slack_signing_secret),
+        services,
+        background,
+        scheduler,
+        executors,
     )
     app.web.on_startup.append(lambda _: _start(app))
     app.web.on_cleanup.append(lambda _: _stop(app))
@@ -147,34 +155,48 @@ def _observe(metrics: Metrics) -> Callable[..., Awaitable[None]]:
 
     async def middleware(body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> None:
         started = time.perf_counter()
-        user = body.get("user_id") or (body.get("user") or {}).get("id")
-        logs.user_id.set(user)
-        logs.request_id.set(body.get("trigger_id") or body.get("view", {}).get("id"))
+        logs.user_id.set(payload.text(body, "user_id") or payload.text(body, "user", "id") or None)
+        logs.request_id.set(
+            payload.text(body, "trigger_id") or payload.text(body, "view", "id") or None
+        )
         logs.incident_id.set(None)
         try:
             await next()
         finally:
-            kind = body.get("type") or ("command" if "command" in body else "other")
-            words = str(body.get("text", "")).split()
-            command = words[0].lower() if words and words[0].lower() in COMMAND_WORDS else "-"
+            kind = "command" if "command" in body else payload.text(body, "type")
+            kind = kind if kind in REQUEST_KINDS else "other"  # bounded label values
+            command = command_word(payload.text(body, "text"))
             metrics.ack_seconds.labels(kind, command).observe(time.perf_counter() - started)
 
     return middleware
 
 
-def _web_app(bolt: AsyncApp, services: Services, metrics: Metrics) -> web.Application:
+def _web_app(
+    bolt: AsyncApp, services: Services, metrics: Metrics, signing_secret: str
+) -> web.Application:
+    verifier = SignatureVerifier(signing_secret)
+
     async def slack_events(request: web.Request) -> web.Response:
-        # A timestamp that is not an integer is as unsigned as a missing one; slack_sdk's
-        # verifier would raise on it and Bolt would answer 500.
-        if not request.headers.get("X-Slack-Request-Timestamp", "").isdigit():
+        # Verify before parsing: a body tampered into garbage is a forgery (401), and no
+        # parser sees unsigned input. A timestamp that is not an integer is as unsigned as a
+        # missing one (slack_sdk's verifier would raise on it).
+        body = (await request.read()).decode("utf-8", errors="replace")
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature")
+        if not timestamp.isdigit() or not verifier.is_valid(body, timestamp, signature):
             return web.json_response({"error": "invalid request"}, status=401)
         try:
-            bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
+            bolt_request = AsyncBoltRequest(
+                body=body, query=request.query_string, headers=dict(request.headers)
+            )
         except Exception:
-            # Bolt parses the body before any listener runs; garbage must not be a 500.
-            log.warning("could not parse a Slack request; answered 400")
+            log.warning("could not parse a signed Slack request; answered 400")
             return web.json_response({"error": "malformed request"}, status=400)
-        return await to_aiohttp_response(bolt_response)
+        problem = payload.envelope_problem(bolt_request.body)
+        if problem:
+            log.warning("malformed Slack payload (%s); answered 400", problem)
+            return web.json_response({"error": "malformed request"}, status=400)
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})

@@ -21,6 +21,7 @@ from bot.incidents.reminders import POST_UPDATE_ACTION
 from bot.incidents.service import Request
 from bot.incidents.views import CHECKLIST_ACTION_PREFIX
 from bot.services import Services
+from handlers import payload
 from handlers.background import BackgroundWork
 from storage import incidents as incident_store
 
@@ -33,20 +34,25 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
     ) -> None:
         await ack()
-        user, channel = _text(body, "user", "id"), _text(body, "channel", "id")
+        user, channel = payload.text(body, "user", "id"), payload.text(body, "channel", "id")
         if not user or not channel:
             return  # not something Slack sends; nobody to answer
         block_id = action.get("block_id")
         block = next(
-            (b for b in _dicts(_at(body, "message", "blocks")) if b.get("block_id") == block_id), {}
+            (
+                b
+                for b in payload.dicts(payload.at(body, "message", "blocks"))
+                if b.get("block_id") == block_id
+            ),
+            {},
         )
         shown = [
             o["value"]
-            for e in _dicts(block.get("elements"))
-            for o in _dicts(e.get("options"))
+            for e in payload.dicts(block.get("elements"))
+            for o in payload.dicts(e.get("options"))
             if isinstance(o.get("value"), str)
         ]
-        selected = {o.get("value") for o in _dicts(action.get("selected_options"))}
+        selected = {o.get("value") for o in payload.dicts(action.get("selected_options"))}
         request = Request(
             actor=user, channel_id=channel, key=f"action:{action.get('action_ts')}:{user}"
         )
@@ -57,13 +63,14 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         background.answer(
             incidents.toggle_checklist(request, shown, {s for s in selected if isinstance(s, str)}),
             tell,
+            name="checklist",
         )
 
     @app.action(POST_UPDATE_ACTION)
     async def post_update_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        user, channel = _text(body, "user", "id"), _text(body, "channel", "id")
-        trigger_id = _text(body, "trigger_id")
+        user, channel = payload.text(body, "user", "id"), payload.text(body, "channel", "id")
+        trigger_id = payload.text(body, "trigger_id")
         if not user or not channel or not trigger_id:
             return
 
@@ -78,16 +85,20 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         async def tell(text: str) -> None:
             await services.chat.post_ephemeral(channel, user, text)
 
-        background.answer(open_form(), tell)
+        background.answer(open_form(), tell, name="update_form")
 
     @app.view(UPDATE_CALLBACK)
     async def update_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        status, text, errors = parse_update_form(_at(view, "state", "values"))
+        status, text, errors = parse_update_form(payload.at(view, "state", "values"))
         if errors:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        user, channel, view_id = _text(body, "user", "id"), _origin_channel(view), _text(view, "id")
+        user, channel, view_id = (
+            payload.text(body, "user", "id"),
+            _origin_channel(view),
+            payload.text(view, "id"),
+        )
         if not user or not channel or not view_id:
             return
         key = f"view:{view_id}"
@@ -105,17 +116,17 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         async def tell(reply: str) -> None:
             await services.chat.post_ephemeral(channel, user, reply)
 
-        background.answer(update(), tell)
+        background.answer(update(), tell, name="update_submitted")
 
     @app.view(DECLARE_CALLBACK)
     async def declare_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = _at(view, "state", "values")
+        values = payload.at(view, "state", "values")
         command, errors = parse_declare_form(values, services.runbooks.severities)
         if command is None:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        user, view_id = _text(body, "user", "id"), _text(view, "id")
+        user, view_id = payload.text(body, "user", "id"), payload.text(view, "id")
         if not user or not view_id:
             return  # without them nobody is the declarer and a redelivery is not recognised
         channel = _origin_channel(view)
@@ -125,7 +136,7 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             if channel:
                 await services.chat.post_ephemeral(channel, user, text)
 
-        background.answer(incidents.declare(command, request), tell)
+        background.answer(incidents.declare(command, request), tell, name="declare_form")
 
 
 def _starts_with(prefix: str) -> re.Pattern[str]:
@@ -138,24 +149,3 @@ def _origin_channel(view: dict[str, Any]) -> str:
     except (ValueError, TypeError, AttributeError):  # a client may send anything here
         return ""
     return channel if isinstance(channel, str) else ""
-
-
-# Payloads come from clients: a field may be missing or of another type. These read
-# them without trusting the shape, so a damaged payload is ignored instead of crashing.
-
-
-def _at(data: Any, *keys: str) -> Any:
-    """data[k1][k2]…, or None where a level is missing or not a mapping."""
-    for key in keys:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data
-
-
-def _text(data: Any, *keys: str) -> str:
-    value = _at(data, *keys)
-    return value if isinstance(value, str) else ""
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    """The mappings in a list; nothing for anything else."""
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []

@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.incidents.service import Request
 from bot.postmortem.forms import RESOLUTION_CALLBACK, parse_resolution
 from bot.services import Services
+from handlers import payload
 from handlers.background import BackgroundWork
 
 
@@ -22,11 +23,15 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        user = body["user"]["id"]
-        request = Request(actor=user, channel_id=channel, key=f"view:{view['id']}")
+        user, view_id = payload.text(body, "user", "id"), payload.text(view, "id")
+        if not user or not view_id:
+            return  # not something Slack sends; nobody to answer
+        request = Request(actor=user, channel_id=channel, key=f"view:{view_id}")
 
         async def tell(text: str) -> None:
             if channel:
                 await services.chat.post_ephemeral(channel, user, text)
 
-        background.answer(services.postmortems.resolve_and_close(summary, request), tell)
+        background.answer(
+            services.postmortems.resolve_and_close(summary, request), tell, name="resolution_form"
+        )
