@@ -150,12 +150,19 @@ class CommandError(UserError):
 
 
 # The subcommands, for metric labels (anything else is counted as "-").
-COMMAND_WORDS = frozenset(
+_COMMAND_WORDS = frozenset(
     (
         "help list declare severity sev status update note assign commander comms lead "
         "resolve reminders snooze diag diagnose mitigate action postmortem post-mortem close"
     ).split()
 )
+
+
+def command_word(text: str) -> str:
+    """The subcommand a command line starts with, or "-": a bounded metric label."""
+    words = text.split(maxsplit=1)
+    word = words[0].lower() if words else ""
+    return word if word in _COMMAND_WORDS else "-"
 
 
 # C0 control characters but tab and newline, and DEL: invisible in Slack, and Postgres

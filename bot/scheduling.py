@@ -31,9 +31,14 @@ class NudgeScheduler:
         self._reminders = reminders
         self._planned: dict[int, datetime] = {}
         self._running: set[asyncio.Task[Any]] = set()
+        self._closing = False
 
     async def _tracked(self, work: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run a job so that shutdown can wait for it (it may hold a DB connection)."""
+        if self._closing:
+            # APScheduler created this job's task before shutdown but it had not started:
+            # starting now, it could post a nudge and be cancelled before recording it.
+            return
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
@@ -65,6 +70,8 @@ class NudgeScheduler:
         self._scheduler.start()
 
     async def shutdown(self) -> None:
+        """Stop waking up, and wait for the jobs already running to finish."""
+        self._closing = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         await asyncio.gather(*self._running, return_exceptions=True)

@@ -100,6 +100,7 @@ def build_services(
             catalog=catalog,
             executors=executors,
             outbox=outbox,
+            metrics=metrics,
         ),
         postmortems=PostmortemService(
             db=db,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from bot.errors import UserError
 from bot.gateway import ChatError
+from bot.metrics import Metrics
 from handlers.replies import failure_text
 from storage.db import DatabaseUnavailable
 
@@ -25,8 +27,9 @@ class BackgroundWork:
     part here. Tests and shutdown call `drain()` to wait for it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._metrics = metrics or Metrics()
 
     def spawn(self, work: Coroutine[Any, Any, Any], on_error: OnError | None = None) -> None:
         task = asyncio.get_running_loop().create_task(self._guard(work, on_error))
@@ -51,15 +54,25 @@ class BackgroundWork:
                 except Exception:
                     log.exception("could not report a background failure to the user")
 
-    def answer(self, work: Coroutine[Any, Any, str], reply: Reply) -> None:
-        """Run `work` and send what it returns, or what went wrong, through `reply`."""
+    def answer(self, work: Coroutine[Any, Any, str], reply: Reply, *, name: str) -> None:
+        """Run `work` and send what it returns, or what went wrong, through `reply`.
+
+        `name` (a bounded label: a subcommand or a form) times the work in
+        `firebreak_command_seconds` and counts its failures in `firebreak_errors_total`.
+        """
 
         async def work_then_reply() -> None:
-            text = await work
+            started = time.perf_counter()
+            try:
+                text = await work
+            finally:
+                self._metrics.command_seconds.labels(name).observe(time.perf_counter() - started)
             if text:
                 await reply(text)
 
         async def report(exc: BaseException) -> None:
+            if not isinstance(exc, UserError):
+                self._metrics.errors.labels(name).inc()
             await reply(failure_text(exc))
 
         self.spawn(work_then_reply(), report)

@@ -53,6 +53,8 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             key=f"command:{command.get('trigger_id') or command.get('response_url')}",
         )
 
+        name = c.command_word(command.get("text", ""))
+
         async def reply(text: str) -> None:
             await respond(text=text, response_type="ephemeral")
 
@@ -61,22 +63,26 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             # trigger_id expires 3 s after the click: open the modal before anything slow.
             view = declare_form(services.runbooks.severities, parsed.severity, request.channel_id)
             background.answer(
-                _nothing_after(services.chat.open_view(command.get("trigger_id", ""), view)), reply
+                _nothing_after(services.chat.open_view(command.get("trigger_id", ""), view)),
+                reply,
+                name=name,
             )
             return
         if isinstance(parsed, c.Close):
             await ack()
-            background.answer(_close(services, request, command.get("trigger_id", "")), reply)
+            background.answer(
+                _close(services, request, command.get("trigger_id", "")), reply, name=name
+            )
             return
         if isinstance(parsed, c.Declare):
             await ack(text=f"Declaring *{parsed.severity}* incident… :hourglass_flowing_sand:")
-            background.answer(incidents.declare(parsed, request), reply)
+            background.answer(incidents.declare(parsed, request), reply, name=name)
             return
         await ack()
         if isinstance(parsed, c.ListIncidents):
-            background.answer(incidents.list_open(), reply)
+            background.answer(incidents.list_open(), reply, name=name)
         else:
-            background.answer(_dispatch(services, parsed, request), reply)
+            background.answer(_dispatch(services, parsed, request), reply, name=name)
 
 
 async def _dispatch(services: Services, command: c.Command, request: Request) -> str:

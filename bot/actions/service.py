@@ -30,6 +30,7 @@ from bot.executors import ExecutionResult
 from bot.gateway import ChatError, ChatGateway
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
+from bot.metrics import Metrics
 from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage.db import Database
@@ -61,6 +62,7 @@ class ActionService:
         catalog: ActionCatalog,
         executors: Executors,
         outbox: Outbox,
+        metrics: Metrics,
         timeout: float = 45.0,
     ) -> None:
         self._db = db
@@ -70,6 +72,7 @@ class ActionService:
         self._catalog = catalog
         self._executors = executors
         self._outbox = outbox
+        self._metrics = metrics
         self._timeout = timeout
 
     # Diagnostics -------------------------------------------------------------------
@@ -88,7 +91,7 @@ class ActionService:
         if started is None:  # a redelivery of a request already handled
             return ""
         incident_id, channel = started
-        result, error = await self._executors.run(invocation, dry_run=False, timeout=self._timeout)
+        result, error = await self._run(invocation, dry_run=False)
         name = invocation.command()
         thread_ts, reply = None, ""
         try:
@@ -121,6 +124,16 @@ class ActionService:
                 )
         return ts
 
+    async def _run(self, invocation: Invocation, *, dry_run: bool) -> tuple[ExecutionResult, bool]:
+        """Run through the executors, counted by action, kind and result."""
+        result, error = await self._executors.run(
+            invocation, dry_run=dry_run, timeout=self._timeout
+        )
+        kind = "dry_run" if dry_run else invocation.action.kind
+        outcome = "unavailable" if error else ("ok" if result.ok else "failed")
+        self._metrics.runbook_actions.labels(invocation.action.name, kind, outcome).inc()
+        return result, error
+
     # Mitigations -------------------------------------------------------------------
 
     async def propose(self, command: c.RequestMitigation, request: Request) -> str:
@@ -137,7 +150,7 @@ class ActionService:
         if started is None:
             return ""
         incident_id, channel = started
-        dry, error = await self._executors.run(invocation, dry_run=True, timeout=self._timeout)
+        dry, error = await self._run(invocation, dry_run=True)
         if error or not dry.ok:
             payload = {**_about(invocation), "summary": dry.summary}
             await self._db.run(
@@ -221,7 +234,7 @@ class ActionService:
 
     async def _execute(self, settled: _Settled, invocation: Invocation, request: Request) -> str:
         pending = settled.pending
-        result, error = await self._executors.run(invocation, dry_run=False, timeout=self._timeout)
+        result, error = await self._run(invocation, dry_run=False)
         await self._db.run(self._finish, settled, request.actor, invocation, result, error)
         await self._update(settled, invocation, views.ran(request.actor, result, error))
         report = await self._outbox.deliver(pending.incident_id)

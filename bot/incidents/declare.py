@@ -9,32 +9,28 @@ under a lease so only one task of one replica works on an incident at a time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.gateway import ChatError, ChatGateway
 from bot.incidents import views
+from bot.incidents.lease import incident_lease
 from bot.incidents.outbox import Outbox
 from bot.runbooks import Runbooks
 from storage import incidents as store
-from storage.db import Database, DatabaseUnavailable
+from storage.db import Database
 from storage.models import PENDING, Incident
 from storage.outbox import enqueue
 
 log = logging.getLogger(__name__)
 
 CHANNEL_NAME_MAX = 80
-# The saga's lease is renewed while it runs, so it can be short: a replica killed
-# mid-saga blocks the incident for at most LEASE_TTL, then the sweep takes over.
-LEASE_TTL = timedelta(seconds=10)
-LEASE_RENEW_SECONDS = 3.0
 MAX_NAME_ATTEMPTS = 50
 CHECKLIST_MARKER = "checklist-intro"
 
@@ -84,52 +80,34 @@ class DeclareFlow:
     async def resume(self, incident_id: int) -> SetupResult:
         # One lease holder per call: two tasks of one replica must not both run it.
         holder = f"{self._owner}:{uuid.uuid4().hex[:8]}"
-        leased = await self._db.run(
-            store.acquire_lease, incident_id, holder, self._clock.now(), LEASE_TTL
-        )
-        incident = await self._db.run(store.get, incident_id)
-        assert incident is not None
-        if not leased:
-            return SetupResult(incident, busy=True)
-        renewing = asyncio.ensure_future(self._renew_lease(incident_id, holder))
-        step = "creating the channel"
-        try:
-            if not incident.channel_id:
-                await self._create_channel(incident)
-            step = "inviting responders"
-            if not incident.invited:
-                await self._invite(incident)
-            step = "posting the checklist"
-            if not incident.checklist_ts or incident.checklist_ts == PENDING:
-                await self._post_checklist(incident)
-            step = "pinning the checklist"
-            if not incident.checklist_pinned:
-                await self._chat.pin(str(incident.channel_id), str(incident.checklist_ts))
-                await self._record(incident.id, checklist_pinned=True)
-            step = "posting messages"
-            await self._outbox.deliver(incident.id)
-        except ChatError as exc:
-            log.warning("declare of incident %s stopped while %s: %s", incident.id, step, exc)
-            await self._db.run(_setup_failed, incident.id, step, exc.code, self._clock.now())
-            return SetupResult(incident, error=f"{step}: `{exc.code}`")
-        finally:
-            renewing.cancel()
-            await asyncio.gather(renewing, return_exceptions=True)
-            await self._db.run(store.release_lease, incident.id, holder)
+        async with incident_lease(self._db, self._clock, incident_id, holder) as leased:
+            incident = await self._db.run(store.get, incident_id)
+            assert incident is not None
+            if not leased:
+                return SetupResult(incident, busy=True)
+            step = "creating the channel"
+            try:
+                if not incident.channel_id:
+                    await self._create_channel(incident)
+                step = "inviting responders"
+                if not incident.invited:
+                    await self._invite(incident)
+                step = "posting the checklist"
+                if not incident.checklist_ts or incident.checklist_ts == PENDING:
+                    await self._post_checklist(incident)
+                step = "pinning the checklist"
+                if not incident.checklist_pinned:
+                    await self._chat.pin(str(incident.channel_id), str(incident.checklist_ts))
+                    await self._record(incident.id, checklist_pinned=True)
+                step = "posting messages"
+                await self._outbox.deliver(incident.id)
+            except ChatError as exc:
+                log.warning("declare of incident %s stopped while %s: %s", incident.id, step, exc)
+                await self._db.run(_setup_failed, incident.id, step, exc.code, self._clock.now())
+                return SetupResult(incident, error=f"{step}: `{exc.code}`")
         incident = await self._db.run(store.get, incident_id)
         assert incident is not None
         return SetupResult(incident)
-
-    async def _renew_lease(self, incident_id: int, holder: str) -> None:
-        """Keep the lease while the saga waits on Slack (retries can take a while)."""
-        while True:
-            await asyncio.sleep(LEASE_RENEW_SECONDS)
-            try:
-                await self._db.run(
-                    store.acquire_lease, incident_id, holder, self._clock.now(), LEASE_TTL
-                )
-            except DatabaseUnavailable:
-                log.warning("could not renew the setup lease of incident %s", incident_id)
 
     async def _create_channel(self, incident: Incident) -> None:
         base = channel_base_name(incident)

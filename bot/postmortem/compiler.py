@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.gateway import ChatGateway
 from bot.postmortem import metrics
-from bot.postmortem.history import ChannelDigest, Heartbeat, Line, Names, iso, read_channel
+from bot.postmortem.history import ChannelDigest, Line, Names, iso, read_channel
 from bot.postmortem.markdown import slack_to_plain
 from bot.postmortem.timeline import describe, merge, people_in
 from bot.redact import redact
@@ -30,7 +30,6 @@ async def compile_document(
     *,
     generated_at: datetime,
     latest: str | None = None,
-    heartbeat: Heartbeat | None = None,
 ) -> dict[str, Any]:
     """Read the channel (up to the `latest` ts) and the log into the document."""
     names = Names(chat)
@@ -44,7 +43,6 @@ async def compile_document(
             incident.channel_id,
             bot_user_id=await chat.bot_user_id(),
             latest=latest,
-            heartbeat=heartbeat,
         )
     timeline = merge(events, digest.lines, names)
     measured = metrics.compute(incident.declared_at, events)

@@ -22,21 +22,23 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.gateway import ChatError, ChatGateway
+from bot.incidents.lease import incident_lease
 from bot.mrkdwn import channel_link, escape
 from bot.postmortem import records
 from bot.postmortem.compiler import compile_document
 from bot.postmortem.history import ts_of
 from bot.postmortem.render import PostmortemTemplate, as_json
 from bot.yamlfile import RunbookError
-from storage import incidents as store
 from storage.db import Database
 from storage.models import Incident, Postmortem
 
 log = logging.getLogger(__name__)
 
 PENDING = "pending"
-LEASE_TTL = timedelta(minutes=10)
-LEASE_RENEW = timedelta(minutes=2)
+# Longer than the declare saga's: rendering a very long channel holds the event loop
+# (and so the renewal) for a few seconds; a killed export still resumes within a minute.
+LEASE_TTL = timedelta(seconds=60)
+LEASE_RENEW = 10.0
 MARKER_PREFIX = "postmortem-"
 
 
@@ -78,19 +80,15 @@ class PostmortemExport:
 
     async def run(self, incident_id: int) -> ExportResult:
         holder = f"postmortem:{uuid.uuid4().hex[:12]}"
-        if not await self._db.run(
-            store.acquire_lease, incident_id, holder, self._clock.now(), LEASE_TTL
-        ):
-            return ExportResult(busy=True)
-        renewed = self._clock.now()
+        async with incident_lease(
+            self._db, self._clock, incident_id, holder, ttl=LEASE_TTL, renew_seconds=LEASE_RENEW
+        ) as leased:
+            if not leased:
+                return ExportResult(busy=True)
+            return await self._export(incident_id)
 
-        async def heartbeat() -> None:
-            # A 50,000-message channel read under rate limits can outlast the lease.
-            nonlocal renewed
-            if self._clock.now() - renewed >= LEASE_RENEW:
-                renewed = self._clock.now()
-                await self._db.run(store.acquire_lease, incident_id, holder, renewed, LEASE_TTL)
-
+    async def _export(self, incident_id: int) -> ExportResult:
+        """Every step not yet recorded as done, in order; a failure leaves the rest."""
         step = "compiling the post-mortem"
         row: Postmortem | None = None
         try:
@@ -105,7 +103,6 @@ class PostmortemExport:
                     events,
                     generated_at=row.created_at,
                     latest=ts_of(incident.closed_at or row.created_at),
-                    heartbeat=heartbeat,
                 )
                 markdown = self._template.markdown(document)
                 await self._save(row, markdown=markdown, document=document)
@@ -133,8 +130,6 @@ class PostmortemExport:
             if row is not None:
                 await self._save(row, last_error=f"{step}: {code}"[:255])
             return ExportResult(row, error=f"{step}: `{code}`")
-        finally:
-            await self._db.run(store.release_lease, incident_id, holder)
 
     def _write(self, incident: Incident, row: Postmortem) -> Path:
         """The Markdown and its JSON form, side by side, each replaced atomically."""

@@ -12,7 +12,7 @@ the event log.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,6 @@ from bot.gateway import ChatGateway, Message
 from bot.postmortem.markdown import mentioned_users, shorten, slack_to_plain
 
 Line = dict[str, Any]
-Heartbeat = Callable[[], Awaitable[None]]
 
 PAGE_SIZE = 200
 MESSAGE_MAX = 300  # longer messages are shortened; their permalink is kept
@@ -77,16 +76,13 @@ async def read_channel(
     *,
     bot_user_id: str,
     latest: str | None = None,
-    heartbeat: Heartbeat | None = None,
 ) -> ChannelDigest:
-    """Stream the channel into a digest; `heartbeat` runs once per page read."""
+    """Stream the channel into a digest, a page at a time."""
     people_pins = {p.ts for p in await chat.pins(channel) if p.pinned_by != bot_user_id}
     reader = _Reader(chat, names, channel, bot_user_id, latest, people_pins)
     async for page in chat.history(channel, page_size=PAGE_SIZE, latest=latest):
         for message in page:
             await reader.top_level(message)
-        if heartbeat is not None:
-            await heartbeat()
     reader.digest.lines.reverse()  # history is newest first
     reader.digest.joined.reverse()
     return reader.digest
