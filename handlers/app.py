@@ -224,6 +224,7 @@ async def _start(app: Firebreak) -> None:
     app.scheduler.start(app.services.sweep, SWEEP_SECONDS)
     # Finish whatever a previous run left half-done, without delaying start-up.
     app.background.spawn(app.services.sweep())
+    app.background.spawn(app.executors.warm_up())
 
 
 async def _stop(app: Firebreak) -> None:

@@ -101,6 +101,9 @@ class Executors:
         result: ExecutionResult = await method(section, **kwargs)
         return result
 
+    async def warm_up(self) -> None:
+        await self.kubernetes.warm_up()
+
     def close(self) -> None:
         self.kubernetes.close()
 

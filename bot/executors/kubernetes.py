@@ -57,17 +57,19 @@ DRY_RUN_NOTE = "\n(server-side dry run: nothing was changed)"
 Model = Any
 
 # Every API call the executor makes, with its client class and the RBAC verb and
-# resource it needs; deploy/kubernetes/role.yaml grants exactly these.
-API_CALLS: dict[str, tuple[type, str, str]] = {
-    "list_namespaced_pod": (client.CoreV1Api, "list", "pods"),
-    "read_namespaced_pod_log": (client.CoreV1Api, "get", "pods/log"),
-    "list_namespaced_event": (client.CoreV1Api, "list", "events"),
-    "read_namespaced_deployment": (client.AppsV1Api, "get", "deployments"),
-    "patch_namespaced_deployment": (client.AppsV1Api, "patch", "deployments"),
-    "read_namespaced_deployment_scale": (client.AppsV1Api, "get", "deployments/scale"),
-    "patch_namespaced_deployment_scale": (client.AppsV1Api, "patch", "deployments/scale"),
-    "list_namespaced_replica_set": (client.AppsV1Api, "list", "replicasets"),
-    "list_namespaced_custom_object": (client.CustomObjectsApi, "list", "pods.metrics.k8s.io"),
+# resource it needs; deploy/kubernetes/role.yaml grants exactly these. The classes are
+# named, not imported: loading one builds hundreds of models (seconds of CPU), which
+# happens in a worker thread (`warm_up`, `_call`), never on the event loop.
+API_CALLS: dict[str, tuple[str, str, str]] = {
+    "list_namespaced_pod": ("CoreV1Api", "list", "pods"),
+    "read_namespaced_pod_log": ("CoreV1Api", "get", "pods/log"),
+    "list_namespaced_event": ("CoreV1Api", "list", "events"),
+    "read_namespaced_deployment": ("AppsV1Api", "get", "deployments"),
+    "patch_namespaced_deployment": ("AppsV1Api", "patch", "deployments"),
+    "read_namespaced_deployment_scale": ("AppsV1Api", "get", "deployments/scale"),
+    "patch_namespaced_deployment_scale": ("AppsV1Api", "patch", "deployments/scale"),
+    "list_namespaced_replica_set": ("AppsV1Api", "list", "replicasets"),
+    "list_namespaced_custom_object": ("CustomObjectsApi", "list", "pods.metrics.k8s.io"),
 }
 
 
@@ -145,6 +147,10 @@ class KubernetesExecutor:
         self._clients: dict[str | None, client.ApiClient] = {}
         self._lock = threading.Lock()
 
+    async def warm_up(self) -> None:
+        """Load the API classes in a worker thread, so the first diagnostic need not."""
+        await asyncio.to_thread(lambda: [getattr(client, api) for api, _, _ in API_CALLS.values()])
+
     def close(self) -> None:
         """Release the connection pools of every cached client."""
         with self._lock:
@@ -185,7 +191,7 @@ class KubernetesExecutor:
         api, verb, resource = API_CALLS[method]
 
         def run() -> Any:
-            call = getattr(api(self._api_client(target.context)), method)
+            call = getattr(getattr(client, api)(self._api_client(target.context)), method)
             result = call(*args, _request_timeout=self._timeout, _preload_content=not raw, **kwargs)
             return json.loads(result.data) if raw else result
 
