@@ -45,6 +45,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,19 +239,24 @@ async def measure_firebreak(
                 await serve.stop(grace=5)
     channels = [c for c in workspace.channels.values() if c.name.startswith("incident-")]
     pinned = sum(1 for c in channels if c.pins)
-    failures = sum(1 for e in workspace.ephemeral_messages if is_failure(str(e.get("text"))))
+    replies = Counter(reply_kind(str(e.get("text"))) for e in workspace.ephemeral_messages)
     check = (
         f"{db}, {delay * 1000:.0f} ms, concurrency {concurrency}: {declares} declares -> "
         f"{len(channels)} incident channels, {pinned} with the checklist pinned "
-        f"(after waiting at most {settle_limit:.0f} s); {failures} commands answered "
-        "with a failure"
+        f"(after waiting at most {settle_limit:.0f} s); replies saying the database is "
+        f"unavailable: {replies['database']}, other errors: {replies['error']}, "
+        f"warnings: {replies['warning']}"
     )
     return Cell("Firebreak", db, delay, concurrency, result, sent, settled, check, cpu)
 
 
-def is_failure(reply: str) -> bool:
-    """A reply that reports a failure (handlers/replies.py), not a result."""
-    return reply.startswith((":warning:", ":x:")) or reply == DATABASE_DOWN
+def reply_kind(reply: str) -> str:
+    """database, error, warning or ok: how a reply reads (see handlers/replies.py)."""
+    if reply == DATABASE_DOWN:
+        return "database"
+    if reply.startswith(":x:"):
+        return "error"
+    return "warning" if reply.startswith(":warning:") else "ok"
 
 
 def count_declares(kinds: Sequence[str], count: int) -> int:

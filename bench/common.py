@@ -3,7 +3,8 @@
 The benchmarks measure a real `firebreak serve` process (``python -m bot.cli
 serve``) talking to the Slack emulator, which runs in the benchmark process
 and is reached through ``SLACK_API_URL``. Requests are signed exactly as Slack
-signs them and sent with aiohttp from the benchmark process.
+signs them and sent with aiohttp (`generate`), from a child process of its own
+when the timings must not wait on the emulator (`load`).
 
 This file is also the entry point of the load generator and of the reference
 servers of ``bench/ack_latency.py``, each run as its own process so that the
@@ -114,10 +115,6 @@ def seeded_workspace() -> tuple[Workspace, str, str]:
     general = workspace.add_channel("general", members=[ALICE, BOB, CAROL, workspace.bot_user_id])
     announce = workspace.add_channel("incidents", members=[ALICE, BOB, workspace.bot_user_id])
     return workspace, general.id, announce.id
-
-
-def incident_channels(workspace: Workspace) -> list[str]:
-    return [c.id for c in workspace.channels.values() if c.name.startswith("incident-")]
 
 
 def pinned_channels(workspace: Workspace) -> list[str]:
