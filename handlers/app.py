@@ -85,6 +85,9 @@ def create_app(
             token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=2
         ),
         signing_secret=settings.slack_signing_secret,
+        # /slack/events verifies the signature before parsing (see _web_app); Bolt
+        # checking it again would double the HMAC work of every ack.
+        request_verification_enabled=False,
         process_before_response=True,
         # Bolt checks the token on the first request; if Slack is down then, say so
         # instead of Bolt's default advice to reinstall the app.
@@ -221,14 +224,19 @@ def _web_app(
 
 
 async def _start(app: Firebreak) -> None:
-    app.scheduler.start(app.services.sweep, SWEEP_SECONDS)
+    async def start_on_worker_loop() -> None:
+        # Reminders run where the other slow work runs, away from the acks.
+        app.scheduler.start(app.services.sweep, SWEEP_SECONDS)
+
+    await app.background.run(start_on_worker_loop())
     # Finish whatever a previous run left half-done, without delaying start-up.
     app.background.spawn(app.services.sweep())
     app.background.spawn(app.executors.warm_up())
 
 
 async def _stop(app: Firebreak) -> None:
-    await app.scheduler.shutdown()
+    await app.background.run(app.scheduler.shutdown())
     await app.background.drain()
     await app.services.db.close()
+    app.background.close()
     app.executors.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -66,8 +68,11 @@ class Database:
     unit of work runs in a worker thread (`run`) and never blocks the loop.
     """
 
-    def __init__(self, engine: Engine, timeout: float = 15.0) -> None:
+    def __init__(self, engine: Engine, timeout: float = 15.0, threads: int = 2) -> None:
         self.engine = engine
+        # Few threads on purpose: the queries are short, and every extra thread is one
+        # more contender for the GIL that the acks (another thread) need promptly.
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="firebreak-db")
         # How long one unit of work may take before the caller is told the database is
         # unavailable. connect_timeout covers a server that does not answer a new
         # connection; this covers one that stops answering on an open one (stuck on
@@ -109,7 +114,8 @@ class Database:
 
         if self._closed:
             raise DatabaseUnavailable("Firebreak is shutting down")
-        future = asyncio.ensure_future(asyncio.to_thread(in_thread))
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._threads, contextvars.copy_context().run, in_thread)
         self._in_flight.add(future)
         future.add_done_callback(self._in_flight.discard)
         done, _ = await asyncio.wait({future}, timeout=self.timeout)
@@ -138,6 +144,7 @@ class Database:
         self._closed = True
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         self.engine.dispose()
+        self._threads.shutdown(wait=False)
 
     def dispose(self) -> None:
         self.engine.dispose()

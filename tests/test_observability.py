@@ -8,9 +8,6 @@ import logging
 import aiohttp
 
 from bot import logs
-from bot.errors import UserError
-from bot.metrics import Metrics
-from handlers.background import BackgroundWork
 from tests.harness import Harness
 
 
@@ -71,27 +68,3 @@ async def test_metrics_time_commands_and_count_runbook_actions(slack: Harness) -
     ) in text
     assert 'firebreak_command_seconds_count{command="diag"} 1.0' in text
     assert 'firebreak_command_seconds_count{command="declare"} 1.0' in text
-
-
-async def test_background_failures_are_counted_and_reported() -> None:
-    metrics = Metrics()
-    work = BackgroundWork(metrics)
-    replies: list[str] = []
-
-    async def reply(text: str) -> None:
-        replies.append(text)
-
-    async def refused() -> str:
-        raise UserError("not in an incident channel")
-
-    async def broken() -> str:
-        raise RuntimeError("boom")
-
-    work.answer(refused(), reply, name="status")
-    work.answer(broken(), reply, name="status")
-    await work.drain()
-    text = metrics.render().decode()
-    assert 'firebreak_errors_total{where="status"} 1.0' in text  # the refusal is no failure
-    assert 'firebreak_command_seconds_count{command="status"} 2.0' in text
-    assert replies[0] == "not in an incident channel"
-    assert "boom" not in replies[1] and replies[1]

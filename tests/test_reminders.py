@@ -35,7 +35,7 @@ def clock() -> ManualClock:
 async def slack(database_url: str, clock: ManualClock) -> AsyncIterator[Harness]:
     async with running_firebreak(database_url, clock=clock) as harness:
         # These tests send due nudges themselves, at the times they choose.
-        await harness.app.scheduler.shutdown()
+        await harness.app.background.run(harness.app.scheduler.shutdown())
         yield harness
 
 
