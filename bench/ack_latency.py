@@ -239,13 +239,16 @@ async def measure_firebreak(
                 await serve.stop(grace=5)
     channels = [c for c in workspace.channels.values() if c.name.startswith("incident-")]
     pinned = sum(1 for c in channels if c.pins)
-    replies = Counter(reply_kind(str(e.get("text"))) for e in workspace.ephemeral_messages)
+    texts = [str(e.get("text")) for e in workspace.ephemeral_messages]
+    replies = Counter(reply_kind(text) for text in texts)
+    failures = Counter(text[:90] for text in texts if reply_kind(text) != "ok")
     check = (
         f"{db}, {delay * 1000:.0f} ms, concurrency {concurrency}: {declares} declares -> "
         f"{len(channels)} incident channels, {pinned} with the checklist pinned "
         f"(after waiting at most {settle_limit:.0f} s); replies saying the database is "
         f"unavailable: {replies['database']}, other errors: {replies['error']}, "
         f"warnings: {replies['warning']}"
+        + "".join(f"\n    {n} x {text}" for text, n in failures.most_common(3))
     )
     return Cell("Firebreak", db, delay, concurrency, result, sent, settled, check, cpu)
 
