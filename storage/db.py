@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -142,7 +143,11 @@ class Database:
     async def close(self) -> None:
         """Refuse new work, let running work finish, then close every connection."""
         self._closed = True
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        # Polled, not gathered: work may be in flight from another thread's event loop
+        # (handlers/background.py), whose futures this loop cannot await.
+        deadline = time.monotonic() + self.timeout
+        while any(not f.done() for f in list(self._in_flight)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         self.engine.dispose()
         self._threads.shutdown(wait=False)
 
