@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,8 +45,53 @@ class _Counted:
         await super().prepare_for_next_attempt_async(state=state, request=request, **kwargs)  # type: ignore[misc]
 
 
+# The channel of the Web API call in progress, set by SlackGateway._call: slack_sdk does not
+# show JSON arguments to its retry handlers, which run in the same task.
+_calling_channel: contextvars.ContextVar[str] = contextvars.ContextVar("channel", default="")
+
+
+class RateGate:
+    """What Slack's 429s said: no call to this method (or, for a per-channel limit, to this
+    method in this channel) before a time.
+
+    The client's retry handler waits out a 429 for the call that drew it; the gate makes
+    every other call that would hit the same limit wait too, instead of drawing its own
+    429 (a declare's checklist and the outbox post to a new channel at the same moment).
+    """
+
+    # Slack limits these per channel; every other method per workspace (its tier).
+    PER_CHANNEL = frozenset({"chat.postMessage"})
+
+    def __init__(self) -> None:
+        self._until: dict[tuple[str, str], float] = {}
+
+    def _key(self, method: str, channel: str) -> tuple[str, str]:
+        return (method, channel if method in self.PER_CHANNEL else "")
+
+    def block(self, method: str, channel: str, seconds: float) -> None:
+        key = self._key(method, channel)
+        self._until[key] = max(self._until.get(key, 0.0), time.monotonic() + seconds)
+
+    async def wait(self, method: str, channel: str) -> None:
+        key = self._key(method, channel)
+        while (delay := self._until.get(key, 0.0) - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        self._until.pop(key, None)
+
+
 class _RateLimitRetries(_Counted, AsyncRateLimitErrorRetryHandler):
     reason = "ratelimited"
+    gate: RateGate
+
+    async def prepare_for_next_attempt_async(
+        self, *, state: Any, request: Any, response: Any = None, **kwargs: Any
+    ) -> None:
+        if response is not None:
+            method = str(request.url).rstrip("/").rsplit("/", 1)[-1]
+            self.gate.block(method, _calling_channel.get(), _retry_after(response.headers))
+        await super().prepare_for_next_attempt_async(
+            state=state, request=request, response=response, **kwargs
+        )
 
 
 class _ServerErrorRetries(_Counted, AsyncServerErrorRetryHandler):
@@ -67,6 +114,7 @@ def make_client(
     ]
     for handler in handlers:
         handler.metrics = metrics
+    handlers[0].gate = RateGate()
     return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=handlers)
 
 
@@ -74,12 +122,21 @@ class SlackGateway:
     def __init__(self, client: AsyncWebClient, metrics: Metrics | None = None) -> None:
         self._client = client
         self._metrics = metrics or Metrics()
+        # The gate make_client's 429 handler fills; a plain client gets one that stays open.
+        self._gate = next(
+            (h.gate for h in client.retry_handlers if isinstance(h, _RateLimitRetries)),
+            RateGate(),
+        )
         self._bot_user_id: str | None = None
         self._channel_ids: dict[str, str] = {}  # public channel name → ID
         self._user_names: dict[str, str] = {}  # users.info, cached
         self._team_url: str | None = None
 
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        channel = kwargs.get("channel")
+        channel = channel if isinstance(channel, str) else ""
+        await self._gate.wait(method, channel)
+        _calling_channel.set(channel)
         try:
             # The typed client methods know which API takes JSON and which form fields.
             response = await getattr(self._client, method.replace(".", "_"))(**kwargs)
@@ -252,7 +309,9 @@ class SlackGateway:
             except ChatError as exc:
                 if exc.code != "ratelimited" or attempt >= READ_ATTEMPTS:
                     raise
-                delay = _retry_after(exc.__cause__)
+                delay = _retry_after(
+                    getattr(getattr(exc.__cause__, "response", None), "headers", None)
+                )
             log.info("Slack %s rate limited; waiting %.0fs", method, delay)
             await asyncio.sleep(delay)
             attempt += 1
@@ -335,10 +394,9 @@ def _message(raw: dict[str, Any]) -> Message:
     )
 
 
-def _retry_after(error: BaseException | None) -> float:
-    """Seconds from the Retry-After header of a 429 (1 when Slack did not say)."""
-    headers = getattr(getattr(error, "response", None), "headers", None) or {}
-    for key, value in dict(headers).items():
+def _retry_after(headers: Any) -> float:
+    """Seconds from a 429's Retry-After header (1 when Slack did not say)."""
+    for key, value in dict(headers or {}).items():
         if key.lower() == "retry-after":
             text = value[0] if isinstance(value, list) else value
             try:
