@@ -23,6 +23,7 @@ from aiohttp import BodyPartReader, web
 
 from emulator.api import Args
 from emulator.files import store_upload
+from emulator.socket_mode import SocketModeHub
 from emulator.state import Workspace
 
 MAX_BODY = 64 * 1024 * 1024
@@ -46,8 +47,12 @@ class SlackEmulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        app_token: str | None = None,
     ) -> None:
         self.bot_token = bot_token
+        # With an app-level token, `apps.connections.open` hands out the Socket Mode URL.
+        self.app_token = app_token
+        self.socket_mode = SocketModeHub()
         self.workspace = workspace or Workspace()
         self._host = host
         self._requested_port = port
@@ -71,6 +76,7 @@ class SlackEmulator:
         app.router.add_post("/_emulator/upload/{file_id}", self._handle_upload)
         app.router.add_get("/_emulator/files/{file_id}/{name}", self._handle_download)
         app.router.add_get("/_emulator/state", self._handle_state)
+        app.router.add_get("/_emulator/socket", self.socket_mode.handle)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, self._requested_port))
@@ -81,6 +87,7 @@ class SlackEmulator:
         self.workspace.public_url = self.base_url
 
     async def stop(self) -> None:
+        await self.socket_mode.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -185,6 +192,8 @@ class SlackEmulator:
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         ws = self.workspace
+        if method == "apps.connections.open":
+            return self._open_socket_connection(request, args)
         if not ws.handles(method):
             ws.record_call(method, Args(args).raw, "unknown_method")
             return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
@@ -202,6 +211,18 @@ class SlackEmulator:
         if retry_after is not None:
             return self._fault_response(method, args, Fault(429, retry_after, None, None))
         return web.json_response(ws.call(method, args))
+
+    def _open_socket_connection(self, request: web.Request, args: dict[str, Any]) -> web.Response:
+        """Socket Mode's URL, for the app-level token only (a bot token is refused)."""
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() or args.get("token")
+        ok = self.app_token is not None and token == self.app_token
+        error = None if ok else ("not_allowed_token_type" if token else "not_authed")
+        self.workspace.record_call("apps.connections.open", {}, error)
+        if error:
+            return web.json_response({"ok": False, "error": error})
+        url = f"ws://{self._host}:{self.port}/_emulator/socket"
+        return web.json_response({"ok": True, "url": url})
 
     def _fault_response(self, method: str, args: dict[str, Any], fault: Fault) -> web.Response:
         if fault.status == 429:

@@ -36,7 +36,15 @@ def runbooks_with_cadence(folder: Path, cadence: str) -> Path:
 
 
 class ServeProcess:
-    def __init__(self, *, api_url: str, database_url: str, runbooks: Path, log: Path) -> None:
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        database_url: str,
+        runbooks: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._env = {
@@ -47,6 +55,7 @@ class ServeProcess:
             "DATABASE_URL": database_url,
             "FIREBREAK_RUNBOOKS": str(runbooks),
             "PORT": str(self.port),
+            **(env or {}),
         }
         self._log = log
         self.process: asyncio.subprocess.Process | None = None
