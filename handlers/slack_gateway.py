@@ -131,6 +131,8 @@ class SlackGateway:
         self._channel_ids: dict[str, str] = {}  # public channel name → ID
         self._user_names: dict[str, str] = {}  # users.info, cached
         self._team_url: str | None = None
+        # Per channel (and event loop: the app posts from its worker loop, tests from theirs).
+        self._posting: dict[tuple[int, str], asyncio.Lock] = {}
 
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         channel = kwargs.get("channel")
@@ -202,14 +204,18 @@ class SlackGateway:
             args["blocks"] = blocks
         if thread_ts:
             args["thread_ts"] = thread_ts
-        try:
-            data = await self._call("chat.postMessage", **args)
-        except ChatError as exc:
-            if exc.code != "not_in_channel":
-                raise
-            # The broadcast channel: join it once, then post.
-            await self._call("conversations.join", channel=channel_id)
-            data = await self._call("chat.postMessage", **args)
+        # One post at a time per channel: messages land in the order they were sent, and a
+        # post waiting out a 429 holds back the next instead of letting it draw another.
+        key = (id(asyncio.get_running_loop()), channel_id)  # asyncio locks serve one loop
+        async with self._posting.setdefault(key, asyncio.Lock()):
+            try:
+                data = await self._call("chat.postMessage", **args)
+            except ChatError as exc:
+                if exc.code != "not_in_channel":
+                    raise
+                # The broadcast channel: join it once, then post.
+                await self._call("conversations.join", channel=channel_id)
+                data = await self._call("chat.postMessage", **args)
         return str(data["ts"])
 
     async def update(self, channel: str, ts: str, text: str, blocks: Blocks | None = None) -> None:

@@ -54,6 +54,15 @@ async def test_a_channel_limit_holds_posts_to_that_channel_only() -> None:
         await first
     assert elsewhere < 1.0, "another channel's post waited for this channel's limit"
     assert second >= 2.0
-    # Both delivered once. (Their order is not kept: the client retries the first after
-    # Retry-After plus a random jitter, and the gate lets the second go at Retry-After.)
-    assert sorted(m["text"] for m in workspace.messages(busy.id)) == ["first", "second"]
+    assert [m["text"] for m in workspace.messages(busy.id)] == ["first", "second"]
+
+
+async def test_posts_to_one_channel_keep_their_order_under_its_limit() -> None:
+    workspace = Workspace()
+    channel = workspace.add_channel("incident-busy", members=[workspace.bot_user_id])
+    async with SlackEmulator(bot_token=TOKEN, workspace=workspace) as emulator:
+        emulator.set_channel_post_limit(1)
+        gateway = SlackGateway(make_client(TOKEN, emulator.api_url))
+        texts = [f"update {n}" for n in range(4)]
+        await asyncio.gather(*(gateway.post(channel.id, text, None) for text in texts))
+    assert [m["text"] for m in workspace.messages(channel.id)] == texts
