@@ -214,8 +214,7 @@ class SlackEmulator:
 
     def _open_socket_connection(self, request: web.Request, args: dict[str, Any]) -> web.Response:
         """Socket Mode's URL, for the app-level token only (a bot token is refused)."""
-        header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip() or args.get("token")
+        token = _token_of(request, args)
         ok = self.app_token is not None and token == self.app_token
         error = None if ok else ("not_allowed_token_type" if token else "not_authed")
         self.workspace.record_call("apps.connections.open", {}, error)
@@ -239,12 +238,7 @@ class SlackEmulator:
         return response
 
     def _auth_error(self, request: web.Request, args: dict[str, Any]) -> str | None:
-        header = request.headers.get("Authorization", "")
-        token = (
-            header.removeprefix("Bearer ").strip()
-            if header.startswith("Bearer ")
-            else args.get("token")
-        )
+        token = _token_of(request, args)
         if not token:
             return "not_authed"
         return None if token == self.bot_token else "invalid_auth"
@@ -306,3 +300,13 @@ async def _read_args(request: web.Request) -> dict[str, Any]:
         form = await request.post()
         args.update({k: v for k, v in form.items() if isinstance(v, str)})
     return args
+
+
+def _token_of(request: web.Request, args: dict[str, Any]) -> str | None:
+    """The token of a Web API call: the Authorization bearer, or the `token` argument."""
+    header = request.headers.get("Authorization", "")
+    return (
+        header.removeprefix("Bearer ").strip()
+        if header.startswith("Bearer ")
+        else args.get("token")
+    )

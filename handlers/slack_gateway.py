@@ -40,9 +40,13 @@ class _Counted:
     async def prepare_for_next_attempt_async(
         self, *, state: Any, request: Any, **kwargs: Any
     ) -> None:
-        method = str(request.url).rstrip("/").rsplit("/", 1)[-1]
-        self.metrics.slack_retries.labels(method, self.reason).inc()
+        self.metrics.slack_retries.labels(_method_of(request), self.reason).inc()
         await super().prepare_for_next_attempt_async(state=state, request=request, **kwargs)  # type: ignore[misc]
+
+
+def _method_of(request: Any) -> str:
+    """The Web API method of a slack_sdk retry request: the last part of its URL."""
+    return str(request.url).rstrip("/").rsplit("/", 1)[-1]
 
 
 # The channel of the Web API call in progress, set by SlackGateway._call: slack_sdk does not
@@ -87,8 +91,9 @@ class _RateLimitRetries(_Counted, AsyncRateLimitErrorRetryHandler):
         self, *, state: Any, request: Any, response: Any = None, **kwargs: Any
     ) -> None:
         if response is not None:
-            method = str(request.url).rstrip("/").rsplit("/", 1)[-1]
-            self.gate.block(method, _calling_channel.get(), _retry_after(response.headers))
+            self.gate.block(
+                _method_of(request), _calling_channel.get(), _retry_after(response.headers)
+            )
         await super().prepare_for_next_attempt_async(
             state=state, request=request, response=response, **kwargs
         )

@@ -151,9 +151,6 @@ class Database:
         self.engine.dispose()
         self._threads.shutdown(wait=False)
 
-    def dispose(self) -> None:
-        self.engine.dispose()
-
 
 def _consume(future: asyncio.Future[Any]) -> None:
     """Retrieve an abandoned unit of work's outcome, so asyncio does not log it."""

@@ -38,7 +38,7 @@ PENDING = "pending"
 # Longer than the declare saga's: rendering a very long channel holds the event loop
 # (and so the renewal) for a few seconds; a killed export still resumes within a minute.
 LEASE_TTL = timedelta(seconds=60)
-LEASE_RENEW = 10.0
+LEASE_RENEW_SECONDS = 10.0
 MARKER_PREFIX = "postmortem-"
 
 
@@ -81,7 +81,12 @@ class PostmortemExport:
     async def run(self, incident_id: int) -> ExportResult:
         holder = f"postmortem:{uuid.uuid4().hex[:12]}"
         async with incident_lease(
-            self._db, self._clock, incident_id, holder, ttl=LEASE_TTL, renew_seconds=LEASE_RENEW
+            self._db,
+            self._clock,
+            incident_id,
+            holder,
+            ttl=LEASE_TTL,
+            renew_seconds=LEASE_RENEW_SECONDS,
         ) as leased:
             if not leased:
                 return ExportResult(busy=True)
