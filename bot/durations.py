@@ -8,6 +8,7 @@ from datetime import timedelta
 _PART = re.compile(r"(\d+)\s*([smhd])")
 _WHOLE = re.compile(r"^\s*(?:\d+\s*[smhd]\s*)+$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+SECONDS_SHOWN_UNDER = 600  # below 10 minutes a duration keeps its seconds
 
 
 def parse_duration(text: str) -> timedelta:
@@ -25,13 +26,20 @@ def parse_duration(text: str) -> timedelta:
 
 
 def format_duration(delta: timedelta) -> str:
-    """`1h 5m`, `45s`: short and readable, for messages."""
-    seconds = int(delta.total_seconds())
+    """`1h 5m`, `7m 30s`, `45s`: short, readable, and rounded rather than cut off.
+
+    Under 10 minutes the seconds still matter to a reader (119 s is "1m 59s",
+    not "1m"); from there on the nearest minute is enough.
+    """
+    seconds = int(delta.total_seconds() + 0.5)  # halves up, as people round
     if seconds < 60:
         return f"{seconds}s"
-    days, seconds = divmod(seconds, 86400)
-    hours, seconds = divmod(seconds, 3600)
-    minutes = seconds // 60
+    if seconds < SECONDS_SHOWN_UNDER:
+        minutes, rest = divmod(seconds, 60)
+        return f"{minutes}m {rest}s" if rest else f"{minutes}m"
+    minutes = (seconds + 30) // 60  # to the nearest minute, halves up
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
     parts = [
         f"{days}d" if days else "",
         f"{hours}h" if hours else "",

@@ -56,3 +56,21 @@ def test_format_duration() -> None:
     assert format_duration(timedelta(seconds=42)) == "42s"
     assert format_duration(timedelta(hours=1, minutes=5)) == "1h 5m"
     assert format_duration(timedelta(days=2, hours=3)) == "2d 3h"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (119, "1m 59s"),  # under 10 minutes the seconds are kept, not cut off
+        (59.6, "1m"),
+        (120, "2m"),
+        (599.4, "9m 59s"),
+        (599.5, "10m"),
+        (629, "10m"),  # from 10 minutes on, the nearest minute
+        (630, "11m"),
+        (3599, "1h"),
+        (3600 + 5 * 60 + 40, "1h 6m"),
+    ],
+)
+def test_format_duration_rounds(seconds: float, shown: str) -> None:
+    assert format_duration(timedelta(seconds=seconds)) == shown
