@@ -199,7 +199,7 @@ async def test_golden_postmortem(scene: Scene) -> None:
     assert written.read_text(encoding="utf-8") == content
     document = json.loads(written.with_suffix(".json").read_text(encoding="utf-8"))
     assert document["metrics"] == {
-        "time_to_acknowledge": 300.0,
+        "time_to_acknowledge": 0.0,  # a person declared it
         "time_to_mitigate": 540.0,
         "time_to_resolve": 2820.0,
     }

@@ -109,11 +109,8 @@ def test_template_source_in_data_is_printed_not_run() -> None:
 
 def test_metrics_follow_the_log() -> None:
     events = [
-        event(0, "declared", severity="P1"),
-        event(0, "role", role="commander", user="U0ALICE"),  # naming is not acting
-        event(2, "note", "U0BOB", text="looking"),  # not the commander
-        event(4, "role", "U0CAROL", role="commander", user="U0BOB"),  # Carol is not IC
-        event(6, "status", "U0BOB", old="investigating", new="identified"),  # acknowledged
+        event(0, "declared", severity="P1"),  # by Alice: a person, so acknowledged here
+        event(2, "note", "U0BOB", text="looking"),
         event(8, "mitigation_executed", "firebreak", ok=False, action="restart"),
         event(10, "mitigation_executed", "firebreak", ok=True, action="scale"),  # mitigated
         event(12, "status", "U0BOB", old="identified", new="monitoring"),
@@ -123,17 +120,39 @@ def test_metrics_follow_the_log() -> None:
     ]
     measured = metrics.compute(T0, events)
     assert measured.as_dict() == {
-        "time_to_acknowledge": 360.0,
+        "time_to_acknowledge": 0.0,
         "time_to_mitigate": 600.0,
         "time_to_resolve": 1800.0,
     }
-    assert metrics.compute(T0, [event(0, "declared")]).as_dict() == dict.fromkeys(
-        ("time_to_acknowledge", "time_to_mitigate", "time_to_resolve")
+
+
+def automatic(*later: Event) -> datetime | None:
+    """When an incident declared by no person (an alert, say) was acknowledged."""
+    declared = [event(0, "declared", "firebreak"), event(0, "channel_created", "firebreak")]
+    return metrics.compute(T0, [*declared, *later]).acknowledged_at
+
+
+def test_acknowledged_is_the_first_thing_a_person_does_on_an_automatic_incident() -> None:
+    assert automatic() is None  # nobody has touched it: not recorded, not guessed
+    reminded_then_ticked = (
+        event(15, "nudge", "firebreak"),  # Firebreak's own doings are not acknowledgement
+        event(17, "checklist_checked", "U0BOB", key="triage.acknowledge"),
+        event(20, "update", "U0CAROL", text="on it"),
     )
-    # The first status update acknowledges, whoever posts it.
-    assert metrics.compute(T0, [event(3, "update", "U0CAROL", text="x")]).acknowledged_at == (
-        T0 + timedelta(minutes=3)
+    assert automatic(*reminded_then_ticked) == T0 + timedelta(minutes=17)
+    assert automatic(event(4, "status", "W0ENTERPRISE", new="identified")) == T0 + timedelta(
+        minutes=4
     )
+
+
+@pytest.mark.parametrize(
+    "first",
+    [event(2, "resolved", "firebreak"), event(2, "mitigation_executed", "firebreak", ok=True)],
+)
+def test_acknowledged_is_never_later_than_mitigation_or_resolution(first: Event) -> None:
+    assert automatic(first, event(6, "update", "U0BOB", text="x")) == T0 + timedelta(minutes=2)
+    reopened = event(3, "status", "U0BOB", old="resolved", new="investigating")
+    assert automatic(first, reopened) == T0 + timedelta(minutes=2)
 
 
 def test_every_logged_event_reads_as_a_sentence() -> None:
@@ -158,6 +177,10 @@ def test_every_logged_event_reads_as_a_sentence() -> None:
         event(0, "nudge", "firebreak", late=True, escalated=True): (
             "Reminder",
             "status update due, escalated",
+        ),
+        event(0, "nudge", "firebreak", answered=True): (
+            "Reminder",
+            "status update due, crossed by an update posted meanwhile",
         ),
         event(0, "something_new", x=1): ("Something new", ""),
     }

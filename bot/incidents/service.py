@@ -26,7 +26,7 @@ from bot.mrkdwn import channel_link, mention, user_text
 from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage.db import Database, DatabaseUnavailable
-from storage.models import Incident
+from storage.models import Event, Incident
 from storage.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,9 @@ class IncidentService:
 
     async def post_update(self, command: c.PostUpdate, request: Request) -> str:
         def change(session: Session, incident: Incident, now: datetime) -> str:
-            store.append_event(session, incident, "update", request.actor, now, text=command.text)
+            event = store.append_event(
+                session, incident, "update", request.actor, now, text=command.text
+            )
             incident.last_update_at, incident.last_update_text = now, command.text
             incident.nudges_missed = 0
             retime(incident, self._runbooks.severities, now)
@@ -239,6 +241,7 @@ class IncidentService:
                 "update.j2",
                 text=command.text,
                 broadcast=False,
+                event=event,
             )
             self._post(
                 session,
@@ -289,8 +292,12 @@ class IncidentService:
 
     async def add_note(self, command: c.AddNote, request: Request) -> str:
         def change(session: Session, incident: Incident, now: datetime) -> str:
-            store.append_event(session, incident, "note", request.actor, now, text=command.text)
-            self._post(session, incident, now, request.actor, "note.j2", text=command.text)
+            event = store.append_event(
+                session, incident, "note", request.actor, now, text=command.text
+            )
+            self._post(
+                session, incident, now, request.actor, "note.j2", text=command.text, event=event
+            )
             return ""
 
         return await self._change(request, change)
@@ -428,14 +435,20 @@ class IncidentService:
         template: str,
         *,
         broadcast: bool = False,
+        event: Event | None = None,
         **context: object,
     ) -> None:
         """Queue a message for the incident channel, or with `broadcast` the broadcast channel.
 
-        The template sees `broadcast` too, so one template serves both places.
+        The template sees `broadcast` too, so one template serves both places. With
+        `event`, the event records which message it posted, so the post-mortem shows
+        the replies to that message under the event instead of the message again.
         """
         text = self._runbooks.templates.render(
             template, incident=incident, actor=actor, broadcast=broadcast, **context
         )
         channel = self._announce_channel if broadcast else str(incident.channel_id)
-        enqueue(session, incident.id, "post", now, channel=channel, text=text)
+        message = enqueue(session, incident.id, "post", now, channel=channel, text=text)
+        if event is not None:
+            session.flush()  # assigns the message its id
+            event.payload = {**event.payload, "outbox_id": message.id}

@@ -44,7 +44,8 @@ async def compile_document(
             bot_user_id=await chat.bot_user_id(),
             latest=latest,
         )
-    timeline = merge(events, digest.lines, names)
+        await names.load(digest.joined)  # people who only joined are named like the rest
+    timeline = merge(events, digest.lines, names, digest.own_blocks)
     measured = metrics.compute(incident.declared_at, events)
     resolved = [e for e in events if e.type == "resolved"]
 

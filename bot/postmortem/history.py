@@ -6,7 +6,7 @@ compact timeline lines before the next one is fetched, so a 50,000-message
 channel never sits in memory as Slack payloads. What is not a person
 talking is folded into counts: joins, topic changes, edits (marked), file
 shares (named, not dumped) and Firebreak's own messages, which only mirror
-the event log.
+the event log (unless a thread or a person's pin makes them matter).
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class ChannelDigest:
     posts: Counter[str] = field(default_factory=Counter)  # user ID → messages
     joined: list[str] = field(default_factory=list)
     threads: int = 0
+    # Block IDs of Firebreak's messages kept as lines → their ts: the outbox's marker
+    # block ties a message to the event that posted it.
+    own_blocks: dict[str, str] = field(default_factory=dict)
 
 
 def iso(moment: datetime) -> str:
@@ -142,18 +145,20 @@ class _Reader:
             return (
                 self._line(message, "(deleted)", "(message deleted)", replies) if replies else None
             )
-        if own and not replies:
+        # Pinned or 📌 by a person: people mark the bot's update when it is the one that mattered.
+        key = message.ts in self.people_pins or any(
+            r.name == KEY_REACTION and any(u != self.bot for u in r.users)
+            for r in message.reactions
+        )
+        if own and not replies and not key:
             folded["firebreak_messages"] += 1
             return None
         await self.names.load([message.user, *mentioned_users(message.text)])
         text, cut = shorten(" ".join(slack_to_plain(message.text, self.names).split()), MESSAGE_MAX)
         line = self._line(message, self._who(message), text, replies)
-        key = message.ts in self.people_pins or any(
-            r.name == KEY_REACTION and any(u != self.bot for u in r.users)
-            for r in message.reactions
-        )
         if own:
             line["firebreak"] = True
+            self.digest.own_blocks.update(dict.fromkeys(message.block_ids, message.ts))
         else:
             self.digest.posts[message.user or message.bot_id or "?"] += 1
         if key:

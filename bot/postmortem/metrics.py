@@ -1,24 +1,35 @@
 """Response metrics, read from the event log (never from `updated_at`-style columns).
 
-- acknowledged: the first action by the commander of the moment, or the first
-  status update by anyone, after the declaration;
+- acknowledged: when a person is known to be on the incident. That is the
+  declaration itself when a person declared it; for an incident declared
+  automatically, the first thing a person did on it (any recorded action:
+  a command, a tick, a form). A paging system's acknowledgement counts as
+  such an action once paging exists. Acknowledgement is never later than
+  mitigation or resolution: whoever mitigated or resolved had seen it.
 - mitigated: the status first set to `monitoring`, or the first mitigation
   that ran successfully, whichever came first;
 - resolved: the last `resolved` not undone by a later reopening.
 
+This is the one definition: the post-mortem's table and its JSON form read
+it from here, and the template's Metrics section states it in words.
 A moment the log does not hold stays None: the post-mortem says "not
 recorded" rather than guessing.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from storage.models import Event
 
-# Events that are not somebody acting on the incident.
-_NOT_ACTIONS = frozenset({"declared", "channel_created", "setup_failed", "invite_failed", "nudge"})
+# Slack user IDs. Firebreak itself (`firebreak`) and integrations are not people.
+_PERSON = re.compile(r"[UW][A-Z0-9]+")
+
+
+def is_person(actor: str) -> bool:
+    return _PERSON.fullmatch(actor) is not None
 
 
 @dataclass(frozen=True)
@@ -46,17 +57,11 @@ class Metrics:
 
 
 def compute(declared_at: datetime, events: list[Event]) -> Metrics:
-    commander: str | None = None
-    acknowledged = mitigated = resolved = None
+    acted = mitigated = first_resolved = resolved = None
     for event in events:
         p = event.payload or {}
-        if acknowledged is None and event.type not in _NOT_ACTIONS:
-            # The commander of the moment: naming a commander is not yet one acting.
-            by_commander = commander is not None and event.actor == commander
-            if event.type == "update" or by_commander:
-                acknowledged = event.at
-        if event.type == "role" and p.get("role") == "commander":
-            commander = p.get("user")
+        if acted is None and is_person(event.actor):
+            acted = event.at  # the declaration itself when a person declared it
         if mitigated is None and (
             (event.type == "status" and p.get("new") == "monitoring")
             or (event.type == "mitigation_executed" and p.get("ok"))
@@ -64,6 +69,8 @@ def compute(declared_at: datetime, events: list[Event]) -> Metrics:
             mitigated = event.at
         if event.type == "resolved":
             resolved = event.at
+            first_resolved = first_resolved or event.at
         elif event.type == "status" and p.get("old") == "resolved":
             resolved = None  # reopened
-    return Metrics(declared_at, acknowledged, mitigated, resolved)
+    bounds = [moment for moment in (acted, mitigated, first_resolved) if moment is not None]
+    return Metrics(declared_at, min(bounds, default=None), mitigated, resolved)

@@ -3,16 +3,17 @@
 Events say what changed (severity, status, roles, checklist, runbook
 actions); messages say what people saw and thought. Both are shown in one
 list; a reply thread on one of Firebreak's own messages (a diagnostic's
-output, say) is moved under the event that made that message.
+output, an update) is moved under the event that made that message.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from operator import itemgetter
 from typing import Any
 
+from bot.incidents.outbox import MARKER_PREFIX as OUTBOX_MARKER
 from bot.postmortem.history import Line, Names, iso
 from bot.postmortem.markdown import mentioned_users, slack_to_plain
 from storage.models import Event
@@ -78,6 +79,8 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
             return "Action item", text("text") + owner
         case "nudge":
             state = ", escalated" if p.get("escalated") else (", late" if p.get("late") else "")
+            if p.get("answered"):
+                state = ", crossed by an update posted meanwhile"
             return "Reminder", f"status update due{state}"
         case "snooze":
             return "Reminder", f"reminders snoozed for {p.get('duration')}"
@@ -98,8 +101,16 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
     return event.type.replace("_", " ").capitalize(), ""
 
 
-def merge(events: list[Event], lines: list[Line], name: Names) -> list[Line]:
-    """One list in time order: events first when an event and a message share a second."""
+def merge(
+    events: list[Event], lines: list[Line], name: Names, own_blocks: Mapping[str, str]
+) -> list[Line]:
+    """One list in time order: events first when an event and a message share a second.
+
+    A Firebreak message kept as a line (it has replies, or a person pinned it) is
+    folded into the event that posted it, found by the thread the event names
+    (a diagnostic's output) or by the outbox marker block of its message (an
+    update, a note): the event is shown once, with the replies and the pin.
+    """
     anchors = {line["ts"]: line for line in lines if line.get("firebreak")}
     moved: set[str] = set()
     entries: list[tuple[float, Line]] = []
@@ -116,11 +127,21 @@ def merge(events: list[Event], lines: list[Line], name: Names) -> list[Line]:
             "label": label,
             "text": text,
         }
-        anchor = anchors.get(str((event.payload or {}).get("thread_ts") or ""))
+        anchor = anchors.get(_message_ts(event, own_blocks))
         if anchor is not None and anchor["ts"] not in moved:
-            entry["replies"] = anchor["replies"]
+            entry.update({k: anchor[k] for k in ("replies", "key", "link") if k in anchor})
             moved.add(anchor["ts"])
         entries.append((event.at.timestamp(), entry))
     messages = ((float(line["ts"]), line) for line in lines if line["ts"] not in moved)
     merged: Iterator[tuple[float, Line]] = heapq.merge(entries, messages, key=itemgetter(0))
     return [entry for _, entry in merged]
+
+
+def _message_ts(event: Event, own_blocks: Mapping[str, str]) -> str:
+    """The ts of the Firebreak message this event posted, or "" when unknown."""
+    payload = event.payload or {}
+    if payload.get("thread_ts"):
+        return str(payload["thread_ts"])
+    if payload.get("outbox_id"):
+        return own_blocks.get(f"{OUTBOX_MARKER}{payload['outbox_id']}", "")
+    return ""
