@@ -37,22 +37,7 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         user, channel = payload.text(body, "user", "id"), payload.text(body, "channel", "id")
         if not user or not channel:
             return  # not something Slack sends; nobody to answer
-        block_id = action.get("block_id")
-        block = next(
-            (
-                b
-                for b in payload.dicts(payload.at(body, "message", "blocks"))
-                if b.get("block_id") == block_id
-            ),
-            {},
-        )
-        shown = [
-            o["value"]
-            for e in payload.dicts(block.get("elements"))
-            for o in payload.dicts(e.get("options"))
-            if isinstance(o.get("value"), str)
-        ]
-        selected = {o.get("value") for o in payload.dicts(action.get("selected_options"))}
+        ticked, unticked = _checklist_click(body, action)
         request = Request(
             actor=user, channel_id=channel, key=f"action:{action.get('action_ts')}:{user}"
         )
@@ -61,7 +46,7 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             await services.chat.post_ephemeral(channel, user, text)
 
         background.answer(
-            incidents.toggle_checklist(request, shown, {s for s in selected if isinstance(s, str)}),
+            incidents.toggle_checklist(request, ticked, unticked),
             tell,
             name="checklist",
         )
@@ -137,6 +122,35 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
                 await services.chat.post_ephemeral(channel, user, text)
 
         background.answer(incidents.declare(command, request), tell, name="declare_form")
+
+
+def _checklist_click(body: dict[str, Any], action: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """The boxes one click ticked and unticked.
+
+    Slack sends the group's new selection and the message as the clicker saw it;
+    the click's change is the selection against the boxes that message showed
+    ticked. Without the message (not something Slack omits for a channel
+    message), a selected box counts as ticked and nothing as unticked.
+    """
+    element = next(
+        (
+            e
+            for b in payload.dicts(payload.at(body, "message", "blocks"))
+            if b.get("block_id") == action.get("block_id")
+            for e in payload.dicts(b.get("elements"))
+            if e.get("action_id") == action.get("action_id")
+        ),
+        {},
+    )
+    shown = _values(element.get("initial_options"))
+    selected = _values(action.get("selected_options"))
+    if element:  # a click changes only its own group's boxes
+        selected &= _values(element.get("options"))
+    return selected - shown, shown - selected
+
+
+def _values(options: Any) -> set[str]:
+    return {o["value"] for o in payload.dicts(options) if isinstance(o.get("value"), str)}
 
 
 def _starts_with(prefix: str) -> re.Pattern[str]:

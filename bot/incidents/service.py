@@ -360,15 +360,21 @@ class IncidentService:
 
         return await self._change(request, change)
 
-    async def toggle_checklist(self, request: Request, shown: list[str], selected: set[str]) -> str:
-        """Save one checkboxes element: its `shown` keys, of which `selected` are ticked."""
+    async def toggle_checklist(self, request: Request, ticked: set[str], unticked: set[str]) -> str:
+        """Apply one click: the boxes this person ticked and unticked, nothing else.
+
+        A click carries the whole selection of its group as the clicker's screen
+        showed it, which may predate someone else's tick; taking that selection as
+        the group's state would undo the other tick in this person's name. So the
+        caller passes only the difference the click made, and it is applied to the
+        stored state under the incident's row lock (`_change`).
+        """
 
         def change(session: Session, incident: Incident, now: datetime) -> str:
-            changed = 0
             for item in incident.checklist:
-                if item.key not in shown or item.checked == (item.key in selected):
-                    continue
-                item.checked = item.key in selected
+                if item.key not in (unticked if item.checked else ticked):
+                    continue  # this click did not change it, whatever its screen showed
+                item.checked = not item.checked
                 item.checked_by = request.actor if item.checked else None
                 item.checked_at = now if item.checked else None
                 kind = "checklist_checked" if item.checked else "checklist_unchecked"
@@ -382,8 +388,7 @@ class IncidentService:
                     text=item.text,
                     phase=item.phase,
                 )
-                changed += 1
-            enqueue(session, incident.id, "checklist", now)  # also undoes a stale client view
+            enqueue(session, incident.id, "checklist", now)  # re-rendered from the stored state
             return ""
 
         return await self._change(request, change)
