@@ -16,7 +16,7 @@ import json
 import math
 import socket
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -35,6 +35,19 @@ class Fault:
     retry_after: int
     delay: float | None
     error: str | None
+
+
+@dataclass
+class Hold:
+    """One call kept in flight until the test lets it go: races without timing luck."""
+
+    method: str
+    text: str  # only a call whose `text` contains this is held
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 class SlackEmulator:
@@ -59,6 +72,7 @@ class SlackEmulator:
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._holds: list[Hold] = []
         self._per_minute: dict[str, int] = {}
         self._method_calls: dict[str, deque[float]] = defaultdict(deque)
         self._channel_post_limit: int | None = None
@@ -138,6 +152,13 @@ class SlackEmulator:
         for _ in range(count):
             self._faults[method].append(Fault(status, retry_after, delay, error))
 
+    def hold(self, method: str, *, text: str = "") -> Hold:
+        """Keep the next call of ``method`` whose text contains ``text`` waiting, before
+        Slack acts on it, until ``Hold.release()``; ``Hold.arrived`` is set when it comes."""
+        held = Hold(method, text)
+        self._holds.append(held)
+        return held
+
     def clear_faults(self) -> None:
         """Drop every injected fault that has not fired yet (rate limits stay)."""
         self._faults.clear()
@@ -201,6 +222,14 @@ class SlackEmulator:
         if auth_error:
             ws.record_call(method, Args(args).raw, auth_error)
             return web.json_response({"ok": False, "error": auth_error})
+        held = next(
+            (h for h in self._holds if h.method == method and h.text in str(args.get("text"))),
+            None,
+        )
+        if held is not None:
+            self._holds.remove(held)
+            held.arrived.set()
+            await held.released.wait()
         fault = self._next_fault(method)
         if fault is not None:
             if fault.delay:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -530,6 +531,21 @@ async def test_server_errors_delays_and_injected_slack_errors(
     started = time.monotonic()
     assert (await client.auth_test())["ok"]
     assert time.monotonic() - started >= 0.3
+
+
+@pytest.mark.asyncio
+async def test_a_held_call_waits_in_flight_until_released(
+    emu: SlackEmulator, client: AsyncWebClient, ws: Workspace
+) -> None:
+    general = ws.add_channel("general", members=["UBOT"])
+    held = emu.hold("chat.postMessage", text="reminder")
+    await client.chat_postMessage(channel=general.id, text="an update")  # not matched
+    pending = asyncio.ensure_future(client.chat_postMessage(channel=general.id, text="a reminder"))
+    await asyncio.wait_for(held.arrived.wait(), 5)
+    assert not pending.done() and [m["text"] for m in ws.messages(general.id)] == ["an update"]
+    held.release()
+    assert (await pending)["ok"]
+    assert [m["text"] for m in ws.messages(general.id)] == ["an update", "a reminder"]
 
 
 @pytest.mark.asyncio

@@ -108,7 +108,7 @@ class ReminderService:
             await self._db.run(self._failed, incident.id, exc.code, retry_at)
             self._metrics.nudge_failures.inc()
             return False
-        await self._db.run(self._sent, incident.id, due_at, late, escalate)
+        await self._db.run(self._sent, incident.id, due_at, late, escalate, incident.last_update_at)
         self._metrics.nudges.labels(str(late).lower(), str(escalate).lower()).inc()
         self._metrics.nudge_delay.observe(max(0.0, (now - due_at).total_seconds()))
         if escalate:
@@ -163,14 +163,25 @@ class ReminderService:
         return text, blocks
 
     def _sent(
-        self, session: Session, incident_id: int, due_at: datetime, late: bool, escalate: bool
+        self,
+        session: Session,
+        incident_id: int,
+        due_at: datetime,
+        late: bool,
+        escalate: bool,
+        update_read: datetime | None,
     ) -> None:
-        incident = incident_store.get(session, incident_id)
+        incident = incident_store.get(session, incident_id, for_update=True)
         assert incident is not None
         now = self._clock.now()
-        incident.nudges_missed += 1
-        # Coalesce: the next one is a full cadence from now, never a burst of missed ones.
-        retime(incident, self._runbooks.severities, now)
+        # An update posted while this reminder was in flight answered it: the update
+        # reset the count and the schedule, and neither is undone here.
+        answered = incident.last_update_at != update_read
+        escalate = escalate and not answered
+        if not answered:
+            incident.nudges_missed += 1
+            # Coalesce: the next one is a full cadence from now, never a burst of missed ones.
+            retime(incident, self._runbooks.severities, now)
         incident.nudge_claimed_by = None
         incident_store.append_event(
             session,
@@ -181,6 +192,7 @@ class ReminderService:
             due_at=due_at.isoformat(),
             late=late,
             escalated=escalate,
+            answered=answered,
         )
         if escalate:
             text = (
