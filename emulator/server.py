@@ -16,7 +16,7 @@ import json
 import math
 import socket
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -35,6 +35,21 @@ class Fault:
     retry_after: int
     delay: float | None
     error: str | None
+
+
+@dataclass
+class Hold:
+    """A call the test keeps in flight, to force an interleaving without timing luck.
+
+    `arrived` is set when the call reaches Slack; Slack handles and answers it only
+    once the test calls `release()`.
+    """
+
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 class SlackEmulator:
@@ -59,6 +74,7 @@ class SlackEmulator:
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._holds: dict[str, deque[Hold]] = defaultdict(deque)
         self._per_minute: dict[str, int] = {}
         self._method_calls: dict[str, deque[float]] = defaultdict(deque)
         self._channel_post_limit: int | None = None
@@ -138,6 +154,12 @@ class SlackEmulator:
         for _ in range(count):
             self._faults[method].append(Fault(status, retry_after, delay, error))
 
+    def hold(self, method: str) -> Hold:
+        """Keep the next call of ``method`` waiting until the returned hold is released."""
+        held = Hold()
+        self._holds[method].append(held)
+        return held
+
     def clear_faults(self) -> None:
         """Drop every injected fault that has not fired yet (rate limits stay)."""
         self._faults.clear()
@@ -201,6 +223,10 @@ class SlackEmulator:
         if auth_error:
             ws.record_call(method, Args(args).raw, auth_error)
             return web.json_response({"ok": False, "error": auth_error})
+        if self._holds[method]:
+            held = self._holds[method].popleft()
+            held.arrived.set()
+            await held.released.wait()
         fault = self._next_fault(method)
         if fault is not None:
             if fault.delay:
