@@ -52,3 +52,87 @@ async def test_a_reminder_send_with_nothing_crossing_it_reschedules(
     row = await incident(slack)
     assert row.next_update_due_at == clock.now() + timedelta(minutes=15)
     assert row.nudge_claimed_by is None and row.nudge_claimed_until is None
+
+
+def escalated(slack: Harness, channel_id: str) -> list[bool]:
+    return ["escalated to the broadcast channel" in t for t in nudges_in(slack, channel_id)]
+
+
+def nudges_in(slack: Harness, channel_id: str) -> list[str]:
+    return [t for t in slack.texts(channel_id) if "a status update is due" in t]
+
+
+async def test_a_severity_change_resets_the_unanswered_count(
+    slack: Harness, clock: ManualClock
+) -> None:
+    channel = await declare(slack, "P1")
+    assert await tick(slack, clock, 15) == 1
+    assert await tick(slack, clock, 15) == 1
+    assert (await incident(slack)).nudges_missed == 2
+    await slack.command("severity P0", channel=channel.id)
+    assert (await incident(slack)).nudges_missed == 0
+    assert await tick(slack, clock, 15) == 1
+    assert escalated(slack, channel.id) == [False, False, False]
+
+
+async def test_a_reopen_resets_the_count_and_is_announced(
+    slack: Harness, clock: ManualClock
+) -> None:
+    channel = await declare(slack, "P1")
+    assert await tick(slack, clock, 15) == 1
+    assert await tick(slack, clock, 15) == 1
+    await slack.command("resolve rolled back", channel=channel.id)
+    await slack.command("status investigating", channel=channel.id)
+    row = await incident(slack)
+    assert row.nudges_missed == 0 and row.status == "investigating"
+    broadcast = slack.texts(slack.announce)
+    assert "*Resolved:*" in broadcast[-2]
+    assert broadcast[-1] == (
+        f":arrows_counterclockwise: *Re-opened:* <#{channel.id}> checkout errors "
+        f"(P1) is *investigating* again, by <@{ALICE}>."
+    )
+    assert "re-opened the incident" in slack.texts(channel.id)[-1]
+    assert await tick(slack, clock, 15) == 1
+    assert escalated(slack, channel.id) == [False, False, False]
+
+
+async def test_a_severity_change_keeps_an_active_snooze(slack: Harness, clock: ManualClock) -> None:
+    channel = await declare(slack, "P2")
+    await slack.command("snooze 1h", channel=channel.id)
+    snoozed_until = clock.now() + timedelta(hours=1)
+    clock.advance(timedelta(minutes=5))
+    await slack.command("severity P1", channel=channel.id)
+    assert (await incident(slack)).next_update_due_at == snoozed_until
+    assert slack.ephemeral_texts(ALICE)[-1] == "Update reminders stay snoozed until 10:00 UTC."
+    await slack.command("reminders", channel=channel.id)
+    assert "Next reminder in 55m (10:00 UTC, snoozed)" in slack.ephemeral_texts(ALICE)[-1]
+    assert await tick(slack, clock, 54) == 0
+    assert await tick(slack, clock, 1) == 1
+    # Once the snooze has run out, reminders follow the new severity's cadence.
+    assert (await incident(slack)).next_update_due_at == clock.now() + timedelta(minutes=15)
+
+
+async def test_a_snooze_shorter_than_the_new_cadence_gives_way_silently(
+    slack: Harness, clock: ManualClock
+) -> None:
+    channel = await declare(slack, "P1")
+    await slack.command("snooze 5m", channel=channel.id)
+    answers = len(slack.ephemeral_texts(ALICE))
+    await slack.command("severity P2", channel=channel.id)
+    assert (await incident(slack)).next_update_due_at == clock.now() + timedelta(minutes=30)
+    assert len(slack.ephemeral_texts(ALICE)) == answers
+
+
+async def test_a_due_or_overdue_reminder_shows_now(slack: Harness, clock: ManualClock) -> None:
+    channel = await declare(slack, "P1")
+
+    async def shown_after(delta: timedelta) -> str:
+        clock.advance(delta)
+        await slack.command("reminders", channel=channel.id)
+        return slack.ephemeral_texts(ALICE)[-1]
+
+    assert "Next reminder in 20s (09:15 UTC)" in await shown_after(
+        timedelta(minutes=14, seconds=40)
+    )
+    assert "Next reminder now (09:15 UTC)" in await shown_after(timedelta(seconds=19.5))
+    assert "Next reminder now (09:15 UTC)" in await shown_after(timedelta(minutes=2))  # overdue

@@ -48,6 +48,21 @@ def retime(incident: Incident, severities: SeverityTable, now: datetime) -> None
     incident.nudge_claimed_until = None
 
 
+def retime_keeping_snooze(
+    incident: Incident, severities: SeverityTable, now: datetime
+) -> datetime | None:
+    """`retime` for a severity change, which keeps an active snooze: no reminder before
+    it ends. Returns the snooze's end when it still decides the next reminder."""
+    snoozed = incident.snoozed_until
+    retime(incident, severities, now)
+    due = incident.next_update_due_at
+    if snoozed is None or snoozed <= now or due is None or due >= snoozed:
+        return None
+    set_due(incident, snoozed)
+    incident.snoozed_until = snoozed
+    return snoozed
+
+
 def next_due(incident: Incident, severities: SeverityTable, now: datetime) -> datetime | None:
     """A full cadence from now; None when resolved or the severity has no cadence."""
     cadence = severities.levels[incident.severity].update_cadence

@@ -21,7 +21,7 @@ from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.incidents import views
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
-from bot.incidents.reminders import retime
+from bot.incidents.reminders import retime, retime_keeping_snooze
 from bot.mrkdwn import channel_link, mention, user_text
 from bot.runbooks import Runbooks
 from storage import incidents as store
@@ -154,7 +154,8 @@ class IncidentService:
             if old.level == new.level:
                 return f"The severity is already {new.level}."
             incident.severity = new.level
-            retime(incident, self._runbooks.severities, now)
+            snoozed = retime_keeping_snooze(incident, self._runbooks.severities, now)
+            incident.nudges_missed = 0  # a new severity starts the reminders afresh
             items = self._runbooks.severities.checklist_for(new)
             added = store.add_checklist_items(
                 session, incident, ((i.key, i.phase, i.text) for i in items)
@@ -192,7 +193,7 @@ class IncidentService:
                     old=old.level,
                 )
             enqueue(session, incident.id, "topic", now)
-            return ""
+            return f"Update reminders stay snoozed until {snoozed:%H:%M} UTC." if snoozed else ""
 
         return await self._change(request, change)
 
@@ -205,8 +206,10 @@ class IncidentService:
             if old == command.status:
                 return f"The status is already {old}."
             incident.status = command.status
-            if old == "resolved":
+            reopened = old == "resolved"
+            if reopened:
                 incident.resolved_at = None
+                incident.nudges_missed = 0
                 retime(incident, self._runbooks.severities, now)
             store.append_event(
                 session, incident, "status", request.actor, now, old=old, new=command.status
@@ -220,6 +223,17 @@ class IncidentService:
                 old=old,
                 new=command.status,
             )
+            if reopened:  # the broadcast channel's last word was "Resolved"
+                self._post(
+                    session,
+                    incident,
+                    now,
+                    request.actor,
+                    "status_changed.j2",
+                    broadcast=True,
+                    old=old,
+                    new=command.status,
+                )
             enqueue(session, incident.id, "topic", now)
             return ""
 
