@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session
 from bot import commands as c
 from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
+from bot.gateway import ChatGateway
 from bot.incidents import views
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
+from bot.incidents.people import check_assignable
 from bot.incidents.reminders import retime, retime_keeping_snooze
 from bot.mrkdwn import channel_link, mention, user_text
 from bot.runbooks import Runbooks
@@ -49,6 +51,7 @@ class IncidentService:
         self,
         *,
         db: Database,
+        chat: ChatGateway,
         runbooks: Runbooks,
         clock: Clock,
         outbox: Outbox,
@@ -56,6 +59,7 @@ class IncidentService:
         announce_channel: str,
     ) -> None:
         self._db = db
+        self._chat = chat
         self._runbooks = runbooks
         self._clock = clock
         self._outbox = outbox
@@ -66,6 +70,12 @@ class IncidentService:
 
     async def declare(self, command: c.Declare, request: Request) -> str:
         """Record the incident, then run the declare saga; a redelivery resumes it."""
+        refused = ""
+        if command.commander:  # from the form, whose user picker offers bots too
+            try:
+                await check_assignable(self._chat, command.commander, "commander")
+            except UserError as exc:
+                command, refused = replace(command, commander=None), f"\n{exc}"
         incident_id = await self._db.run(self._record_declaration, command, request)
         try:
             result = await self._declare_flow.resume(incident_id)
@@ -83,10 +93,11 @@ class IncidentService:
             return (
                 f":warning: Incident #{incident.id} is recorded, but Slack failed while "
                 f"{result.error}. Firebreak keeps retrying; nothing will be created twice."
+                f"{refused}"
             )
         if result.busy:
-            return f"Incident #{incident.id} is being set up: {link}."
-        return f"Declared *{incident.severity}* incident {link}."
+            return f"Incident #{incident.id} is being set up: {link}.{refused}"
+        return f"Declared *{incident.severity}* incident {link}.{refused}"
 
     def _record_declaration(self, session: Session, command: c.Declare, request: Request) -> int:
         existing = store.find_by_request(session, request.key)
@@ -268,6 +279,8 @@ class IncidentService:
         return await self._change(request, change)
 
     async def assign_role(self, command: c.AssignRole, request: Request) -> str:
+        await check_assignable(self._chat, command.user_id, command.role)
+
         def change(session: Session, incident: Incident, now: datetime) -> str:
             if incident.role(command.role) == command.user_id:
                 return f"<@{command.user_id}> is already the {command.role}."
