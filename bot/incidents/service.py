@@ -325,8 +325,7 @@ class IncidentService:
     async def resolve(self, command: c.Resolve, request: Request) -> str:
         def change(session: Session, incident: Incident, now: datetime) -> str:
             if incident.status == "resolved" and incident.resolved_at:
-                when = f"{incident.resolved_at:%Y-%m-%d %H:%M} UTC"
-                return f"This incident was already resolved at {when}."
+                return self._resolved_again(session, incident, now, request.actor, command)
             old = incident.status
             incident.status = "resolved"
             incident.resolved_at = now
@@ -358,6 +357,37 @@ class IncidentService:
             return ""
 
         return await self._change(request, change)
+
+    def _resolved_again(
+        self, session: Session, incident: Incident, now: datetime, actor: str, command: c.Resolve
+    ) -> str:
+        """`resolve` on a resolved incident: a summary given now is recorded (it is
+        what the post-mortem's Resolution says), never dropped."""
+        if not command.summary:
+            when = f"{incident.resolved_at:%Y-%m-%d %H:%M} UTC"
+            hint = (
+                ""
+                if incident.resolution_summary
+                else " Say how with `/incident resolve <summary>`; the post-mortem uses it."
+            )
+            return f"This incident was already resolved at {when}.{hint}"
+        previous = incident.resolution_summary
+        incident.resolution_summary = command.summary
+        store.append_event(
+            session,
+            incident,
+            "resolution_summary",
+            actor,
+            now,
+            summary=command.summary,
+            previous=previous,
+        )
+        text = (
+            f":white_check_mark: {mention(actor)} recorded how it was resolved:\n"
+            f"> {user_text(command.summary)}"
+        )
+        enqueue(session, incident.id, "post", now, channel=str(incident.channel_id), text=text)
+        return ""
 
     async def add_action_item(self, command: c.AddActionItem, request: Request) -> str:
         def change(session: Session, incident: Incident, now: datetime) -> str:

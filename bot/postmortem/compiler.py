@@ -46,7 +46,12 @@ async def compile_document(
         )
     timeline = merge(events, digest.lines, names)
     measured = metrics.compute(incident.declared_at, events)
-    resolved = [e for e in events if e.type == "resolved"]
+    # The latest summary given: when resolving, or afterwards for a resolved incident.
+    summaries = [
+        e
+        for e in events
+        if e.type in ("resolved", "resolution_summary") and (e.payload or {}).get("summary")
+    ]
 
     def moment(value: datetime | None) -> str | None:
         return None if value is None else iso(value)
@@ -89,7 +94,7 @@ async def compile_document(
         ],
         "timeline": timeline,
         "key_moments": [_moment(line) for line in _all_lines(timeline) if line.get("key")],
-        "resolution": said(resolved[-1], "summary") if resolved else None,
+        "resolution": said(summaries[-1], "summary") if summaries else None,
         "notes": [said(e) for e in events if e.type == "note"],
         "action_items": [
             {**said(e), "owner": (e.payload or {}).get("owner"), "owner_name": _owner(e, names)}
