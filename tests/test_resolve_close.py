@@ -110,3 +110,58 @@ async def test_close_asks_for_the_summary_the_update_form_left_out(
     assert incident.resolution_summary == "Restarted the checkout pods"
     assert kinds[-2:] == ["resolution_summary", "closed"] and kinds.count("resolved") == 1
     assert resolution_section(row).startswith("Restarted the checkout pods")
+
+
+async def test_a_closed_incident_refuses_changes_and_points_to_a_follow_up(
+    slack: Harness,
+) -> None:
+    channel = await declare(slack)
+    await slack.command("resolve Restarted the pods", channel=channel.id)
+    await slack.command("close", channel=channel.id)
+    _, kinds_at_close, row = await rows(slack)
+    assert row is not None and row.status == "exported"
+
+    for command in (
+        "status investigating",
+        "severity P0",
+        "update still broken",
+        "note the pods crash again",
+        "resolve Restarted them again",
+        f"commander <@{BOB}|bob>",
+        "action Add an alert",
+    ):
+        await slack.command(command, channel=channel.id)
+        assert slack.ephemeral_texts(ALICE)[-1] == (
+            "Incident #1 was closed on 2026-11-23 09:00 UTC and its post-mortem covers it "
+            "until then, so it can't change any more. If the work goes on, declare a "
+            "follow-up from this channel, e.g. `/incident declare P2 <title>`: Firebreak "
+            "links it to #1."
+        ), command
+    incident, kinds, _ = await rows(slack)
+    assert kinds == kinds_at_close
+    assert incident.status == "resolved" and incident.next_update_due_at is None
+    await slack.command("close", channel=channel.id)
+    assert "already closed" in slack.ephemeral_texts(ALICE)[-1]
+
+    await slack.command("declare P2 checkout errors are back", channel=channel.id)
+    follow_up = next(c for c in slack.incident_channels() if c.id != channel.id)
+    assert slack.texts(channel.id)[-1] == (
+        f":arrow_right_hook: Follow-up incident #2 declared: <#{follow_up.id}> "
+        "checkout errors are back"
+    )
+    assert f":link: Follow-up of incident #1 (<#{channel.id}>): checkout errors" in slack.texts(
+        follow_up.id
+    )
+    assert slack.texts(slack.announce)[-1].endswith(f" · Follow-up of <#{channel.id}>")
+    await slack.command("resolve Scaled the pool", channel=follow_up.id)
+    await slack.command("close", channel=follow_up.id)
+
+    def second(session):  # type: ignore[no-untyped-def]
+        incident = session.get(Incident, 2)
+        return incident, session.scalars(
+            select(Postmortem).where(Postmortem.incident_id == 2)
+        ).one()
+
+    incident, postmortem = await slack.app.services.db.run(second)
+    assert incident.follow_up_of == 1
+    assert f"| Follow-up of | #1 · #{channel.name} |" in postmortem.markdown

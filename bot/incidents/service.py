@@ -19,7 +19,7 @@ from bot import commands as c
 from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatGateway
-from bot.incidents import views
+from bot.incidents import followup, views
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
 from bot.incidents.people import check_assignable
@@ -104,6 +104,7 @@ class IncidentService:
         if existing is not None:
             return existing.id
         now = self._clock.now()
+        earlier = followup.closed_incident_in(session, request.channel_id)
         incident = store.add_incident(
             session,
             request_key=request.key,
@@ -118,6 +119,10 @@ class IncidentService:
             existing = store.find_by_request(session, request.key)
             assert existing is not None
             return existing.id
+        follow_up = None
+        if earlier is not None:
+            incident.follow_up_of = earlier.id
+            follow_up = {"id": earlier.id, "channel": earlier.channel_name}
         retime(incident, self._runbooks.severities, now)
         severity = self._runbooks.severities.levels[command.severity]
         items = self._runbooks.severities.checklist_for(severity)
@@ -131,6 +136,7 @@ class IncidentService:
             title=command.title,
             severity=command.severity,
             description=command.description,
+            follow_up_of=follow_up,
         )
         if command.commander:
             store.set_role(session, incident, "commander", command.commander, request.actor, now)
@@ -447,6 +453,8 @@ class IncidentService:
             incident = store.by_channel(session, request.channel_id, for_update=True)
             if incident is None:
                 raise UserError(NOT_AN_INCIDENT_CHANNEL)
+            if incident.closed_at is not None:
+                raise UserError(followup.refusal(incident))
             if not store.claim_request(session, request.key, self._clock.now()):
                 return incident.id, "", incident.setup_complete, []
             now = self._clock.now()

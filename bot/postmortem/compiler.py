@@ -75,6 +75,7 @@ async def compile_document(
             "declared_by": incident.declared_by,
             "declared_by_name": names(incident.declared_by),
             "closed": incident.closed_at is not None,
+            "follow_up_of": _follow_up_of(events),
         },
         "times": {
             "declared": iso(incident.declared_at),
@@ -119,6 +120,13 @@ async def compile_document(
     # People paste tokens and connection strings into the channel; the post-mortem is
     # shared widely and kept for years, so every text in it is masked.
     return _redacted(document)
+
+
+def _follow_up_of(events: list[Event]) -> dict[str, Any] | None:
+    """The closed incident this one was declared to follow up ({id, channel}), if any."""
+    declared = next((e for e in events if e.type == "declared"), None)
+    link = (declared.payload or {}).get("follow_up_of") if declared else None
+    return link if isinstance(link, dict) else None
 
 
 def _redacted(value: Any) -> Any:
