@@ -69,8 +69,18 @@ async def test_a_bot_a_deactivated_or_an_unknown_user_is_refused(
     assert event.payload["user"] == BOB
 
 
-async def test_a_bot_picked_in_the_declare_form_is_not_made_commander(slack: Harness) -> None:
-    slack.workspace.add_user(DEPLOYBOT, "deploybot", is_bot=True)
+async def test_when_slack_cannot_say_who_it_is_nothing_is_assigned(
+    slack: Harness, channel: Channel
+) -> None:
+    slack.emulator.inject_fault("users.info", error="fatal_error")
+    await slack.command(f"commander <@{BOB}|bob>", channel=channel.id)
+    assert slack.ephemeral_texts(ALICE)[-1] == (
+        ":warning: Slack refused `users.info` (`fatal_error`). Try again in a moment."
+    )
+    assert await role_events(slack) == []
+
+
+async def declare_with_commander(slack: Harness, commander: str) -> Incident:
     await slack.command("")
     [view] = slack.workspace.open_views(ALICE)
     await slack.driver.submit_view(
@@ -79,12 +89,26 @@ async def test_a_bot_picked_in_the_declare_form_is_not_made_commander(slack: Har
         {
             "title": {"title": {"type": "plain_text_input", "value": "Checkout down"}},
             "severity": {"severity": {"type": "static_select", "selected_option": {"value": "P1"}}},
-            "commander": {"commander": {"type": "users_select", "selected_user": DEPLOYBOT}},
+            "commander": {"commander": {"type": "users_select", "selected_user": commander}},
         },
     )
     await slack.settle()
-    channel = slack.only_incident_channel()
-    incident = await slack.app.services.db.run(lambda s: s.scalars(select(Incident)).one())
-    assert incident.role("commander") is None and DEPLOYBOT not in channel.members
+    return await slack.app.services.db.run(lambda s: s.scalars(select(Incident)).one())
+
+
+async def test_a_bot_picked_in_the_declare_form_is_not_made_commander(slack: Harness) -> None:
+    slack.workspace.add_user(DEPLOYBOT, "deploybot", is_bot=True)
+    incident = await declare_with_commander(slack, DEPLOYBOT)
+    assert incident.role("commander") is None
+    assert DEPLOYBOT not in slack.only_incident_channel().members
     [reply] = [t for t in slack.ephemeral_texts(ALICE) if "Declared" in t]
     assert f"<@{DEPLOYBOT}> is a bot, so it can't be the commander" in reply
+
+
+async def test_the_declare_form_does_not_fail_when_slack_cannot_check_the_commander(
+    slack: Harness,
+) -> None:
+    slack.emulator.inject_fault("users.info", error="fatal_error")
+    incident = await declare_with_commander(slack, BOB)
+    assert incident.role("commander") == BOB  # the picker offers only real users
+    assert BOB in slack.only_incident_channel().members

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from bot import commands as c
 from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
-from bot.gateway import ChatGateway
+from bot.gateway import ChatError, ChatGateway
 from bot.incidents import followup, views
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
@@ -76,6 +76,8 @@ class IncidentService:
                 await check_assignable(self._chat, command.commander, "commander")
             except UserError as exc:
                 command, refused = replace(command, commander=None), f"\n{exc}"
+            except ChatError as exc:  # the picker offers only real users: declare anyway
+                log.warning("could not check commander %s: %s", command.commander, exc.code)
         incident_id = await self._db.run(self._record_declaration, command, request)
         try:
             result = await self._declare_flow.resume(incident_id)
