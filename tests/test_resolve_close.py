@@ -129,6 +129,8 @@ async def test_a_closed_incident_refuses_changes_and_points_to_a_follow_up(
         "resolve Restarted them again",
         f"commander <@{BOB}|bob>",
         "action Add an alert",
+        "diag pods checkout",
+        "mitigate restart checkout",
     ):
         await slack.command(command, channel=channel.id)
         assert slack.ephemeral_texts(ALICE)[-1] == (
@@ -137,6 +139,12 @@ async def test_a_closed_incident_refuses_changes_and_points_to_a_follow_up(
             "follow-up from this channel, e.g. `/incident declare P2 <title>`: Firebreak "
             "links it to #1."
         ), command
+    answers = slack.ephemeral_texts(ALICE)
+    await slack.driver.toggle_checkbox(
+        ALICE, channel.id, channel.pins[0]["ts"], "checklist:0:0", ["triage.acknowledge"]
+    )
+    await slack.settle()
+    assert slack.ephemeral_texts(ALICE) == [*answers, answers[-1]]  # the same refusal
     incident, kinds, _ = await rows(slack)
     assert kinds == kinds_at_close
     assert incident.status == "resolved" and incident.next_update_due_at is None
