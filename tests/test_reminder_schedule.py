@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from tests import test_reminders
 from tests.harness import ALICE, Harness
 from tests.test_reminders import ManualClock, declare, incident, nudges, tick
@@ -42,6 +44,32 @@ async def test_a_snooze_made_while_a_reminder_is_in_flight_stands(
     assert "Next reminder in 29m" in slack.ephemeral_texts(ALICE)[-1]
     assert await tick(slack, clock, 29) == 0
     assert await tick(slack, clock, 1) == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "due_after"),
+    [
+        ("update rolled back the canary", timedelta(minutes=15)),
+        ("severity P2", timedelta(minutes=30)),
+    ],
+)
+async def test_an_update_or_severity_change_made_while_a_reminder_is_in_flight_stands(
+    slack: Harness, clock: ManualClock, command: str, due_after: timedelta
+) -> None:
+    channel = await declare(slack)
+    incident_id = (await incident(slack)).id
+    clock.advance(timedelta(minutes=15))
+    held = slack.emulator.hold("chat.postMessage")
+    sending = asyncio.create_task(slack.app.services.reminders.send(incident_id))
+    await held.arrived.wait()
+    clock.advance(timedelta(seconds=5))
+    await slack.command(command, channel=channel.id)
+    retimed = clock.now() + due_after
+    clock.advance(timedelta(seconds=5))
+    held.release()
+    assert await sending is True
+    row = await incident(slack)
+    assert row.next_update_due_at == retimed and row.nudge_claimed_by is None
 
 
 async def test_a_reminder_send_with_nothing_crossing_it_reschedules(
