@@ -60,6 +60,16 @@ class SharedFile:
 
 
 @dataclass(frozen=True)
+class ChatUser:
+    """What the workspace says about a person (or a bot) behind a user ID."""
+
+    id: str
+    name: str
+    is_bot: bool = False
+    deleted: bool = False  # deactivated
+
+
+@dataclass(frozen=True)
 class Pin:
     ts: str
     pinned_by: str
@@ -114,6 +124,11 @@ class ChatGateway(Protocol):
         ...
 
     async def usergroup_members(self, group_id: str) -> list[str]: ...
+
+    async def user(self, user_id: str) -> ChatUser | None:
+        """The workspace's record of a user (bots and deactivated users included);
+        None when the workspace does not know the ID."""
+        ...
 
     # Reading a channel back (the post-mortem) --------------------------------
 

@@ -69,6 +69,7 @@ def build_services(
     )
     incidents = IncidentService(
         db=db,
+        chat=chat,
         runbooks=runbooks,
         clock=clock,
         outbox=outbox,

@@ -25,7 +25,12 @@ def auth_test(ws: Workspace, a: Args) -> dict[str, Any]:
 
 
 def users_info(ws: Workspace, a: Args) -> dict[str, Any]:
-    return {"ok": True, "user": ws.require_user(a.required("user", "user_not_found"))}
+    """As Slack answers: bots (`is_bot`) and deactivated users (`deleted`) too; only an
+    ID the workspace never had is `user_not_found`."""
+    user = ws.users.get(a.required("user", "user_not_found"))
+    if user is None:
+        raise ApiError("user_not_found")
+    return {"ok": True, "user": user}
 
 
 def users_list(ws: Workspace, a: Args) -> dict[str, Any]:

@@ -260,6 +260,10 @@ class Workspace:
         self.users[user_id] = user
         return user
 
+    def deactivate_user(self, user_id: str) -> None:
+        """An admin deactivates the account: it stays known to users.info, marked deleted."""
+        self.users[user_id]["deleted"] = True
+
     def add_channel(
         self,
         name: str,

@@ -121,7 +121,8 @@ async def _close(services: Services, request: Request, trigger_id: str) -> str:
     """Close and export; an unresolved incident first asks for a resolution summary."""
     outcome = await services.postmortems.close(request)
     if outcome.needs_resolution:
-        await services.chat.open_view(trigger_id, resolution_form(request.channel_id))
+        view = resolution_form(request.channel_id, resolved=outcome.resolved)
+        await services.chat.open_view(trigger_id, view)
     return outcome.text
 
 

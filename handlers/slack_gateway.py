@@ -17,7 +17,16 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.gateway import Blocks, ChannelInfo, ChatError, Message, Pin, Reaction, SharedFile
+from bot.gateway import (
+    Blocks,
+    ChannelInfo,
+    ChatError,
+    ChatUser,
+    Message,
+    Pin,
+    Reaction,
+    SharedFile,
+)
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -332,14 +341,23 @@ class SlackGateway:
             try:
                 user = (await self._read("users.info", user=user_id)).get("user", {})
             except ChatError as exc:
-                if exc.code not in ("user_not_found", "user_not_visible"):
+                if exc.code not in _UNKNOWN_USER:
                     raise
                 user = {}
-            profile = user.get("profile", {})
-            self._user_names[user_id] = str(
-                profile.get("real_name") or user.get("real_name") or user.get("name") or user_id
-            )
+            self._user_names[user_id] = _display_name(user, user_id)
         return self._user_names[user_id]
+
+    async def user(self, user_id: str) -> ChatUser | None:
+        try:
+            user = (await self._call("users.info", user=user_id)).get("user", {})
+        except ChatError as exc:
+            if exc.code in _UNKNOWN_USER:
+                return None
+            raise
+        name = self._user_names[user_id] = _display_name(user, user_id)
+        # Slackbot is not flagged `is_bot`, but it is no more a person than any bot.
+        is_bot = bool(user.get("is_bot")) or user_id == "USLACKBOT"
+        return ChatUser(user_id, name, is_bot=is_bot, deleted=bool(user.get("deleted")))
 
     async def pins(self, channel: str) -> list[Pin]:
         data = await self._read("pins.list", channel=await self._resolve(channel))
@@ -381,6 +399,14 @@ class SlackGateway:
                 raise ChatError("conversations.list", "channel_not_found")
             self._channel_ids[name] = found.id
         return self._channel_ids[name]
+
+
+_UNKNOWN_USER = ("user_not_found", "user_not_visible")
+
+
+def _display_name(user: dict[str, Any], user_id: str) -> str:
+    profile = user.get("profile", {})
+    return str(profile.get("real_name") or user.get("real_name") or user.get("name") or user_id)
 
 
 def _message(raw: dict[str, Any]) -> Message:

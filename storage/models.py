@@ -61,7 +61,17 @@ class Incident(Base):
     nudges_missed: Mapped[int] = mapped_column(Integer, default=0)
     nudge_claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
     nudge_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Bumped by every change of `next_update_due_at`: a reminder send that finishes
+    # reschedules only if nothing (a snooze, an update) re-timed it while it was in flight.
+    reminder_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The end of an active `/incident snooze`, which a severity change keeps.
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # A closed incident cannot change; work that goes on is declared from its channel as
+    # a follow-up incident, linked here.
+    follow_up_of: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), default=None
+    )
     # Lease on the saga, so one replica (and one task) resumes an incident at a time.
     lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -8,6 +8,7 @@ the same statement is atomic on SQLite.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -35,10 +36,17 @@ def due_ids(session: Session, now: datetime) -> list[int]:
     return list(session.scalars(query))
 
 
+@dataclass(frozen=True)
+class Claim:
+    due_at: datetime
+    version: int  # the schedule version the send read; it reschedules only from this
+    lapsed: bool  # a previous claim ran out: look in Slack before posting again
+
+
 def claim(
     session: Session, incident_id: int, owner: str, now: datetime, ttl: timedelta
-) -> tuple[datetime, bool] | None:
-    """Claim the due nudge; returns (due time, a previous claim lapsed) or None.
+) -> Claim | None:
+    """Claim the due nudge, or None when it is not due or another replica has it.
 
     A lapsed claim means a replica died between claiming and recording the
     send: the caller looks for that nudge in Slack before posting it again.
@@ -51,6 +59,7 @@ def claim(
         update(Incident)
         .where(
             Incident.id == incident_id,
+            Incident.reminder_version == incident.reminder_version,
             Incident.next_update_due_at <= now,
             Incident.status != "resolved",
             or_(
@@ -63,7 +72,26 @@ def claim(
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    return incident.next_update_due_at, lapsed
+    return Claim(incident.next_update_due_at, incident.reminder_version, lapsed)
+
+
+def reschedule(session: Session, incident_id: int, version: int, due: datetime | None) -> bool:
+    """Compare-and-set: the next due time becomes `due` and the claim is freed, only if
+    the schedule is still at `version`. False when a command (a snooze, an update, a
+    severity change) re-timed it meanwhile: its time stands."""
+    result = session.execute(
+        update(Incident)
+        .where(Incident.id == incident_id, Incident.reminder_version == version)
+        .values(
+            next_update_due_at=due,
+            reminder_version=version + 1,
+            snoozed_until=None,
+            nudge_claimed_by=None,
+            nudge_claimed_until=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def release(session: Session, incident_id: int, owner: str, retry_at: datetime | None) -> None:

@@ -917,3 +917,14 @@ async def test_driver_bad_signature_and_late_ack(
     late = await driver.slash_command("U1", channel.id, "slow", retry_num=1)
     assert not late.acked_in_time
     assert ws.ephemerals("U1")[-1]["text"] == '/incident failed with the error "operation_timeout"'
+
+
+@pytest.mark.asyncio
+async def test_users_info_tells_bots_and_deactivated_users_apart(
+    client: AsyncWebClient, ws: Workspace
+) -> None:
+    assert (await client.users_info(user="UBOT"))["user"]["is_bot"] is True
+    ws.deactivate_user("U1")
+    user = (await client.users_info(user="U1"))["user"]  # as Slack: still known, marked
+    assert user["deleted"] is True and user["is_bot"] is False
+    assert await error_of(client.users_info(user="U404")) == "user_not_found"

@@ -28,6 +28,7 @@ from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.executors import ExecutionResult
 from bot.gateway import ChatError, ChatGateway
+from bot.incidents import followup
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
 from bot.metrics import Metrics
@@ -265,6 +266,8 @@ class ActionService:
         incident = store.by_channel(session, request.channel_id)
         if incident is None or not incident.channel_id:
             raise UserError(NOT_AN_INCIDENT_CHANNEL)
+        if incident.closed_at is not None:  # its post-mortem is out: a follow-up carries on
+            raise UserError(followup.refusal(incident))
         now = self._clock.now()
         if not store.claim_request(session, request.key, now):
             return None

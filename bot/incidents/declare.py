@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.gateway import ChatError, ChatGateway
-from bot.incidents import views
+from bot.incidents import followup, views
 from bot.incidents.lease import incident_lease
 from bot.incidents.outbox import Outbox
 from bot.runbooks import Runbooks
@@ -149,10 +149,15 @@ class DeclareFlow:
         enqueue(session, incident.id, "topic", now)
         severity = self._runbooks.severities.levels[incident.severity]
         if severity.announce:
+            earlier = store.get(session, incident.follow_up_of) if incident.follow_up_of else None
             text = self._runbooks.templates.render(
-                "announce.j2", incident=incident, commander=incident.role("commander")
+                "announce.j2",
+                incident=incident,
+                commander=incident.role("commander"),
+                follow_up_of=earlier,
             )
             enqueue(session, incident.id, "post", now, channel=self._announce_channel, text=text)
+        followup.link_channels(session, incident, now)
 
     async def _invite(self, incident: Incident) -> None:
         severity = self._runbooks.severities.levels[incident.severity]

@@ -39,11 +39,52 @@ POST_UPDATE_ACTION = "nudge:post_update"
 
 
 def retime(incident: Incident, severities: SeverityTable, now: datetime) -> None:
-    """Next update due `cadence` after now; none for resolved incidents or no cadence."""
-    cadence = severities.levels[incident.severity].update_cadence
-    active = incident.status != "resolved"
-    incident.next_update_due_at = now + cadence if cadence and active else None
+    """Next update due `cadence` after now; none for resolved incidents or no cadence.
+
+    Ends any snooze, and bumps the version a reminder in flight compares against.
+    """
+    set_due(incident, next_due(incident, severities, now))
+    incident.snoozed_until = None
     incident.nudge_claimed_until = None
+
+
+def retime_keeping_snooze(
+    incident: Incident, severities: SeverityTable, now: datetime
+) -> datetime | None:
+    """`retime` for a severity change, which keeps an active snooze: no reminder before
+    it ends. Returns the snooze's end when it still decides the next reminder."""
+    snoozed = incident.snoozed_until
+    retime(incident, severities, now)
+    due = incident.next_update_due_at
+    if snoozed is None or snoozed <= now or due is None or due >= snoozed:
+        return None
+    set_due(incident, snoozed)
+    incident.snoozed_until = snoozed
+    return snoozed
+
+
+def next_due(incident: Incident, severities: SeverityTable, now: datetime) -> datetime | None:
+    """A full cadence from now; None when resolved or the severity has no cadence."""
+    cadence = severities.levels[incident.severity].update_cadence
+    return now + cadence if cadence and incident.status != "resolved" else None
+
+
+def set_due(incident: Incident, due: datetime | None) -> None:
+    """The one way a command moves the next-due time: always with a new version.
+
+    Commands hold the incident's row lock; a reminder send does not (it posts to
+    Slack in between), so it reschedules only through `store.reschedule`, a
+    compare-and-set on the version it claimed.
+    """
+    incident.next_update_due_at = due
+    incident.reminder_version = (incident.reminder_version or 0) + 1
+
+
+def due_in(due: datetime, now: datetime) -> str:
+    """`in 14m`, or `now` for a reminder that is due or overdue (never `in 0s`)."""
+    if due - now < timedelta(seconds=1):
+        return "now"
+    return f"in {format_duration(due - now)}"
 
 
 @dataclass(frozen=True)
@@ -91,14 +132,14 @@ class ReminderService:
         claimed = await self._db.run(store.claim, incident_id, self._owner, now, CLAIM_TTL)
         if claimed is None:
             return False  # not due, or another replica has it
-        due_at, lapsed = claimed
+        due_at = claimed.due_at
         incident = await self._db.run(incident_store.get, incident_id)
         assert incident is not None and incident.channel_id
         marker = f"fb-nudge-{incident.id}-{int(due_at.timestamp())}"
         escalate = incident.nudges_missed >= self._settings.escalate_after
         late = now - due_at > LATE_AFTER
         try:
-            ts = await self._already_posted(incident.channel_id, marker) if lapsed else None
+            ts = await self._already_posted(incident.channel_id, marker) if claimed.lapsed else None
             if ts is None:
                 text, blocks = self._nudge(incident, marker, now, late, escalate)
                 ts = await self._chat.post(incident.channel_id, text, blocks)
@@ -108,7 +149,9 @@ class ReminderService:
             await self._db.run(self._failed, incident.id, exc.code, retry_at)
             self._metrics.nudge_failures.inc()
             return False
-        await self._db.run(self._sent, incident.id, due_at, late, escalate, incident.last_update_at)
+        await self._db.run(
+            self._sent, incident.id, claimed, late, escalate, incident.last_update_at
+        )
         self._metrics.nudges.labels(str(late).lower(), str(escalate).lower()).inc()
         self._metrics.nudge_delay.observe(max(0.0, (now - due_at).total_seconds()))
         if escalate:
@@ -166,7 +209,7 @@ class ReminderService:
         self,
         session: Session,
         incident_id: int,
-        due_at: datetime,
+        claimed: store.Claim,
         late: bool,
         escalate: bool,
         update_read: datetime | None,
@@ -174,15 +217,19 @@ class ReminderService:
         incident = incident_store.get(session, incident_id, for_update=True)
         assert incident is not None
         now = self._clock.now()
+        due_at = claimed.due_at
         # An update posted while this reminder was in flight answered it: the update
-        # reset the count and the schedule, and neither is undone here.
+        # reset the count and re-timed the schedule, and neither is undone here.
         answered = incident.last_update_at != update_read
         escalate = escalate and not answered
         if not answered:
             incident.nudges_missed += 1
-            # Coalesce: the next one is a full cadence from now, never a burst of missed ones.
-            retime(incident, self._runbooks.severities, now)
-        incident.nudge_claimed_by = None
+        # Coalesce: the next one is a full cadence from now, never a burst of missed ones.
+        # Only if nothing re-timed it while this one was in flight: a snooze or an update
+        # made then stands (compare-and-set on the version the claim read).
+        due = next_due(incident, self._runbooks.severities, now)
+        if answered or not store.reschedule(session, incident_id, claimed.version, due):
+            store.release(session, incident_id, self._owner, None)
         incident_store.append_event(
             session,
             incident,
@@ -230,10 +277,10 @@ class ReminderService:
             return "No reminder is scheduled: the incident is resolved."
         now = self._clock.now()
         due = incident.next_update_due_at
-        when = f"in {format_duration(due - now)}" if due > now else "now"
+        snoozed = ", snoozed" if incident.snoozed_until == due else ""
         return (
             f"Updates are due every {format_duration(cadence)} for {incident.severity}. "
-            f"Next reminder {when} ({due:%H:%M} UTC); "
+            f"Next reminder {due_in(due, now)} ({due:%H:%M} UTC{snoozed}); "
             f"{incident.nudges_missed} unanswered so far."
         )
 
@@ -251,7 +298,8 @@ class ReminderService:
             if not incident_store.claim_request(session, key, self._clock.now()):
                 return ""
             now = self._clock.now()
-            incident.next_update_due_at = now + duration
+            set_due(incident, now + duration)
+            incident.snoozed_until = incident.next_update_due_at
             incident_store.append_event(
                 session,
                 incident,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 from bot import commands as c
 from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
-from bot.incidents import views
+from bot.gateway import ChatError, ChatGateway
+from bot.incidents import followup, views
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
-from bot.incidents.reminders import retime
+from bot.incidents.people import check_assignable
+from bot.incidents.reminders import retime, retime_keeping_snooze
 from bot.mrkdwn import channel_link, mention, user_text
 from bot.runbooks import Runbooks
 from storage import incidents as store
@@ -49,6 +51,7 @@ class IncidentService:
         self,
         *,
         db: Database,
+        chat: ChatGateway,
         runbooks: Runbooks,
         clock: Clock,
         outbox: Outbox,
@@ -56,6 +59,7 @@ class IncidentService:
         announce_channel: str,
     ) -> None:
         self._db = db
+        self._chat = chat
         self._runbooks = runbooks
         self._clock = clock
         self._outbox = outbox
@@ -66,6 +70,14 @@ class IncidentService:
 
     async def declare(self, command: c.Declare, request: Request) -> str:
         """Record the incident, then run the declare saga; a redelivery resumes it."""
+        refused = ""
+        if command.commander:  # from the form, whose user picker offers bots too
+            try:
+                await check_assignable(self._chat, command.commander, "commander")
+            except UserError as exc:
+                command, refused = replace(command, commander=None), f"\n{exc}"
+            except ChatError as exc:  # the picker offers only real users: declare anyway
+                log.warning("could not check commander %s: %s", command.commander, exc.code)
         incident_id = await self._db.run(self._record_declaration, command, request)
         try:
             result = await self._declare_flow.resume(incident_id)
@@ -83,16 +95,18 @@ class IncidentService:
             return (
                 f":warning: Incident #{incident.id} is recorded, but Slack failed while "
                 f"{result.error}. Firebreak keeps retrying; nothing will be created twice."
+                f"{refused}"
             )
         if result.busy:
-            return f"Incident #{incident.id} is being set up: {link}."
-        return f"Declared *{incident.severity}* incident {link}."
+            return f"Incident #{incident.id} is being set up: {link}.{refused}"
+        return f"Declared *{incident.severity}* incident {link}.{refused}"
 
     def _record_declaration(self, session: Session, command: c.Declare, request: Request) -> int:
         existing = store.find_by_request(session, request.key)
         if existing is not None:
             return existing.id
         now = self._clock.now()
+        earlier = followup.closed_incident_in(session, request.channel_id)
         incident = store.add_incident(
             session,
             request_key=request.key,
@@ -107,6 +121,10 @@ class IncidentService:
             existing = store.find_by_request(session, request.key)
             assert existing is not None
             return existing.id
+        follow_up = None
+        if earlier is not None:
+            incident.follow_up_of = earlier.id
+            follow_up = {"id": earlier.id, "channel": earlier.channel_name}
         retime(incident, self._runbooks.severities, now)
         severity = self._runbooks.severities.levels[command.severity]
         items = self._runbooks.severities.checklist_for(severity)
@@ -120,6 +138,7 @@ class IncidentService:
             title=command.title,
             severity=command.severity,
             description=command.description,
+            follow_up_of=follow_up,
         )
         if command.commander:
             store.set_role(session, incident, "commander", command.commander, request.actor, now)
@@ -154,7 +173,8 @@ class IncidentService:
             if old.level == new.level:
                 return f"The severity is already {new.level}."
             incident.severity = new.level
-            retime(incident, self._runbooks.severities, now)
+            snoozed = retime_keeping_snooze(incident, self._runbooks.severities, now)
+            incident.nudges_missed = 0  # a new severity starts the reminders afresh
             items = self._runbooks.severities.checklist_for(new)
             added = store.add_checklist_items(
                 session, incident, ((i.key, i.phase, i.text) for i in items)
@@ -192,7 +212,7 @@ class IncidentService:
                     old=old.level,
                 )
             enqueue(session, incident.id, "topic", now)
-            return ""
+            return f"Update reminders stay snoozed until {snoozed:%H:%M} UTC." if snoozed else ""
 
         return await self._change(request, change)
 
@@ -205,8 +225,10 @@ class IncidentService:
             if old == command.status:
                 return f"The status is already {old}."
             incident.status = command.status
-            if old == "resolved":
+            reopened = old == "resolved"
+            if reopened:
                 incident.resolved_at = None
+                incident.nudges_missed = 0
                 retime(incident, self._runbooks.severities, now)
             store.append_event(
                 session, incident, "status", request.actor, now, old=old, new=command.status
@@ -220,6 +242,17 @@ class IncidentService:
                 old=old,
                 new=command.status,
             )
+            if reopened:  # the broadcast channel's last word was "Resolved"
+                self._post(
+                    session,
+                    incident,
+                    now,
+                    request.actor,
+                    "status_changed.j2",
+                    broadcast=True,
+                    old=old,
+                    new=command.status,
+                )
             enqueue(session, incident.id, "topic", now)
             return ""
 
@@ -257,6 +290,8 @@ class IncidentService:
         return await self._change(request, change)
 
     async def assign_role(self, command: c.AssignRole, request: Request) -> str:
+        await check_assignable(self._chat, command.user_id, command.role)
+
         def change(session: Session, incident: Incident, now: datetime) -> str:
             if incident.role(command.role) == command.user_id:
                 return f"<@{command.user_id}> is already the {command.role}."
@@ -305,8 +340,7 @@ class IncidentService:
     async def resolve(self, command: c.Resolve, request: Request) -> str:
         def change(session: Session, incident: Incident, now: datetime) -> str:
             if incident.status == "resolved" and incident.resolved_at:
-                when = f"{incident.resolved_at:%Y-%m-%d %H:%M} UTC"
-                return f"This incident was already resolved at {when}."
+                return self._resolved_again(session, incident, now, request.actor, command)
             old = incident.status
             incident.status = "resolved"
             incident.resolved_at = now
@@ -338,6 +372,37 @@ class IncidentService:
             return ""
 
         return await self._change(request, change)
+
+    def _resolved_again(
+        self, session: Session, incident: Incident, now: datetime, actor: str, command: c.Resolve
+    ) -> str:
+        """`resolve` on a resolved incident: a summary given now is recorded (it is
+        what the post-mortem's Resolution says), never dropped."""
+        if not command.summary:
+            when = f"{incident.resolved_at:%Y-%m-%d %H:%M} UTC"
+            hint = (
+                ""
+                if incident.resolution_summary
+                else " Say how with `/incident resolve <summary>`; the post-mortem uses it."
+            )
+            return f"This incident was already resolved at {when}.{hint}"
+        previous = incident.resolution_summary
+        incident.resolution_summary = command.summary
+        store.append_event(
+            session,
+            incident,
+            "resolution_summary",
+            actor,
+            now,
+            summary=command.summary,
+            previous=previous,
+        )
+        text = (
+            f":white_check_mark: {mention(actor)} recorded how it was resolved:\n"
+            f"> {user_text(command.summary)}"
+        )
+        enqueue(session, incident.id, "post", now, channel=str(incident.channel_id), text=text)
+        return ""
 
     async def add_action_item(self, command: c.AddActionItem, request: Request) -> str:
         def change(session: Session, incident: Incident, now: datetime) -> str:
@@ -402,6 +467,8 @@ class IncidentService:
             incident = store.by_channel(session, request.channel_id, for_update=True)
             if incident is None:
                 raise UserError(NOT_AN_INCIDENT_CHANNEL)
+            if incident.closed_at is not None:
+                raise UserError(followup.refusal(incident))
             if not store.claim_request(session, request.key, self._clock.now()):
                 return incident.id, "", incident.setup_complete, []
             now = self._clock.now()

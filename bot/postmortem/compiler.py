@@ -47,7 +47,12 @@ async def compile_document(
         await names.load(digest.joined)  # people who only joined are named like the rest
     timeline = merge(events, digest.lines, names, digest.own_blocks)
     measured = metrics.compute(incident.declared_at, events)
-    resolved = [e for e in events if e.type == "resolved"]
+    # The latest summary given: when resolving, or afterwards for a resolved incident.
+    summaries = [
+        e
+        for e in events
+        if e.type in ("resolved", "resolution_summary") and (e.payload or {}).get("summary")
+    ]
 
     def moment(value: datetime | None) -> str | None:
         return None if value is None else iso(value)
@@ -71,6 +76,7 @@ async def compile_document(
             "declared_by": incident.declared_by,
             "declared_by_name": names(incident.declared_by),
             "closed": incident.closed_at is not None,
+            "follow_up_of": _follow_up_of(events),
         },
         "times": {
             "declared": iso(incident.declared_at),
@@ -90,7 +96,7 @@ async def compile_document(
         ],
         "timeline": timeline,
         "key_moments": [_moment(line) for line in _all_lines(timeline) if line.get("key")],
-        "resolution": said(resolved[-1], "summary") if resolved else None,
+        "resolution": said(summaries[-1], "summary") if summaries else None,
         "notes": [said(e) for e in events if e.type == "note"],
         "action_items": [
             {**said(e), "owner": (e.payload or {}).get("owner"), "owner_name": _owner(e, names)}
@@ -115,6 +121,13 @@ async def compile_document(
     # People paste tokens and connection strings into the channel; the post-mortem is
     # shared widely and kept for years, so every text in it is masked.
     return _redacted(document)
+
+
+def _follow_up_of(events: list[Event]) -> dict[str, Any] | None:
+    """The closed incident this one was declared to follow up ({id, channel}), if any."""
+    declared = next((e for e in events if e.type == "declared"), None)
+    link = (declared.payload or {}).get("follow_up_of") if declared else None
+    return link if isinstance(link, dict) else None
 
 
 def _redacted(value: Any) -> Any:

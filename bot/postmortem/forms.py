@@ -1,4 +1,5 @@
-"""The resolution-summary modal `/incident close` opens on an unresolved incident."""
+"""The resolution-summary modal `/incident close` opens on an incident that is not
+resolved, or is resolved without a summary."""
 
 from __future__ import annotations
 
@@ -12,22 +13,31 @@ RESOLUTION_CALLBACK = "postmortem_resolve_close"
 SUMMARY_BLOCK = "summary"
 
 
-def resolution_form(channel_id: str) -> dict[str, Any]:
+def resolution_prompt(*, resolved: bool) -> str:
+    """What `close` says when the resolution summary is missing."""
+    if resolved:
+        return (
+            "This incident is resolved, but nobody said how. Give the resolution summary, "
+            "and Firebreak records it, closes the incident and exports the post-mortem."
+        )
+    return (
+        "This incident is not resolved yet. Say how it was resolved, and Firebreak "
+        "resolves it, closes it and exports the post-mortem."
+    )
+
+
+def resolution_form(channel_id: str, *, resolved: bool = False) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": RESOLUTION_CALLBACK,
         "private_metadata": json.dumps({"channel": channel_id}),
-        "title": {"type": "plain_text", "text": "Resolve and close"},
-        "submit": {"type": "plain_text", "text": "Resolve & close"},
+        "title": {"type": "plain_text", "text": "Close" if resolved else "Resolve and close"},
+        "submit": {"type": "plain_text", "text": "Close" if resolved else "Resolve & close"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
             {
                 "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": "This incident is not resolved yet. Say how it was resolved; "
-                    "Firebreak then resolves it, closes it and exports the post-mortem.",
-                },
+                "text": {"type": "mrkdwn", "text": resolution_prompt(resolved=resolved)},
             },
             {
                 "type": "input",

@@ -27,7 +27,8 @@ EXPORTED = "exported"
 @dataclass(frozen=True)
 class CloseStart:
     incident_id: int
-    needs_resolution: bool = False
+    needs_resolution: bool = False  # not resolved, or resolved without a summary
+    resolved: bool = False
     closed_before: datetime | None = None  # set when an earlier close made the row
 
 
@@ -59,15 +60,19 @@ def row_for(session: Session, incident_id: int) -> Postmortem | None:
 
 
 def begin_close(session: Session, channel_id: str, actor: str, now: datetime) -> CloseStart:
-    """Record the close once: the export row, the `closed` event and `closed_at`."""
+    """Record the close once: the export row, the `closed` event and `closed_at`.
+
+    Not before the incident is resolved with a summary: it is the post-mortem's
+    Resolution, and nobody writes it later."""
     incident = store.by_channel(session, channel_id, for_update=True)
     if incident is None:
         raise UserError(NOT_AN_INCIDENT_CHANNEL)
     existing = row_for(session, incident.id)
     if existing is not None:
         return CloseStart(incident.id, closed_before=incident.closed_at or existing.created_at)
-    if incident.status != "resolved":
-        return CloseStart(incident.id, needs_resolution=True)
+    resolved = incident.status == "resolved"
+    if not resolved or not incident.resolution_summary:
+        return CloseStart(incident.id, needs_resolution=True, resolved=resolved)
     try:
         with session.begin_nested():
             session.add(

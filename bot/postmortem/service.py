@@ -22,7 +22,7 @@ from bot.mrkdwn import mention
 from bot.postmortem import records
 from bot.postmortem.compiler import compile_document
 from bot.postmortem.export import ExportResult, PostmortemExport, filename
-from bot.postmortem.forms import RESOLUTION_CALLBACK, resolution_form
+from bot.postmortem.forms import RESOLUTION_CALLBACK, resolution_form, resolution_prompt
 from bot.postmortem.history import ts_of
 from bot.postmortem.render import PostmortemTemplate, as_json
 from bot.runbooks import Runbooks
@@ -41,6 +41,7 @@ FORMATS = ("md", "json")
 class CloseOutcome:
     text: str
     needs_resolution: bool = False  # open `resolution_form` for the requester
+    resolved: bool = False  # … in its form for a resolved incident that lacks a summary
 
 
 class PostmortemService:
@@ -103,15 +104,16 @@ class PostmortemService:
         )
         if start.needs_resolution:
             return CloseOutcome(
-                "This incident is not resolved yet. Say how it was resolved, and Firebreak "
-                "resolves it, closes it and exports the post-mortem.",
+                resolution_prompt(resolved=start.resolved),
                 needs_resolution=True,
+                resolved=start.resolved,
             )
         result = await self._export.run(start.incident_id)
         return CloseOutcome(self._close_text(result, start.closed_before))
 
     async def resolve_and_close(self, summary: str, request: Request) -> str:
-        """The resolution modal's submission: resolve with the summary, then close."""
+        """The resolution modal's submission: resolve with the summary (or record it, if
+        the incident is resolved already), then close."""
         resolved = await self._incidents.resolve(c.Resolve(summary), request)
         outcome = await self.close(request)
         return "\n".join(text for text in (resolved, outcome.text) if text)

@@ -67,6 +67,8 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
             return event.type.capitalize(), text("text")
         case "resolved":
             return "Resolved", text("summary") or "marked resolved"
+        case "resolution_summary":
+            return "Resolution", text("summary")
         case "checklist_checked" | "checklist_unchecked":
             verb = "ticked" if event.type == "checklist_checked" else "unticked"
             return "Checklist", f"{verb} “{p.get('text', p.get('key', ''))}”"
