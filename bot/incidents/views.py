@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.gateway import Blocks
-from bot.mrkdwn import escape, truncate
+from bot.mrkdwn import Mrkdwn, escape, fallback_text, truncate
 from bot.runbooks import Runbooks
 from storage.models import Incident
 
@@ -22,7 +22,7 @@ def topic(incident: Incident, runbooks: Runbooks) -> str:
     return truncate(" ".join(text.split()), TOPIC_MAX)
 
 
-def checklist_message(incident: Incident, runbooks: Runbooks) -> tuple[str, Blocks]:
+def checklist_message(incident: Incident, runbooks: Runbooks) -> tuple[Mrkdwn, Blocks]:
     """The pinned checklist: an intro, then each phase with its boxes.
 
     A checkboxes element holds at most 10 options, so a longer phase spans
@@ -58,9 +58,7 @@ def checklist_message(incident: Incident, runbooks: Runbooks) -> tuple[str, Bloc
                     "elements": [element],
                 }
             )
-    total = len(incident.checklist)
-    done = sum(1 for i in incident.checklist if i.checked)
-    return f"Checklist for {incident.title}: {done}/{total} done", blocks
+    return fallback_text(blocks), blocks
 
 
 def _phases(incident: Incident) -> list[str]:
