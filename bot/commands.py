@@ -206,7 +206,7 @@ def parse(text: str, severities: SeverityTable) -> Command:
     if verb == "reminders":
         return ShowReminders()
     if verb == "snooze":
-        return Snooze(_duration(_one_word(rest, "snooze", "30m")))
+        return Snooze(_duration(rest))
     if verb in ("diag", "diagnose"):
         return RunDiagnostic(*_action_words(rest))
     if verb == "mitigate":
@@ -273,6 +273,9 @@ def _mention(text: str, example: str) -> str:
 
 
 def _duration(word: str) -> timedelta:
+    """A duration as people and the bot itself write it: `30m`, `1h30m`, `1m 30s`, `1h 5m`."""
+    if not word:
+        raise CommandError("Give a duration, e.g. `/incident snooze 30m` or `1h 30m`.")
     try:
         return parse_duration(word)
     except (ValueError, OverflowError) as exc:

@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot import mrkdwn
 from bot.durations import format_duration, parse_duration
@@ -40,6 +42,9 @@ def test_templates_escape_values_and_never_evaluate_them(runbooks: Runbooks) -> 
         ("30s", timedelta(seconds=30)),
         ("15m", timedelta(minutes=15)),
         ("1h30m", timedelta(minutes=90)),
+        ("1m 30s", timedelta(seconds=90)),
+        ("1h 5m", timedelta(minutes=65)),
+        ("2d 3h", timedelta(days=2, hours=3)),
     ],
 )
 def test_durations(text: str, delta: timedelta) -> None:
@@ -50,6 +55,13 @@ def test_durations(text: str, delta: timedelta) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@given(st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=400)))
+def test_what_the_bot_writes_it_reads(delta: timedelta) -> None:
+    """Every duration the bot shows (`1h 5m`, `2d 3h`, `45s`) can be typed back as is."""
+    written = format_duration(delta)
+    assert format_duration(parse_duration(written)) == written
 
 
 def test_format_duration() -> None:
