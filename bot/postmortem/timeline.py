@@ -14,7 +14,7 @@ from operator import itemgetter
 from typing import Any
 
 from bot.postmortem.history import Line, Names, iso
-from bot.postmortem.markdown import mentioned_users, slack_to_plain
+from bot.postmortem.markdown import mentioned_users, typed_to_plain
 from storage.models import Event
 
 # Events that say nothing a reader of the post-mortem needs.
@@ -42,7 +42,7 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
     p: dict[str, Any] = event.payload or {}
 
     def text(key: str) -> str:
-        return slack_to_plain(str(p.get(key) or ""), name)
+        return typed_to_plain(str(p.get(key) or ""), name)
 
     def what() -> str:
         return f"{p.get('action', '?')} on {p.get('service', '?')}"
