@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from bot.durations import parse_duration
 from bot.errors import UserError
-from bot.incidents.rules import ROLES, STATUSES, TEXT_MAX, TITLE_MAX
+from bot.incidents.limits import over_limit
+from bot.incidents.rules import ROLES, STATUSES, TITLE_MAX
 from bot.mrkdwn import escape
 from bot.redact import redact
 from bot.severities import SeverityTable
@@ -315,8 +316,9 @@ def _one_word(rest: str, what: str, example: str) -> str:
 def _text(rest: str, verb: str, example: str, *, required: bool = True) -> str:
     if required and not rest:
         raise CommandError(f"Add some text, e.g. `/incident {verb} {example}`.")
-    if len(rest) > TEXT_MAX:
-        raise CommandError(f"That text is {len(rest)} characters; keep it under {TEXT_MAX}.")
+    problem = over_limit(rest)
+    if problem:
+        raise CommandError(problem)
     return rest
 
 

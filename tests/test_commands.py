@@ -58,7 +58,8 @@ def test_grammar(text: str, expected: c.Command, runbooks: Runbooks) -> None:
         ("snooze", "Give a duration"),
         ("snooze 1m thirty", "is not a duration"),
         ("declare P1 " + "x" * 151, "keep it under 150"),
-        ("update " + "x" * 3001, "keep it under 3000"),
+        ("update " + "x" * 2801, "the limit is 2,800, so it is 1 over"),
+        ("update " + "&" * 1000, "comes to 5,000 characters once formatted for Slack"),
     ],
 )
 def test_bad_input_gets_a_specific_message(text: str, message: str, runbooks: Runbooks) -> None:

@@ -20,6 +20,7 @@ from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.incidents import views
 from bot.incidents.declare import DeclareFlow
+from bot.incidents.limits import check_message
 from bot.incidents.outbox import Outbox
 from bot.incidents.reminders import retime
 from bot.mrkdwn import channel_link, mention, user_text
@@ -348,6 +349,7 @@ class IncidentService:
                 f":clipboard: Action item from {mention(request.actor)}: "
                 f"{user_text(command.text)}{owner}"
             )
+            check_message(text)
             enqueue(session, incident.id, "post", now, channel=str(incident.channel_id), text=text)
             return ""
 
@@ -437,5 +439,6 @@ class IncidentService:
         text = self._runbooks.templates.render(
             template, incident=incident, actor=actor, broadcast=broadcast, **context
         )
+        check_message(text)
         channel = self._announce_channel if broadcast else str(incident.channel_id)
         enqueue(session, incident.id, "post", now, channel=channel, text=text)
