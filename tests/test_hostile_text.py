@@ -1,6 +1,8 @@
 """Hostile text never reaches Slack as a live special mention or a forged link (issue 16).
 
-A title, an update, a note, a resolution summary or an action item may carry
+A title (by command or modal), an update (by command or form), a note, an action item
+or a resolution summary (by command, or in the form `close` opens, which then exports the
+post-mortem with its file title and comment) may carry
 `<!channel>`, `<!here>`, `<!everyone>`, `<!subteam^…>` or `<https://evil|click>`,
 typed literally (Slack sends it as `&lt;!channel&gt;`), typed as `@channel` (Slack
 turns that into a live `<!channel>` in the command text) or pasted into a modal's
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +28,7 @@ from hypothesis import strategies as st
 from bot.incidents.reminders import POST_UPDATE_ACTION
 from bot.mrkdwn import fallback_text
 from emulator.models import Call
-from tests.harness import ALICE, Harness
+from tests.harness import ALICE, Harness, running_firebreak
 
 # Slack markup that must never reach Slack live from user text.
 SPECIAL = ("<!channel>", "<!here>", "<!everyone>", "<!subteam^S123>", "<!subteam^S123|@oncall>")
@@ -35,9 +38,13 @@ PIECES = st.sampled_from((*SPECIAL, *FORGED, *TYPED, "<@U0BOB|bob>", "&", "&amp;
 WORDS = st.text(alphabet="ab <>&|!@#^:/.;", min_size=1, max_size=8)
 HOSTILE = st.lists(PIECES | WORDS, min_size=1, max_size=6).map(" ".join).filter(str.strip)
 
-# Any <…> markup; only a user or channel mention is allowed through.
+# Any <…> markup; only a user or channel mention, or a link Firebreak made to the
+# workspace's own files (the post-mortem's announcement), is allowed through.
 _MARKUP = re.compile(r"<([^<>]*)>")
-_ALLOWED = re.compile(r"^(@[UW][A-Z0-9]{2,20}|#[CG][A-Z0-9]{2,20})(\|[^<>]*)?$")
+_ALLOWED = re.compile(
+    r"^(@[UW][A-Z0-9]{2,20}|#[CG][A-Z0-9]{2,20}|https://firebreak\.slack\.com/files/[^|]+)"
+    r"(\|[^<>]*)?$"
+)
 
 HYPOTHESIS = settings(
     max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "8")),
@@ -46,6 +53,12 @@ HYPOTHESIS = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking a run of this size
     # takes minutes; the failing example and the markup found are reported as they are
 )
+
+
+@pytest.fixture
+async def slack(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
+    async with running_firebreak(database_url, FIREBREAK_POSTMORTEM_DIR=str(tmp_path)) as harness:
+        yield harness
 
 
 def strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -108,6 +121,15 @@ async def update_by_form(slack: Harness, channel: str, text: str) -> None:
     await slack.settle()
 
 
+async def close_by_form(slack: Harness, channel: str, summary: str) -> None:
+    """`close` on an unresolved incident asks for the summary; then it exports."""
+    await slack.command("close", channel=channel)
+    views = slack.workspace.open_views(ALICE)
+    form = next(v for v in views if v["callback_id"] == "postmortem_resolve_close")
+    await slack.driver.submit_view(ALICE, form["id"], {"summary": summary})
+    await slack.settle()
+
+
 @HYPOTHESIS
 @given(title=HOSTILE, text=HOSTILE)
 @pytest.mark.asyncio
@@ -131,6 +153,7 @@ async def test_no_live_special_mention_reaches_slack(slack: Harness, title: str,
         c for c in slack.incident_channels() if c.id not in before and c.id != channel.id
     )
     await update_by_form(slack, modal_channel.id, text)
+    await close_by_form(slack, modal_channel.id, text)
     await slack.command(f"declare P2 {title}")  # the same hostile title again
 
     calls = slack.workspace.call_log[start:]
@@ -141,6 +164,7 @@ async def test_no_live_special_mention_reaches_slack(slack: Harness, title: str,
         "conversations.setTopic",
         "response_url",
         "slash_command.response",
+        "files.completeUploadExternal",
     }
     assert live_markup(calls) == []
 
@@ -152,8 +176,13 @@ def test_the_checker_finds_live_markup() -> None:
         Call("chat.update", {"blocks": [{"text": {"text": "x <!here> y"}}]}, True),
         Call("response_url", {"text": "see <https://evil.example|click>"}, True),
         Call("conversations.setTopic", {"topic": "&lt;!channel&gt;"}, True),
+        Call(
+            "chat.postMessage", {"text": "<https://firebreak.slack.com/files/U1/F1/pm.md|x>"}, True
+        ),
+        Call("files.completeUploadExternal", {"files": [{"title": "<!everyone>"}]}, True),
     ]
     assert live_markup(calls) == [
         "chat.update.blocks[0].text.text: <!here>",
         "response_url.text: <https://evil.example|click>",
+        "files.completeUploadExternal.files[0].title: <!everyone>",
     ]
