@@ -89,10 +89,11 @@ def fallback_text(blocks: Sequence[Mapping[str, Any]]) -> Mrkdwn:
 
 
 def _block_texts(blocks: Sequence[Mapping[str, Any]]) -> Iterator[str]:
-    """Section, header and context texts; controls (buttons, boxes) are not the message."""
+    """Section and header texts: the message itself, without its controls (buttons,
+    boxes) or the small print of context blocks."""
     for block in blocks:
-        if block.get("type") not in ("section", "header", "context"):
-            continue
-        for item in (block.get("text"), *(block.get("elements") or ())):
-            if isinstance(item, Mapping) and isinstance(item.get("text"), str):
-                yield item["text"] if item.get("type") == "mrkdwn" else escape(item["text"])
+        item = block.get("text")
+        if block.get("type") in ("section", "header") and isinstance(item, Mapping):
+            text = item.get("text")
+            if isinstance(text, str):
+                yield text if item.get("type") == "mrkdwn" else escape(text)
