@@ -81,11 +81,15 @@ def fallback_text(blocks: Sequence[Mapping[str, Any]]) -> Mrkdwn:
     """The `text` of a message with `blocks`: what notifications and clients without Block
     Kit show. Derived from the blocks (mrkdwn as rendered, plain text escaped), so no call
     site writes one by hand and it can never say, or ping, more than the blocks do."""
-    text = "\n".join(_block_texts(blocks))
-    if len(text) > FALLBACK_MAX:
-        # Never cut inside `<@U…>` or `&amp;`: half of one is not inert.
-        text = _OPEN_MARKUP.sub("", text[: FALLBACK_MAX - 1]) + "…"
-    return Mrkdwn(text)
+    return Mrkdwn(truncate_mrkdwn("\n".join(_block_texts(blocks)), FALLBACK_MAX))
+
+
+def truncate_mrkdwn(text: str, limit: int, marker: str = "…") -> str:
+    """`truncate` for rendered mrkdwn: never cuts inside `<@U…>` or `&amp;`, since half
+    of one shows as garbage."""
+    if len(text) <= limit:
+        return text
+    return _OPEN_MARKUP.sub("", text[: limit - len(marker)]) + marker
 
 
 def _block_texts(blocks: Sequence[Mapping[str, Any]]) -> Iterator[str]:

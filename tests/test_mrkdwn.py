@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from bot import mrkdwn
 from bot.durations import format_duration, parse_duration
+from bot.incidents import views
 from bot.runbooks import Runbooks
 
 
@@ -34,6 +35,20 @@ def test_fallback_text_comes_from_the_blocks() -> None:
         {"type": "context", "elements": [{"type": "mrkdwn", "text": "by <@U0ALICE>"}]},
     ]
     assert mrkdwn.fallback_text(blocks) == "&lt;!channel&gt; &amp; co\n*bold* <@U0BOB>"
+
+
+def test_a_topic_of_ampersands_is_cut_between_entities(runbooks: Runbooks) -> None:
+    class Incident:
+        title = "&" * 150
+        severity = "P1"
+        status = "investigating"
+        channel_id = "C0123"
+
+        def role(self, name: str) -> None:
+            return None
+
+    topic = views.topic(Incident(), runbooks)  # type: ignore[arg-type]
+    assert len(topic) <= views.TOPIC_MAX and topic.endswith("&amp;…")
 
 
 def test_fallback_text_is_never_cut_inside_markup() -> None:

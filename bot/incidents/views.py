@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.gateway import Blocks
-from bot.mrkdwn import Mrkdwn, escape, fallback_text, truncate
+from bot.mrkdwn import Mrkdwn, escape, fallback_text, truncate_mrkdwn
 from bot.runbooks import Runbooks
 from storage.models import Incident
 
@@ -19,7 +19,7 @@ def topic(incident: Incident, runbooks: Runbooks) -> str:
     text = runbooks.templates.render(
         "topic.j2", incident=incident, commander=incident.role("commander")
     )
-    return truncate(" ".join(text.split()), TOPIC_MAX)
+    return truncate_mrkdwn(" ".join(text.split()), TOPIC_MAX)
 
 
 def checklist_message(incident: Incident, runbooks: Runbooks) -> tuple[Mrkdwn, Blocks]:
@@ -82,7 +82,7 @@ def _option(item: Any) -> dict[str, Any]:
 
 
 def _mrkdwn(text: str) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": truncate(text, 3000)}
+    return {"type": "mrkdwn", "text": truncate_mrkdwn(text, 3000)}
 
 
 def incident_list(incidents: list[Incident], runbooks: Runbooks, now: datetime) -> str:
