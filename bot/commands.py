@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from bot.durations import parse_duration
 from bot.errors import UserError
-from bot.incidents.rules import ROLES, STATUSES, TEXT_MAX, TITLE_MAX
+from bot.incidents.limits import over_limit
+from bot.incidents.rules import ROLES, STATUSES, TITLE_MAX
 from bot.mrkdwn import escape
 from bot.redact import redact
 from bot.severities import SeverityTable
@@ -206,7 +207,7 @@ def parse(text: str, severities: SeverityTable) -> Command:
     if verb == "reminders":
         return ShowReminders()
     if verb == "snooze":
-        return Snooze(_duration(_one_word(rest, "snooze", "30m")))
+        return Snooze(_duration(rest))
     if verb in ("diag", "diagnose"):
         return RunDiagnostic(*_action_words(rest))
     if verb == "mitigate":
@@ -273,6 +274,9 @@ def _mention(text: str, example: str) -> str:
 
 
 def _duration(word: str) -> timedelta:
+    """A duration as people and the bot itself write it: `30m`, `1h30m`, `1m 30s`, `1h 5m`."""
+    if not word:
+        raise CommandError("Give a duration, e.g. `/incident snooze 30m` or `1h 30m`.")
     try:
         return parse_duration(word)
     except (ValueError, OverflowError) as exc:
@@ -312,8 +316,9 @@ def _one_word(rest: str, what: str, example: str) -> str:
 def _text(rest: str, verb: str, example: str, *, required: bool = True) -> str:
     if required and not rest:
         raise CommandError(f"Add some text, e.g. `/incident {verb} {example}`.")
-    if len(rest) > TEXT_MAX:
-        raise CommandError(f"That text is {len(rest)} characters; keep it under {TEXT_MAX}.")
+    problem = over_limit(rest)
+    if problem:
+        raise CommandError(problem)
     return rest
 
 

@@ -1,4 +1,8 @@
-"""Durations written as `30s`, `15m`, `1h`, `1h30m` (cadences, snoozes)."""
+"""Durations written as `30s`, `15m`, `1h`, `1h30m`, `1m 30s` (cadences, snoozes).
+
+`parse_duration` accepts everything `format_duration` writes (`1h 5m`, `2d 3h`), so a
+person can type back what the bot showed them.
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.mrkdwn import Mrkdwn
+
 Blocks = list[dict[str, Any]]
 
 
@@ -91,13 +93,17 @@ class ChatGateway(Protocol):
     async def set_topic(self, channel: str, topic: str) -> None: ...
 
     async def post(
-        self, channel: str, text: str, blocks: Blocks | None = None, thread_ts: str | None = None
+        self, channel: str, text: Mrkdwn, blocks: Blocks | None = None, thread_ts: str | None = None
     ) -> str:
-        """Post a message and return its `ts`. `channel` may be an ID or a public name."""
+        """Post a message and return its `ts`. `channel` may be an ID or a public name.
+
+        `text` is what Slack notifies from: `Mrkdwn`, so it was escaped (with blocks, it is
+        `fallback_text(blocks)`), never a string built by hand.
+        """
         ...
 
     async def update(
-        self, channel: str, ts: str, text: str, blocks: Blocks | None = None
+        self, channel: str, ts: str, text: Mrkdwn, blocks: Blocks | None = None
     ) -> None: ...
 
     async def pin(self, channel: str, ts: str) -> None:

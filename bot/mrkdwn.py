@@ -1,14 +1,23 @@
-"""Escaping user text for Slack mrkdwn.
+"""Slack's text format, both ways: decoding what Slack sends, escaping what we send.
 
 Slack treats `&`, `<` and `>` as control characters: `<!channel>` pings
-everyone and `<https://evil|docs>` forges a link. User text is escaped before
-it is shown, except plain user and channel mentions, which are kept (in their
-canonical `<@U123>` form) so an update can still name a responder.
+everyone and `<https://evil|docs>` forges a link. So Slack sends them in
+slash-command text as `&amp;`, `&lt;` and `&gt;`; `from_slack` decodes that
+once, where a payload is read, and everything is stored and compared as the
+person typed it. User text is escaped once, where it is rendered, except plain
+user and channel mentions, which are kept (in their canonical `<@U123>` form)
+so an update can still name a responder.
+
+Every field Slack notifies from gets the same treatment: a message's `text`
+(the notification and fallback) is built by `fallback_text` from the blocks it
+goes with, never by hand, and the gateway only takes `Mrkdwn` there.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 _MENTION = re.compile(r"<([@#])([UWC][A-Z0-9]{2,20})(?:\|[^<>]*)?>")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
@@ -23,6 +32,14 @@ def escape(text: object) -> str:
     if isinstance(text, Mrkdwn):
         return text
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def from_slack(text: str) -> str:
+    """Slack's encoded text as typed: `&lt;`, `&gt;`, `&amp;` decoded, once.
+
+    `&amp;` last, so a typed `&lt;` (sent as `&amp;lt;`) stays `&lt;`.
+    """
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def user_text(text: str) -> Mrkdwn:
@@ -53,3 +70,34 @@ def channel_link(channel_id: str | None, name: str | None = None) -> Mrkdwn:
 def truncate(text: str, limit: int, marker: str = "…") -> str:
     """Cut to at most `limit` characters, marking the cut."""
     return text if len(text) <= limit else text[: limit - len(marker)] + marker
+
+
+# Slack advises keeping `text` under 4,000 characters (and cuts it at 40,000).
+FALLBACK_MAX = 4000
+_OPEN_MARKUP = re.compile(r"<[^>]*$|&[a-z#0-9]*$")
+
+
+def fallback_text(blocks: Sequence[Mapping[str, Any]]) -> Mrkdwn:
+    """The `text` of a message with `blocks`: what notifications and clients without Block
+    Kit show. Derived from the blocks (mrkdwn as rendered, plain text escaped), so no call
+    site writes one by hand and it can never say, or ping, more than the blocks do."""
+    return Mrkdwn(truncate_mrkdwn("\n".join(_block_texts(blocks)), FALLBACK_MAX))
+
+
+def truncate_mrkdwn(text: str, limit: int, marker: str = "…") -> str:
+    """`truncate` for rendered mrkdwn: never cuts inside `<@U…>` or `&amp;`, since half
+    of one shows as garbage."""
+    if len(text) <= limit:
+        return text
+    return _OPEN_MARKUP.sub("", text[: limit - len(marker)]) + marker
+
+
+def _block_texts(blocks: Sequence[Mapping[str, Any]]) -> Iterator[str]:
+    """Section and header texts: the message itself, without its controls (buttons,
+    boxes) or the small print of context blocks."""
+    for block in blocks:
+        item = block.get("text")
+        if block.get("type") in ("section", "header") and isinstance(item, Mapping):
+            text = item.get("text")
+            if isinstance(text, str):
+                yield text if item.get("type") == "mrkdwn" else escape(text)

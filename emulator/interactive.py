@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from emulator.api import ApiError, Args, Handler
 from emulator.blockkit import check_message, check_view, with_ids
 from emulator.chat import delete_message, message_content
+from emulator.models import COMMAND_RESPONSE, RESPONSE_URL, VIEW_RESPONSE
 
 if TYPE_CHECKING:
     from emulator.state import Workspace
@@ -201,11 +202,14 @@ def respond(ws: Workspace, hook_id: str, payload: Any) -> tuple[int, dict[str, A
     if hook.uses >= RESPONSE_URL_USES:
         return 404, {"ok": False, "error": "used_url"}
     if not isinstance(payload, dict):
+        ws.record_call(RESPONSE_URL, {"payload": payload}, "invalid_payload")
         return 400, {"ok": False, "error": "invalid_payload"}
     try:
         _deliver(ws, hook, payload, "response_url")
     except ApiError as exc:
+        ws.record_call(RESPONSE_URL, payload, exc.error)
         return 400, exc.response()
+    ws.record_call(RESPONSE_URL, payload)
     hook.uses += 1
     return 200, {"ok": True}
 
@@ -213,6 +217,7 @@ def respond(ws: Workspace, hook_id: str, payload: Any) -> tuple[int, dict[str, A
 def deliver_command_ack(ws: Workspace, channel_id: str, user_id: str, body: Any) -> None:
     """Slack shows a slash command's HTTP answer to the user (ephemeral unless in_channel)."""
     payload = body if isinstance(body, dict) else {"text": str(body)}
+    ws.record_call(COMMAND_RESPONSE, payload)
     try:
         _deliver(ws, ResponseHook("ack", channel_id, user_id, ws.now()), payload, "ack")
     except ApiError as exc:
@@ -306,6 +311,8 @@ def apply_submission_response(ws: Workspace, view: View, body: Any) -> None:
     "We had some trouble connecting"), so a broken ``ack(response_action=...)``
     fails the test instead of passing silently.
     """
+    if isinstance(body, dict):
+        ws.record_call(VIEW_RESPONSE, body)
     action = body.get("response_action") if isinstance(body, dict) else None
     views = stack(ws, view.user_id)
     if action == "errors":

@@ -37,9 +37,18 @@ class Channel:
     bookmarks: list[dict[str, Any]] = field(default_factory=list)
 
 
+# Pseudo-methods in the call log for what the bot sends Slack outside the Web API: a POST
+# to a response_url, and the HTTP answer to a slash command or a view submission. Slack
+# notifies from their text as from a Web API call's, so tests check them alike.
+RESPONSE_URL = "response_url"
+COMMAND_RESPONSE = "slash_command.response"
+VIEW_RESPONSE = "view_submission.response"
+
+
 @dataclass
 class Call:
-    """One Web API request as the bot made it, and how the emulator answered."""
+    """One request as the bot made it (its arguments as sent, JSON fields decoded), and how
+    the emulator answered: a Web API call, or one of the pseudo-methods above."""
 
     method: str
     args: dict[str, Any]

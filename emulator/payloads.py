@@ -12,6 +12,7 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from emulator.blockkit import STATEFUL_ELEMENTS, iter_elements
+from emulator.composer import encode
 
 if TYPE_CHECKING:
     from emulator.state import Workspace
@@ -59,7 +60,10 @@ def user_ref(ws: Workspace, user_id: str) -> dict[str, str]:
 def slash_command(
     ws: Workspace, user_id: str, channel_id: str, text: str, command: str
 ) -> dict[str, str]:
-    """The form fields of a slash command request, with a fresh trigger_id and response_url."""
+    """The form fields of a slash command request, with a fresh trigger_id and response_url.
+
+    `text` is what the person typed; it is sent encoded as Slack encodes it.
+    """
     channel = ws.channels.get(channel_id)
     if channel is None:
         raise ValueError(f"unknown channel {channel_id!r}")
@@ -73,7 +77,7 @@ def slash_command(
         "user_id": user_id,
         "user_name": user["name"],
         "command": command,
-        "text": text,
+        "text": encode(ws, text),
         "api_app_id": ws.app_id,
         "is_enterprise_install": "false",
         "response_url": ws.mint_response_url(channel_id, user_id),

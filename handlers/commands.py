@@ -11,8 +11,10 @@ from bot import commands as c
 from bot.incidents.forms import declare_form
 from bot.incidents.rules import ROLES, STATUSES
 from bot.incidents.service import Request
+from bot.mrkdwn import from_slack
 from bot.postmortem.service import resolution_form
 from bot.services import Services
+from handlers import payload
 from handlers.background import BackgroundWork
 
 INCOMPLETE = "This request lacks the user, channel or response URL Slack sends; nothing was done."
@@ -34,8 +36,10 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
     async def incident_command(
         ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond
     ) -> None:
+        # Slack sends `&`, `<`, `>` as entities: decoded here, once; escaped when rendered.
+        typed = from_slack(payload.text(command, "text"))
         try:
-            parsed = c.parse(command.get("text", ""), services.runbooks.severities)
+            parsed = c.parse(typed, services.runbooks.severities)
         except c.CommandError as exc:
             text = f"{exc}\n\n{help_text(services)}" if exc.show_help else str(exc)
             await ack(text=text)
@@ -53,7 +57,7 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             key=f"command:{command.get('trigger_id') or command.get('response_url')}",
         )
 
-        name = c.command_word(command.get("text", ""))
+        name = c.command_word(typed)
 
         async def reply(text: str) -> None:
             await respond(text=text, response_type="ephemeral")

@@ -12,7 +12,6 @@ the same thing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +20,7 @@ from bot.clock import OffsetClock
 from bot.durations import format_duration, parse_duration
 from emulator import SlackDriver, Workspace, console, prompts
 from emulator.api import ApiError
+from emulator.composer import encode
 from emulator.prompts import Ask, Say
 from emulator.text import Style, user_name
 from handlers.app import Firebreak
@@ -34,8 +34,6 @@ USERS = (
 SHOWN_ON_JOIN = 15
 # `:wait` moves time in steps this small, so reminders go out when due, not late.
 WAIT_STEP = timedelta(seconds=30)
-# `@bob`, `#general`, `@here` as typed; Slack sends them as <@U…|bob>, <#C…|general>, <!here>.
-_TYPED_MENTION = re.compile(r"(?<![\w<&])([@#])([a-z0-9](?:[\w.-]*\w)?)", re.IGNORECASE)
 
 HELP = """\
 Type what you would type in Slack:
@@ -66,23 +64,6 @@ class Local:
     app: Firebreak
     clock: OffsetClock
     kubernetes: str  # where Kubernetes actions go, for the banner
-
-
-def encode(workspace: Workspace, text: str) -> str:
-    """Typed text as a Slack client sends it: &, <, > escaped and mentions resolved."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-    def resolve(match: re.Match[str]) -> str:
-        sigil, name = match.group(1), match.group(2)
-        if sigil == "#":
-            channel = workspace.channel_by_name(name.lower())
-            return f"<#{channel.id}|{channel.name}>" if channel else match.group(0)
-        if name.lower() in ("here", "channel", "everyone"):
-            return f"<!{name.lower()}>"
-        user = next((u for u in workspace.users.values() if u["name"] == name.lower()), None)
-        return f"<@{user['id']}|{user['name']}>" if user else match.group(0)
-
-    return _TYPED_MENTION.sub(resolve, text)
 
 
 class Session:
@@ -148,7 +129,7 @@ class Session:
         if command != "/incident":
             raise ValueError(f"{command} is not installed here; Firebreak provides /incident.")
         response = await self.local.driver.slash_command(
-            self.user, self.channel, encode(self.ws, text.strip()), command
+            self.user, self.channel, text.strip(), command
         )
         if response.status != 200:
             self.warn(f"{command} failed: Firebreak answered HTTP {response.status}")

@@ -28,6 +28,7 @@ from bot.gateway import (
     SharedFile,
 )
 from bot.metrics import Metrics
+from bot.mrkdwn import Mrkdwn
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class SlackGateway:
         await self._call("conversations.setTopic", channel=channel, topic=topic)
 
     async def post(
-        self, channel: str, text: str, blocks: Blocks | None = None, thread_ts: str | None = None
+        self, channel: str, text: Mrkdwn, blocks: Blocks | None = None, thread_ts: str | None = None
     ) -> str:
         channel_id = await self._resolve(channel)
         args: dict[str, Any] = {"channel": channel_id, "text": text}
@@ -232,7 +233,9 @@ class SlackGateway:
                 data = await self._call("chat.postMessage", **args)
         return str(data["ts"])
 
-    async def update(self, channel: str, ts: str, text: str, blocks: Blocks | None = None) -> None:
+    async def update(
+        self, channel: str, ts: str, text: Mrkdwn, blocks: Blocks | None = None
+    ) -> None:
         args: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
         if blocks is not None:
             args["blocks"] = blocks

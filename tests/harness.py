@@ -60,6 +60,14 @@ class Harness:
     def texts(self, channel_id: str) -> list[str]:
         return [str(m.get("text", "")) for m in self.workspace.messages(channel_id)]
 
+    def checklists(self, channel_id: str) -> list[dict[str, Any]]:
+        """The checklist messages in a channel (there should be one)."""
+        return [
+            m
+            for m in self.workspace.messages(channel_id)
+            if any(b.get("block_id") == "checklist-intro" for b in m.get("blocks", []))
+        ]
+
 
 def seeded_workspace() -> Workspace:
     workspace = Workspace()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from bot import commands as c
@@ -32,6 +34,9 @@ def parse(text: str, runbooks: Runbooks) -> c.Command:
         ("note saw a spike", c.AddNote("saw a spike")),
         ("resolve", c.Resolve("")),
         ("resolve bad config rolled back", c.Resolve("bad config rolled back")),
+        ("snooze 1m 30s", c.Snooze(timedelta(seconds=90))),
+        ("snooze 1h 5m", c.Snooze(timedelta(minutes=65))),
+        ("snooze 30m", c.Snooze(timedelta(minutes=30))),
     ],
 )
 def test_grammar(text: str, expected: c.Command, runbooks: Runbooks) -> None:
@@ -50,8 +55,11 @@ def test_grammar(text: str, expected: c.Command, runbooks: Runbooks) -> None:
         ("commander <!channel>", "Mention one user with @"),
         ("update", "Add some text"),
         ("severity", "Give one severity"),
+        ("snooze", "Give a duration"),
+        ("snooze 1m thirty", "is not a duration"),
         ("declare P1 " + "x" * 151, "keep it under 150"),
-        ("update " + "x" * 3001, "keep it under 3000"),
+        ("update " + "x" * 2801, "the limit is 2,800, so it is 1 over"),
+        ("update " + "&" * 1000, "comes to 5,000 characters once formatted for Slack"),
     ],
 )
 def test_bad_input_gets_a_specific_message(text: str, message: str, runbooks: Runbooks) -> None:

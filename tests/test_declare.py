@@ -157,9 +157,7 @@ async def test_failed_step_is_repaired_without_duplicates(slack: Harness) -> Non
     assert incident.setup_complete
     assert slack.incident_channels() == [channel]
     assert len(channel.pins) == 1
-    checklists = [
-        m for m in slack.workspace.messages(channel.id) if "Checklist for" in str(m.get("text"))
-    ]
+    checklists = slack.checklists(channel.id)
     assert len(checklists) == 1
     assert len(slack.texts(slack.announce)) == 1
 
@@ -177,9 +175,7 @@ async def test_checklist_post_accepted_but_unrecorded_is_adopted(slack: Harness)
     slack.emulator.clear_faults()
     await slack.app.services.incidents.resume_unfinished()
     channel = slack.only_incident_channel()
-    checklists = [
-        m for m in slack.workspace.messages(channel.id) if "Checklist for" in str(m.get("text"))
-    ]
+    checklists = slack.checklists(channel.id)
     assert len(checklists) == 1 and len(channel.pins) == 1
 
 

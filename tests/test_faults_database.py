@@ -296,7 +296,7 @@ async def test_lost_during_the_declare_saga(outage: Outage) -> None:
         await slack.app.services.sweep()
     channel = slack.only_incident_channel()
     assert len(channel.pins) == 1
-    assert count(slack.texts(channel.id), "Checklist for") == 1
+    assert len(slack.checklists(channel.id)) == 1
     assert len(slack.texts(slack.announce)) == 1
 
     def incident(connection: Any) -> tuple[bool, str | None]:

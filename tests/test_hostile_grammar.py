@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot import commands as c
-from bot.incidents.rules import ROLES, STATUSES, TEXT_MAX, TITLE_MAX
+from bot.incidents.limits import TEXT_MAX, rendered_length
+from bot.incidents.rules import ROLES, STATUSES, TITLE_MAX
 from bot.runbooks import Runbooks, load_runbooks
 from runbooks import BUNDLED
 
@@ -131,11 +132,11 @@ def check_command(command: c.Command) -> None:
         case c.AssignRole():
             assert command.role in ROLES and USER_ID.match(command.user_id)
         case c.PostUpdate() | c.AddNote():
-            assert 0 < len(command.text) <= TEXT_MAX
+            assert len(command.text) > 0 and rendered_length(command.text) <= TEXT_MAX
         case c.Resolve():
-            assert len(command.summary) <= TEXT_MAX
+            assert rendered_length(command.summary) <= TEXT_MAX
         case c.AddActionItem():
-            assert 0 < len(command.text) <= TEXT_MAX
+            assert len(command.text) > 0 and rendered_length(command.text) <= TEXT_MAX
             assert command.owner is None or USER_ID.match(command.owner)
         case c.Snooze():
             assert command.duration > timedelta(0)

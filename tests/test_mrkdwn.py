@@ -3,9 +3,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot import mrkdwn
 from bot.durations import format_duration, parse_duration
+from bot.incidents import views
 from bot.runbooks import Runbooks
 
 
@@ -14,6 +17,47 @@ def test_user_text_keeps_mentions_and_escapes_the_rest() -> None:
     assert mrkdwn.user_text(text) == (
         "ping <@U0ALICE> and <#C0123> &lt;!channel&gt; &lt;https://evil.example|docs&gt; a&amp;b"
     )
+
+
+def test_from_slack_decodes_once() -> None:
+    assert mrkdwn.from_slack("a &gt; b &amp; c &lt;!here&gt;") == "a > b & c <!here>"
+    assert mrkdwn.from_slack("typed &amp;lt; literally") == "typed &lt; literally"
+
+
+def test_fallback_text_comes_from_the_blocks() -> None:
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "<!channel> & co"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*bold* <@U0BOB>"}},
+        {
+            "type": "actions",
+            "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Go"}}],
+        },
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "by <@U0ALICE>"}]},
+    ]
+    assert mrkdwn.fallback_text(blocks) == "&lt;!channel&gt; &amp; co\n*bold* <@U0BOB>"
+
+
+def test_a_topic_of_ampersands_is_cut_between_entities(runbooks: Runbooks) -> None:
+    class Incident:
+        title = "&" * 150
+        severity = "P1"
+        status = "investigating"
+        channel_id = "C0123"
+
+        def role(self, name: str) -> None:
+            return None
+
+    topic = views.topic(Incident(), runbooks)  # type: ignore[arg-type]
+    assert len(topic) <= views.TOPIC_MAX and topic.endswith("&amp;…")
+
+
+def test_fallback_text_is_never_cut_inside_markup() -> None:
+    for filler in range(10):
+        text = "x" * (mrkdwn.FALLBACK_MAX - 20 + filler) + "<@U0BOB> &amp;" * 5
+        cut = mrkdwn.fallback_text([{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+        assert len(cut) <= mrkdwn.FALLBACK_MAX and cut.endswith("…")
+        body = cut[:-1]
+        assert body.count("<") == body.count(">") and body.count("&") == body.count(";")
 
 
 def test_mention_rejects_non_ids() -> None:
@@ -40,6 +84,9 @@ def test_templates_escape_values_and_never_evaluate_them(runbooks: Runbooks) -> 
         ("30s", timedelta(seconds=30)),
         ("15m", timedelta(minutes=15)),
         ("1h30m", timedelta(minutes=90)),
+        ("1m 30s", timedelta(seconds=90)),
+        ("1h 5m", timedelta(minutes=65)),
+        ("2d 3h", timedelta(days=2, hours=3)),
     ],
 )
 def test_durations(text: str, delta: timedelta) -> None:
@@ -50,6 +97,13 @@ def test_durations(text: str, delta: timedelta) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@given(st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=400)))
+def test_what_the_bot_writes_it_reads(delta: timedelta) -> None:
+    """Every duration the bot shows (`1h 5m`, `2d 3h`, `45s`) can be typed back as is."""
+    written = format_duration(delta)
+    assert format_duration(parse_duration(written)) == written
 
 
 def test_format_duration() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from bot.postmortem import metrics
 from bot.postmortem.forms import RESOLUTION_CALLBACK, parse_resolution, resolution_form
-from bot.postmortem.markdown import escape, link, shorten, slack_to_plain
+from bot.postmortem.markdown import escape, link, shorten, slack_to_plain, typed_to_plain
 from bot.postmortem.render import PostmortemTemplate
 from bot.postmortem.timeline import describe
 from runbooks import BUNDLED
@@ -40,6 +40,15 @@ def event(minute: int, type_: str, actor: str = "U0ALICE", **payload: Any) -> Ev
 )
 def test_user_text_is_inert_markdown(typed: str, shown: str) -> None:
     assert escape(typed) == shown
+
+
+def test_typed_text_keeps_what_was_typed_and_names_mentions() -> None:
+    """Event texts are stored as typed: only Slack's own markup in them is converted."""
+    names = {"U0BOB": "Bob Example"}.get
+    typed = "p99 < 200ms & x>3 <v1.4.2> &amp; <@U0BOB|bob> <!here> <https://x.example|docs>"
+    assert typed_to_plain(typed, lambda u: names(u) or u) == (
+        "p99 < 200ms & x>3 <v1.4.2> &amp; @Bob Example @here docs (https://x.example)"
+    )
 
 
 def test_links_are_built_only_for_web_urls() -> None:

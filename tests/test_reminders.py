@@ -151,6 +151,16 @@ async def test_snooze_is_bounded_and_logged(slack: Harness, clock: ManualClock) 
     assert "every 15m for P1" in slack.ephemeral_texts(ALICE)[-1]
 
 
+async def test_snooze_takes_durations_as_the_bot_writes_them(
+    slack: Harness, clock: ManualClock
+) -> None:
+    """`1m 30s` and `1h 5m` (how the bot itself shows durations) are accepted."""
+    channel = await declare(slack)
+    for typed, delta in (("1m 30s", timedelta(seconds=90)), ("1h 5m", timedelta(minutes=65))):
+        await slack.command(f"snooze {typed}", channel=channel.id)
+        assert (await incident(slack)).next_update_due_at == clock.now() + delta
+
+
 async def test_post_update_button_opens_a_prefilled_modal(
     slack: Harness, clock: ManualClock
 ) -> None:

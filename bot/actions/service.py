@@ -32,6 +32,7 @@ from bot.incidents import followup
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
 from bot.metrics import Metrics
+from bot.mrkdwn import escape
 from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage.db import Database
@@ -120,7 +121,7 @@ class ActionService:
                     channel,
                     f"{about}-{self._clock.now():%Y%m%d-%H%M%S}.txt",
                     result.output,
-                    title=f"Output of {name}",
+                    title=f"Output of {escape(name)}",
                     thread_ts=ts,
                 )
         return ts

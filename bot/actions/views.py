@@ -16,7 +16,7 @@ from bot.actions.catalog import ActionCatalog
 from bot.actions.params import VERBS, usage
 from bot.executors import ExecutionResult
 from bot.gateway import Blocks
-from bot.mrkdwn import escape, mention, truncate
+from bot.mrkdwn import Mrkdwn, escape, fallback_text, mention, truncate
 from storage.models import PendingAction
 
 SECTION_MAX = 3000
@@ -27,9 +27,13 @@ _CUT_NOTE = "\n_Cut to fit; the full output is attached in this thread._"
 
 @dataclass(frozen=True)
 class Output:
-    text: str
     blocks: Blocks
     truncated: bool
+
+    @property
+    def text(self) -> Mrkdwn:
+        """The message's fallback text (what Slack notifies from), from its blocks."""
+        return fallback_text(self.blocks)
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ def output_message(command: str, output: str) -> Output:
     block, cut = code_block(output, SECTION_MAX - len(_CUT_NOTE))
     text = block + (_CUT_NOTE if cut else "")
     blocks: Blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
-    return Output(f"Output of {escape(command)}", blocks, cut)
+    return Output(blocks, cut)
 
 
 def diagnostic_summary(command: str, actor: str, result: ExecutionResult, error: bool) -> Output:
@@ -80,7 +84,7 @@ def diagnostic_summary(command: str, actor: str, result: ExecutionResult, error:
         {"type": "section", "text": {"type": "mrkdwn", "text": line}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
     ]
-    return Output(line, blocks, False)
+    return Output(blocks, False)
 
 
 def proposal(p: Proposal) -> Output:
@@ -109,14 +113,14 @@ def proposal(p: Proposal) -> Output:
         "configured mitigator (`/incident mitigate` lists them)."
     )
     blocks = [*_head(p), _context(expiry), buttons]
-    return Output(f"Mitigation proposed: {escape(p.command)}", blocks, False)
+    return Output(blocks, False)
 
 
 def decided(p: Proposal, outcome: str) -> Output:
     """The same message after a decision: the outcome (mrkdwn) instead of the buttons."""
     text = truncate(outcome, SECTION_MAX)
     blocks = [*_head(p), {"type": "section", "text": {"type": "mrkdwn", "text": text}}]
-    return Output(f"Mitigation {escape(p.command)}: {text}", blocks, False)
+    return Output(blocks, False)
 
 
 def outcome(command: str, confirmer: str, result: ExecutionResult, error: bool) -> str:

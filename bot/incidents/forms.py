@@ -7,7 +7,8 @@ import re
 from typing import Any
 
 from bot.commands import CommandError, Declare, clean, validate_title
-from bot.incidents.rules import STATUSES, TEXT_MAX, TITLE_MAX
+from bot.incidents.limits import TEXT_MAX, over_limit
+from bot.incidents.rules import STATUSES, TITLE_MAX
 from bot.severities import SeverityTable
 
 DECLARE_CALLBACK = "declare_incident"
@@ -78,8 +79,8 @@ def parse_declare_form(
     if severity is None:
         errors["severity"] = f"Choose a severity ({severities.names()})."
     description = clean(_string(_entry(values, "description"), "value")).strip()
-    if len(description) > TEXT_MAX:
-        errors["description"] = f"Keep it under {TEXT_MAX} characters."
+    if problem := over_limit(description):
+        errors["description"] = problem
     commander = _string(_entry(values, "commander"), "selected_user") or None
     if commander is not None and not _USER_ID.match(commander):
         errors["commander"] = "Choose a person from the list."
@@ -142,6 +143,6 @@ def parse_update_form(values: dict[str, Any]) -> tuple[str, str, dict[str, str]]
         errors["status"] = f"Choose one of: {', '.join(STATUSES)}."
     if not text:
         errors["update"] = "Write what changed."
-    elif len(text) > TEXT_MAX:
-        errors["update"] = f"Keep it under {TEXT_MAX} characters."
+    elif problem := over_limit(text):
+        errors["update"] = problem
     return status, text, errors

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from bot.clock import Clock
 from bot.gateway import ChatError, ChatGateway
 from bot.incidents import views
+from bot.mrkdwn import fallback_text
 from bot.runbooks import Runbooks
 from storage import incidents as incident_store
 from storage import outbox as store
@@ -141,7 +142,9 @@ class Outbox:
         blocks = [
             {"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": row.text}}
         ]
-        return await self._chat.post(row.channel, row.text, blocks, thread_ts=row.thread_ts)
+        return await self._chat.post(
+            row.channel, fallback_text(blocks), blocks, thread_ts=row.thread_ts
+        )
 
 
 def _save_topic(session: Session, incident_id: int, topic: str) -> None:

@@ -21,7 +21,7 @@ from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError, ChatGateway
 from bot.incidents.outbox import Outbox, backoff
 from bot.metrics import Metrics
-from bot.mrkdwn import mention, user_text
+from bot.mrkdwn import Mrkdwn, fallback_text, mention, user_text
 from bot.runbooks import Runbooks
 from bot.severities import SeverityTable
 from storage import incidents as incident_store
@@ -166,7 +166,7 @@ class ReminderService:
 
     def _nudge(
         self, incident: Incident, marker: str, now: datetime, late: bool, escalate: bool
-    ) -> tuple[str, list[dict[str, object]]]:
+    ) -> tuple[Mrkdwn, list[dict[str, object]]]:
         owner = incident.role("commander") or incident.declared_by
         since = incident.last_update_at or incident.declared_at
         lines = [
@@ -203,7 +203,7 @@ class ReminderService:
                 ],
             },
         ]
-        return text, blocks
+        return fallback_text(blocks), blocks
 
     def _sent(
         self,

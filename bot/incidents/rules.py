@@ -6,7 +6,5 @@ STATUSES = ("investigating", "identified", "monitoring", "resolved")
 ACTIVE_STATUSES = STATUSES[:-1]
 ROLES = ("commander", "comms", "lead")
 
-# Slack limits the texts end up inside: a header block holds 150 characters,
-# a section 3000.
+# A header block holds 150 characters (free text is limited in bot.incidents.limits).
 TITLE_MAX = 150
-TEXT_MAX = 3000

@@ -21,6 +21,7 @@ from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError, ChatGateway
 from bot.incidents import followup, views
 from bot.incidents.declare import DeclareFlow
+from bot.incidents.limits import check_message
 from bot.incidents.outbox import Outbox
 from bot.incidents.people import check_assignable
 from bot.incidents.reminders import retime, retime_keeping_snooze
@@ -420,6 +421,7 @@ class IncidentService:
                 f":clipboard: Action item from {mention(request.actor)}: "
                 f"{user_text(command.text)}{owner}"
             )
+            check_message(text)
             enqueue(session, incident.id, "post", now, channel=str(incident.channel_id), text=text)
             return ""
 
@@ -519,6 +521,7 @@ class IncidentService:
         text = self._runbooks.templates.render(
             template, incident=incident, actor=actor, broadcast=broadcast, **context
         )
+        check_message(text)
         channel = self._announce_channel if broadcast else str(incident.channel_id)
         message = enqueue(session, incident.id, "post", now, channel=channel, text=text)
         if event is not None:

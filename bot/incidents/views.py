@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.gateway import Blocks
-from bot.mrkdwn import escape, truncate
+from bot.mrkdwn import Mrkdwn, escape, fallback_text, truncate_mrkdwn
 from bot.runbooks import Runbooks
 from storage.models import Incident
 
@@ -19,10 +19,10 @@ def topic(incident: Incident, runbooks: Runbooks) -> str:
     text = runbooks.templates.render(
         "topic.j2", incident=incident, commander=incident.role("commander")
     )
-    return truncate(" ".join(text.split()), TOPIC_MAX)
+    return truncate_mrkdwn(" ".join(text.split()), TOPIC_MAX)
 
 
-def checklist_message(incident: Incident, runbooks: Runbooks) -> tuple[str, Blocks]:
+def checklist_message(incident: Incident, runbooks: Runbooks) -> tuple[Mrkdwn, Blocks]:
     """The pinned checklist: an intro, then each phase with its boxes.
 
     A checkboxes element holds at most 10 options, so a longer phase spans
@@ -58,9 +58,7 @@ def checklist_message(incident: Incident, runbooks: Runbooks) -> tuple[str, Bloc
                     "elements": [element],
                 }
             )
-    total = len(incident.checklist)
-    done = sum(1 for i in incident.checklist if i.checked)
-    return f"Checklist for {incident.title}: {done}/{total} done", blocks
+    return fallback_text(blocks), blocks
 
 
 def _phases(incident: Incident) -> list[str]:
@@ -84,7 +82,7 @@ def _option(item: Any) -> dict[str, Any]:
 
 
 def _mrkdwn(text: str) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": truncate(text, 3000)}
+    return {"type": "mrkdwn", "text": truncate_mrkdwn(text, 3000)}
 
 
 def incident_list(incidents: list[Incident], runbooks: Runbooks, now: datetime) -> str:

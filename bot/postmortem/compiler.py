@@ -15,7 +15,7 @@ from typing import Any
 from bot.gateway import ChatGateway
 from bot.postmortem import metrics
 from bot.postmortem.history import ChannelDigest, Line, Names, iso, read_channel
-from bot.postmortem.markdown import slack_to_plain
+from bot.postmortem.markdown import typed_to_plain
 from bot.postmortem.timeline import describe, merge, people_in
 from bot.redact import redact
 from storage.models import Event, Incident
@@ -58,7 +58,7 @@ async def compile_document(
         return None if value is None else iso(value)
 
     def said(event: Event, key: str = "text") -> dict[str, Any]:
-        text = slack_to_plain(str((event.payload or {}).get(key) or ""), names)
+        text = typed_to_plain(str((event.payload or {}).get(key) or ""), names)
         return {"at": iso(event.at), "who": names(event.actor), "text": text}
 
     duration = measured.since_declared(measured.resolved_at)
@@ -229,6 +229,6 @@ async def _diagnostic(
         "action": p.get("action"),
         "service": p.get("service"),
         "ok": bool(p.get("ok")),
-        "summary": slack_to_plain(str(p.get("summary") or ""), names),
+        "summary": typed_to_plain(str(p.get("summary") or ""), names),
         "link": link,
     }

@@ -23,7 +23,7 @@ from typing import Any
 from bot.clock import Clock
 from bot.gateway import ChatError, ChatGateway
 from bot.incidents.lease import incident_lease
-from bot.mrkdwn import channel_link, escape
+from bot.mrkdwn import channel_link, escape, fallback_text
 from bot.postmortem import records
 from bot.postmortem.compiler import compile_document
 from bot.postmortem.history import ts_of
@@ -165,7 +165,7 @@ class PostmortemExport:
             channel,
             name,
             row.markdown,
-            title=f"Post-mortem: {incident.title}",
+            title=f"Post-mortem: {escape(incident.title)}",
             comment=":memo: The post-mortem draft, compiled from this channel and the "
             "incident's log. Fill in the ✍️ sections.",
         )
@@ -187,7 +187,7 @@ class PostmortemExport:
             if url:
                 text += f": <{url}|{escape(filename(incident))}>"
         blocks = [{"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": text}}]
-        ts = await self._chat.post(self._announce_channel, text, blocks)
+        ts = await self._chat.post(self._announce_channel, fallback_text(blocks), blocks)
         await self._save(row, announced_ts=ts)
 
     async def _save(self, row: Postmortem, **values: Any) -> None:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from bot.commands import clean
-from bot.incidents.rules import TEXT_MAX
+from bot.incidents.limits import TEXT_MAX, over_limit
 
 RESOLUTION_CALLBACK = "postmortem_resolve_close"
 SUMMARY_BLOCK = "summary"
@@ -66,6 +66,6 @@ def parse_resolution(view: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
     summary = clean(summary).strip() if isinstance(summary, str) else ""
     if not summary:
         return channel, "", {SUMMARY_BLOCK: "Say in a few words how it was resolved."}
-    if len(summary) > TEXT_MAX:
-        return channel, "", {SUMMARY_BLOCK: f"Keep it under {TEXT_MAX} characters."}
+    if problem := over_limit(summary):
+        return channel, "", {SUMMARY_BLOCK: problem}
     return channel, summary, {}

@@ -16,6 +16,11 @@ from urllib.parse import quote
 
 # <@U123>, <@U123|alice>, <#C123|name>, <!here>, <!subteam^S1|@team>, <url|label>
 _SLACK_MARKUP = re.compile(r"<([@#!]?)([^<>|]*)(?:\|([^<>]*))?>")
+# Only what Slack itself marks up in typed text: users, channels, `!` specials, links.
+_TYPED_MARKUP = re.compile(
+    r"<([@#!]?)((?<=@)[UW][A-Z0-9]+|(?<=#)[CG][A-Z0-9]+|(?<=!)[a-z]+(?:\^[^<>|\s]*)?"
+    r"|(?<=<)(?:https?|mailto):[^<>|\s]+)(?:\|([^<>]*))?>"
+)
 _USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")
 _ENTITY_START = re.compile(r"&(?=#?[0-9A-Za-z]+;)")  # `&amp;` would show as `&`
 _INLINE = re.compile(r"([\\`*_\[\]|~])")
@@ -34,23 +39,30 @@ def mentioned_users(text: str) -> set[str]:
 
 def slack_to_plain(text: str, name: Callable[[str], str]) -> str:
     """Slack markup to plain text: mentions become `@name`, links `label (url)`."""
-
-    def replace(match: re.Match[str]) -> str:
-        sigil, target, label = match.group(1), match.group(2), match.group(3)
-        if sigil == "@":
-            return "@" + name(target)
-        if sigil == "#":
-            return "#" + (label or target)
-        if sigil == "!":
-            if target.startswith(("subteam^", "date^")):
-                return label or target.split("^", 1)[1]
-            return "@" + target
-        if label and label != target:
-            return f"{label} ({target})"
-        return target
-
-    plain = _SLACK_MARKUP.sub(replace, text)
+    plain = _SLACK_MARKUP.sub(lambda match: _plain(match, name), text)
     return plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def typed_to_plain(text: str, name: Callable[[str], str]) -> str:
+    """Text as typed (a command's text, Slack's entities already decoded when it was read)
+    to plain text: the mentions and links Slack marked up become names and URLs, and any
+    other `<`, `>` or `&` is what the person typed (`p99 < 200ms`, `<v1.4.2>`)."""
+    return _TYPED_MARKUP.sub(lambda match: _plain(match, name), text)
+
+
+def _plain(match: re.Match[str], name: Callable[[str], str]) -> str:
+    sigil, target, label = match.group(1), match.group(2), match.group(3)
+    if sigil == "@":
+        return "@" + name(target)
+    if sigil == "#":
+        return "#" + (label or target)
+    if sigil == "!":
+        if target.startswith(("subteam^", "date^")):
+            return label or target.split("^", 1)[1]
+        return "@" + target
+    if label and label != target:
+        return f"{label} ({target})"
+    return target
 
 
 def escape(value: object) -> str:

@@ -18,7 +18,7 @@ from bot.clock import Clock
 from bot.errors import UserError
 from bot.gateway import ChatGateway
 from bot.incidents.service import IncidentService, Request
-from bot.mrkdwn import mention
+from bot.mrkdwn import escape, mention
 from bot.postmortem import records
 from bot.postmortem.compiler import compile_document
 from bot.postmortem.export import ExportResult, PostmortemExport, filename
@@ -90,7 +90,7 @@ class PostmortemService:
             request.channel_id,
             filename(incident, "-draft.md"),
             markdown,
-            title=f"Draft post-mortem: {incident.title}",
+            title=f"Draft post-mortem: {escape(incident.title)}",
             comment=f"Draft post-mortem, asked for by {mention(request.actor)}. "
             "`/incident close` compiles the final one.",
         )

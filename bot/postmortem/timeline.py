@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.incidents.outbox import MARKER_PREFIX as OUTBOX_MARKER
 from bot.postmortem.history import Line, Names, iso
-from bot.postmortem.markdown import mentioned_users, slack_to_plain
+from bot.postmortem.markdown import mentioned_users, typed_to_plain
 from storage.models import Event
 
 # Events that say nothing a reader of the post-mortem needs.
@@ -43,7 +43,7 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
     p: dict[str, Any] = event.payload or {}
 
     def text(key: str) -> str:
-        return slack_to_plain(str(p.get(key) or ""), name)
+        return typed_to_plain(str(p.get(key) or ""), name)
 
     def what() -> str:
         return f"{p.get('action', '?')} on {p.get('service', '?')}"
