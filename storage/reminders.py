@@ -31,6 +31,8 @@ def due_ids(session: Session, now: datetime) -> list[int]:
     query = select(Incident.id).where(
         Incident.next_update_due_at <= now,
         Incident.status != "resolved",
+        # Nothing to nudge until the declare saga has made the channel.
+        Incident.channel_id.is_not(None),
         or_(Incident.nudge_claimed_until.is_(None), Incident.nudge_claimed_until < now),
     )
     return list(session.scalars(query))
@@ -62,6 +64,7 @@ def claim(
             Incident.reminder_version == incident.reminder_version,
             Incident.next_update_due_at <= now,
             Incident.status != "resolved",
+            Incident.channel_id.is_not(None),
             or_(
                 Incident.nudge_claimed_until.is_(None),
                 Incident.nudge_claimed_until < now,
