@@ -66,7 +66,7 @@ class IncidentService:
 
     async def declare(self, command: c.Declare, request: Request) -> str:
         """Record the incident, then run the declare saga; a redelivery resumes it."""
-        incident_id = await self._db.run(self._record_declaration, command, request)
+        incident_id = await self._db.run(self.record_declaration, command, request)
         try:
             result = await self._declare_flow.resume(incident_id)
         except DatabaseUnavailable:
@@ -88,7 +88,9 @@ class IncidentService:
             return f"Incident #{incident.id} is being set up: {link}."
         return f"Declared *{incident.severity}* incident {link}."
 
-    def _record_declaration(self, session: Session, command: c.Declare, request: Request) -> int:
+    def record_declaration(self, session: Session, command: c.Declare, request: Request) -> int:
+        """Write the incident, its checklist and its `declared` event (once per request key);
+        the declare saga does the Slack part. Also used for incidents opened from alerts."""
         existing = store.find_by_request(session, request.key)
         if existing is not None:
             return existing.id

@@ -60,7 +60,7 @@ def checklist_message(incident: Incident, runbooks: Runbooks) -> tuple[str, Bloc
             )
     total = len(incident.checklist)
     done = sum(1 for i in incident.checklist if i.checked)
-    return f"Checklist for {incident.title}: {done}/{total} done", blocks
+    return f"Checklist for {escape(incident.title)}: {done}/{total} done", blocks
 
 
 def _phases(incident: Incident) -> list[str]:
