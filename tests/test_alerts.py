@@ -19,6 +19,8 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from bot.alerts import payloads
+from bot.clock import OffsetClock
 from emulator.alerts import example
 from runbooks import BUNDLED
 from storage.models import AlertDelivery, AlertGroup, Event, Incident
@@ -358,3 +360,54 @@ async def test_the_postmortem_has_impact_began_time_to_detect_and_links(
     assert "| Time to detect | 7m |" in markdown
     assert "[Runbook](https://runbooks.example.com/checkout/high-error-rate)" in markdown
     assert "## Alert" in markdown and "`service=checkout`" in markdown
+
+
+# Crashes and replicas ----------------------------------------------------------------
+
+
+async def test_a_delivery_left_unprocessed_by_a_crash_is_processed_by_the_sweep(
+    database_url: str,
+) -> None:
+    """Recorded and answered, then the process died before routing it: the sweep routes it."""
+    clock = OffsetClock()
+    async with running_firebreak(database_url, clock=clock, FIREBREAK_ALERT_TOKEN=TOKEN) as slack:
+        alerts = Alerts(slack, base_url(slack))
+        services = slack.app.services
+        # What the endpoint does before answering, without the hand-off that a crash lost.
+        await services.alerts.receive(payloads.alertmanager(critical()))
+        await slack.app.background.run(services.sweep())
+        assert slack.incident_channels() == []  # not stale yet: its worker may be running
+        clock.advance(timedelta(minutes=1))
+        await slack.app.background.run(services.sweep())
+        await slack.settle()
+        assert len(slack.incident_channels()) == 1
+        assert len(await alerts.incidents()) == 1
+        assert await alerts.count(AlertDelivery) == 1
+
+
+async def test_two_replicas_taking_deliveries_of_one_group_at_once_make_one_incident(
+    database_url: str,
+) -> None:
+    """Each replica serialises a group's deliveries in memory; across replicas the
+    database does (one live episode per group), so two replicas still open one incident."""
+
+    def with_pod(n: int) -> dict[str, Any]:
+        body = critical()
+        body["alerts"][0]["fingerprint"] = f"fp{n:04d}"
+        return body
+
+    env = {"FIREBREAK_ALERT_TOKEN": TOKEN}
+    async with (
+        running_firebreak(database_url, **env) as one,
+        running_firebreak(database_url, **env) as two,
+    ):
+        replicas = [Alerts(one, base_url(one)), Alerts(two, base_url(two))]
+        answers = await asyncio.gather(
+            *(replicas[n % 2].post(with_pod(n), settle=False) for n in range(100))
+        )
+        assert all(status == 202 for status, _ in answers)
+        await one.settle()
+        await two.settle()
+        assert len(await replicas[0].incidents()) == 1
+        assert await replicas[0].count(AlertGroup) == 1
+        assert await replicas[0].count(AlertDelivery) == 100
