@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from bot.alerts.rules import load_alert_rules
 from bot.runbooks import Runbooks
 from bot.yamlfile import RunbookError
+from runbooks import BUNDLED
+from tests.test_cli import firebreak
 
 
 def rules_file(tmp_path: Path, text: str) -> Path:
@@ -81,3 +84,16 @@ def test_bad_rules_stop_start_up_naming_file_and_line(
     assert caught.value.path == str(path)
     assert caught.value.line == line
     assert message in caught.value.message
+
+
+def test_check_and_start_up_stop_on_a_bad_alerts_file(tmp_path: Path) -> None:
+    copy = tmp_path / "runbooks"
+    shutil.copytree(BUNDLED, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    good = firebreak("check", cwd=tmp_path, FIREBREAK_RUNBOOKS=str(copy))
+    assert good.returncode == 0 and "3 alert rules" in good.stdout, good.stderr
+    alerts = copy / "alerts.yml"
+    alerts.write_text(alerts.read_text().replace("action: ignore", "action: shrug"))
+    result = firebreak("check", cwd=tmp_path, FIREBREAK_RUNBOOKS=str(copy))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"firebreak: {alerts}:15: ") and "`action` must be one of" in line
