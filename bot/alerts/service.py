@@ -2,15 +2,8 @@
 
 A delivery is recorded in the request (`receive`), so the sender gets its answer
 at once and a crash after it loses nothing; `process` then applies the key's
-unprocessed deliveries in the order they came, one key at a time:
-
-- no live episode for the key: a firing alert not already handled opens one,
-  and its rule declares an incident, offers it in the broadcast channel, or
-  ignores it;
-- a live episode: each alert that newly fires or resolves is added to the
-  incident's timeline (and posted in its channel); nothing new is opened. When
-  every alert has resolved, an `auto_resolve` rule resolves the incident; an
-  offer or ignored episode ends, and the next firing starts a new one.
+unprocessed deliveries in the order they came, one key at a time, each in one
+transaction (`bot.alerts.episodes`: open an episode, or add to the live one).
 
 Everything Slack is owed afterwards (the declare saga, the offer, the alert's
 details, an automatic resolve) is recorded first and finished by `_finish`,
@@ -24,34 +17,32 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
 from bot import commands as c
 from bot.alerts import views
-from bot.alerts.payloads import TITLE_MAX, Alert, Delivery
+from bot.alerts.episodes import SYSTEM, Episodes
+from bot.alerts.payloads import Delivery
 from bot.clock import Clock
 from bot.errors import UserError
 from bot.gateway import ChatError, ChatGateway
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import IncidentService, Request
-from bot.mrkdwn import channel_link, mention, truncate
+from bot.mrkdwn import channel_link
 from bot.runbooks import Runbooks
 from storage import alerts as store
 from storage import incidents as incident_store
 from storage.db import Database
-from storage.models import PENDING, AlertGroup, Incident
+from storage.models import PENDING
 from storage.outbox import enqueue
 
 log = logging.getLogger(__name__)
 
-SYSTEM = "firebreak"
 # A delivery still unprocessed this long after it came has lost its worker (a crash).
 STALE_AFTER = timedelta(seconds=30)
-STATE_OF_ACTION = {"declare": "declared", "offer": "offered", "ignore": "ignored"}
 
 
 @dataclass(frozen=True)
@@ -59,12 +50,6 @@ class Receipt:
     delivery_id: int
     key_hash: str
     duplicate: bool  # the same as the last delivery of its key: nothing to do
-
-
-@dataclass(frozen=True)
-class Applied:
-    group_id: int
-    refresh_offer: bool = False
 
 
 class AlertService:
@@ -88,6 +73,7 @@ class AlertService:
         self._declare_flow = declare_flow
         self._incidents = incidents
         self._announce_channel = announce_channel
+        self._episodes = Episodes(runbooks=runbooks, clock=clock, incidents=incidents)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     # In the request ----------------------------------------------------------
@@ -110,7 +96,7 @@ class AlertService:
         """Apply every unprocessed delivery of one key, oldest first."""
         async with self._key_lock(key_hash):
             for delivery_id in await self._db.run(store.unprocessed_for_key, key_hash):
-                applied = await self._db.run(self._apply, delivery_id)
+                applied = await self._db.run(self._episodes.apply, delivery_id)
                 if applied is not None:
                     await self._finish(applied.group_id, refresh_offer=applied.refresh_offer)
 
@@ -131,7 +117,7 @@ class AlertService:
         if group is None:
             raise UserError("That alert is no longer known to Firebreak.")
         async with self._key_lock(group.key_hash):
-            reply = await self._db.run(self._decide, group_id, declare, request)
+            reply = await self._db.run(self._episodes.decide, group_id, declare, request)
             await self._finish(group_id, refresh_offer=True)
         if reply or not declare:
             return reply
@@ -143,196 +129,6 @@ class AlertService:
             return "The incident is recorded; Firebreak is still setting it up."
         link = channel_link(incident.channel_id, incident.channel_name)
         return f"Declared *{incident.severity}* incident {link} from the alert."
-
-    # Transactions --------------------------------------------------------------
-
-    def _apply(self, session: Session, delivery_id: int) -> Applied | None:
-        row = store.delivery(session, delivery_id)
-        if row is None or row.processed_at is not None:
-            return None
-        delivery = Delivery.from_json(row.payload)
-        now = self._clock.now()
-        group = store.active_group(session, row.key_hash)
-        if group is not None and self._incident_over(session, group):
-            _end(group, now)
-            group = None
-        applied: Applied | None = None
-        if group is None:
-            group, outcome = self._open(session, delivery, row.received_at, now)
-            if group is not None:
-                applied = Applied(group.id)
-        if group is not None and applied is None:
-            outcome, changed, refresh = self._update(session, group, delivery, now)
-            applied = Applied(group.id, refresh) if changed else None
-        store.processed(session, delivery_id, outcome, now)
-        return applied
-
-    def _open(
-        self, session: Session, delivery: Delivery, received_at: datetime, now: datetime
-    ) -> tuple[AlertGroup | None, str]:
-        """Start an episode for firing alerts not handled before; (None, why) otherwise.
-
-        When a concurrent delivery opened the episode first, that one is returned (the
-        caller then applies this delivery to it as an update).
-        """
-        previous = store.last_group(session, delivery.key_hash)
-        known: dict[str, Any] = dict(previous.alerts) if previous is not None else {}
-        fresh = [a for a in delivery.firing() if _fired(a, known.get(a.fingerprint))]
-        if not fresh:
-            return None, "nothing new is firing"
-        route = self._runbooks.alerts.route(delivery.labels())
-        annotations = delivery.annotations()
-        group = AlertGroup(
-            source=delivery.source,
-            key_hash=delivery.key_hash,
-            dedup_key=delivery.dedup_key,
-            active_key=delivery.key_hash,
-            rule=route.rule,
-            action=route.action,
-            state=STATE_OF_ACTION[route.action],
-            auto_resolve=route.auto_resolve,
-            severity=route.severity,
-            service=route.service[:128] if route.service else None,
-            title=_title(delivery, fresh),
-            description=annotations.get("description", ""),
-            labels=delivery.labels(),
-            annotations=annotations,
-            links=views.links_of(fresh[0].generator_url, annotations, delivery.external_url),
-            starts_at=min((a.starts_at for a in fresh if a.starts_at), default=received_at),
-            received_at=received_at,
-            alerts={a.fingerprint: _entry(a) for a in delivery.alerts},
-            resolve_due=False,
-            source_posted=False,
-        )
-        if store.add_group(session, group) is None:
-            return store.active_group(session, delivery.key_hash), ""
-        if route.action == "declare":
-            incident = self._declare(session, group, SYSTEM, now)
-            return group, f"declared incident #{incident.id} (rule {route.rule})"
-        return group, f"{group.state} (rule {route.rule})"
-
-    def _update(
-        self, session: Session, group: AlertGroup, delivery: Delivery, now: datetime
-    ) -> tuple[str, bool, bool]:
-        """Add what changed to the live episode: (outcome, changed, refresh the offer)."""
-        alerts = dict(group.alerts)
-        changes: list[tuple[Alert, str]] = []
-        for alert in delivery.alerts:
-            known = alerts.get(alert.fingerprint)
-            if alert.status == "firing" and _fired(alert, known):
-                changes.append((alert, "firing"))
-            elif alert.status == "resolved" and known and known["status"] == "firing":
-                changes.append((alert, "resolved"))
-            else:
-                continue
-            alerts[alert.fingerprint] = _entry(alert)
-        if not changes:
-            return f"no change to group #{group.id}", False, False
-        group.alerts = alerts
-        incident = None
-        if group.incident_id is not None:
-            incident = incident_store.get(session, group.incident_id, for_update=True)
-        if incident is not None:
-            for alert, status in changes:
-                self._record_change(session, incident, group, alert, status, now)
-        refresh = False
-        if all(entry["status"] == "resolved" for entry in alerts.values()):
-            if incident is not None:
-                group.resolve_due = group.auto_resolve and incident.status != "resolved"
-            else:  # offered, dismissed or ignored, and over before anyone declared
-                refresh = group.state == "offered"
-                _end(group, now)
-        where = f"incident #{incident.id}" if incident else f"group #{group.id}"
-        counts = ", ".join(f"{sum(s == k for _, s in changes)} {k}" for k in ("firing", "resolved"))
-        return f"added to {where}: {counts}", True, refresh
-
-    def _decide(self, session: Session, group_id: int, declare: bool, request: Request) -> str:
-        group = store.group(session, group_id, for_update=True)
-        if group is None:
-            return "That alert is no longer known to Firebreak."
-        if group.state != "offered" or group.active_key is None:
-            return _already(group)
-        if not incident_store.claim_request(session, request.key, self._clock.now()):
-            return ""  # the same click, delivered again
-        now = self._clock.now()
-        group.decided_by, group.decided_at = request.actor, now
-        if declare:
-            self._declare(session, group, request.actor, now, origin=request.channel_id)
-            return ""
-        group.state = "dismissed"
-        log.info("alert group %s dismissed by %s", group.id, request.actor)
-        return "Dismissed. Firebreak will not offer this alert again while it keeps firing."
-
-    def _declare(
-        self, session: Session, group: AlertGroup, actor: str, now: datetime, origin: str = ""
-    ) -> Incident:
-        """Open the group's incident (once: keyed by the group) and record its source."""
-        command = c.Declare(
-            severity=group.severity, title=group.title, description=group.description
-        )
-        request = Request(actor=actor, channel_id=origin, key=f"alert:{group.id}")
-        incident_id = self._incidents.record_declaration(session, command, request)
-        incident = incident_store.get(session, incident_id)
-        assert incident is not None
-        group.state, group.incident_id = "declared", incident_id
-        incident_store.append_event(
-            session,
-            incident,
-            "alert_source",
-            SYSTEM,
-            now,
-            source=group.source,
-            rule=group.rule,
-            dedup_key=truncate(group.dedup_key, 500),
-            title=group.title,
-            service=group.service,
-            labels=group.labels,
-            annotations=group.annotations,
-            generator_url=next((a.get("generator_url") for a in group.alerts.values()), ""),
-            starts_at=group.starts_at.isoformat(),
-            received_at=group.received_at.isoformat(),
-            links=group.links,
-        )
-        return incident
-
-    def _record_change(
-        self,
-        session: Session,
-        incident: Incident,
-        group: AlertGroup,
-        alert: Alert,
-        status: str,
-        now: datetime,
-    ) -> None:
-        incident_store.append_event(
-            session,
-            incident,
-            f"alert_{status}",
-            SYSTEM,
-            now,
-            name=alert.name,
-            summary=alert.summary,
-            fingerprint=alert.fingerprint,
-            starts_at=alert.starts_at.isoformat() if alert.starts_at else None,
-            generator_url=alert.generator_url,
-        )
-        if incident.channel_id:  # before the channel exists, the alert details cover it
-            source = views.link("source", alert.generator_url) if alert.generator_url else ""
-            text = views.render(
-                self._runbooks.templates,
-                "alert_changed.j2",
-                group,
-                alert=alert,
-                status=status,
-                alert_link=source,
-            )
-            enqueue(session, incident.id, "post", now, channel=incident.channel_id, text=text)
-
-    def _incident_over(self, session: Session, group: AlertGroup) -> bool:
-        if group.incident_id is None:
-            return False
-        incident = incident_store.get(session, group.incident_id)
-        return incident is None or incident.status == "resolved" or incident.closed_at is not None
 
     # What Slack is owed --------------------------------------------------------
 
@@ -423,45 +219,6 @@ class AlertService:
                 del self._locks[key_hash]
             else:
                 self._locks[key_hash] = (lock, users - 1)
-
-
-def _fired(alert: Alert, known: dict[str, Any] | None) -> bool:
-    """Whether a firing alert is news: unknown, firing again after it resolved, or firing
-    since another moment than the one recorded (it resolved in between, unheard)."""
-    if known is None:
-        return True
-    starts = alert.starts_at.isoformat() if alert.starts_at else None
-    if known["status"] == "resolved":
-        return starts is None or starts != known.get("starts_at")
-    return starts is not None and starts != known.get("starts_at")
-
-
-def _entry(alert: Alert) -> dict[str, Any]:
-    return {
-        "status": alert.status,
-        "starts_at": alert.starts_at.isoformat() if alert.starts_at else None,
-        "name": truncate(alert.name, 200),
-        "generator_url": alert.generator_url if views.safe_url(alert.generator_url) else "",
-    }
-
-
-def _title(delivery: Delivery, fresh: list[Alert]) -> str:
-    summary = delivery.common_annotations.get("summary") or fresh[0].summary
-    more = len(fresh) - 1
-    return truncate(summary.strip() + (f" (+{more} more)" if more else ""), TITLE_MAX) or "Alert"
-
-
-def _end(group: AlertGroup, now: datetime) -> None:
-    group.active_key, group.ended_at = None, now
-
-
-def _already(group: AlertGroup) -> str:
-    who = mention(group.decided_by) if group.decided_by else "Firebreak"
-    if group.state == "declared":
-        return f"An incident was already declared for this alert by {who}."
-    if group.state == "dismissed":
-        return f"{who} already dismissed this alert."
-    return "This alert resolved before anyone declared an incident."
 
 
 def _save_offer(session: Session, group_id: int, ts: str) -> None:
