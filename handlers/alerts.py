@@ -60,6 +60,8 @@ def _endpoint(
             return _refuse(401, "missing or wrong bearer token", auth=True)
         try:
             delivery = parse(payloads.decode(await request.read()))
+        except web.HTTPRequestEntityTooLarge:
+            return _refuse(413, "the body is larger than 1 MiB (aiohttp's limit for a request)")
         except payloads.PayloadError as exc:
             log.info("alert delivery refused: %s", exc)
             return _refuse(400, str(exc))

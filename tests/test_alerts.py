@@ -9,6 +9,8 @@ holds.
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -48,7 +50,7 @@ class Alerts:
         headers = {"Content-Type": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        data = body if isinstance(body, bytes) else aiohttp.JsonPayload(body)
+        data = io.BytesIO(body if isinstance(body, bytes) else json.dumps(body).encode())
         url = f"{self.url}/alerts/{path}"
         async with aiohttp.ClientSession() as http, http.post(url, data=data, headers=headers) as r:
             answer = await r.json(content_type=None)
@@ -152,6 +154,14 @@ async def test_malformed_or_incomplete_deliveries_get_400_with_the_reason(
     status, answer = await alerts.post(body, path=path)
     assert status == 400
     assert reason in answer["error"]
+    assert await alerts.count(AlertDelivery) == 0
+
+
+async def test_an_oversized_body_gets_413_with_the_reason(alerts: Alerts) -> None:
+    body = critical()
+    body["commonAnnotations"]["description"] = "x" * (2 * 1024 * 1024)
+    status, answer = await alerts.post(body)
+    assert status == 413 and "larger than 1 MiB" in answer["error"]
     assert await alerts.count(AlertDelivery) == 0
 
 
