@@ -101,13 +101,18 @@ class AlertService:
                     await self._finish(applied.group_id, refresh_offer=applied.refresh_offer)
 
     async def resume(self) -> None:
-        """The sweep: deliveries a crash left unprocessed, and what groups still owe Slack."""
+        """The sweep: deliveries a crash left unprocessed, and what groups still owe Slack.
+
+        A key this process is working on is skipped: that work finishes it, and the
+        sweep does not queue up behind a burst of alerts.
+        """
         stale = self._clock.now() - STALE_AFTER
         for key_hash in await self._db.run(store.unprocessed_keys, stale):
-            await self.process(key_hash)
+            if key_hash not in self._locks:
+                await self.process(key_hash)
         for group_id in await self._db.run(store.unfinished_groups):
             group = await self._db.run(store.group, group_id)
-            if group is not None:
+            if group is not None and group.key_hash not in self._locks:
                 async with self._key_lock(group.key_hash):
                     await self._finish(group_id)
 
