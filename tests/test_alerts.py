@@ -193,6 +193,9 @@ async def test_a_critical_alert_declares_an_incident_that_records_its_source(
     assert "Opened from an alert" in posted
     assert "<https://runbooks.example.com/checkout/high-error-rate|Runbook>" in posted
     assert alerts.offers() == []
+    announced = "\n".join(alerts.slack.texts(alerts.slack.announce))
+    assert "*P1 incident declared:* Checkout API returning 502s" in announced
+    assert "Opened from an alert" in announced
 
 
 async def test_a_warning_is_offered_once_and_declare_incident_opens_it(alerts: Alerts) -> None:
