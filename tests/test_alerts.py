@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -239,6 +240,38 @@ async def test_dismiss_keeps_the_alert_quiet_until_it_resolves(alerts: Alerts) -
     await alerts.post(example("disk-filling", STARTED, "resolved"))
     await alerts.post(example("disk-filling", STARTED + timedelta(hours=1)))
     assert len(alerts.offers()) == 2
+
+
+async def test_an_offer_that_resolves_before_anyone_declares_loses_its_buttons(
+    alerts: Alerts,
+) -> None:
+    slack = alerts.slack
+    await alerts.post(example("disk-filling", STARTED))
+    await alerts.post(example("disk-filling", STARTED, "resolved"))
+    (offer,) = alerts.offers()
+    assert "Resolved before anyone declared an incident" in offer["text"]
+    assert not [b for b in offer["blocks"] if b["type"] == "actions"]
+    # A click from a client that still shows the buttons: refused, nothing declared.
+    await slack.driver.post(
+        urlencode(
+            {
+                "payload": json.dumps(
+                    {
+                        "type": "block_actions",
+                        "user": {"id": ALICE},
+                        "channel": {"id": slack.announce},
+                        "trigger_id": "t1",
+                        "actions": [
+                            {"action_id": "alert_declare", "value": "1", "action_ts": "1.5"}
+                        ],
+                    }
+                )
+            }
+        )
+    )
+    await slack.settle()
+    assert slack.incident_channels() == []
+    assert any("resolved before anyone declared" in t for t in slack.ephemeral_texts(ALICE))
 
 
 async def test_an_ignored_alert_does_nothing(alerts: Alerts) -> None:
