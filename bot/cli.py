@@ -73,7 +73,8 @@ def _check() -> int:
     levels = ", ".join(runbooks.severities.levels)
     print(
         f"ok: severities {levels}; {len(runbooks.severities.items)} checklist items; "
-        f"{len(catalog.actions)} runbook actions; {len(catalog.targets)} services"
+        f"{len(catalog.actions)} runbook actions; {len(catalog.targets)} services; "
+        f"{len(runbooks.alerts.rules)} alert rules"
     )
     return 0
 

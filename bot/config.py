@@ -37,6 +37,7 @@ class Settings:
     archive_on_close: bool
     nudge_escalate_after: int
     snooze_max: timedelta
+    alert_token: str | None = None  # FIREBREAK_ALERT_TOKEN; None: alert intake off
 
     def __repr__(self) -> str:  # never print secrets, even by accident
         return f"Settings(database={self.database_url.split('@')[-1]!r}, port={self.port})"
@@ -107,4 +108,5 @@ def load_settings(
         archive_on_close=archive in ("true", "1", "yes"),
         nudge_escalate_after=int(escalate_after),
         snooze_max=snooze_max,
+        alert_token=env.get("FIREBREAK_ALERT_TOKEN", "").strip() or None,
     )

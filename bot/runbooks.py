@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.alerts.rules import AlertRules, load_alert_rules
 from bot.severities import SeverityTable, load_severities
 from bot.templates import Templates
 from bot.yamlfile import RunbookError
@@ -15,6 +16,7 @@ class Runbooks:
     root: Path
     severities: SeverityTable
     templates: Templates
+    alerts: AlertRules  # alerts.yml: how incoming alerts are routed
 
 
 def load_runbooks(root: Path) -> Runbooks:
@@ -23,4 +25,10 @@ def load_runbooks(root: Path) -> Runbooks:
         raise RunbookError(root, None, "runbooks folder not found")
     templates = Templates(root / "templates")
     templates.validate()
-    return Runbooks(root=root, severities=load_severities(root), templates=templates)
+    severities = load_severities(root)
+    return Runbooks(
+        root=root,
+        severities=severities,
+        templates=templates,
+        alerts=load_alert_rules(root / "alerts.yml", severities),
+    )

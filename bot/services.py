@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.actions import ActionCatalog, ActionService, Executors
+from bot.alerts.service import AlertService
 from bot.clock import Clock
 from bot.gateway import ChatGateway
 from bot.incidents.declare import DeclareFlow
@@ -29,11 +30,13 @@ class Services:
     reminders: ReminderService
     actions: ActionService
     postmortems: PostmortemService
+    alerts: AlertService
 
     async def sweep(self) -> None:
         """Finish whatever is half-done: declare sagas, queued messages, exports."""
         await self.incidents.resume_unfinished()
         await self.postmortems.resume_pending_exports()
+        await self.alerts.resume()
 
 
 @dataclass(frozen=True)
@@ -112,5 +115,15 @@ def build_services(
             announce_channel=settings.announce_channel,
             postmortem_dir=settings.postmortem_dir,
             archive_on_close=settings.archive_on_close,
+        ),
+        alerts=AlertService(
+            db=db,
+            chat=chat,
+            runbooks=runbooks,
+            clock=clock,
+            outbox=outbox,
+            declare_flow=declare_flow,
+            incidents=incidents,
+            announce_channel=settings.announce_channel,
         ),
     )

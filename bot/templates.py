@@ -32,6 +32,9 @@ MESSAGE_TEMPLATES = (
     "note.j2",
     "resolved.j2",
     "list.j2",
+    "alert_offer.j2",
+    "alert_source.j2",
+    "alert_changed.j2",
 )
 
 

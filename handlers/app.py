@@ -29,7 +29,7 @@ from bot.metrics import Metrics
 from bot.runbooks import Runbooks, load_runbooks
 from bot.scheduling import NudgeScheduler
 from bot.services import Services, ServiceSettings, build_services
-from handlers import actions, commands, interactions, payload, postmortem
+from handlers import actions, alerts, commands, interactions, payload, postmortem
 from handlers.background import BackgroundWork
 from handlers.slack_gateway import SlackGateway, make_client
 from storage.db import Database, DatabaseUnavailable, make_engine
@@ -97,13 +97,15 @@ def create_app(
     )
     background = BackgroundWork(metrics)
     bolt.use(_observe(metrics))
-    for listeners in (commands, interactions, actions, postmortem):
+    for listeners in (commands, interactions, actions, postmortem, alerts):
         listeners.register(bolt, services, background)
 
     scheduler = NudgeScheduler(AsyncIOScheduler(timezone="UTC"), services.reminders)
+    web_app = _web_app(bolt, services, metrics, settings.slack_signing_secret)
+    alerts.add_routes(web_app, services, background, settings.alert_token)
     app = Firebreak(
         bolt,
-        _web_app(bolt, services, metrics, settings.slack_signing_secret),
+        web_app,
         services,
         background,
         scheduler,

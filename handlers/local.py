@@ -72,6 +72,7 @@ async def running(database: Path, workdir: Path, **env: str) -> AsyncIterator[Lo
             settings_env["FIREBREAK_TARGETS"] = str(targets)
             kubernetes = f"simulated cluster at {cluster.url} (service checkout)"
         secret = secrets.token_hex(16)
+        alert_token = secrets.token_hex(16)  # `:alert` posts example alerts with it
         for stale in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
             stale.unlink(missing_ok=True)  # the emulated Slack starts empty; so does the database
         settings = load_settings(
@@ -82,6 +83,7 @@ async def running(database: Path, workdir: Path, **env: str) -> AsyncIterator[Lo
                 "SLACK_SIGNING_SECRET": secret,
                 "SLACK_API_URL": emulator.api_url,
                 "DATABASE_URL": f"sqlite:///{database}",
+                "FIREBREAK_ALERT_TOKEN": alert_token,
             }
         )
         engine = make_engine(settings.database_url)
@@ -93,10 +95,10 @@ async def running(database: Path, workdir: Path, **env: str) -> AsyncIterator[Lo
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, "127.0.0.1", 0).start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
-        driver = SlackDriver(url, secret, workspace)
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        driver = SlackDriver(f"{base}/slack/events", secret, workspace)
         await app.background.drain()
-        yield Local(workspace, driver, app, clock, kubernetes)
+        yield Local(workspace, driver, app, clock, kubernetes, f"{base}/alerts", alert_token)
 
 
 @contextmanager

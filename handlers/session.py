@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+import aiohttp
 
 from bot.clock import OffsetClock
 from bot.durations import format_duration, parse_duration
 from emulator import SlackDriver, Workspace, console, prompts
+from emulator.alerts import example, names
 from emulator.api import ApiError
 from emulator.composer import encode
 from emulator.prompts import Ask, Say
@@ -34,6 +37,7 @@ USERS = (
 SHOWN_ON_JOIN = 15
 # `:wait` moves time in steps this small, so reminders go out when due, not late.
 WAIT_STEP = timedelta(seconds=30)
+ALERT_AGE = timedelta(minutes=3)  # how long an example alert has been firing when sent
 
 HELP = """\
 Type what you would type in Slack:
@@ -48,6 +52,7 @@ Shell commands:
   :join #channel  switch channel (a prefix works: :join #incident)
   :channels       list channels      :history [N]  show the channel (last N messages)
   :wait 15m       let time pass (update reminders fall due)
+  :alert NAME [resolved]  fire (or resolve) a bundled example alert, as Alertmanager would
   :help           this help          :quit         leave (also Ctrl-D)"""
 
 
@@ -64,6 +69,8 @@ class Local:
     app: Firebreak
     clock: OffsetClock
     kubernetes: str  # where Kubernetes actions go, for the banner
+    alerts_url: str = ""  # Firebreak's /alerts endpoints, for `:alert`
+    alert_token: str = ""
 
 
 class Session:
@@ -81,6 +88,8 @@ class Session:
         self.channel = general.id
         self.seen = console.snapshot(self.ws, self.user, self.channel, style)
         self.prompted: set[str] = set()  # view id + hash already asked for
+        self.alert_starts: dict[str, datetime] = {}  # example alert -> when it started
+        self.alert_resolved: set[str] = set()
 
     @property
     def prompt(self) -> str:
@@ -158,6 +167,7 @@ class Session:
             "reply": self._reply,
             "react": self._react,
             "wait": self._wait,
+            "alert": self._alert,
         }
         if name not in actions:
             raise ValueError(f"Unknown shell command :{name}. Type :help.")
@@ -294,6 +304,33 @@ class Session:
             if send_due is not None:
                 await send_due()
         await services.incidents.resume_unfinished()
+
+    async def _alert(self, rest: str) -> None:
+        """POST a bundled example alert to Firebreak the way Alertmanager does."""
+        name, _, status = rest.partition(" ")
+        status = status.strip() or "firing"
+        if status not in ("firing", "resolved"):
+            raise ValueError("Usage: :alert NAME [resolved]")
+        if not name:
+            raise ValueError(f"Usage: :alert NAME [resolved]; NAME is one of {', '.join(names())}.")
+        # Started a few minutes ago the first time; a resolve keeps that start.
+        start = self.alert_starts.setdefault(name, self.local.clock.now() - ALERT_AGE)
+        if status == "firing" and name in self.alert_resolved:
+            start = self.alert_starts[name] = self.local.clock.now()  # firing again
+        self.alert_resolved.discard(name)
+        if status == "resolved":
+            self.alert_resolved.add(name)
+        body = example(name, start, status)
+        headers = {"Authorization": f"Bearer {self.local.alert_token}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.local.alerts_url}/alertmanager", json=body, headers=headers) as r,
+        ):
+            answer = await r.json(content_type=None)
+        if r.status != 202:
+            self.warn(f"Firebreak answered HTTP {r.status}: {answer.get('error')}")
+        else:
+            self.say(self.style.dim(f"⚡ Alertmanager sent {name} ({status})"))
 
     async def _modals(self) -> None:
         """Ask for each input of a modal opened for the user, then press its submit button."""

@@ -236,7 +236,7 @@ class SlackGateway:
     async def update(
         self, channel: str, ts: str, text: Mrkdwn, blocks: Blocks | None = None
     ) -> None:
-        args: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
+        args: dict[str, Any] = {"channel": await self._resolve(channel), "ts": ts, "text": text}
         if blocks is not None:
             args["blocks"] = blocks
         await self._call("chat.update", **args)

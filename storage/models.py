@@ -238,3 +238,70 @@ class PendingAction(Base):
     dry_run: Mapped[str] = mapped_column(Text, default="")
     result: Mapped[str | None] = mapped_column(Text, default=None)
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class AlertDelivery(Base):
+    """One alert delivery as received (Alertmanager or the generic form), before and after
+    it is processed.
+
+    Written in the request, before the answer; processed after it. A delivery that
+    repeats the last one recorded for its key (a retry, or Alertmanager's
+    `repeat_interval`) is not written again. One left unprocessed by a crash is picked
+    up by the sweep.
+    """
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), index=True)  # sha256 of the dedup key
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of what the delivery says
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # normalised
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
+    outcome: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class AlertGroup(Base):
+    """One episode of an alert group (an Alertmanager `groupKey` or a generic `dedup_key`).
+
+    `active_key` holds the key's hash while the episode is live and is unique, so two
+    deliveries racing (threads or replicas) cannot open two episodes, and so two
+    incidents. It is cleared when the episode ends (its incident resolved, or all its
+    alerts resolved before anyone declared), and the next firing opens a new one.
+    `alerts` maps each alert's fingerprint to what was last heard of it.
+    """
+
+    __tablename__ = "alert_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), index=True)
+    dedup_key: Mapped[str] = mapped_column(Text)
+    active_key: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    rule: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # declare | offer | ignore
+    state: Mapped[str] = mapped_column(String(16))  # declared | offered | dismissed | ignored
+    auto_resolve: Mapped[bool] = mapped_column(Boolean, default=False)
+    severity: Mapped[str] = mapped_column(String(8))
+    service: Mapped[str | None] = mapped_column(String(128), default=None)
+    title: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    annotations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    links: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [[text, url], …]
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    alerts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), default=None, index=True
+    )
+    # The offer in the broadcast channel: None (not posted), PENDING, or its ts.
+    offer_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Every alert resolved under a rule with auto_resolve: the incident is owed a resolve.
+    resolve_due: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The alert's details posted in the incident channel (once it exists).
+    source_posted: Mapped[bool] = mapped_column(Boolean, default=False)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -192,3 +192,28 @@ async def test_the_demo_cluster_answers_the_real_kubernetes_executor(tmp_path: P
             assert (await executor.pods(target)).summary == "3 pods: 3 Running"
         finally:
             executor.close()
+
+
+async def test_alert_fires_a_bundled_example_into_the_shell(tmp_path: Path) -> None:
+    script = [
+        ":alert disk-filling",
+        ":join #incidents",
+        ":click 1",
+        ":alert checkout-5xx",
+        ":alert checkout-5xx resolved",
+        ":alert no-such-alert",
+    ]
+    code, out = await firebreak("shell", lines=script, cwd=tmp_path)
+    assert code == 0
+
+    offered = after(out, ":alert disk-filling")
+    assert "Alertmanager sent disk-filling (firing)" in offered
+    assert "#incidents ▸ firebreak: :bell: Alert (P3): orders-db volume will be full" in offered
+    assert "(1) Declare incident   (2) Dismiss" in after(out, ":join #incidents")
+    assert "Declared P3 incident #incident-" in after(out, ":click 1")
+
+    declared = after(out, ":alert checkout-5xx")
+    assert "P1 incident declared: Checkout API returning 502s" in declared
+
+    assert "Alertmanager sent checkout-5xx (resolved)" in after(out, ":alert checkout-5xx resolved")
+    assert "No example alert 'no-such-alert'" in after(out, ":alert no-such-alert")

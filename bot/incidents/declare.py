@@ -163,7 +163,8 @@ class DeclareFlow:
         severity = self._runbooks.severities.levels[incident.severity]
         bot = await self._chat.bot_user_id()
         wanted = [incident.declared_by, incident.role("commander"), *severity.responders]
-        users = list(dict.fromkeys(u for u in wanted if u and u != bot))
+        # An incident opened from an alert is declared by "firebreak": nobody to invite.
+        users = list(dict.fromkeys(u for u in wanted if u and u not in (bot, "firebreak")))
         channel = str(incident.channel_id)
         for user in users:
             try:

@@ -79,7 +79,7 @@ class IncidentService:
                 command, refused = replace(command, commander=None), f"\n{exc}"
             except ChatError as exc:  # the picker offers only real users: declare anyway
                 log.warning("could not check commander %s: %s", command.commander, exc.code)
-        incident_id = await self._db.run(self._record_declaration, command, request)
+        incident_id = await self._db.run(self.record_declaration, command, request)
         try:
             result = await self._declare_flow.resume(incident_id)
         except DatabaseUnavailable:
@@ -102,7 +102,9 @@ class IncidentService:
             return f"Incident #{incident.id} is being set up: {link}.{refused}"
         return f"Declared *{incident.severity}* incident {link}.{refused}"
 
-    def _record_declaration(self, session: Session, command: c.Declare, request: Request) -> int:
+    def record_declaration(self, session: Session, command: c.Declare, request: Request) -> int:
+        """Write the incident, its checklist and its `declared` event (once per request key);
+        the declare saga does the Slack part. Also used for incidents opened from alerts."""
         existing = store.find_by_request(session, request.key)
         if existing is not None:
             return existing.id

@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from bot.alerts.postmortem import alert_section
 from bot.gateway import ChatGateway
 from bot.postmortem import metrics
 from bot.postmortem.history import ChannelDigest, Line, Names, iso, read_channel
@@ -87,6 +88,7 @@ async def compile_document(
         },
         "duration": None if duration is None else duration.total_seconds(),
         "metrics": measured.as_dict(),
+        "alert": alert_section(incident.declared_at, events),
         "severity_history": _history(events, "severity", names),
         "status_history": _history(events, "status", names),
         "roles": _roles(events, names),

@@ -98,6 +98,13 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
         case "mitigation_executed":
             result = "succeeded" if p.get("ok") else "failed"
             return "Mitigation", f"{what()} {result} — {text('summary')}"
+        case "alert_source":
+            return (
+                "Alert",
+                f"opened from {p.get('source')} (rule {p.get('rule')}): {p.get('title')}",
+            )
+        case "alert_firing" | "alert_resolved":
+            return "Alert", f"{event.type.removeprefix('alert_')}: {p.get('summary')}"
         case "closed":
             return "Closed", "post-mortem compiled"
     return event.type.replace("_", " ").capitalize(), ""
