@@ -273,7 +273,12 @@ async def test_scale_dry_run_then_for_real(kube, executor):
     assert result.summary == "dry run: would have scaled checkout in shop from 3 to 6 replicas"
     assert kube.get("Deployment", "shop", "checkout")["spec"]["replicas"] == 3
     result = await executor.scale(TARGET, 6, dry_run=False)
-    assert result.details == {"from": 3, "to": 6, "dry_run": False}
+    assert result.details == {
+        "from": 3,
+        "to": 6,
+        "dry_run": False,
+        "pinned": {"generation": 2, "from": 3, "to": 6},
+    }
     assert kube.get("Deployment", "shop", "checkout")["spec"]["replicas"] == 6
     assert [p.path.endswith("/deployments/checkout/scale") for p in kube.patches] == [True, True]
     assert [p.dry_run for p in kube.patches] == [True, False]

@@ -12,18 +12,16 @@ an exception in the channel.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bot import commands as c
 from bot.actions import views
 from bot.actions.catalog import ActionCatalog
-from bot.actions.params import Executors, Invocation, Value, resolve
+from bot.actions.params import Executors, Invocation, as_words, resolve
 from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.executors import ExecutionResult
@@ -33,6 +31,7 @@ from bot.incidents.service import Request
 from bot.metrics import Metrics
 from bot.runbooks import Runbooks
 from storage import incidents as store
+from storage import pending_actions
 from storage.db import Database
 from storage.models import PendingAction
 from storage.outbox import enqueue
@@ -46,7 +45,9 @@ EXPIRY = timedelta(minutes=10)
 class _Settled:
     """How a click ended, with the row as it is now."""
 
-    outcome: str  # confirmed, cancelled, expired, already_decided, a refusal, or duplicate
+    # confirmed, cancelled, expired, closed, superseded, already_decided, a refusal,
+    # or duplicate
+    outcome: str
     pending: PendingAction
     channel_id: str
 
@@ -137,7 +138,10 @@ class ActionService:
     # Mitigations -------------------------------------------------------------------
 
     async def propose(self, command: c.RequestMitigation, request: Request) -> str:
-        """List the mitigations, or dry-run one and post it with Confirm and Cancel."""
+        """List the mitigations, or dry-run one and post it with Confirm and Cancel.
+
+        The proposal pins what its dry run resolved, and retires older proposals of the
+        same action on the same service: only the newest one can be confirmed."""
         if command.action is None:
             return views.action_list(self._catalog, "mitigation")
         try:
@@ -157,13 +161,18 @@ class ActionService:
                 self._log, incident_id, "mitigation_dry_run", request.actor, ok=False, **payload
             )
             return views.dry_run_failed(invocation.command(), dry.summary)
-        pending = await self._db.run(self._add_pending, incident_id, invocation, request.actor, dry)
+        pending, superseded = await self._db.run(
+            self._add_pending, incident_id, invocation, request.actor, dry
+        )
         message = views.proposal(self._proposal(pending, invocation))
         try:
             ts = await self._chat.post(channel, message.text, message.blocks)
         except ChatError as exc:
             return f":warning: Slack refused the confirmation message (`{exc.code}`); ask again."
         await self._db.run(_save_message_ts, pending.id, ts)
+        line = views.superseded(invocation.command(), request.actor)
+        for old in superseded:
+            await self._update(_Settled("superseded", old, channel), line)
         return ""
 
     async def decide(self, action_id: int, confirm: bool, request: Request) -> str:
@@ -171,56 +180,60 @@ class ActionService:
         loaded = await self._db.run(_load, action_id)
         if loaded is None:
             return "That mitigation no longer exists."
-        pending, commander, severity = loaded
+        pending, incident = loaded
         invocation = self._stored(pending)
         refusal = None
         if pending.status == "pending" and self._clock.now() < pending.expires_at:
-            if invocation is None:
+            if invocation is None or not pending.pinned:
                 refusal = "no_longer_valid"
             else:
-                refusal = await self._refusal(request.actor, pending, commander, severity, confirm)
+                refusal = await self._refusal(request.actor, pending, incident, confirm)
         settled = await self._db.run(self._settle, action_id, request, confirm, refusal)
         pending = settled.pending
         if settled.outcome == "confirmed" and invocation is not None:
             return await self._execute(settled, invocation, request)
-        if settled.outcome in ("cancelled", "expired"):
-            await self._update(settled, invocation, views.closed(pending, settled.outcome))
-        level = self._runbooks.severities.levels.get(severity)
+        if settled.outcome in ("cancelled", "expired", "closed"):
+            await self._update(settled, views.closed(pending, settled.outcome))
         return views.refusal(
             settled.outcome,
             pending,
             confirm=confirm,
-            commander=commander,
-            severity=level.label() if level else severity,
-            confirmers=views.allowed_confirmers(self._catalog),
+            who=self._who_may_act(pending, incident, confirm),
+            severity=self._severity_label(incident.severity),
         )
+
+    async def retire_open(self, incident_id: int, actor: str) -> None:
+        """At close: retire the incident's open proposals and say so on their messages.
+        Safe to repeat; a click that races it loses (or wins) through the same
+        conditional UPDATE."""
+        retired = await self._db.run(self._retire, incident_id, actor)
+        for settled in retired:
+            await self._update(settled, views.closed(settled.pending, "closed"))
 
     def _stored(self, pending: PendingAction) -> Invocation | None:
         """The stored request re-checked against the current catalog and bounds."""
         try:
             return resolve(
-                self._catalog, "mitigation", pending.action, pending.service, _words(pending.params)
+                self._catalog,
+                "mitigation",
+                pending.action,
+                pending.service,
+                as_words(pending.params),
             )
         except UserError as exc:
             log.warning("pending action %s is no longer valid: %s", pending.id, exc)
             return None
 
     async def _refusal(
-        self,
-        actor: str,
-        pending: PendingAction,
-        commander: str | None,
-        severity: str,
-        confirm: bool,
+        self, actor: str, pending: PendingAction, incident: _IncidentView, confirm: bool
     ) -> str | None:
         """Why `actor` may not make this decision, or None when they may."""
-        if (
-            confirm
-            and severity in self._catalog.require_distinct_confirmer
-            and actor == pending.requested_by
-        ):
+        if incident.closed:
+            return None  # `_settle` retires it whoever clicks
+        distinct = incident.severity in self._catalog.require_distinct_confirmer
+        if confirm and distinct and actor == pending.requested_by:
             return "distinct_confirmer_required"
-        if actor == commander or actor in self._catalog.mitigator_users:
+        if actor == incident.commander or actor in self._catalog.mitigator_users:
             return None
         if not confirm and actor == pending.requested_by:
             return None  # one may withdraw one's own proposal
@@ -232,23 +245,50 @@ class ActionService:
                 log.warning("could not read user group %s: %s", group, exc.code)
         return "not_authorised"
 
+    def _who_may_act(
+        self, pending: PendingAction, incident: _IncidentView, confirm: bool
+    ) -> views.Deciders:
+        """Who may make this decision now (the requester excluded where P0 needs a
+        second person), for a refusal that tells the clicker whom to ask."""
+        excluded = (
+            pending.requested_by
+            if confirm and incident.severity in self._catalog.require_distinct_confirmer
+            else None
+        )
+        users = sorted(u for u in self._catalog.mitigator_users if u != excluded)
+        commander = incident.commander if incident.commander != excluded else None
+        return views.Deciders(
+            users=tuple(users),
+            groups=self._catalog.mitigator_groups,
+            commander=commander,
+            commander_set=incident.commander is not None,
+        )
+
+    def _severity_label(self, severity: str) -> str:
+        level = self._runbooks.severities.levels.get(severity)
+        return level.label() if level else severity
+
     async def _execute(self, settled: _Settled, invocation: Invocation, request: Request) -> str:
         pending = settled.pending
-        result, error = await self._run(invocation, dry_run=False)
-        await self._db.run(self._finish, settled, request.actor, invocation, result, error)
-        await self._update(settled, invocation, views.ran(request.actor, result, error))
+        result, error = await self._executors.run(
+            invocation, dry_run=False, timeout=self._timeout, pinned=pending.pinned
+        )
+        outcome = _outcome(result, error)
+        self._metrics.runbook_actions.labels(invocation.action.name, "mitigation", outcome).inc()
+        await self._db.run(self._finish, settled, request.actor, invocation, result, outcome)
+        await self._update(settled, views.ran(request.actor, result, outcome))
         report = await self._outbox.deliver(pending.incident_id)
         if report.errors:
             return ":warning: Ran, but Slack did not take the result message yet; retrying."
         return ""
 
-    async def _update(self, settled: _Settled, invocation: Invocation | None, line: str) -> None:
+    async def _update(self, settled: _Settled, line: str) -> None:
         """Show the decision on the proposal and remove its buttons (best effort: the
         event log already has it)."""
         pending = settled.pending
         if not pending.message_ts:
             return
-        message = views.decided(self._proposal(pending, invocation), line)
+        message = views.decided(self._proposal(pending, self._stored(pending)), line)
         try:
             await self._chat.update(
                 settled.channel_id, pending.message_ts, message.text, message.blocks
@@ -265,6 +305,8 @@ class ActionService:
         incident = store.by_channel(session, request.channel_id)
         if incident is None or not incident.channel_id:
             raise UserError(NOT_AN_INCIDENT_CHANNEL)
+        if invocation.action.kind == "mitigation" and incident.closed_at is not None:
+            raise UserError(views.INCIDENT_CLOSED)
         now = self._clock.now()
         if not store.claim_request(session, request.key, now):
             return None
@@ -286,8 +328,14 @@ class ActionService:
         invocation: Invocation,
         actor: str,
         dry: ExecutionResult,
-    ) -> PendingAction:
+    ) -> tuple[PendingAction, list[PendingAction]]:
+        """The new proposal, and the older ones for the same action and service that it
+        supersedes (each with its event)."""
         now = self._clock.now()
+        pinned = dry.details.get("pinned")
+        older = pending_actions.open_proposals(
+            session, incident_id, invocation.action.name, invocation.target.name
+        )
         pending = PendingAction(
             incident_id=incident_id,
             action=invocation.action.name,
@@ -298,12 +346,33 @@ class ActionService:
             expires_at=now + EXPIRY,
             status="pending",
             dry_run=f"{' '.join(dry.summary.split())}\n{dry.output}",
+            pinned=dict(pinned) if isinstance(pinned, dict) else {},
         )
         session.add(pending)
         session.flush()
         payload = {**_about(invocation), "action_id": pending.id, "summary": dry.summary}
         self._log(session, incident_id, "mitigation_dry_run", actor, ok=True, **payload)
-        return pending
+        superseded = []
+        for old in older:
+            if pending_actions.transition(session, old.id, "superseded", actor, now):
+                about = {**_about_pending(old), "by_action_id": pending.id}
+                about["by_command"] = invocation.command()
+                self._log(session, incident_id, "mitigation_superseded", actor, **about)
+                session.refresh(old)
+                superseded.append(old)
+        return pending, superseded
+
+    def _retire(self, session: Session, incident_id: int, actor: str) -> list[_Settled]:
+        incident = store.get(session, incident_id)
+        assert incident is not None
+        now, retired = self._clock.now(), []
+        for pending in pending_actions.open_proposals(session, incident_id):
+            if pending_actions.transition(session, pending.id, "retired", actor, now):
+                about = {**_about_pending(pending), "reason": "closed"}
+                store.append_event(session, incident, "mitigation_retired", actor, now, **about)
+                session.refresh(pending)
+                retired.append(_Settled("closed", pending, incident.channel_id or ""))
+        return retired
 
     def _settle(
         self,
@@ -319,23 +388,27 @@ class ActionService:
         assert pending is not None  # rows are never deleted while their incident lives
         incident = store.get(session, pending.incident_id)
         assert incident is not None and incident.channel_id
-        about: dict[str, object] = {
-            "action_id": pending.id,
-            "action": pending.action,
-            "service": pending.service,
-        }
+        about: dict[str, object] = _about_pending(pending)
         if not store.claim_request(session, request.key, now):
             return _Settled("duplicate", pending, incident.channel_id)
         if pending.status != "pending":
             outcome = "already_decided"
+        elif incident.closed_at is not None:
+            won = pending_actions.transition(session, action_id, "retired", None, now)
+            if won:
+                retired = {**about, "reason": "closed"}
+                store.append_event(
+                    session, incident, "mitigation_retired", "firebreak", now, **retired
+                )
+            outcome = "closed" if won else "already_decided"
         elif now >= pending.expires_at:
-            won = _transition(session, action_id, "expired", None, now)
+            won = pending_actions.transition(session, action_id, "expired", None, now)
             outcome = "expired" if won else "already_decided"
         elif refusal is not None:
             outcome = refusal
         else:
             status = "confirmed" if confirm else "cancelled"
-            if _transition(session, action_id, status, request.actor, now):
+            if pending_actions.transition(session, action_id, status, request.actor, now):
                 event = "mitigation_confirmed" if confirm else "mitigation_cancelled"
                 about["requested_by"] = pending.requested_by
                 store.append_event(session, incident, event, request.actor, now, **about)
@@ -354,16 +427,24 @@ class ActionService:
         actor: str,
         invocation: Invocation,
         result: ExecutionResult,
-        error: bool,
+        outcome: str,
     ) -> None:
         """Record the run, its event, and the result reply in the proposal's thread."""
         pending = session.get(PendingAction, settled.pending.id)
         assert pending is not None
-        ok = result.ok and not error
-        pending.status, pending.result = ("executed" if ok else "failed"), result.summary
+        pending.status, pending.result = STATUS_OF[outcome], result.summary
         payload = {**_about(invocation), "action_id": pending.id, "summary": result.summary}
-        self._log(session, pending.incident_id, "mitigation_executed", actor, ok=ok, **payload)
-        text = views.outcome(invocation.command(), actor, result, error)
+        ok = outcome == "ok"
+        self._log(
+            session,
+            pending.incident_id,
+            "mitigation_executed",
+            actor,
+            ok=ok,
+            outcome=outcome,
+            **payload,
+        )
+        text = views.outcome(invocation.command(), actor, result, outcome)
         now, channel, thread = self._clock.now(), settled.channel_id, pending.message_ts
         enqueue(
             session, pending.incident_id, "post", now, channel=channel, text=text, thread_ts=thread
@@ -385,40 +466,67 @@ class ActionService:
         )
 
 
-def _about(invocation: Invocation) -> dict[str, str]:
-    return {"action": invocation.action.name, "service": invocation.target.name}
+def _about(invocation: Invocation) -> dict[str, Any]:
+    """What every action event names: the action, the service and the whole command
+    with its parameters, so the audit trail reads without the runbooks at hand."""
+    return {
+        "action": invocation.action.name,
+        "service": invocation.target.name,
+        "command": invocation.command(),
+    }
 
 
-def _words(args: Mapping[str, Value]) -> list[str]:
-    """Stored args back as words, so a confirmation re-checks them against today's config."""
-    return [
-        name if value is True else f"{name}={value}"
-        for name, value in args.items()
-        if value is not None and value is not False
-    ]
+def _about_pending(pending: PendingAction) -> dict[str, Any]:
+    return {
+        "action_id": pending.id,
+        "action": pending.action,
+        "service": pending.service,
+        "command": views.command_words(pending),
+    }
 
 
-def _load(session: Session, action_id: int) -> tuple[PendingAction, str | None, str] | None:
+def _outcome(result: ExecutionResult, error: bool) -> str:
+    """ok, failed, unavailable, changed (since the dry run: nothing ran) or unknown
+    (a write that may still complete)."""
+    if result.unknown:
+        return "unknown"
+    if result.details.get("changed"):
+        return "changed"
+    if error:
+        return "unavailable"
+    return "ok" if result.ok else "failed"
+
+
+# The proposal's status after a confirmed run, by outcome.
+STATUS_OF = {
+    "ok": "executed",
+    "failed": "failed",
+    "unavailable": "failed",
+    "changed": "changed",
+    "unknown": "unknown",
+}
+
+
+@dataclass(frozen=True)
+class _IncidentView:
+    """What deciding a click needs to know about the incident."""
+
+    commander: str | None
+    severity: str
+    closed: bool
+
+
+def _load(session: Session, action_id: int) -> tuple[PendingAction, _IncidentView] | None:
     pending = session.get(PendingAction, action_id)
     if pending is None:
         return None
     incident = store.get(session, pending.incident_id)
     if incident is None:
         return None
-    return pending, incident.role("commander"), incident.severity
-
-
-def _transition(
-    session: Session, action_id: int, status: str, actor: str | None, now: datetime
-) -> bool:
-    """pending → `status`, only if still pending: exactly one concurrent caller wins."""
-    result = session.execute(
-        update(PendingAction)
-        .where(PendingAction.id == action_id, PendingAction.status == "pending")
-        .values(status=status, decided_by=actor, decided_at=now)
-        .execution_options(synchronize_session=False)
+    view = _IncidentView(
+        incident.role("commander"), incident.severity, incident.closed_at is not None
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return pending, view
 
 
 def _save_message_ts(session: Session, action_id: int, ts: str) -> None:

@@ -15,6 +15,7 @@ import json
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from bot.executors.base import (
     ExecutionResult,
     ExecutorError,
     KubernetesTarget,
+    OutcomeUnknown,
+    StateChanged,
     build_result,
     format_age,
     format_table,
@@ -52,6 +55,7 @@ _KEEP_ON_ROLLBACK = {
 MAX_EVENTS = 20
 LOG_LIMIT_BYTES = 512 * 1024
 DRY_RUN_NOTE = "\n(server-side dry run: nothing was changed)"
+Pinned = dict[str, Any] | None
 # A client model (V1Pod, CoreV1Event, …). Every field is Optional in the models; the API
 # server fills the ones read here, so they are used without None checks.
 Model = Any
@@ -66,7 +70,6 @@ API_CALLS: dict[str, tuple[str, str, str]] = {
     "list_namespaced_event": ("CoreV1Api", "list", "events"),
     "read_namespaced_deployment": ("AppsV1Api", "get", "deployments"),
     "patch_namespaced_deployment": ("AppsV1Api", "patch", "deployments"),
-    "read_namespaced_deployment_scale": ("AppsV1Api", "get", "deployments/scale"),
     "patch_namespaced_deployment_scale": ("AppsV1Api", "patch", "deployments/scale"),
     "list_namespaced_replica_set": ("AppsV1Api", "list", "replicasets"),
     "list_namespaced_custom_object": ("CustomObjectsApi", "list", "pods.metrics.k8s.io"),
@@ -123,12 +126,41 @@ def _pod_row(pod: Model) -> list[Any]:
     return [pod.metadata.name, ready, _pod_status(pod), restarts, last, age, pod.spec.node_name]
 
 
-def _mitigation(dry_run: bool, action: str, output: str, **details: object) -> ExecutionResult:
+class _Unanswered(ExecutorError):
+    """A request was sent and no answer came in time: a write may still land."""
+
+
+def _connect_failure(exc: urllib3.exceptions.NewConnectionError) -> str:
+    if isinstance(exc, urllib3.exceptions.NameResolutionError):
+        return "its host name does not resolve"
+    if "refused" in str(exc).lower():
+        return "connection refused"
+    return "could not connect"
+
+
+def _mitigation(
+    dry_run: bool, action: str, output: str, late: str | None, **details: object
+) -> ExecutionResult:
     """A mitigation's result: `action` is phrased as done ("scaled x from 3 to 6") and
-    becomes "dry run: would have scaled …" for a dry run."""
+    becomes "dry run: would have scaled …" for a dry run; `late` says how a write that
+    went unanswered was found to have landed."""
     summary = f"dry run: would have {action}" if dry_run else action
+    summary += f" ({late})" if late else ""
     output += DRY_RUN_NOTE if dry_run else ""
     return build_result(True, summary, output, **details, dry_run=dry_run)
+
+
+def _generation(obj: dict[str, Any]) -> int:
+    return int(obj["metadata"].get("generation") or 0)
+
+
+def _check_pinned(pinned: Pinned, dep: dict[str, Any], name: str) -> None:
+    """Refuse when the Deployment's spec changed since the dry run that was confirmed.
+
+    `generation` moves with every spec change (a rollout, a scale, a restart) and not
+    with status churn, so it is exactly "what the dry run computed from"."""
+    if pinned is not None and pinned.get("generation") != _generation(dep):
+        raise StateChanged(f"{name} changed since this dry run; propose again")
 
 
 class KubernetesExecutor:
@@ -202,8 +234,14 @@ class KubernetesExecutor:
             if exc.status == 404 and missing:
                 raise ExecutorError(missing) from None
             raise _api_error(exc, verb, resource, target.namespace) from None
+        except urllib3.exceptions.NewConnectionError as exc:
+            # Checked before TimeoutError: urllib3 2.x makes a refused connection a
+            # subclass of ConnectTimeoutError, though it failed at once.
+            raise ExecutorError(f"Kubernetes API unreachable ({_connect_failure(exc)})") from None
+        except urllib3.exceptions.ConnectTimeoutError:
+            raise ExecutorError(timed_out) from None  # nothing was sent
         except (TimeoutError, urllib3.exceptions.TimeoutError):
-            raise ExecutorError(timed_out) from None
+            raise _Unanswered(timed_out) from None  # sent, perhaps acted on
         except (urllib3.exceptions.HTTPError, OSError):
             raise ExecutorError("Kubernetes API unreachable (connection failed)") from None
         except ConfigException as exc:
@@ -400,31 +438,87 @@ class KubernetesExecutor:
         return build_result(True, summary, format_table(["POD", "CPU", "MEMORY"], rows), pods=pods)
 
     # -- mitigations ----------------------------------------------------------------------
+    # Each takes `pinned`: what its dry run resolved (returned in `details["pinned"]`).
+    # A confirmed run re-reads the Deployment, refuses if its generation moved, and does
+    # what was pinned, never re-resolving "previous" or "current" on its own.
 
-    async def restart(self, target: KubernetesTarget, dry_run: bool) -> ExecutionResult:
-        """`kubectl rollout restart`: stamp the pod template so every pod is replaced
-        by a rolling update. Refused while the rollout is paused, as kubectl does."""
+    async def _raw_deployment(self, target: KubernetesTarget) -> dict[str, Any]:
         name, ns = target.deployment, target.namespace
-        dep = await self._call(target, "read_namespaced_deployment", name, ns)
-        if dep.spec.paused:
+        dep: dict[str, Any] = await self._call(
+            target, "read_namespaced_deployment", name, ns, raw=True
+        )
+        return dep
+
+    async def _write(
+        self,
+        target: KubernetesTarget,
+        method: str,
+        body: object,
+        dry_run: bool,
+        landed: Callable[[dict[str, Any]], bool],
+    ) -> str | None:
+        """PATCH the Deployment (or its scale). A write whose answer never came is read
+        back: None when answered, a note when the read-back shows it landed, and
+        `OutcomeUnknown` when it does not (yet)."""
+        name, ns, mode = target.deployment, target.namespace, "All" if dry_run else None
+        try:
+            await self._call(target, method, name, ns, body, dry_run=mode)
+            return None
+        except _Unanswered as exc:
+            if dry_run:
+                raise
+            unanswered = f"{exc}; it may still complete"
+        try:
+            dep = await self._raw_deployment(target)
+        except ExecutorError as exc:
+            raise OutcomeUnknown(f"{unanswered}, and reading {name} back failed ({exc})") from None
+        if landed(dep):
+            return f"the API server answered too late, but reading {name} back shows it landed"
+        raise OutcomeUnknown(f"{unanswered}; read back at once, {name} does not show it yet")
+
+    async def restart(
+        self, target: KubernetesTarget, dry_run: bool, pinned: Pinned = None
+    ) -> ExecutionResult:
+        """`kubectl rollout restart`: stamp the pod template so every pod is replaced
+        by a rolling update. Refused while the rollout is paused, as kubectl does, and
+        when it is scaled to 0, with no pods to restart."""
+        name, ns = target.deployment, target.namespace
+        dep = await self._raw_deployment(target)
+        _check_pinned(pinned, dep, name)
+        if dep["spec"].get("paused"):
             raise ExecutorError(
                 f"can't restart paused deployment {name} (run rollout resume first)"
             )
+        replicas = dep["spec"].get("replicas") or 0
+        if not replicas:
+            raise ExecutorError(f"{name} in {ns} is scaled to 0: there are no pods to restart")
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-        mode = "All" if dry_run else None
-        await self._call(target, "patch_namespaced_deployment", name, ns, body, dry_run=mode)
-        action = f"restarted {name} in {ns}: its {dep.spec.replicas or 0} pods roll one by one"
+
+        def landed(now: dict[str, Any]) -> bool:
+            annotations = now["spec"]["template"]["metadata"].get("annotations") or {}
+            return bool(annotations.get(RESTARTED_AT) == stamp)
+
+        late = await self._write(target, "patch_namespaced_deployment", body, dry_run, landed)
+        action = f"restarted {name} in {ns}: its {replicas} pods roll one by one"
         output = f"spec.template.metadata.annotations[{RESTARTED_AT}] = {stamp}"
-        return _mitigation(dry_run, action, output, restarted_at=stamp)
+        pin = {"generation": _generation(dep), "replicas": replicas}
+        return _mitigation(dry_run, action, output, late, restarted_at=stamp, pinned=pin)
 
     async def rollback(
-        self, target: KubernetesTarget, revision: int | None, dry_run: bool
+        self,
+        target: KubernetesTarget,
+        revision: int | None,
+        dry_run: bool,
+        pinned: Pinned = None,
     ) -> ExecutionResult:
         """`kubectl rollout undo [--to-revision]`: put an older ReplicaSet's pod template
         (minus its pod-template-hash label) back into the Deployment with a JSON patch."""
         dep, owned = await self._history(target)
-        name, ns, current = target.deployment, target.namespace, _revision(dep)
+        name, current = target.deployment, _revision(dep)
+        _check_pinned(pinned, dep, name)
+        if pinned is not None:
+            revision = int(pinned["revision"])  # what the confirmer saw, not "previous" now
         if dep["spec"].get("paused"):
             raise ExecutorError(
                 f"can't roll back paused deployment {name} (run rollout resume first)"
@@ -451,28 +545,42 @@ class KubernetesExecutor:
             {"op": "replace", "path": "/spec/template", "value": template},
             {"op": "add", "path": "/metadata/annotations", "value": annotations},
         ]
-        mode = "All" if dry_run else None
-        await self._call(target, "patch_namespaced_deployment", name, ns, patch, dry_run=mode)
+
+        def landed(now: dict[str, Any]) -> bool:
+            return bool(_without_hash(now["spec"]["template"]) == template)
+
+        late = await self._write(target, "patch_namespaced_deployment", patch, dry_run, landed)
         action = f"rolled {name} back from revision {current} to {to} ({_images(template)})"
         # Images only: a full template could carry plain-text env values.
         output = f"revision {current} -> {to}\nimages: {_images(dep['spec']['template'])}"
         output += f" -> {_images(template)}"
-        return _mitigation(dry_run, action, output, revision=to, from_revision=current)
+        pin = {"generation": _generation(dep), "revision": to, "from_revision": current}
+        return _mitigation(
+            dry_run, action, output, late, revision=to, from_revision=current, pinned=pin
+        )
 
     async def scale(
-        self, target: KubernetesTarget, replicas: int, dry_run: bool
+        self, target: KubernetesTarget, replicas: int, dry_run: bool, pinned: Pinned = None
     ) -> ExecutionResult:
         """`kubectl scale` through the deployments/scale subresource."""
         if replicas < 0:
             raise ExecutorError("replicas must be zero or more")
-        name, ns, mode = target.deployment, target.namespace, "All" if dry_run else None
-        scale = await self._call(target, "read_namespaced_deployment_scale", name, ns)
-        before = scale.spec.replicas or 0
+        name, ns = target.deployment, target.namespace
+        dep = await self._raw_deployment(target)
+        _check_pinned(pinned, dep, name)
+        before = dep["spec"].get("replicas") or 0
         body = {"spec": {"replicas": replicas}}
-        await self._call(target, "patch_namespaced_deployment_scale", name, ns, body, dry_run=mode)
+
+        def landed(now: dict[str, Any]) -> bool:
+            return bool(now["spec"].get("replicas") == replicas)
+
+        late = await self._write(target, "patch_namespaced_deployment_scale", body, dry_run, landed)
         action = f"scaled {name} in {ns} from {before} to {replicas} replicas"
         output = f"spec.replicas: {before} -> {replicas}"
-        return _mitigation(dry_run, action, output, **{"from": before, "to": replicas})
+        pin = {"generation": _generation(dep), "from": before, "to": replicas}
+        return _mitigation(
+            dry_run, action, output, late, **{"from": before, "to": replicas}, pinned=pin
+        )
 
 
 def _api_error(exc: ApiException, verb: str, resource: str, namespace: str) -> ExecutorError:
