@@ -8,7 +8,8 @@ patch (lists are replaced whole, which is all the executors need), validation of
 patched Deployment, `generation` moving with every spec change, bearer-token auth.
 Every request and every PATCH (even a refused one) is recorded so tests can assert on
 what was sent. Fault switches: `forbidden`, `delay` (before answering anything),
-`write_delay` (a write is applied, then its answer held back), `metrics_available`, and
+`write_delay` (a write is applied, then its answer held back; with `apply_late`, held
+before it is applied, as a write stuck in admission is), `metrics_available`, and
 `stop()` / `start()` for a server that is down. `rollout()` lands a new revision, as a
 deploy between a dry run and its confirmation would.
 
@@ -490,6 +491,7 @@ class FakeKubernetes:
         self.forbidden: set[tuple[str, str]] = set()  # (verb or "*", resource)
         self.delay = 0.0
         self.write_delay = 0.0
+        self.apply_late = False
         self.metrics_available = True
         self.patches: list[PatchRecord] = []
         self.requests: list[RequestRecord] = []
@@ -611,8 +613,11 @@ class FakeKubernetes:
         try:
             if request.headers.get("Authorization") != f"Bearer {self.token}":
                 raise _Reply(401, "Unauthorized", "Unauthorized")
+            write = request.method == "PATCH" and "dryRun" not in request.query
+            if write and self.apply_late:
+                await self._hold(self.write_delay)
             response = await handler(request)
-            if request.method == "PATCH" and "dryRun" not in request.query:
+            if write and not self.apply_late:
                 await self._hold(self.write_delay)  # applied; the answer comes late
             return response
         except _Reply as reply:

@@ -149,11 +149,15 @@ async def scripted_incident(scene: Scene) -> Channel:
     scene.say(channel, CAROL, "All of them time out calling the payment provider", thread=output)
     await record(slack, channel, "nudge", "firebreak", due_at="2024-03-01T23:45:00Z", late=True)
     for kind, actor, extra in (
-        ("mitigation_requested", CAROL, {"params": {"replicas": 6}}),
-        ("mitigation_confirmed", BOB, {}),
-        ("mitigation_executed", "firebreak", {"ok": True, "summary": "scaled to 6 replicas"}),
+        ("mitigation_requested", CAROL, {"args": {"replicas": 6}}),
+        ("mitigation_confirmed", BOB, {"requested_by": CAROL}),
+        ("mitigation_executed", BOB, {"ok": True, "summary": "scaled to 6 replicas"}),
     ):
-        await record(slack, channel, kind, actor, action="scale", service="checkout-api", **extra)
+        command = "scale checkout-api replicas=6"
+        await record(
+            slack, channel, kind, actor, action="scale", service="checkout-api", command=command,
+            **extra,
+        )  # fmt: skip
     sneaky = scene.say(
         channel, ALICE, "[click here](https://evil.example) &lt;b&gt;bold&lt;/b&gt; {{ 7*7 }} *x*"
     )
