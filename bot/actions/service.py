@@ -3,23 +3,22 @@
 Every step is an event in the incident log (requested, dry run, confirmed,
 refused, cancelled, result), written in the transaction that claims the
 request's idempotency key, so a redelivered command or click does nothing twice.
-A mitigation is a `PendingAction`: its Confirm button carries the row's ID and a
-conditional UPDATE from `pending` makes one click, on one replica, win. Executor
-calls run under a timeout and every failure becomes a message and an event, never
-an exception in the channel.
+A mitigation is a `PendingAction` pinning what its dry run resolved: its Confirm
+button carries the row's ID, and the transactions in `bot.actions.ledger` make one
+click, newer proposal or close, on one replica, decide it. Executor calls run under
+a timeout and every failure becomes a message and an event, never an exception in
+the channel.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from bot import commands as c
-from bot.actions import views
+from bot.actions import ledger, views
 from bot.actions.catalog import ActionCatalog
 from bot.actions.params import Executors, Invocation, as_words, resolve
 from bot.clock import Clock
@@ -31,25 +30,10 @@ from bot.incidents.service import Request
 from bot.metrics import Metrics
 from bot.runbooks import Runbooks
 from storage import incidents as store
-from storage import pending_actions
 from storage.db import Database
 from storage.models import PendingAction
-from storage.outbox import enqueue
 
 log = logging.getLogger(__name__)
-
-EXPIRY = timedelta(minutes=10)
-
-
-@dataclass(frozen=True)
-class _Settled:
-    """How a click ended, with the row as it is now."""
-
-    # confirmed, cancelled, expired, closed, superseded, already_decided, a refusal,
-    # or duplicate
-    outcome: str
-    pending: PendingAction
-    channel_id: str
 
 
 class ActionService:
@@ -99,7 +83,7 @@ class ActionService:
             thread_ts = await self._show(channel, invocation, request.actor, result, error)
         except ChatError as exc:
             reply = views.not_shown(name, result.summary, exc.code)
-        payload = {**_about(invocation), "summary": result.summary, "thread_ts": thread_ts}
+        payload = {**ledger.about(invocation), "summary": result.summary, "thread_ts": thread_ts}
         ok = result.ok and not error
         await self._db.run(self._log, incident_id, "diagnostic", request.actor, ok=ok, **payload)
         return reply
@@ -156,28 +140,31 @@ class ActionService:
         incident_id, channel = started
         dry, error = await self._run(invocation, dry_run=True)
         if error or not dry.ok:
-            payload = {**_about(invocation), "summary": dry.summary}
+            payload = {**ledger.about(invocation), "summary": dry.summary}
             await self._db.run(
                 self._log, incident_id, "mitigation_dry_run", request.actor, ok=False, **payload
             )
             return views.dry_run_failed(invocation.command(), dry.summary)
-        pending, superseded = await self._db.run(
-            self._add_pending, incident_id, invocation, request.actor, dry
-        )
+        try:
+            pending, superseded = await self._db.run(
+                ledger.add_pending, self._clock.now(), incident_id, invocation, request.actor, dry
+            )
+        except UserError as exc:  # the incident closed while the dry run ran
+            return str(exc)
         message = views.proposal(self._proposal(pending, invocation))
         try:
             ts = await self._chat.post(channel, message.text, message.blocks)
         except ChatError as exc:
             return f":warning: Slack refused the confirmation message (`{exc.code}`); ask again."
-        await self._db.run(_save_message_ts, pending.id, ts)
+        await self._db.run(ledger.save_message_ts, pending.id, ts)
         line = views.superseded(invocation.command(), request.actor)
         for old in superseded:
-            await self._update(_Settled("superseded", old, channel), line)
+            await self._update(ledger.Settled("superseded", old, channel), line)
         return ""
 
     async def decide(self, action_id: int, confirm: bool, request: Request) -> str:
         """A Confirm or Cancel click: authorise, count it once, then run or close it."""
-        loaded = await self._db.run(_load, action_id)
+        loaded = await self._db.run(ledger.load, action_id)
         if loaded is None:
             return "That mitigation no longer exists."
         pending, incident = loaded
@@ -188,7 +175,9 @@ class ActionService:
                 refusal = "no_longer_valid"
             else:
                 refusal = await self._refusal(request.actor, pending, incident, confirm)
-        settled = await self._db.run(self._settle, action_id, request, confirm, refusal)
+        settled = await self._db.run(
+            ledger.settle, self._clock.now(), action_id, request, confirm, refusal
+        )
         pending = settled.pending
         if settled.outcome == "confirmed" and invocation is not None:
             return await self._execute(settled, invocation, request)
@@ -206,7 +195,7 @@ class ActionService:
         """At close: retire the incident's open proposals and say so on their messages.
         Safe to repeat; a click that races it loses (or wins) through the same
         conditional UPDATE."""
-        retired = await self._db.run(self._retire, incident_id, actor)
+        retired = await self._db.run(ledger.retire, self._clock.now(), incident_id, actor)
         for settled in retired:
             await self._update(settled, views.closed(settled.pending, "closed"))
 
@@ -225,7 +214,7 @@ class ActionService:
             return None
 
     async def _refusal(
-        self, actor: str, pending: PendingAction, incident: _IncidentView, confirm: bool
+        self, actor: str, pending: PendingAction, incident: ledger.IncidentView, confirm: bool
     ) -> str | None:
         """Why `actor` may not make this decision, or None when they may."""
         if incident.closed:
@@ -246,7 +235,7 @@ class ActionService:
         return "not_authorised"
 
     def _who_may_act(
-        self, pending: PendingAction, incident: _IncidentView, confirm: bool
+        self, pending: PendingAction, incident: ledger.IncidentView, confirm: bool
     ) -> views.Deciders:
         """Who may make this decision now (the requester excluded where P0 needs a
         second person), for a refusal that tells the clicker whom to ask."""
@@ -268,21 +257,25 @@ class ActionService:
         level = self._runbooks.severities.levels.get(severity)
         return level.label() if level else severity
 
-    async def _execute(self, settled: _Settled, invocation: Invocation, request: Request) -> str:
+    async def _execute(
+        self, settled: ledger.Settled, invocation: Invocation, request: Request
+    ) -> str:
         pending = settled.pending
         result, error = await self._executors.run(
             invocation, dry_run=False, timeout=self._timeout, pinned=pending.pinned
         )
-        outcome = _outcome(result, error)
+        outcome = ledger.outcome_of(result, error)
         self._metrics.runbook_actions.labels(invocation.action.name, "mitigation", outcome).inc()
-        await self._db.run(self._finish, settled, request.actor, invocation, result, outcome)
+        await self._db.run(
+            ledger.finish, self._clock.now(), settled, request.actor, invocation, result, outcome
+        )
         await self._update(settled, views.ran(request.actor, result, outcome))
         report = await self._outbox.deliver(pending.incident_id)
         if report.errors:
             return ":warning: Ran, but Slack did not take the result message yet; retrying."
         return ""
 
-    async def _update(self, settled: _Settled, line: str) -> None:
+    async def _update(self, settled: ledger.Settled, line: str) -> None:
         """Show the decision on the proposal and remove its buttons (best effort: the
         event log already has it)."""
         pending = settled.pending
@@ -310,145 +303,14 @@ class ActionService:
         now = self._clock.now()
         if not store.claim_request(session, request.key, now):
             return None
-        payload = {**_about(invocation), "args": dict(invocation.args)}
+        payload = {**ledger.about(invocation), "args": dict(invocation.args)}
         store.append_event(session, incident, event, request.actor, now, **payload)
         return incident.id, incident.channel_id
 
     def _log(
         self, session: Session, incident_id: int, event: str, actor: str, **payload: Any
     ) -> None:
-        incident = store.get(session, incident_id)
-        if incident is not None:
-            store.append_event(session, incident, event, actor, self._clock.now(), **payload)
-
-    def _add_pending(
-        self,
-        session: Session,
-        incident_id: int,
-        invocation: Invocation,
-        actor: str,
-        dry: ExecutionResult,
-    ) -> tuple[PendingAction, list[PendingAction]]:
-        """The new proposal, and the older ones for the same action and service that it
-        supersedes (each with its event)."""
-        now = self._clock.now()
-        pinned = dry.details.get("pinned")
-        older = pending_actions.open_proposals(
-            session, incident_id, invocation.action.name, invocation.target.name
-        )
-        pending = PendingAction(
-            incident_id=incident_id,
-            action=invocation.action.name,
-            service=invocation.target.name,
-            params=dict(invocation.args),
-            requested_by=actor,
-            requested_at=now,
-            expires_at=now + EXPIRY,
-            status="pending",
-            dry_run=f"{' '.join(dry.summary.split())}\n{dry.output}",
-            pinned=dict(pinned) if isinstance(pinned, dict) else {},
-        )
-        session.add(pending)
-        session.flush()
-        payload = {**_about(invocation), "action_id": pending.id, "summary": dry.summary}
-        self._log(session, incident_id, "mitigation_dry_run", actor, ok=True, **payload)
-        superseded = []
-        for old in older:
-            if pending_actions.transition(session, old.id, "superseded", actor, now):
-                about = {**_about_pending(old), "by_action_id": pending.id}
-                about["by_command"] = invocation.command()
-                self._log(session, incident_id, "mitigation_superseded", actor, **about)
-                session.refresh(old)
-                superseded.append(old)
-        return pending, superseded
-
-    def _retire(self, session: Session, incident_id: int, actor: str) -> list[_Settled]:
-        incident = store.get(session, incident_id)
-        assert incident is not None
-        now, retired = self._clock.now(), []
-        for pending in pending_actions.open_proposals(session, incident_id):
-            if pending_actions.transition(session, pending.id, "retired", actor, now):
-                about = {**_about_pending(pending), "reason": "closed"}
-                store.append_event(session, incident, "mitigation_retired", actor, now, **about)
-                session.refresh(pending)
-                retired.append(_Settled("closed", pending, incident.channel_id or ""))
-        return retired
-
-    def _settle(
-        self,
-        session: Session,
-        action_id: int,
-        request: Request,
-        confirm: bool,
-        refusal: str | None,
-    ) -> _Settled:
-        """Count the click once: a conditional UPDATE from `pending` decides it."""
-        now = self._clock.now()
-        pending = session.get(PendingAction, action_id)
-        assert pending is not None  # rows are never deleted while their incident lives
-        incident = store.get(session, pending.incident_id)
-        assert incident is not None and incident.channel_id
-        about: dict[str, object] = _about_pending(pending)
-        if not store.claim_request(session, request.key, now):
-            return _Settled("duplicate", pending, incident.channel_id)
-        if pending.status != "pending":
-            outcome = "already_decided"
-        elif incident.closed_at is not None:
-            won = pending_actions.transition(session, action_id, "retired", None, now)
-            if won:
-                retired = {**about, "reason": "closed"}
-                store.append_event(
-                    session, incident, "mitigation_retired", "firebreak", now, **retired
-                )
-            outcome = "closed" if won else "already_decided"
-        elif now >= pending.expires_at:
-            won = pending_actions.transition(session, action_id, "expired", None, now)
-            outcome = "expired" if won else "already_decided"
-        elif refusal is not None:
-            outcome = refusal
-        else:
-            status = "confirmed" if confirm else "cancelled"
-            if pending_actions.transition(session, action_id, status, request.actor, now):
-                event = "mitigation_confirmed" if confirm else "mitigation_cancelled"
-                about["requested_by"] = pending.requested_by
-                store.append_event(session, incident, event, request.actor, now, **about)
-                session.refresh(pending)
-                return _Settled(status, pending, incident.channel_id)
-            outcome = "already_decided"
-        about |= {"reason": outcome, "confirm": confirm}
-        store.append_event(session, incident, "mitigation_refused", request.actor, now, **about)
-        session.refresh(pending)
-        return _Settled(outcome, pending, incident.channel_id)
-
-    def _finish(
-        self,
-        session: Session,
-        settled: _Settled,
-        actor: str,
-        invocation: Invocation,
-        result: ExecutionResult,
-        outcome: str,
-    ) -> None:
-        """Record the run, its event, and the result reply in the proposal's thread."""
-        pending = session.get(PendingAction, settled.pending.id)
-        assert pending is not None
-        pending.status, pending.result = STATUS_OF[outcome], result.summary
-        payload = {**_about(invocation), "action_id": pending.id, "summary": result.summary}
-        ok = outcome == "ok"
-        self._log(
-            session,
-            pending.incident_id,
-            "mitigation_executed",
-            actor,
-            ok=ok,
-            outcome=outcome,
-            **payload,
-        )
-        text = views.outcome(invocation.command(), actor, result, outcome)
-        now, channel, thread = self._clock.now(), settled.channel_id, pending.message_ts
-        enqueue(
-            session, pending.incident_id, "post", now, channel=channel, text=text, thread_ts=thread
-        )
+        ledger.log(session, self._clock.now(), incident_id, event, actor, **payload)
 
     # Helpers -----------------------------------------------------------------------
 
@@ -464,72 +326,3 @@ class ActionService:
             dry_run_output=output,
             expires_at=pending.expires_at,
         )
-
-
-def _about(invocation: Invocation) -> dict[str, Any]:
-    """What every action event names: the action, the service and the whole command
-    with its parameters, so the audit trail reads without the runbooks at hand."""
-    return {
-        "action": invocation.action.name,
-        "service": invocation.target.name,
-        "command": invocation.command(),
-    }
-
-
-def _about_pending(pending: PendingAction) -> dict[str, Any]:
-    return {
-        "action_id": pending.id,
-        "action": pending.action,
-        "service": pending.service,
-        "command": views.command_words(pending),
-    }
-
-
-def _outcome(result: ExecutionResult, error: bool) -> str:
-    """ok, failed, unavailable, changed (since the dry run: nothing ran) or unknown
-    (a write that may still complete)."""
-    if result.unknown:
-        return "unknown"
-    if result.details.get("changed"):
-        return "changed"
-    if error:
-        return "unavailable"
-    return "ok" if result.ok else "failed"
-
-
-# The proposal's status after a confirmed run, by outcome.
-STATUS_OF = {
-    "ok": "executed",
-    "failed": "failed",
-    "unavailable": "failed",
-    "changed": "changed",
-    "unknown": "unknown",
-}
-
-
-@dataclass(frozen=True)
-class _IncidentView:
-    """What deciding a click needs to know about the incident."""
-
-    commander: str | None
-    severity: str
-    closed: bool
-
-
-def _load(session: Session, action_id: int) -> tuple[PendingAction, _IncidentView] | None:
-    pending = session.get(PendingAction, action_id)
-    if pending is None:
-        return None
-    incident = store.get(session, pending.incident_id)
-    if incident is None:
-        return None
-    view = _IncidentView(
-        incident.role("commander"), incident.severity, incident.closed_at is not None
-    )
-    return pending, view
-
-
-def _save_message_ts(session: Session, action_id: int, ts: str) -> None:
-    pending = session.get(PendingAction, action_id)
-    if pending is not None:
-        pending.message_ts = ts
