@@ -8,7 +8,13 @@ from __future__ import annotations
 import logging
 
 import pytest
+from sqlalchemy import select
 
+from bot.actions import ledger
+from bot.actions.params import resolve
+from bot.errors import UserError
+from bot.executors import ExecutionResult
+from storage.models import PendingAction
 from tests.action_rig import NEW, Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
 from tests.harness import ALICE, BOB, CAROL
 
@@ -293,3 +299,16 @@ async def test_a_refusal_names_who_can_act_now(rig: Rig) -> None:
         "or the incident commander, <@U0ALICE>."
     )
     assert rig.real_patches() == []
+
+
+async def test_a_proposal_whose_dry_run_outlived_the_incident_is_refused(rig: Rig) -> None:
+    """Close can land while a dry run is under way: the proposal it would have made is
+    refused in the same transaction that checks the incident, not left confirmable."""
+    catalog = rig.actions._catalog  # the one the service validates against
+    invocation = resolve(catalog, "mitigation", "restart", "checkout", [])
+    dry = ExecutionResult(True, "dry run: would have restarted checkout", "", {"pinned": {}})
+    await rig.slack.command("resolve done", channel=rig.channel.id)
+    await rig.slack.command("close", channel=rig.channel.id)
+    with pytest.raises(UserError, match="The incident is closed"):
+        await rig.db(lambda s: ledger.add_pending(s, rig.clock.now(), 1, invocation, ALICE, dry))
+    assert await rig.db(lambda s: s.scalars(select(PendingAction)).all()) == []
