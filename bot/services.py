@@ -79,6 +79,16 @@ def build_services(
         declare_flow=declare_flow,
         announce_channel=settings.announce_channel,
     )
+    actions = ActionService(
+        db=db,
+        chat=chat,
+        runbooks=runbooks,
+        clock=clock,
+        catalog=catalog,
+        executors=executors,
+        outbox=outbox,
+        metrics=metrics,
+    )
     return Services(
         db=db,
         chat=chat,
@@ -96,22 +106,14 @@ def build_services(
             outbox=outbox,
             metrics=metrics,
         ),
-        actions=ActionService(
-            db=db,
-            chat=chat,
-            runbooks=runbooks,
-            clock=clock,
-            catalog=catalog,
-            executors=executors,
-            outbox=outbox,
-            metrics=metrics,
-        ),
+        actions=actions,
         postmortems=PostmortemService(
             db=db,
             chat=chat,
             runbooks=runbooks,
             clock=clock,
             incidents=incidents,
+            actions=actions,
             announce_channel=settings.announce_channel,
             postmortem_dir=settings.postmortem_dir,
             archive_on_close=settings.archive_on_close,

@@ -79,7 +79,9 @@ class SimulatedCluster:
         self.deployment: Obj = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": _meta(NAME, 86400 * 30, labels={"app": NAME}, annotations={REVISION: "7"}),
+            "metadata": _meta(
+                NAME, 86400 * 30, generation=1, labels={"app": NAME}, annotations={REVISION: "7"}
+            ),
             "spec": {
                 "replicas": 3,
                 "selector": {"matchLabels": {"app": NAME}},
@@ -175,6 +177,8 @@ class SimulatedCluster:
             rs["metadata"]["annotations"][REVISION] = str(revision)
             dep["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
         dep["spec"]["template"]["metadata"]["labels"].pop("pod-template-hash", None)
+        if dep["spec"] != self.deployment["spec"]:  # what a confirmation checks it still sees
+            dep["metadata"]["generation"] = self.deployment["metadata"].get("generation", 1) + 1
         self.deployment = dep
         for each in self.replicasets:
             each["spec"]["replicas"] = dep["spec"]["replicas"] if each is rs else 0

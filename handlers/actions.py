@@ -2,14 +2,16 @@
 
 The decision may call Slack (user-group members), the cluster or the database,
 so the listener only acks and parses; `ActionService.decide` does the rest and
-its answer reaches the clicker as an ephemeral message.
+its answer reaches the clicker as an ephemeral message through the click's
+`response_url`, which works for anyone who can see the button, where
+`chat.postEphemeral` refuses someone outside the channel (`user_not_in_channel`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
 from bot.incidents.service import Request
@@ -21,13 +23,15 @@ STALE_BUTTON = "That button is no longer valid; ask again with `/incident mitiga
 
 
 def register(app: AsyncApp, services: Services, background: BackgroundWork) -> None:
-    def decide(body: dict[str, Any], action: dict[str, Any], confirm: bool) -> None:
+    def decide(
+        body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, confirm: bool
+    ) -> None:
         user, channel = payload.text(body, "user", "id"), payload.text(body, "channel", "id")
-        if not user or not channel:
+        if not user or not channel or not body.get("response_url"):
             return  # not something Slack sends; nobody to answer
 
         async def tell(text: str) -> None:
-            await services.chat.post_ephemeral(channel, user, text)
+            await respond(text=text, response_type="ephemeral", replace_original=False)
 
         value = str(action.get("value", ""))
         if not value.isdigit():
@@ -41,14 +45,14 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
 
     @app.action(CONFIRM_ACTION)
     async def mitigation_confirmed(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         await ack()
-        decide(body, action, confirm=True)
+        decide(body, action, respond, confirm=True)
 
     @app.action(CANCEL_ACTION)
     async def mitigation_cancelled(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         await ack()
-        decide(body, action, confirm=False)
+        decide(body, action, respond, confirm=False)

@@ -238,6 +238,9 @@ class PendingAction(Base):
     dry_run: Mapped[str] = mapped_column(Text, default="")
     result: Mapped[str | None] = mapped_column(Text, default=None)
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    # What the dry run resolved (target revision, replica counts, pid) and the version of
+    # the state it read; the confirmed run does exactly this, or refuses if that changed.
+    pinned: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class AlertDelivery(Base):

@@ -5,9 +5,13 @@ answer into its models: complete objects, `Status` bodies for errors, `text/plai
 Behaviour that the executors rely on is real: label and field selectors, `dryRun=All`
 (validated and answered, never persisted), JSON patch / merge patch / strategic merge
 patch (lists are replaced whole, which is all the executors need), validation of the
-patched Deployment, bearer-token auth. Every request and every PATCH (even a refused
-one) is recorded so tests can assert on what was sent. Fault switches: `forbidden`, `delay`,
-`metrics_available`, and `stop()` / `start()` for a server that is down.
+patched Deployment, `generation` moving with every spec change, bearer-token auth.
+Every request and every PATCH (even a refused one) is recorded so tests can assert on
+what was sent. Fault switches: `forbidden`, `delay` (before answering anything),
+`write_delay` (a write is applied, then its answer held back; with `apply_late`, held
+before it is applied, as a write stuck in admission is), `metrics_available`, and
+`stop()` / `start()` for a server that is down. `rollout()` lands a new revision, as a
+deploy between a dry run and its confirmation would.
 
     async with FakeKubernetes() as kube:
         kube.add(deployment("checkout"))
@@ -450,7 +454,7 @@ def _apply_patch(obj: Obj, content_type: str, body: Any) -> Obj:
         return _json_patch(obj, body)
     merge_types = ("application/merge-patch+json", "application/strategic-merge-patch+json")
     if content_type in merge_types and isinstance(body, dict):
-        return _merge(obj, body)
+        return _merge(copy.deepcopy(obj), body)  # a dry run must not touch the stored one
     if content_type.startswith("application/") and content_type.endswith("patch+json"):
         raise _Reply(400, "BadRequest", f"invalid {content_type} body")
     raise _Reply(415, "UnsupportedMediaType", f"unsupported patch type {content_type}")
@@ -486,6 +490,8 @@ class FakeKubernetes:
         self.logs: dict[tuple[str, str, str, bool], str] = {}
         self.forbidden: set[tuple[str, str]] = set()  # (verb or "*", resource)
         self.delay = 0.0
+        self.write_delay = 0.0
+        self.apply_late = False
         self.metrics_available = True
         self.patches: list[PatchRecord] = []
         self.requests: list[RequestRecord] = []
@@ -523,6 +529,22 @@ class FakeKubernetes:
     def pause(self, namespace: str, name: str, paused: bool = True) -> None:
         """`kubectl rollout pause` (or resume) a stored Deployment."""
         self.get("Deployment", namespace, name)["spec"]["paused"] = paused
+
+    def rollout(self, namespace: str, name: str, image: str) -> int:
+        """A deploy lands: the Deployment takes `image` in a new revision with its own
+        ReplicaSet (the old ones scaled to 0), as the controller does. Returns the revision."""
+        dep = self.get("Deployment", namespace, name)
+        meta = dep["metadata"]
+        revision = int(meta["annotations"]["deployment.kubernetes.io/revision"]) + 1
+        for rs in self.objects.get("ReplicaSet", {}).values():
+            if any(ref["uid"] == meta["uid"] for ref in rs["metadata"]["ownerReferences"]):
+                rs["spec"]["replicas"] = rs["status"]["replicas"] = 0
+        dep["spec"]["template"]["spec"]["containers"][0]["image"] = image
+        meta["annotations"]["deployment.kubernetes.io/revision"] = str(revision)
+        meta["generation"] = meta.get("generation", 1) + 1
+        meta["resourceVersion"] = str(next(self._versions))
+        self.add(replicaset(dep, revision, image, replicas=dep["spec"]["replicas"], ago=0))
+        return revision
 
     @property
     def url(self) -> str:
@@ -587,19 +609,28 @@ class FakeKubernetes:
                 body = text
             dry_run = "dryRun" in request.query
             self.patches.append(PatchRecord(request.path, request.content_type, body, dry_run))
-        if self.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.delay)
+        await self._hold(self.delay)
         try:
             if request.headers.get("Authorization") != f"Bearer {self.token}":
                 raise _Reply(401, "Unauthorized", "Unauthorized")
-            return await handler(request)
+            write = request.method == "PATCH" and "dryRun" not in request.query
+            if write and self.apply_late:
+                await self._hold(self.write_delay)
+            response = await handler(request)
+            if write and not self.apply_late:
+                await self._hold(self.write_delay)  # applied; the answer comes late
+            return response
         except _Reply as reply:
             return reply.response
         except web.HTTPNotFound:
             return _Reply(
                 404, "NotFound", "the server could not find the requested resource"
             ).response
+
+    async def _hold(self, seconds: float) -> None:
+        if seconds:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), seconds)
 
     def _authorize(self, verb: str, resource: str, ns: str, name: str | None = None) -> None:
         if (verb, resource) in self.forbidden or ("*", resource) in self.forbidden:

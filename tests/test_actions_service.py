@@ -6,154 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
-import pytest_asyncio
-from aiohttp import web
 from sqlalchemy import select
 
-from bot import commands as c
-from bot.actions import ActionService, Executors
-from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
-from bot.clock import OffsetClock
-from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
-from bot.incidents.service import Request
-from emulator.driver import AppResponse
-from emulator.models import Channel
-from storage.models import Event, PendingAction
-from tests.databases import POSTGRES_URL, postgres_or_skip
-from tests.fake_kubernetes import FakeKubernetes, deployment, pod, replicaset
-from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak
-
-OLD, NEW = "registry.example.com/checkout:1.4.1", "registry.example.com/checkout:1.4.2"
-DB_ENV = "FIREBREAK_TEST_CHECKOUT_DB"
-
-
-@pytest_asyncio.fixture
-async def kube() -> AsyncIterator[FakeKubernetes]:
-    async with FakeKubernetes() as server:
-        dep = deployment("checkout", replicas=3, image=NEW, revision=2)
-        server.add(dep, replicaset(dep, 1, OLD, ago=86400), replicaset(dep, 2, NEW, replicas=3))
-        server.add(
-            pod("checkout-a", image=NEW, ago=900),
-            pod(
-                "checkout-b",
-                image=NEW,
-                ago=300,
-                ready=False,
-                restarts=7,
-                waiting="CrashLoopBackOff",
-                last_terminated="OOMKilled",
-            ),
-        )
-        yield server
-
-
-@pytest_asyncio.fixture
-async def health() -> AsyncIterator[str]:
-    async def healthy(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def not_ready(_: web.Request) -> web.Response:
-        return web.Response(status=503, text="database: down")
-
-    application = web.Application()
-    application.router.add_get("/health", healthy)
-    application.router.add_get("/ready", not_ready)
-    runner = web.AppRunner(application)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
-
-
-@dataclass
-class Rig:
-    slack: Harness
-    kube: FakeKubernetes
-    actions: ActionService
-    clock: OffsetClock
-    channel: Channel
-
-    async def diag(self, text: str, user: str = ALICE) -> str:
-        command = c.parse(f"diag {text}", self.slack.app.services.runbooks.severities)
-        assert isinstance(command, c.RunDiagnostic)
-        return await self.actions.diagnose(command, self.request(user))
-
-    async def mitigate(self, text: str, user: str = ALICE) -> str:
-        command = c.parse(f"mitigate {text}", self.slack.app.services.runbooks.severities)
-        assert isinstance(command, c.RequestMitigation)
-        return await self.actions.propose(command, self.request(user))
-
-    def request(self, user: str) -> Request:
-        return Request(actor=user, channel_id=self.channel.id, key=f"test:{uuid.uuid4()}")
-
-    async def click(self, user: str, confirm: bool = True, pending: int = 1) -> AppResponse:
-        ts = await self.db(lambda s: s.get(PendingAction, pending).message_ts)
-        action = CONFIRM_ACTION if confirm else CANCEL_ACTION
-        response = await self.slack.driver.click_button(
-            user, self.channel.id, ts, action, value=str(pending)
-        )
-        await self.slack.settle()
-        return response
-
-    async def db(self, query: Any) -> Any:
-        return await self.slack.app.services.db.run(query)
-
-    async def events(self, *prefixes: str) -> list[tuple[str, str, dict[str, Any]]]:
-        rows = await self.db(lambda s: list(s.scalars(select(Event).order_by(Event.id))))
-        return [(e.type, e.actor, e.payload) for e in rows if e.type.startswith(prefixes)]
-
-    def messages(self) -> list[dict[str, Any]]:
-        return self.slack.workspace.messages(self.channel.id)
-
-    def message(self, ts: str) -> dict[str, Any]:
-        return next(m for m in self.messages() if m["ts"] == ts)
-
-    def real_patches(self) -> list[Any]:
-        return [p for p in self.kube.patches if not p.dry_run]
-
-    def last_ephemeral(self, user: str) -> str:
-        return self.slack.ephemeral_texts(user)[-1]
-
-
-@pytest_asyncio.fixture
-async def rig(
-    database_url: str, kube: FakeKubernetes, health: str, tmp_path: Path
-) -> AsyncIterator[Rig]:
-    targets = tmp_path / "targets.yml"
-    targets.write_text(
-        f"""
-services:
-  checkout:
-    kubernetes: {{namespace: shop, deployment: checkout, selector: app=checkout, max_replicas: 8}}
-    postgres: {{url_env: {DB_ENV}}}
-    http: {{health: "{health}/health", readiness: "{health}/ready"}}
-  billing:
-    http: {{health: "{health}/health"}}
-mitigators: [{BOB}, S0SRE]
-require_distinct_confirmer: [P0]
-"""
-    )
-    clock = OffsetClock()
-    executors = Executors(
-        kubernetes=KubernetesExecutor(str(kube.write_kubeconfig(tmp_path / "kube")), timeout=1),
-        postgres=PostgresExecutor({DB_ENV: POSTGRES_URL.replace("+psycopg", "")}, timeout=3),
-        http=HttpExecutor(timeout=2),
-    )
-    async with running_firebreak(
-        database_url, clock=clock, executors=executors, FIREBREAK_TARGETS=str(targets)
-    ) as slack:
-        await slack.command("declare P2 checkout errors")
-        channel = slack.only_incident_channel()
-        channel.members.extend([BOB, CAROL])  # responders who joined
-        yield Rig(slack, kube, slack.app.services.actions, clock, channel)
-
+from bot.actions.views import CONFIRM_ACTION
+from storage.models import PendingAction
+from tests.action_rig import Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
+from tests.databases import postgres_or_skip
+from tests.harness import ALICE, BOB, CAROL
 
 # -- diagnostics ----------------------------------------------------------------------
 
@@ -171,13 +32,18 @@ async def test_diag_lists_then_runs_with_the_output_in_the_thread(rig: Rig) -> N
     table = output["blocks"][0]["text"]["text"]
     assert table.startswith("```") and "checkout-b" in table and "OOMKilled" in table
     assert await rig.events("diagnostic") == [
-        ("diagnostic_requested", ALICE, {"action": "pods", "service": "checkout", "args": {}}),
+        (
+            "diagnostic_requested",
+            ALICE,
+            {"action": "pods", "service": "checkout", "command": "pods checkout", "args": {}},
+        ),
         (
             "diagnostic",
             ALICE,
             {
                 "action": "pods",
                 "service": "checkout",
+                "command": "pods checkout",
                 "ok": True,
                 "summary": "2 pods: 1 Running, 1 CrashLoopBackOff (7 restarts, 1 OOMKilled)",
                 "thread_ts": summary["ts"],
@@ -264,7 +130,8 @@ async def test_a_dry_run_then_a_double_click_executes_once(rig: Rig) -> None:
     assert result["thread_ts"] == proposal["ts"] and "spec.replicas: 3 -&gt; 6" in result["text"]
     # The second click lands while the first runs, or after: either way it is refused.
     assert re.fullmatch(
-        r"`scale checkout` was already (confirmed|executed) by <@U0BOB>; a decision counts once\.",
+        r"`scale checkout replicas=6` was already (confirmed|executed) by <@U0BOB>; "
+        r"a decision counts once\.",
         rig.last_ephemeral(BOB),
     )
 
@@ -289,8 +156,10 @@ async def test_an_unauthorised_confirm_is_refused_and_logged(rig: Rig) -> None:
     await rig.click(CAROL)
     await rig.click(CAROL, confirm=False)
     refusal = rig.last_ephemeral(CAROL)
-    assert refusal.startswith("You may not cancel `restart checkout`. Allowed: <@U0BOB>")
-    assert "<!subteam^S0SRE> or the incident commander" in refusal
+    assert refusal.startswith(
+        "You may not cancel `restart checkout`. "
+        "Who can now: <@U0BOB> or members of <!subteam^S0SRE>."
+    )
     assert rig.real_patches() == []
     refused = [p for _, actor, p in await rig.events("mitigation_refused") if actor == CAROL]
     assert [(p["reason"], p["confirm"]) for p in refused] == [
@@ -351,7 +220,8 @@ async def test_the_requester_may_cancel(rig: Rig) -> None:
     assert "Cancelled by <@U0ALICE>. Nothing was run." in str(proposal["blocks"])
     stale = await rig.actions.decide(1, True, rig.request(BOB))  # a client showing old buttons
     assert (
-        stale == "`rollback checkout` was already cancelled by <@U0ALICE>; a decision counts once."
+        stale == "`rollback checkout revision=1` was already cancelled by <@U0ALICE>; "
+        "a decision counts once."
     )
     assert rig.real_patches() == []
     kinds = [kind for kind, _, _ in await rig.events("mitigation")]

@@ -77,7 +77,7 @@ def test_a_huge_dry_run_still_fits_and_the_decision_removes_the_buttons() -> Non
 
 def test_the_outcome_reply_fits_one_section() -> None:
     result = ExecutionResult(True, "scaled checkout from 3 to 6" * 100, HOSTILE * 400)
-    text = views.outcome("scale checkout replicas=6", "U0BOB", result, error=False)
+    text = views.outcome("scale checkout replicas=6", "U0BOB", result, outcome="ok")
     assert len(text) <= views.SECTION_MAX and "<!channel>" not in text
     assert text.startswith(":white_check_mark: Confirmed by <@U0BOB>")
 

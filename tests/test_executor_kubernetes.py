@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from bot.executors.base import ExecutorError, KubernetesTarget
+from bot.executors.base import ExecutorError, KubernetesTarget, StateChanged
 from bot.executors.kubernetes import API_CALLS, RESTARTED_AT, KubernetesExecutor
 from tests.fake_kubernetes import (
     FakeKubernetes,
@@ -268,12 +268,31 @@ async def test_rollback_without_history(kube, executor):
         await executor.rollback(TARGET, None, dry_run=False)
 
 
+async def test_a_confirmed_rollback_goes_to_the_pinned_revision_not_to_previous(kube, executor):
+    dry = await executor.rollback(TARGET, None, dry_run=True)
+    assert dry.details["pinned"] == {"generation": 2, "revision": 1, "from_revision": 2}
+    # The history changes without the Deployment's spec changing: "previous" would now
+    # be revision 2, the current one; the pinned revision still is 1.
+    dep = kube.get("Deployment", "shop", "checkout")
+    kube.add(replicaset(dep, 3, "checkout:1.5.0"))
+    done = await executor.rollback(TARGET, None, dry_run=False, pinned=dry.details["pinned"])
+    assert done.summary.startswith("rolled checkout back from revision 2 to 1")
+    assert template_of(kube)["spec"]["containers"][0]["image"] == OLD
+    with pytest.raises(StateChanged, match="checkout changed since this dry run; propose again"):
+        await executor.rollback(TARGET, None, dry_run=False, pinned=dry.details["pinned"])
+
+
 async def test_scale_dry_run_then_for_real(kube, executor):
     result = await executor.scale(TARGET, 6, dry_run=True)
     assert result.summary == "dry run: would have scaled checkout in shop from 3 to 6 replicas"
     assert kube.get("Deployment", "shop", "checkout")["spec"]["replicas"] == 3
     result = await executor.scale(TARGET, 6, dry_run=False)
-    assert result.details == {"from": 3, "to": 6, "dry_run": False}
+    assert result.details == {
+        "from": 3,
+        "to": 6,
+        "dry_run": False,
+        "pinned": {"generation": 2, "from": 3, "to": 6},
+    }
     assert kube.get("Deployment", "shop", "checkout")["spec"]["replicas"] == 6
     assert [p.path.endswith("/deployments/checkout/scale") for p in kube.patches] == [True, True]
     assert [p.dry_run for p in kube.patches] == [True, False]

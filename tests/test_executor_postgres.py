@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from psycopg import sql
 
-from bot.executors.base import ExecutionResult, ExecutorError, PostgresTarget
+from bot.executors.base import ExecutionResult, ExecutorError, PostgresTarget, StateChanged
 from bot.executors.postgres import PostgresExecutor
 
 # The same server and variable as tests/databases.py, in the form psycopg takes.
@@ -99,6 +99,33 @@ async def test_locks_show_the_pair_and_terminating_the_blocker_frees_the_waiter(
         assert (await executor.locks(TARGET)).details["pairs"] == []
     finally:
         for conn in (holder, waiter, bystander):
+            await conn.close()
+
+
+async def test_a_terminate_confirmed_for_another_backend_is_refused(postgres, executor, table):
+    """The dry run pins the backend (pid and start time); a confirmation for it never
+    terminates a different backend, or one that has gone."""
+    holder = await psycopg.AsyncConnection.connect(postgres)
+    waiter = await psycopg.AsyncConnection.connect(postgres, autocommit=True)
+    try:
+        await holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
+        blocked = asyncio.create_task(waiter.execute(sql.SQL("SELECT 1 FROM {}").format(table)))
+        pid = holder.info.backend_pid
+        await eventually(lambda: executor.locks(TARGET), lambda r: r.details["pairs"])
+        dry = await executor.terminate(TARGET, pid, dry_run=True)
+        pinned = dry.details["pinned"]
+        assert pinned["pid"] == pid and pinned["backend_start"]
+        other = {**pinned, "backend_start": "2000-01-01T00:00:00+00:00"}  # pid reused since
+        with pytest.raises(StateChanged, match=f"pid {pid} changed since this dry run"):
+            await executor.terminate(TARGET, pid, dry_run=False, pinned=other)
+        assert not blocked.done()
+        done = await executor.terminate(TARGET, pid, dry_run=False, pinned=pinned)
+        assert done.summary.startswith(f"terminated backend pid {pid}")
+        await asyncio.wait_for(blocked, 5)
+        with pytest.raises(StateChanged, match="it ended"):
+            await executor.terminate(TARGET, pid, dry_run=False, pinned=pinned)
+    finally:
+        for conn in (holder, waiter):
             await conn.close()
 
 

@@ -87,6 +87,7 @@ def make_service(slack: Harness, folder: Path, *, archive: bool = False) -> Post
         runbooks=services.runbooks,
         clock=services.clock,
         incidents=services.incidents,
+        actions=services.actions,
         announce_channel="incidents",
         postmortem_dir=folder,
         archive_on_close=archive,
@@ -148,11 +149,15 @@ async def scripted_incident(scene: Scene) -> Channel:
     scene.say(channel, CAROL, "All of them time out calling the payment provider", thread=output)
     await record(slack, channel, "nudge", "firebreak", due_at="2024-03-01T23:45:00Z", late=True)
     for kind, actor, extra in (
-        ("mitigation_requested", CAROL, {"params": {"replicas": 6}}),
-        ("mitigation_confirmed", BOB, {}),
-        ("mitigation_executed", "firebreak", {"ok": True, "summary": "scaled to 6 replicas"}),
+        ("mitigation_requested", CAROL, {"args": {"replicas": 6}}),
+        ("mitigation_confirmed", BOB, {"requested_by": CAROL}),
+        ("mitigation_executed", BOB, {"ok": True, "summary": "scaled to 6 replicas"}),
     ):
-        await record(slack, channel, kind, actor, action="scale", service="checkout-api", **extra)
+        command = "scale checkout-api replicas=6"
+        await record(
+            slack, channel, kind, actor, action="scale", service="checkout-api", command=command,
+            **extra,
+        )  # fmt: skip
     sneaky = scene.say(
         channel, ALICE, "[click here](https://evil.example) &lt;b&gt;bold&lt;/b&gt; {{ 7*7 }} *x*"
     )
@@ -378,6 +383,7 @@ async def test_an_operator_template_replaces_the_default(scene: Scene, tmp_path:
             runbooks=replace(services.runbooks, templates=Templates(folder)),
             clock=services.clock,
             incidents=services.incidents,
+            actions=services.actions,
             announce_channel="incidents",
             postmortem_dir=scene.folder,
             archive_on_close=False,

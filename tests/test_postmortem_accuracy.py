@@ -104,7 +104,7 @@ async def test_a_pin_or_pushpin_on_a_firebreak_message_is_a_key_moment(scene: Sc
         channel.id, firebreak_message(scene, channel, "Rolled back"), "pushpin", ALICE
     )
     await scene.command("severity P1", BOB, channel)  # its message is pinned by a person
-    severity = firebreak_message(scene, channel, "P1")
+    severity = firebreak_message(scene, channel, "changed the severity")
     channel.pins.append(
         {"type": "message", "channel": channel.id, "created": 0, "created_by": CAROL,
          "message": channel.messages[severity], "ts": severity}

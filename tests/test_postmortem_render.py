@@ -179,10 +179,18 @@ def test_every_logged_event_reads_as_a_sentence() -> None:
             "Action item",
             "Add an alert @Bob (owner: Carol)",
         ),
-        event(0, "mitigation_refused", action="restart", service="api", reason="busy"): (
+        event(0, "mitigation_refused", "U0BOB", action="restart", service="api", reason="busy"): (
             "Mitigation",
-            "refused restart on api: busy",
+            "Bob's confirmation of restart api was refused: busy.",
         ),
+        event(
+            0,
+            "mitigation_requested",
+            "U0CAROL",
+            action="scale",
+            service="api",
+            params={"replicas": 6},
+        ): ("Mitigation", "Carol proposed scale api replicas=6."),
         event(0, "nudge", "firebreak", late=True, escalated=True): (
             "Reminder",
             "status update due, escalated",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import os
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.executors.base import build_result
 from bot.redact import mask_sql_literals, redact
+from tests.secret_forms import FORMS, leaks, log_line
 
 
 @pytest.mark.parametrize(
@@ -57,10 +61,43 @@ from bot.redact import mask_sql_literals, redact
             "cookie=*** now",
         ),
         ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig_-x end", "jwt *** end"),
+        # `*_PASS` and values with delimiters in env assignments
+        ("DB_PASS=hunter2 ok", "DB_PASS=*** ok"),
+        ("DB_PASSWORD=p@ss;w0rd,x&y next", "DB_PASSWORD=*** next"),
+        ('export API_TOKEN="a b c"', 'export API_TOKEN="***"'),
+        ("bypass=true passenger=3", "bypass=true passenger=3"),
+        # flags
+        ("pg_dump --password hunter2 --host db", "pg_dump --password *** --host db"),
+        ("run --db-password='x y' -v", "run --db-password='***' -v"),
+        # cookies
+        ("Set-Cookie: sid=abc123; Path=/; HttpOnly", "Set-Cookie: ***"),
+        ('{"cookie": "a=1; b=2", "n": 1}', '{"cookie": "***", "n": 1}'),
+        # service token formats
+        ("key sk_live_4eC39HqLyjWDarjtT1zdp7dc", "key sk_live_***"),
+        ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_***"),
+        ("ghp_16C7e42F292c6912E7710c838347Ae178B4a x", "ghp_*** x"),
+        ("github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "github_pat_***"),
+        ("xoxe.xoxp-1-Mi0yLTE0 and xoxc-123-abc", "xoxe.xoxp-*** and xoxc-***"),
+        (
+            "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX",
+            "https://hooks.slack.com/services/***",
+        ),
+        (
+            "dsn https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/2",
+            "dsn https://***@o1.ingest.sentry.io/2",
+        ),
     ],
 )
 def test_secret_shapes_are_masked(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "100")), deadline=None)
+@given(data=st.data())
+def test_no_planted_secret_survives_redaction(data: st.DataObject) -> None:
+    for form in FORMS:
+        secret, line = data.draw(log_line(form), label=form)
+        assert not leaks(secret, redact(line)), (form, line, redact(line))
 
 
 def test_pem_private_key_blocks_are_masked_even_when_cut_short() -> None:

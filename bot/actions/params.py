@@ -26,7 +26,9 @@ from bot.executors import (
     ExecutorError,
     HttpExecutor,
     KubernetesExecutor,
+    OutcomeUnknown,
     PostgresExecutor,
+    StateChanged,
 )
 from bot.mrkdwn import escape
 from bot.redact import redact
@@ -68,19 +70,30 @@ class Executors:
     http: HttpExecutor
 
     async def run(
-        self, invocation: Invocation, *, dry_run: bool, timeout: float
+        self,
+        invocation: Invocation,
+        *,
+        dry_run: bool,
+        timeout: float,
+        pinned: Mapping[str, object] | None = None,
     ) -> tuple[ExecutionResult, bool]:
         """The result, and whether it failed to run at all (unreachable, forbidden,
-        timed out); a failure is a readable, redacted result, never an exception."""
+        timed out, changed since its dry run); a failure is a readable, redacted result,
+        never an exception. `pinned` is what the confirmed dry run resolved."""
         try:
             async with asyncio.timeout(timeout):
-                return await self._call(invocation, dry_run), False
+                return await self._call(invocation, dry_run, pinned), False
+        except OutcomeUnknown as exc:
+            return ExecutionResult(False, redact(str(exc)), "", unknown=True), True
+        except StateChanged as exc:
+            return ExecutionResult(False, redact(str(exc)), "", {"changed": True}), True
         except ExecutorError as exc:
             return ExecutionResult(False, redact(str(exc)), ""), True
         except TimeoutError:
             why = f"no answer within {timeout:g}s; gave up waiting"
             if invocation.action.kind == "mitigation" and not dry_run:
                 why += ", but it may still complete: check with a diagnostic"
+                return ExecutionResult(False, why, "", unknown=True), True
             return ExecutionResult(False, why, ""), True
         except Exception as exc:
             trace = "".join(traceback.format_exception(exc))
@@ -88,7 +101,9 @@ class Executors:
             why = "failed unexpectedly; the details are in Firebreak's log"
             return ExecutionResult(False, why, ""), True
 
-    async def _call(self, invocation: Invocation, dry_run: bool) -> ExecutionResult:
+    async def _call(
+        self, invocation: Invocation, dry_run: bool, pinned: Mapping[str, object] | None
+    ) -> ExecutionResult:
         """`<executor>.<operation>(section, **args)`: names the catalog allow-listed."""
         action = invocation.action
         section = invocation.target.section(action.executor)
@@ -98,6 +113,8 @@ class Executors:
         kwargs: dict[str, Any] = dict(invocation.args)
         if action.kind == "mitigation":
             kwargs["dry_run"] = dry_run
+            if pinned is not None:
+                kwargs["pinned"] = dict(pinned)
         result: ExecutionResult = await method(section, **kwargs)
         return result
 
@@ -106,6 +123,15 @@ class Executors:
 
     def close(self) -> None:
         self.kubernetes.close()
+
+
+def as_words(args: Mapping[str, Value]) -> list[str]:
+    """Stored args back as the words `parse_args` reads, e.g. `["replicas=8", "previous"]`."""
+    return [
+        name if value is True else f"{name}={value}"
+        for name, value in args.items()
+        if value is not None and value is not False
+    ]
 
 
 def shown(word: str) -> str:

@@ -3,27 +3,24 @@
 Every step is an event in the incident log (requested, dry run, confirmed,
 refused, cancelled, result), written in the transaction that claims the
 request's idempotency key, so a redelivered command or click does nothing twice.
-A mitigation is a `PendingAction`: its Confirm button carries the row's ID and a
-conditional UPDATE from `pending` makes one click, on one replica, win. Executor
-calls run under a timeout and every failure becomes a message and an event, never
-an exception in the channel.
+A mitigation is a `PendingAction` pinning what its dry run resolved: its Confirm
+button carries the row's ID, and the transactions in `bot.actions.ledger` make one
+click, newer proposal or close, on one replica, decide it. Executor calls run under
+a timeout and every failure becomes a message and an event, never an exception in
+the channel.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bot import commands as c
-from bot.actions import views
+from bot.actions import ledger, views
 from bot.actions.catalog import ActionCatalog
-from bot.actions.params import Executors, Invocation, Value, resolve
+from bot.actions.params import Executors, Invocation, as_words, resolve
 from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.executors import ExecutionResult
@@ -37,20 +34,8 @@ from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage.db import Database
 from storage.models import PendingAction
-from storage.outbox import enqueue
 
 log = logging.getLogger(__name__)
-
-EXPIRY = timedelta(minutes=10)
-
-
-@dataclass(frozen=True)
-class _Settled:
-    """How a click ended, with the row as it is now."""
-
-    outcome: str  # confirmed, cancelled, expired, already_decided, a refusal, or duplicate
-    pending: PendingAction
-    channel_id: str
 
 
 class ActionService:
@@ -100,7 +85,7 @@ class ActionService:
             thread_ts = await self._show(channel, invocation, request.actor, result, error)
         except ChatError as exc:
             reply = views.not_shown(name, result.summary, exc.code)
-        payload = {**_about(invocation), "summary": result.summary, "thread_ts": thread_ts}
+        payload = {**ledger.about(invocation), "summary": result.summary, "thread_ts": thread_ts}
         ok = result.ok and not error
         await self._db.run(self._log, incident_id, "diagnostic", request.actor, ok=ok, **payload)
         return reply
@@ -139,7 +124,10 @@ class ActionService:
     # Mitigations -------------------------------------------------------------------
 
     async def propose(self, command: c.RequestMitigation, request: Request) -> str:
-        """List the mitigations, or dry-run one and post it with Confirm and Cancel."""
+        """List the mitigations, or dry-run one and post it with Confirm and Cancel.
+
+        The proposal pins what its dry run resolved, and retires older proposals of the
+        same action on the same service: only the newest one can be confirmed."""
         if command.action is None:
             return views.action_list(self._catalog, "mitigation")
         try:
@@ -154,75 +142,89 @@ class ActionService:
         incident_id, channel = started
         dry, error = await self._run(invocation, dry_run=True)
         if error or not dry.ok:
-            payload = {**_about(invocation), "summary": dry.summary}
+            payload = {**ledger.about(invocation), "summary": dry.summary}
             await self._db.run(
                 self._log, incident_id, "mitigation_dry_run", request.actor, ok=False, **payload
             )
             return views.dry_run_failed(invocation.command(), dry.summary)
-        pending = await self._db.run(self._add_pending, incident_id, invocation, request.actor, dry)
+        try:
+            pending, superseded = await self._db.run(
+                ledger.add_pending, self._clock.now(), incident_id, invocation, request.actor, dry
+            )
+        except UserError as exc:  # the incident closed while the dry run ran
+            return str(exc)
         message = views.proposal(self._proposal(pending, invocation))
         try:
             ts = await self._chat.post(channel, message.text, message.blocks)
         except ChatError as exc:
             return f":warning: Slack refused the confirmation message (`{exc.code}`); ask again."
-        await self._db.run(_save_message_ts, pending.id, ts)
+        await self._db.run(ledger.save_message_ts, pending.id, ts)
+        line = views.superseded(invocation.command(), request.actor)
+        for old in superseded:
+            await self._update(ledger.Settled("superseded", old, channel), line)
         return ""
 
     async def decide(self, action_id: int, confirm: bool, request: Request) -> str:
         """A Confirm or Cancel click: authorise, count it once, then run or close it."""
-        loaded = await self._db.run(_load, action_id)
+        loaded = await self._db.run(ledger.load, action_id)
         if loaded is None:
             return "That mitigation no longer exists."
-        pending, commander, severity = loaded
+        pending, incident = loaded
         invocation = self._stored(pending)
         refusal = None
         if pending.status == "pending" and self._clock.now() < pending.expires_at:
-            if invocation is None:
+            if invocation is None or not pending.pinned:
                 refusal = "no_longer_valid"
             else:
-                refusal = await self._refusal(request.actor, pending, commander, severity, confirm)
-        settled = await self._db.run(self._settle, action_id, request, confirm, refusal)
+                refusal = await self._refusal(request.actor, pending, incident, confirm)
+        settled = await self._db.run(
+            ledger.settle, self._clock.now(), action_id, request, confirm, refusal
+        )
         pending = settled.pending
         if settled.outcome == "confirmed" and invocation is not None:
             return await self._execute(settled, invocation, request)
-        if settled.outcome in ("cancelled", "expired"):
-            await self._update(settled, invocation, views.closed(pending, settled.outcome))
-        level = self._runbooks.severities.levels.get(severity)
+        if settled.outcome in ("cancelled", "expired", "closed"):
+            await self._update(settled, views.closed(pending, settled.outcome))
         return views.refusal(
             settled.outcome,
             pending,
             confirm=confirm,
-            commander=commander,
-            severity=level.label() if level else severity,
-            confirmers=views.allowed_confirmers(self._catalog),
+            who=self._who_may_act(pending, incident, confirm),
+            severity=self._severity_label(incident.severity),
         )
+
+    async def retire_open(self, incident_id: int, actor: str) -> None:
+        """At close: retire the incident's open proposals and say so on their messages.
+        Safe to repeat; a click that races it loses (or wins) through the same
+        conditional UPDATE."""
+        retired = await self._db.run(ledger.retire, self._clock.now(), incident_id, actor)
+        for settled in retired:
+            await self._update(settled, views.closed(settled.pending, "closed"))
 
     def _stored(self, pending: PendingAction) -> Invocation | None:
         """The stored request re-checked against the current catalog and bounds."""
         try:
             return resolve(
-                self._catalog, "mitigation", pending.action, pending.service, _words(pending.params)
+                self._catalog,
+                "mitigation",
+                pending.action,
+                pending.service,
+                as_words(pending.params),
             )
         except UserError as exc:
             log.warning("pending action %s is no longer valid: %s", pending.id, exc)
             return None
 
     async def _refusal(
-        self,
-        actor: str,
-        pending: PendingAction,
-        commander: str | None,
-        severity: str,
-        confirm: bool,
+        self, actor: str, pending: PendingAction, incident: ledger.IncidentView, confirm: bool
     ) -> str | None:
         """Why `actor` may not make this decision, or None when they may."""
-        if (
-            confirm
-            and severity in self._catalog.require_distinct_confirmer
-            and actor == pending.requested_by
-        ):
+        if incident.closed:
+            return None  # `_settle` retires it whoever clicks
+        distinct = incident.severity in self._catalog.require_distinct_confirmer
+        if confirm and distinct and actor == pending.requested_by:
             return "distinct_confirmer_required"
-        if actor == commander or actor in self._catalog.mitigator_users:
+        if actor == incident.commander or actor in self._catalog.mitigator_users:
             return None
         if not confirm and actor == pending.requested_by:
             return None  # one may withdraw one's own proposal
@@ -234,23 +236,54 @@ class ActionService:
                 log.warning("could not read user group %s: %s", group, exc.code)
         return "not_authorised"
 
-    async def _execute(self, settled: _Settled, invocation: Invocation, request: Request) -> str:
+    def _who_may_act(
+        self, pending: PendingAction, incident: ledger.IncidentView, confirm: bool
+    ) -> views.Deciders:
+        """Who may make this decision now (the requester excluded where P0 needs a
+        second person), for a refusal that tells the clicker whom to ask."""
+        excluded = (
+            pending.requested_by
+            if confirm and incident.severity in self._catalog.require_distinct_confirmer
+            else None
+        )
+        users = sorted(u for u in self._catalog.mitigator_users if u != excluded)
+        commander = incident.commander if incident.commander != excluded else None
+        return views.Deciders(
+            users=tuple(users),
+            groups=self._catalog.mitigator_groups,
+            commander=commander,
+            commander_set=incident.commander is not None,
+        )
+
+    def _severity_label(self, severity: str) -> str:
+        level = self._runbooks.severities.levels.get(severity)
+        return level.label() if level else severity
+
+    async def _execute(
+        self, settled: ledger.Settled, invocation: Invocation, request: Request
+    ) -> str:
         pending = settled.pending
-        result, error = await self._run(invocation, dry_run=False)
-        await self._db.run(self._finish, settled, request.actor, invocation, result, error)
-        await self._update(settled, invocation, views.ran(request.actor, result, error))
+        result, error = await self._executors.run(
+            invocation, dry_run=False, timeout=self._timeout, pinned=pending.pinned
+        )
+        outcome = ledger.outcome_of(result, error)
+        self._metrics.runbook_actions.labels(invocation.action.name, "mitigation", outcome).inc()
+        await self._db.run(
+            ledger.finish, self._clock.now(), settled, request.actor, invocation, result, outcome
+        )
+        await self._update(settled, views.ran(request.actor, result, outcome))
         report = await self._outbox.deliver(pending.incident_id)
         if report.errors:
             return ":warning: Ran, but Slack did not take the result message yet; retrying."
         return ""
 
-    async def _update(self, settled: _Settled, invocation: Invocation | None, line: str) -> None:
+    async def _update(self, settled: ledger.Settled, line: str) -> None:
         """Show the decision on the proposal and remove its buttons (best effort: the
         event log already has it)."""
         pending = settled.pending
         if not pending.message_ts:
             return
-        message = views.decided(self._proposal(pending, invocation), line)
+        message = views.decided(self._proposal(pending, self._stored(pending)), line)
         try:
             await self._chat.update(
                 settled.channel_id, pending.message_ts, message.text, message.blocks
@@ -272,106 +305,14 @@ class ActionService:
         now = self._clock.now()
         if not store.claim_request(session, request.key, now):
             return None
-        payload = {**_about(invocation), "args": dict(invocation.args)}
+        payload = {**ledger.about(invocation), "args": dict(invocation.args)}
         store.append_event(session, incident, event, request.actor, now, **payload)
         return incident.id, incident.channel_id
 
     def _log(
         self, session: Session, incident_id: int, event: str, actor: str, **payload: Any
     ) -> None:
-        incident = store.get(session, incident_id)
-        if incident is not None:
-            store.append_event(session, incident, event, actor, self._clock.now(), **payload)
-
-    def _add_pending(
-        self,
-        session: Session,
-        incident_id: int,
-        invocation: Invocation,
-        actor: str,
-        dry: ExecutionResult,
-    ) -> PendingAction:
-        now = self._clock.now()
-        pending = PendingAction(
-            incident_id=incident_id,
-            action=invocation.action.name,
-            service=invocation.target.name,
-            params=dict(invocation.args),
-            requested_by=actor,
-            requested_at=now,
-            expires_at=now + EXPIRY,
-            status="pending",
-            dry_run=f"{' '.join(dry.summary.split())}\n{dry.output}",
-        )
-        session.add(pending)
-        session.flush()
-        payload = {**_about(invocation), "action_id": pending.id, "summary": dry.summary}
-        self._log(session, incident_id, "mitigation_dry_run", actor, ok=True, **payload)
-        return pending
-
-    def _settle(
-        self,
-        session: Session,
-        action_id: int,
-        request: Request,
-        confirm: bool,
-        refusal: str | None,
-    ) -> _Settled:
-        """Count the click once: a conditional UPDATE from `pending` decides it."""
-        now = self._clock.now()
-        pending = session.get(PendingAction, action_id)
-        assert pending is not None  # rows are never deleted while their incident lives
-        incident = store.get(session, pending.incident_id)
-        assert incident is not None and incident.channel_id
-        about: dict[str, object] = {
-            "action_id": pending.id,
-            "action": pending.action,
-            "service": pending.service,
-        }
-        if not store.claim_request(session, request.key, now):
-            return _Settled("duplicate", pending, incident.channel_id)
-        if pending.status != "pending":
-            outcome = "already_decided"
-        elif now >= pending.expires_at:
-            won = _transition(session, action_id, "expired", None, now)
-            outcome = "expired" if won else "already_decided"
-        elif refusal is not None:
-            outcome = refusal
-        else:
-            status = "confirmed" if confirm else "cancelled"
-            if _transition(session, action_id, status, request.actor, now):
-                event = "mitigation_confirmed" if confirm else "mitigation_cancelled"
-                about["requested_by"] = pending.requested_by
-                store.append_event(session, incident, event, request.actor, now, **about)
-                session.refresh(pending)
-                return _Settled(status, pending, incident.channel_id)
-            outcome = "already_decided"
-        about |= {"reason": outcome, "confirm": confirm}
-        store.append_event(session, incident, "mitigation_refused", request.actor, now, **about)
-        session.refresh(pending)
-        return _Settled(outcome, pending, incident.channel_id)
-
-    def _finish(
-        self,
-        session: Session,
-        settled: _Settled,
-        actor: str,
-        invocation: Invocation,
-        result: ExecutionResult,
-        error: bool,
-    ) -> None:
-        """Record the run, its event, and the result reply in the proposal's thread."""
-        pending = session.get(PendingAction, settled.pending.id)
-        assert pending is not None
-        ok = result.ok and not error
-        pending.status, pending.result = ("executed" if ok else "failed"), result.summary
-        payload = {**_about(invocation), "action_id": pending.id, "summary": result.summary}
-        self._log(session, pending.incident_id, "mitigation_executed", actor, ok=ok, **payload)
-        text = views.outcome(invocation.command(), actor, result, error)
-        now, channel, thread = self._clock.now(), settled.channel_id, pending.message_ts
-        enqueue(
-            session, pending.incident_id, "post", now, channel=channel, text=text, thread_ts=thread
-        )
+        ledger.log(session, self._clock.now(), incident_id, event, actor, **payload)
 
     # Helpers -----------------------------------------------------------------------
 
@@ -387,45 +328,3 @@ class ActionService:
             dry_run_output=output,
             expires_at=pending.expires_at,
         )
-
-
-def _about(invocation: Invocation) -> dict[str, str]:
-    return {"action": invocation.action.name, "service": invocation.target.name}
-
-
-def _words(args: Mapping[str, Value]) -> list[str]:
-    """Stored args back as words, so a confirmation re-checks them against today's config."""
-    return [
-        name if value is True else f"{name}={value}"
-        for name, value in args.items()
-        if value is not None and value is not False
-    ]
-
-
-def _load(session: Session, action_id: int) -> tuple[PendingAction, str | None, str] | None:
-    pending = session.get(PendingAction, action_id)
-    if pending is None:
-        return None
-    incident = store.get(session, pending.incident_id)
-    if incident is None:
-        return None
-    return pending, incident.role("commander"), incident.severity
-
-
-def _transition(
-    session: Session, action_id: int, status: str, actor: str | None, now: datetime
-) -> bool:
-    """pending → `status`, only if still pending: exactly one concurrent caller wins."""
-    result = session.execute(
-        update(PendingAction)
-        .where(PendingAction.id == action_id, PendingAction.status == "pending")
-        .values(status=status, decided_by=actor, decided_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
-
-
-def _save_message_ts(session: Session, action_id: int, ts: str) -> None:
-    pending = session.get(PendingAction, action_id)
-    if pending is not None:
-        pending.message_ts = ts

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.actions.catalog import ActionCatalog
-from bot.actions.params import VERBS, usage
+from bot.actions.params import VERBS, as_words, usage
 from bot.executors import ExecutionResult
 from bot.gateway import Blocks
 from bot.mrkdwn import Mrkdwn, escape, fallback_text, mention, truncate
@@ -123,28 +123,67 @@ def decided(p: Proposal, outcome: str) -> Output:
     return Output(blocks, False)
 
 
-def outcome(command: str, confirmer: str, result: ExecutionResult, error: bool) -> str:
+INCIDENT_CLOSED = (
+    "The incident is closed: mitigations are no longer proposed or run here. "
+    "If the problem is back, declare a new incident."
+)
+
+
+@dataclass(frozen=True)
+class Deciders:
+    """Who may decide a proposal right now."""
+
+    users: tuple[str, ...]
+    groups: tuple[str, ...]
+    commander: str | None  # the commander, if they may decide this one
+    commander_set: bool
+
+
+_ICONS = {
+    "ok": ":white_check_mark:",
+    "unknown": ":hourglass:",
+    "changed": ":warning:",
+}
+
+
+def outcome(command: str, confirmer: str, result: ExecutionResult, outcome: str) -> str:
     """The thread reply after a confirmed mitigation ran (fits one section)."""
-    icon = ":x:" if error or not result.ok else ":white_check_mark:"
-    head = f"{icon} Confirmed by {mention(confirmer)}: {escape(truncate(result.summary, 500))}"
+    head = ran(confirmer, result, outcome)
     if not result.output:
         return head
     block, _ = code_block(result.output, SECTION_MAX - len(head) - 1)
     return f"{head}\n{block}"
 
 
-def ran(confirmer: str, result: ExecutionResult, error: bool) -> str:
-    """The decision line of a mitigation that was confirmed and run."""
+def ran(confirmer: str, result: ExecutionResult, outcome: str) -> str:
+    """The decision line of a confirmed mitigation: done, failed, refused because the
+    target changed since the dry run, or unknown (a write that may still complete)."""
     summary = escape(truncate(result.summary, 1000))
-    if result.ok and not error:
-        return f":white_check_mark: Confirmed by {mention(confirmer)}: {summary}"
-    return f":x: Confirmed by {mention(confirmer)}, but it failed: {summary}"
+    by = f"Confirmed by {mention(confirmer)}"
+    icon = _ICONS.get(outcome, ":x:")
+    if outcome == "ok":
+        return f"{icon} {by}: {summary}"
+    if outcome == "changed":
+        return f"{icon} {by}, but {summary}. Nothing was run."
+    if outcome == "unknown":
+        return f"{icon} {by}; the outcome is not known yet: {summary}"
+    return f"{icon} {by}, but it failed: {summary}"
+
+
+def superseded(command: str, requester: str) -> str:
+    """The decision line of a proposal a newer one for the same action replaced."""
+    return (
+        f":fast_forward: Superseded by a newer proposal from {mention(requester)}: "
+        f"`{escape(command)}`. Nothing was run; only the newest can be confirmed."
+    )
 
 
 def closed(pending: PendingAction, outcome: str) -> str:
-    """The decision line of a mitigation that was cancelled or expired."""
+    """The decision line of a mitigation that was cancelled, expired or retired."""
     if outcome == "cancelled":
         return f":no_entry_sign: Cancelled by {mention(pending.decided_by)}. Nothing was run."
+    if outcome == "closed":
+        return ":lock: Retired: the incident is closed. Nothing was run."
     return f":hourglass: Expired unconfirmed {when(pending.expires_at)}. Nothing was run."
 
 
@@ -153,33 +192,61 @@ def refusal(
     pending: PendingAction,
     *,
     confirm: bool,
-    commander: str | None,
+    who: Deciders,
     severity: str,
-    confirmers: str,
 ) -> str:
     """The clicker's ephemeral reply for every outcome but a run ("" for none)."""
-    what = f"`{escape(pending.action)} {escape(pending.service)}`"
+    what = f"`{escape(command_words(pending))}`"
     if outcome == "expired":
         return (
             f"This confirmation expired {when(pending.expires_at)}, 10 minutes after the "
             "request; nothing was run. Ask again with `/incident mitigate`."
         )
+    if outcome == "closed":
+        return f"{INCIDENT_CLOSED} {what} was retired; nothing was run."
     if outcome == "already_decided":
+        if pending.status == "superseded":
+            return f"{what} was superseded by a newer proposal; only the newest can be confirmed."
+        if pending.status == "retired":
+            return f"{what} was retired when the incident closed; nothing was run."
         by = f" by {mention(pending.decided_by)}" if pending.decided_by else ""
         return f"{what} was already {pending.status}{by}; a decision counts once."
     if outcome == "distinct_confirmer_required":
         return (
             f"This is a {escape(severity)} incident: someone other than the requester "
-            f"({mention(pending.requested_by)}) must confirm {what}."
+            f"({mention(pending.requested_by)}) must confirm {what}. {who_can_act(who)}"
         )
     if outcome == "not_authorised":
-        ic = f" ({mention(commander)})" if commander else ""
-        return (
-            f"You may not {'confirm' if confirm else 'cancel'} {what}. Allowed: {confirmers}{ic}."
-        )
+        verb = "confirm" if confirm else "cancel"
+        return f"You may not {verb} {what}. {who_can_act(who)}"
     if outcome == "no_longer_valid":
         return f"{what} is no longer valid under the current runbooks; nothing was run."
     return ""
+
+
+def who_can_act(who: Deciders) -> str:
+    """Who can decide now, by ID (a mention in an ephemeral notifies nobody), and how
+    to become commander when nobody is."""
+    people = [str(mention(u)) for u in who.users]
+    people += [f"members of <!subteam^{g}>" for g in who.groups]
+    if who.commander:
+        people.append(f"the incident commander, {mention(who.commander)}")
+    now = f"Who can now: {_joined(people)}." if people else "Nobody can right now."
+    if not who.commander_set:
+        now += (
+            " There is no incident commander yet: anyone here can take the role with "
+            "`/incident commander @yourself`, and the commander may confirm."
+        )
+    return now
+
+
+def _joined(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def command_words(pending: PendingAction) -> str:
+    """A stored proposal as its command, e.g. `scale checkout replicas=8`."""
+    return " ".join([pending.action, pending.service, *as_words(pending.params or {})])
 
 
 def dry_run_failed(command: str, summary: str) -> str:

@@ -10,7 +10,9 @@ from bot.executors.base import (
     ExecutorError,
     HttpTarget,
     KubernetesTarget,
+    OutcomeUnknown,
     PostgresTarget,
+    StateChanged,
 )
 from bot.executors.http import HttpExecutor
 from bot.executors.kubernetes import KubernetesExecutor
@@ -23,6 +25,8 @@ __all__ = [
     "HttpTarget",
     "KubernetesExecutor",
     "KubernetesTarget",
+    "OutcomeUnknown",
     "PostgresExecutor",
     "PostgresTarget",
+    "StateChanged",
 ]

@@ -26,11 +26,24 @@ class ExecutionResult:
     summary: str
     output: str
     details: dict[str, object] = field(default_factory=dict)
+    # A write sent but never answered, whose effect a read-back could not confirm: it
+    # may still complete, so it is neither a success nor a failure.
+    unknown: bool = False
 
 
 class ExecutorError(Exception):
     """A failure the user should read as-is: unreachable, forbidden, timeout, not found,
     bad state. The message is short, specific and free of secrets."""
+
+
+class StateChanged(ExecutorError):
+    """The target is no longer what the dry run read, so the confirmation, which
+    authorised exactly that dry run, does not cover it."""
+
+
+class OutcomeUnknown(ExecutorError):
+    """A write was sent, its answer never came, and reading the state back did not
+    show it: it may still complete."""
 
 
 @dataclass(frozen=True)

@@ -1,40 +1,37 @@
 """Kubernetes diagnostics and mitigations for a service's Deployment.
 
-The official client is synchronous, so every call runs in a worker thread with a
-per-request timeout and an overall `asyncio.wait_for`: a hung API server can't stall
-the bot. Mitigations follow kubectl's semantics (`rollout restart`, `rollout undo`,
-`scale`) so an operator reading the audit log sees operations they know, and each
-takes `dry_run`, which becomes a server-side dry run: the API server validates and
-admits the change without persisting it. Secrets are never read.
+Calls go through `KubernetesApi` (threads, timeouts, failures in words). Mitigations
+follow kubectl's semantics (`rollout restart`, `rollout undo`, `scale`) so an operator
+reading the audit log sees operations they know, and each takes `dry_run`, which
+becomes a server-side dry run: the API server validates and admits the change without
+persisting it. Secrets are never read.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import urllib3
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 from kubernetes.utils.quantity import parse_quantity
 
 from bot.executors.base import (
     ExecutionResult,
     ExecutorError,
     KubernetesTarget,
+    OutcomeUnknown,
+    StateChanged,
     build_result,
     format_age,
     format_table,
     truncate,
 )
+from bot.executors.kubernetes_api import API_CALLS, KubernetesApi, Unanswered
 from bot.redact import redact
+
+__all__ = ["API_CALLS", "RESTARTED_AT", "KubernetesExecutor"]
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 REVISION = "deployment.kubernetes.io/revision"
@@ -52,25 +49,10 @@ _KEEP_ON_ROLLBACK = {
 MAX_EVENTS = 20
 LOG_LIMIT_BYTES = 512 * 1024
 DRY_RUN_NOTE = "\n(server-side dry run: nothing was changed)"
+Pinned = dict[str, Any] | None
 # A client model (V1Pod, CoreV1Event, …). Every field is Optional in the models; the API
 # server fills the ones read here, so they are used without None checks.
 Model = Any
-
-# Every API call the executor makes, with its client class and the RBAC verb and
-# resource it needs; deploy/kubernetes/role.yaml grants exactly these. The classes are
-# named, not imported: loading one builds hundreds of models (seconds of CPU), which
-# happens in a worker thread (`warm_up`, `_call`), never on the event loop.
-API_CALLS: dict[str, tuple[str, str, str]] = {
-    "list_namespaced_pod": ("CoreV1Api", "list", "pods"),
-    "read_namespaced_pod_log": ("CoreV1Api", "get", "pods/log"),
-    "list_namespaced_event": ("CoreV1Api", "list", "events"),
-    "read_namespaced_deployment": ("AppsV1Api", "get", "deployments"),
-    "patch_namespaced_deployment": ("AppsV1Api", "patch", "deployments"),
-    "read_namespaced_deployment_scale": ("AppsV1Api", "get", "deployments/scale"),
-    "patch_namespaced_deployment_scale": ("AppsV1Api", "patch", "deployments/scale"),
-    "list_namespaced_replica_set": ("AppsV1Api", "list", "replicasets"),
-    "list_namespaced_custom_object": ("CustomObjectsApi", "list", "pods.metrics.k8s.io"),
-}
 
 
 def _age(when: datetime | str | None) -> str:
@@ -123,93 +105,44 @@ def _pod_row(pod: Model) -> list[Any]:
     return [pod.metadata.name, ready, _pod_status(pod), restarts, last, age, pod.spec.node_name]
 
 
-def _mitigation(dry_run: bool, action: str, output: str, **details: object) -> ExecutionResult:
+def _mitigation(
+    dry_run: bool, action: str, output: str, late: str | None, **details: object
+) -> ExecutionResult:
     """A mitigation's result: `action` is phrased as done ("scaled x from 3 to 6") and
-    becomes "dry run: would have scaled …" for a dry run."""
+    becomes "dry run: would have scaled …" for a dry run; `late` says how a write that
+    went unanswered was found to have landed."""
     summary = f"dry run: would have {action}" if dry_run else action
+    summary += f" ({late})" if late else ""
     output += DRY_RUN_NOTE if dry_run else ""
     return build_result(True, summary, output, **details, dry_run=dry_run)
 
 
-class KubernetesExecutor:
-    """Runs allow-listed operations against one or more clusters.
+def _generation(obj: dict[str, Any]) -> int:
+    return int(obj["metadata"].get("generation") or 0)
 
-    `kubeconfig` is a path; without it $KUBECONFIG or ~/.kube/config is used, and
-    failing those the in-cluster service account. One ApiClient per context, created
-    on first use and kept.
-    """
+
+def _check_pinned(pinned: Pinned, dep: dict[str, Any], name: str) -> None:
+    """Refuse when the Deployment's spec changed since the dry run that was confirmed.
+
+    `generation` moves with every spec change (a rollout, a scale, a restart) and not
+    with status churn, so it is exactly "what the dry run computed from"."""
+    if pinned is not None and pinned.get("generation") != _generation(dep):
+        raise StateChanged(f"{name} changed since this dry run; propose again")
+
+
+class KubernetesExecutor:
+    """Runs allow-listed operations against one or more clusters (see `KubernetesApi`
+    for where they are found)."""
 
     def __init__(self, kubeconfig: str | None = None, timeout: float = 10.0) -> None:
-        default = Path("~/.kube/config").expanduser()
-        fallback = str(default) if default.is_file() else None
-        self._kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or fallback
-        self._timeout = timeout
-        self._clients: dict[str | None, client.ApiClient] = {}
-        self._lock = threading.Lock()
+        self._api = KubernetesApi(kubeconfig, timeout)
+        self._call = self._api.call
 
     async def warm_up(self) -> None:
-        """Load the API classes in a worker thread, so the first diagnostic need not."""
-        await asyncio.to_thread(lambda: [getattr(client, api) for api, _, _ in API_CALLS.values()])
+        await self._api.warm_up()
 
     def close(self) -> None:
-        """Release the connection pools of every cached client."""
-        with self._lock:
-            for api in self._clients.values():
-                api.close()
-            self._clients.clear()
-
-    def _api_client(self, context: str | None) -> client.ApiClient:
-        with self._lock:
-            if context not in self._clients:
-                cfg = client.Configuration()
-                if self._kubeconfig:
-                    config.load_kube_config(
-                        self._kubeconfig, context, client_configuration=cfg, persist_config=False
-                    )
-                elif context:
-                    raise ExecutorError(f"context {context!r} requested but no kubeconfig found")
-                else:
-                    config.load_incluster_config(client_configuration=cfg)
-                # No retries: they would overrun the timeout the user was promised, and
-                # urllib3 then raises the underlying error instead of MaxRetryError.
-                cfg.retries = False
-                self._clients[context] = client.ApiClient(cfg)
-            return self._clients[context]
-
-    async def _call(
-        self,
-        target: KubernetesTarget,
-        method: str,
-        *args: object,
-        raw: bool = False,
-        missing: str | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Run one of `API_CALLS` in a thread and turn every failure into an
-        ExecutorError; `missing` replaces the message for a 404. `raw` returns the
-        decoded JSON instead of client models."""
-        api, verb, resource = API_CALLS[method]
-
-        def run() -> Any:
-            call = getattr(getattr(client, api)(self._api_client(target.context)), method)
-            result = call(*args, _request_timeout=self._timeout, _preload_content=not raw, **kwargs)
-            return json.loads(result.data) if raw else result
-
-        timed_out = f"Kubernetes API unreachable (timeout after {self._timeout:g}s)"
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(run), self._timeout)
-        except ApiException as exc:
-            if exc.status == 404 and missing:
-                raise ExecutorError(missing) from None
-            raise _api_error(exc, verb, resource, target.namespace) from None
-        except (TimeoutError, urllib3.exceptions.TimeoutError):
-            raise ExecutorError(timed_out) from None
-        except (urllib3.exceptions.HTTPError, OSError):
-            raise ExecutorError("Kubernetes API unreachable (connection failed)") from None
-        except ConfigException as exc:
-            raise ExecutorError(f"Kubernetes configuration error: {redact(str(exc))}") from None
-        except ValueError:  # a response the client's models reject
-            raise ExecutorError(f"unexpected answer from the Kubernetes API ({method})") from None
+        self._api.close()
 
     async def _pods(self, target: KubernetesTarget) -> list[Model]:
         ns, selector = target.namespace, target.selector
@@ -400,31 +333,87 @@ class KubernetesExecutor:
         return build_result(True, summary, format_table(["POD", "CPU", "MEMORY"], rows), pods=pods)
 
     # -- mitigations ----------------------------------------------------------------------
+    # Each takes `pinned`: what its dry run resolved (returned in `details["pinned"]`).
+    # A confirmed run re-reads the Deployment, refuses if its generation moved, and does
+    # what was pinned, never re-resolving "previous" or "current" on its own.
 
-    async def restart(self, target: KubernetesTarget, dry_run: bool) -> ExecutionResult:
-        """`kubectl rollout restart`: stamp the pod template so every pod is replaced
-        by a rolling update. Refused while the rollout is paused, as kubectl does."""
+    async def _raw_deployment(self, target: KubernetesTarget) -> dict[str, Any]:
         name, ns = target.deployment, target.namespace
-        dep = await self._call(target, "read_namespaced_deployment", name, ns)
-        if dep.spec.paused:
+        dep: dict[str, Any] = await self._call(
+            target, "read_namespaced_deployment", name, ns, raw=True
+        )
+        return dep
+
+    async def _write(
+        self,
+        target: KubernetesTarget,
+        method: str,
+        body: object,
+        dry_run: bool,
+        landed: Callable[[dict[str, Any]], bool],
+    ) -> str | None:
+        """PATCH the Deployment (or its scale). A write whose answer never came is read
+        back: None when answered, a note when the read-back shows it landed, and
+        `OutcomeUnknown` when it does not (yet)."""
+        name, ns, mode = target.deployment, target.namespace, "All" if dry_run else None
+        try:
+            await self._call(target, method, name, ns, body, dry_run=mode)
+            return None
+        except Unanswered as exc:
+            if dry_run:
+                raise
+            unanswered = f"{exc}; it may still complete"
+        try:
+            dep = await self._raw_deployment(target)
+        except ExecutorError as exc:
+            raise OutcomeUnknown(f"{unanswered}, and reading {name} back failed ({exc})") from None
+        if landed(dep):
+            return f"the API server answered too late, but reading {name} back shows it landed"
+        raise OutcomeUnknown(f"{unanswered}; read back at once, {name} does not show it yet")
+
+    async def restart(
+        self, target: KubernetesTarget, dry_run: bool, pinned: Pinned = None
+    ) -> ExecutionResult:
+        """`kubectl rollout restart`: stamp the pod template so every pod is replaced
+        by a rolling update. Refused while the rollout is paused, as kubectl does, and
+        when it is scaled to 0, with no pods to restart."""
+        name, ns = target.deployment, target.namespace
+        dep = await self._raw_deployment(target)
+        _check_pinned(pinned, dep, name)
+        if dep["spec"].get("paused"):
             raise ExecutorError(
                 f"can't restart paused deployment {name} (run rollout resume first)"
             )
+        replicas = dep["spec"].get("replicas") or 0
+        if not replicas:
+            raise ExecutorError(f"{name} in {ns} is scaled to 0: there are no pods to restart")
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-        mode = "All" if dry_run else None
-        await self._call(target, "patch_namespaced_deployment", name, ns, body, dry_run=mode)
-        action = f"restarted {name} in {ns}: its {dep.spec.replicas or 0} pods roll one by one"
+
+        def landed(now: dict[str, Any]) -> bool:
+            annotations = now["spec"]["template"]["metadata"].get("annotations") or {}
+            return bool(annotations.get(RESTARTED_AT) == stamp)
+
+        late = await self._write(target, "patch_namespaced_deployment", body, dry_run, landed)
+        action = f"restarted {name} in {ns}: its {replicas} pods roll one by one"
         output = f"spec.template.metadata.annotations[{RESTARTED_AT}] = {stamp}"
-        return _mitigation(dry_run, action, output, restarted_at=stamp)
+        pin = {"generation": _generation(dep), "replicas": replicas}
+        return _mitigation(dry_run, action, output, late, restarted_at=stamp, pinned=pin)
 
     async def rollback(
-        self, target: KubernetesTarget, revision: int | None, dry_run: bool
+        self,
+        target: KubernetesTarget,
+        revision: int | None,
+        dry_run: bool,
+        pinned: Pinned = None,
     ) -> ExecutionResult:
         """`kubectl rollout undo [--to-revision]`: put an older ReplicaSet's pod template
         (minus its pod-template-hash label) back into the Deployment with a JSON patch."""
         dep, owned = await self._history(target)
-        name, ns, current = target.deployment, target.namespace, _revision(dep)
+        name, current = target.deployment, _revision(dep)
+        _check_pinned(pinned, dep, name)
+        if pinned is not None:
+            revision = int(pinned["revision"])  # what the confirmer saw, not "previous" now
         if dep["spec"].get("paused"):
             raise ExecutorError(
                 f"can't roll back paused deployment {name} (run rollout resume first)"
@@ -451,44 +440,39 @@ class KubernetesExecutor:
             {"op": "replace", "path": "/spec/template", "value": template},
             {"op": "add", "path": "/metadata/annotations", "value": annotations},
         ]
-        mode = "All" if dry_run else None
-        await self._call(target, "patch_namespaced_deployment", name, ns, patch, dry_run=mode)
+
+        def landed(now: dict[str, Any]) -> bool:
+            return bool(_without_hash(now["spec"]["template"]) == template)
+
+        late = await self._write(target, "patch_namespaced_deployment", patch, dry_run, landed)
         action = f"rolled {name} back from revision {current} to {to} ({_images(template)})"
         # Images only: a full template could carry plain-text env values.
         output = f"revision {current} -> {to}\nimages: {_images(dep['spec']['template'])}"
         output += f" -> {_images(template)}"
-        return _mitigation(dry_run, action, output, revision=to, from_revision=current)
+        pin = {"generation": _generation(dep), "revision": to, "from_revision": current}
+        return _mitigation(
+            dry_run, action, output, late, revision=to, from_revision=current, pinned=pin
+        )
 
     async def scale(
-        self, target: KubernetesTarget, replicas: int, dry_run: bool
+        self, target: KubernetesTarget, replicas: int, dry_run: bool, pinned: Pinned = None
     ) -> ExecutionResult:
         """`kubectl scale` through the deployments/scale subresource."""
         if replicas < 0:
             raise ExecutorError("replicas must be zero or more")
-        name, ns, mode = target.deployment, target.namespace, "All" if dry_run else None
-        scale = await self._call(target, "read_namespaced_deployment_scale", name, ns)
-        before = scale.spec.replicas or 0
+        name, ns = target.deployment, target.namespace
+        dep = await self._raw_deployment(target)
+        _check_pinned(pinned, dep, name)
+        before = dep["spec"].get("replicas") or 0
         body = {"spec": {"replicas": replicas}}
-        await self._call(target, "patch_namespaced_deployment_scale", name, ns, body, dry_run=mode)
+
+        def landed(now: dict[str, Any]) -> bool:
+            return bool(now["spec"].get("replicas") == replicas)
+
+        late = await self._write(target, "patch_namespaced_deployment_scale", body, dry_run, landed)
         action = f"scaled {name} in {ns} from {before} to {replicas} replicas"
         output = f"spec.replicas: {before} -> {replicas}"
-        return _mitigation(dry_run, action, output, **{"from": before, "to": replicas})
-
-
-def _api_error(exc: ApiException, verb: str, resource: str, namespace: str) -> ExecutorError:
-    """An API error as one readable line; the server's own message where it has one."""
-    try:
-        message = truncate(redact(json.loads(exc.body or "{}").get("message") or ""), 300)
-    except (ValueError, AttributeError):
-        message = ""
-    if exc.status in (401, 403):
-        return ExecutorError(
-            f"forbidden: the service account may not {verb} {resource} in {namespace}"
+        pin = {"generation": _generation(dep), "from": before, "to": replicas}
+        return _mitigation(
+            dry_run, action, output, late, **{"from": before, "to": replicas}, pinned=pin
         )
-    if exc.status == 404:
-        return ExecutorError(f"not found: {message or f'{resource} in {namespace}'}")
-    if exc.status == 409:
-        return ExecutorError(f"conflict: {resource} changed meanwhile, try again")
-    if exc.status in (400, 422):
-        return ExecutorError(f"rejected by the API server: {message or exc.reason}")
-    return ExecutorError(f"Kubernetes API error {exc.status}: {message or exc.reason}")

@@ -27,6 +27,7 @@ from bot.executors.base import (
     ExecutionResult,
     ExecutorError,
     PostgresTarget,
+    StateChanged,
     build_result,
     format_age,
     format_table,
@@ -49,7 +50,7 @@ GROUP BY 1 ORDER BY 2 DESC, 1
 # Age counts from the start of the transaction: an `idle in transaction` session that
 # holds locks is as much a problem as a slow statement.
 _LONG_RUNNING = """
-SELECT pid, usename AS "user", state, wait_event_type, wait_event,
+SELECT pid, usename AS "user", state, wait_event_type, wait_event, backend_start,
        extract(epoch FROM clock_timestamp() - coalesce(xact_start, query_start))::float8
            AS seconds,
        left(query, 4096) AS query
@@ -65,6 +66,7 @@ SELECT w.pid AS blocked_pid,
        extract(epoch FROM clock_timestamp() - w.query_start)::float8 AS blocked_seconds,
        left(w.query, 4096) AS blocked_query,
        b.pid AS pid, b.usename AS "user", b.state, b.wait_event_type, b.wait_event,
+       b.backend_start,
        extract(epoch FROM clock_timestamp() - coalesce(b.xact_start, b.query_start))::float8
            AS seconds,
        left(b.query, 4096) AS query
@@ -231,10 +233,18 @@ class PostgresExecutor:
         return build_result(True, summary, output, bytes=db["bytes"])
 
     async def terminate(
-        self, target: PostgresTarget, pid: int, dry_run: bool, min_seconds: int = 60
+        self,
+        target: PostgresTarget,
+        pid: int,
+        dry_run: bool,
+        min_seconds: int = 60,
+        pinned: dict[str, Any] | None = None,
     ) -> ExecutionResult:
         """`pg_terminate_backend(pid)`, only for a backend that `activity` lists as open
-        for `min_seconds` or more or that `locks` lists as blocking, never our own."""
+        for `min_seconds` or more or that `locks` lists as blocking, never our own.
+
+        `pinned` is the dry run's backend (pid and start time): a pid reused by another
+        connection since the dry run is refused, not terminated."""
         async with self._transaction(target) as cur:
             await cur.execute("SELECT pg_backend_pid() AS pid")
             (own,) = await cur.fetchall()
@@ -243,18 +253,24 @@ class PostgresExecutor:
             candidates |= {r["pid"]: r for r in await self._blocking(cur)}
         if pid == own["pid"]:
             raise ExecutorError("refusing to terminate Firebreak's own connection")
+        if pid not in candidates and pinned is not None:
+            raise StateChanged(f"pid {pid} changed since this dry run (it ended); propose again")
         if pid not in candidates:
             raise ExecutorError(
                 f"pid {pid} is neither open for {min_seconds}s or more nor blocking "
                 f"another query; see db-activity and db-locks"
             )
         row = candidates[pid]
+        started = row["backend_start"].isoformat() if row["backend_start"] else ""
+        if pinned is not None and pinned.get("backend_start") != started:
+            raise StateChanged(f"pid {pid} changed since this dry run; propose again")
         output = format_table(_BACKEND_HEADERS, [_backend_row(row)])
         what = f"backend pid {pid} ({row['user']}, {row['state']}, {format_age(row['seconds'])})"
         if dry_run:
             output += "\n(dry run: nothing was terminated)"
             summary = f"dry run: would have terminated {what}"
-            return build_result(True, summary, output, pid=pid, dry_run=True)
+            pin = {"pid": pid, "backend_start": started}
+            return build_result(True, summary, output, pid=pid, dry_run=True, pinned=pin)
         async with self._transaction(target, read_only=False) as cur:
             await cur.execute(_TERMINATE, (pid,))
             done = await cur.fetchone()

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot import commands as c
+from bot.actions import ActionService
 from bot.clock import Clock
 from bot.errors import UserError
 from bot.gateway import ChatGateway
@@ -53,6 +54,7 @@ class PostmortemService:
         runbooks: Runbooks,
         clock: Clock,
         incidents: IncidentService,
+        actions: ActionService,
         announce_channel: str,
         postmortem_dir: Path,
         archive_on_close: bool,
@@ -61,6 +63,7 @@ class PostmortemService:
         self._chat = chat
         self._clock = clock
         self._incidents = incidents
+        self._actions = actions
         self._announce_channel = announce_channel
         self._archive_on_close = archive_on_close
         self._template = PostmortemTemplate(runbooks.templates.folder)
@@ -108,6 +111,8 @@ class PostmortemService:
                 needs_resolution=True,
                 resolved=start.resolved,
             )
+        # Before the export, so the post-mortem shows the retirements.
+        await self._actions.retire_open(start.incident_id, request.actor)
         result = await self._export.run(start.incident_id)
         return CloseOutcome(self._close_text(result, start.closed_before))
 

@@ -14,6 +14,7 @@ from operator import itemgetter
 from typing import Any
 
 from bot.incidents.outbox import MARKER_PREFIX as OUTBOX_MARKER
+from bot.postmortem.action_trail import describe_action
 from bot.postmortem.history import Line, Names, iso
 from bot.postmortem.markdown import mentioned_users, typed_to_plain
 from storage.models import Event
@@ -29,7 +30,7 @@ def people_in(events: Iterable[Event]) -> set[str]:
     for event in events:
         found.add(event.actor)
         payload = event.payload or {}
-        for key in ("user", "previous", "owner"):
+        for key in ("user", "previous", "owner", "requested_by"):
             if payload.get(key):
                 found.add(str(payload[key]))
         for key in TEXT_FIELDS:
@@ -45,9 +46,9 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
     def text(key: str) -> str:
         return typed_to_plain(str(p.get(key) or ""), name)
 
-    def what() -> str:
-        return f"{p.get('action', '?')} on {p.get('service', '?')}"
-
+    action = describe_action(event.type, event.actor, p, name, text)
+    if action is not None:
+        return action
     match event.type:
         case "declared":
             about = f": {text('description')}" if p.get("description") else ""
@@ -86,18 +87,6 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
             return "Reminder", f"status update due{state}"
         case "snooze":
             return "Reminder", f"reminders snoozed for {p.get('duration')}"
-        case "diagnostic":
-            result = "ok" if p.get("ok") else "failed"
-            return "Diagnostic", f"{what()}: {result} — {text('summary')}"
-        case "mitigation_requested":
-            return "Mitigation", f"requested {what()}"
-        case "mitigation_confirmed":
-            return "Mitigation", f"confirmed {what()}"
-        case "mitigation_refused":
-            return "Mitigation", f"refused {what()}: {text('reason')}"
-        case "mitigation_executed":
-            result = "succeeded" if p.get("ok") else "failed"
-            return "Mitigation", f"{what()} {result} — {text('summary')}"
         case "alert_source":
             return (
                 "Alert",
