@@ -224,7 +224,7 @@ class StatuspageEmulator:
         for component_id in components:
             if component_id not in incident["component_ids"]:
                 incident["component_ids"].append(component_id)
-        status = spec.get("status", incident["status"])
+        status = str(spec.get("status", incident["status"]))
         self.state._update(incident, status, str(spec.get("body", "")), components)
         return web.json_response(incident)
 
