@@ -115,6 +115,10 @@ class ChatGateway(Protocol):
 
     async def usergroup_members(self, group_id: str) -> list[str]: ...
 
+    async def user_by_email(self, email: str) -> str | None:
+        """The Slack user with this email (`users.lookupByEmail`), or None."""
+        ...
+
     # Reading a channel back (the post-mortem) --------------------------------
 
     def history(

@@ -341,6 +341,15 @@ class SlackGateway:
             )
         return self._user_names[user_id]
 
+    async def user_by_email(self, email: str) -> str | None:
+        try:
+            user = (await self._call("users.lookupByEmail", email=email)).get("user", {})
+        except ChatError as exc:
+            if exc.code == "users_not_found":
+                return None
+            raise
+        return str(user.get("id")) or None
+
     async def pins(self, channel: str) -> list[Pin]:
         data = await self._read("pins.list", channel=await self._resolve(channel))
         return [

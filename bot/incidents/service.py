@@ -20,6 +20,7 @@ from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.incidents import views
 from bot.incidents.declare import DeclareFlow
+from bot.incidents.hooks import IncidentHooks
 from bot.incidents.outbox import Outbox
 from bot.incidents.reminders import retime
 from bot.mrkdwn import channel_link, mention, user_text
@@ -54,6 +55,7 @@ class IncidentService:
         outbox: Outbox,
         declare_flow: DeclareFlow,
         announce_channel: str,
+        hooks: IncidentHooks | None = None,
     ) -> None:
         self._db = db
         self._runbooks = runbooks
@@ -61,6 +63,7 @@ class IncidentService:
         self._outbox = outbox
         self._declare_flow = declare_flow
         self._announce_channel = announce_channel
+        self._hooks = hooks
 
     # Anywhere ---------------------------------------------------------------
 
@@ -132,6 +135,9 @@ class IncidentService:
                 role="commander",
                 user=command.commander,
             )
+        if self._hooks is not None:
+            session.flush()  # the hooks' rows need the incident's ID
+            self._hooks.declared(session, incident, now)
         return incident.id
 
     async def list_open(self) -> str:
@@ -327,6 +333,8 @@ class IncidentService:
                 duration=duration,
                 broadcast=True,
             )
+            if self._hooks is not None:
+                self._hooks.resolved(session, incident, request.actor, now)
             enqueue(session, incident.id, "topic", now)
             return ""
 
