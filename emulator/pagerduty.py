@@ -169,6 +169,7 @@ class PagerDutyEmulator:
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
         self._faults: deque[tuple[int, float]] = deque()
+        self._holds: dict[tuple[str, str], float] = {}
         self.webhook_url: str | None = None
         self.webhook_secret: str = ""
 
@@ -207,6 +208,11 @@ class PagerDutyEmulator:
     def fail_next(self, count: int = 1, *, status: int = 503, delay: float = 0.0) -> None:
         """The next `count` API calls answer `status` (0: carry them out) after `delay` s."""
         self._faults.extend([(status, delay)] * count)
+
+    def hold_answer(self, method: str, path: str, seconds: float) -> None:
+        """Carry out the next `method path` call, then answer it only after `seconds`:
+        PagerDuty did the work and the caller has not heard (a kill -9 test kills it then)."""
+        self._holds[(method, path)] = seconds
 
     def subscribe(self, url: str, secret: str) -> None:
         """Where webhooks v3 go, and the secret they are signed with."""
@@ -264,6 +270,9 @@ class PagerDutyEmulator:
                     ['A valid user email is required in the "From" header.'],
                 )
         response: web.StreamResponse = await handler(request)
+        held = self._holds.pop((request.method, request.path), 0.0)
+        if held:
+            await asyncio.sleep(held)
         return response
 
     async def _list_incidents(self, request: web.Request) -> web.Response:

@@ -168,7 +168,15 @@ class ExternalDelivery:
             session, incident, event_type, actor, now, **details, **result, call=row.id
         )
         if row.kind == PAGE:
-            self._post(session, incident, now, "paged.j2", call={**payload, **result})
+            # "Already paged" only if a page for this service was recorded before: a retry
+            # that adopts the incident its own first try opened is simply the page.
+            pages = [
+                e
+                for e in store.events(session, incident.id, "paging.paged")
+                if e.payload.get("service") == payload.get("service")
+            ]
+            call = {**payload, **result, "already_open": len(pages) > 1}  # this one included
+            self._post(session, incident, now, "paged.j2", call=call)
         elif row.kind == PUBLISH:
             self._post(session, incident, now, "statuspage_published.j2", call=payload)
 
