@@ -240,6 +240,18 @@ async def test_statuspage_publish_needs_commander_or_comms_and_then_goes_out(rig
     assert public["status"] == "resolved"
     assert rig.sp.state.components["cmpchk01"]["status"] == "operational"
     assert len(rig.sp.state.incidents) == 1
+    # The post-mortem lists every published update, with its time and author.
+    postmortems = rig.slack.app.services.postmortems
+    markdown = await rig.slack.app.background.run(
+        postmortems.render(str(await rig.incident_id()), "md")
+    )
+    public = markdown.split("## Public communication")[1].split("\n## ")[0]
+    lines = [line for line in public.splitlines() if line.startswith("- ")]
+    assert len(lines) == 3
+    assert "**Investigating** · We are investigating reports of problems with Checkout." in lines[0]
+    assert "_(Carol Example)_" in lines[0]
+    assert "**Identified** · Bad deploy found; rolling back. _(Alice Example)_" in lines[1]
+    assert "**Resolved**" in lines[2]
 
 
 async def test_statuspage_down_the_update_is_queued_and_delivered_later(rig: Rig) -> None:
