@@ -21,6 +21,7 @@ from bot.clock import OffsetClock
 from bot.durations import format_duration, parse_duration
 from emulator import SlackDriver, Workspace, console, prompts
 from emulator.api import ApiError
+from emulator.pagerduty import PagerDutyEmulator
 from emulator.prompts import Ask, Say
 from emulator.text import Style, user_name
 from handlers.app import Firebreak
@@ -50,6 +51,7 @@ Shell commands:
   :join #channel  switch channel (a prefix works: :join #incident)
   :channels       list channels      :history [N]  show the channel (last N messages)
   :wait 15m       let time pass (update reminders fall due)
+  :ack            the paged on-call acknowledges in PagerDuty (:pd-resolve resolves there)
   :help           this help          :quit         leave (also Ctrl-D)"""
 
 
@@ -66,6 +68,7 @@ class Local:
     app: Firebreak
     clock: OffsetClock
     kubernetes: str  # where Kubernetes actions go, for the banner
+    pagerduty: PagerDutyEmulator | None = None  # the fake, for `:ack` and `:pd-resolve`
 
 
 def encode(workspace: Workspace, text: str) -> str:
@@ -177,6 +180,8 @@ class Session:
             "reply": self._reply,
             "react": self._react,
             "wait": self._wait,
+            "ack": self._pagerduty("acknowledge"),
+            "pd-resolve": self._pagerduty("resolve"),
         }
         if name not in actions:
             raise ValueError(f"Unknown shell command :{name}. Type :help.")
@@ -296,6 +301,23 @@ class Session:
         if not name:
             raise ValueError("Usage: :react [M] emoji, e.g. :react pushpin")
         self.ws.add_reaction(self.channel, ts, name.strip(": "), self.user)
+
+    def _pagerduty(self, what: str) -> Callable[[str], Awaitable[None]]:
+        """Act in the PagerDuty fake as the on-call of its latest open incident would."""
+
+        async def act(_: str) -> None:
+            fake = self.local.pagerduty
+            if fake is None:
+                raise ValueError("PagerDuty is the real one here ($PAGERDUTY_API_TOKEN is set).")
+            open_ = [i for i in fake.state.incidents.values() if i["status"] != "resolved"]
+            if not open_:
+                raise ValueError("No open PagerDuty incident: page someone first.")
+            incident = open_[-1]
+            on_call = incident["assignments"][0]["assignee"]["id"]
+            await getattr(fake, what)(incident["id"], on_call)
+            await self.local.app.background.drain()
+
+        return act
 
     async def _wait(self, text: str) -> None:
         """Move both clocks on in small steps, sending reminders as they fall due,
