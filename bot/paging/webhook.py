@@ -34,8 +34,10 @@ def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
     secret is being rotated); any match is enough. Compared in constant time."""
     if not secret or not header:
         return False
-    expected = "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return any(hmac.compare_digest(expected, part.strip()) for part in header.split(","))
+    expected = b"v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+    # As bytes: compare_digest refuses non-ASCII str, and a header can hold anything.
+    parts = header.encode("utf-8", "replace").split(b",")
+    return any(hmac.compare_digest(expected, part.strip()) for part in parts)
 
 
 def parse_event(body: bytes) -> PagerDutyEvent | None:
