@@ -100,7 +100,8 @@ class PagingService:
                     actor=actor,
                 )
         published = paging_store.events(session, incident.id, "statuspage.published")
-        if published and published[-1].payload.get("status") != "resolved":
+        last = published[-1].payload.get("status") if published else "resolved"
+        if last != "resolved" and incident.channel_id:
             text = self._runbooks.templates.render("statuspage_offer.j2", incident=incident)
             enqueue(session, incident.id, "post", now, channel=str(incident.channel_id), text=text)
 
@@ -236,7 +237,7 @@ class PagingService:
             )
             enqueue(session, incident.id, "invite", now, text=user)
             enqueue(session, incident.id, "topic", now)
-        if acknowledged or incident.status != "resolved":
+        if incident.channel_id and (acknowledged or incident.status != "resolved"):
             template = "paging_acknowledged.j2" if acknowledged else "paging_resolved.j2"
             text = self._runbooks.templates.render(
                 template, incident=incident, who=event.agent_name or "someone", commander=commander

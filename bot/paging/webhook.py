@@ -57,8 +57,11 @@ def parse_event(body: bytes) -> PagerDutyEvent | None:
         raise BadWebhook("`event.data` is missing")
     agent = event.get("agent") if isinstance(event.get("agent"), dict) else {}
     assert isinstance(agent, dict)
+    event_id = _text(event, "id")
+    if len(event_id) > 128:  # it keys the delivery's idempotency record
+        raise BadWebhook("`id` is too long")
     return PagerDutyEvent(
-        id=_text(event, "id"),
+        id=event_id,
         type=event_type,
         incident_key=data.get("incident_key")
         if isinstance(data.get("incident_key"), str)
