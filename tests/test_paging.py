@@ -103,10 +103,17 @@ async def test_declaring_at_a_paging_severity_pages_the_named_service_once(rig: 
     assert any("*checkout* was already paged" in t for t in rig.slack.texts(channel))
 
 
-async def test_a_severity_that_does_not_page_pages_nobody(rig: Rig) -> None:
-    await rig.declare("P2 checkout slow for some users")
+async def test_a_severity_that_does_not_page_pages_nobody_until_raised(rig: Rig) -> None:
+    channel = await rig.declare("P2 checkout slow for some users")
     assert rig.pd.state.incidents == {}
     assert await rig.events("paging.") == []
+    await rig.slack.command("severity P0", channel=channel)
+    [paged] = rig.pd.state.incidents.values()
+    assert paged["service"]["id"] == "PCHKOUT"
+    await rig.slack.command("severity P1", channel=channel)
+    await rig.slack.command("severity P0", channel=channel)
+    assert len(rig.pd.state.incidents) == 1  # paged once, not per raise
+    assert len(await rig.events("paging.requested")) == 1
 
 
 async def test_page_on_demand_and_an_unknown_service(rig: Rig) -> None:

@@ -187,6 +187,8 @@ class IncidentService:
             )
             if added:
                 enqueue(session, incident.id, "checklist", now)
+            if self._hooks is not None:
+                self._hooks.severity_changed(session, incident, now)
             if new.escalate and new.rank < old.rank:
                 self._post(
                     session,

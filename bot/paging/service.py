@@ -79,11 +79,20 @@ class PagingService:
 
     def declared(self, session: Session, incident: Incident, now: datetime) -> None:
         """Page the services the title names, if the severity pages."""
+        self._page_named(session, incident, incident.declared_by, now)
+
+    def severity_changed(self, session: Session, incident: Incident, now: datetime) -> None:
+        """Raised to a paging severity: page the named services not paged yet."""
+        self._page_named(session, incident, "firebreak", now)
+
+    def _page_named(self, session: Session, incident: Incident, actor: str, now: datetime) -> None:
         severity = self._runbooks.severities.levels[incident.severity]
         if not severity.page or self._pager is None:
             return
+        paged = paged_services(session, incident.id)
         for target in self.services_named(incident.title):
-            self._request_page(session, incident, target, incident.declared_by, now, "")
+            if target.pagerduty is not None and target.name not in paged:
+                self._request_page(session, incident, target, actor, now, "")
 
     def resolved(self, session: Session, incident: Incident, actor: str, now: datetime) -> None:
         """Resolve the pages in PagerDuty; offer the resolved status page update."""
