@@ -276,3 +276,16 @@ async def test_statuspage_down_the_update_is_queued_and_delivered_later(rig: Rig
     assert rig.sp.state.components["cmpchk01"]["status"] == "major_outage"
     await rig.sweep_later()
     assert len(rig.sp.state.updates()) == 1
+
+
+async def test_a_refused_page_is_reported_once_and_not_retried(rig: Rig) -> None:
+    rig.pd.state.token = "rotated"  # Firebreak's key was revoked: retrying cannot help
+    channel = await rig.declare("P1 checkout API returning 502s")
+    said = " ".join(rig.slack.texts(channel))
+    assert "PagerDuty refused the page for *checkout* (`unauthorized`)" in said
+    assert "and page by phone" in said
+    rig.pd.state.token = "pd-test-token"
+    await rig.sweep_later()
+    assert rig.pd.state.incidents == {}
+    [failed] = await rig.events("pagerduty.call_failed")
+    assert failed.payload["permanent"] is True

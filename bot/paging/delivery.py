@@ -89,6 +89,8 @@ class ExternalDelivery:
 
     async def deliver(self, incident_id: int | None = None) -> list[Outcome]:
         outcomes: list[Outcome] = []
+        if self._pager is None and self._status_page is None:
+            return outcomes  # neither configured: calls queued earlier wait for the settings
         blocked: set[tuple[int, str]] = set()  # (incident, destination) with a row held back
         for row in await self._db.run(store.due, self._clock.now(), incident_id):
             lane = (row.incident_id, row.channel)
