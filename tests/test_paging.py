@@ -12,12 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.clock import OffsetClock
 from emulator.pagerduty import PagerDutyEmulator, sign
 from emulator.statuspage import StatuspageEmulator
-from storage.models import Event, Incident
+from storage.models import Event, Incident, OutboxMessage
 from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak
 
 SECRET = "webhook-secret"
@@ -289,3 +289,26 @@ async def test_a_refused_page_is_reported_once_and_not_retried(rig: Rig) -> None
     assert rig.pd.state.incidents == {}
     [failed] = await rig.events("pagerduty.call_failed")
     assert failed.payload["permanent"] is True
+
+
+async def test_a_publish_whose_record_was_lost_is_not_published_twice(rig: Rig) -> None:
+    """As if the bot died after Statuspage took the update and before it recorded that:
+    the call is queued again, and the retry finds the update instead of repeating it."""
+    channel = await rig.declare("P1 checkout API returning 502s")
+    await rig.slack.command(f"commander <@{ALICE}>", channel=channel)
+    for status in ("investigating", "identified"):
+        await rig.slack.command(f"statuspage {status}", channel=channel)
+        await publish_preview(rig, channel, ALICE)
+    assert len(rig.sp.state.updates()) == 2
+
+    def forget_deliveries(session: Any) -> None:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.channel == "statuspage")
+            .values(delivered_at=None, next_attempt_at=rig.clock.now())
+        )
+
+    await rig.slack.app.services.db.run(forget_deliveries)
+    await rig.sweep_later()
+    assert len(rig.sp.state.incidents) == 1
+    assert [u["status"] for u in rig.sp.state.updates()] == ["investigating", "identified"]
