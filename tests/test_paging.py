@@ -312,3 +312,18 @@ async def test_a_publish_whose_record_was_lost_is_not_published_twice(rig: Rig) 
     await rig.sweep_later()
     assert len(rig.sp.state.incidents) == 1
     assert [u["status"] for u in rig.sp.state.updates()] == ["investigating", "identified"]
+
+
+async def test_without_the_email_scope_oncall_says_so_and_acks_are_still_recorded(
+    rig: Rig,
+) -> None:
+    channel = await rig.declare("P1 checkout API returning 502s")
+    rig.slack.emulator.inject_fault("users.lookupByEmail", error="missing_scope", count=5)
+    await rig.slack.command("oncall", channel=channel)
+    assert "needs the `users:read.email` scope" in rig.slack.ephemeral_texts()[-1]
+    [paged] = rig.pd.state.incidents.values()
+    assert await rig.pd.acknowledge(paged["id"], "PBOB001") == 202
+    await rig.slack.settle()
+    [ack] = await rig.events("paging.acknowledged")
+    assert ack.payload["by"] == "Bob Example" and ack.actor == "pagerduty"
+    assert any("Bob Example acknowledged the page" in t for t in rig.slack.texts(channel))

@@ -20,7 +20,7 @@ from bot import commands as c
 from bot.actions.catalog import ActionCatalog, Target
 from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
-from bot.gateway import ChatGateway
+from bot.gateway import ChatError, ChatGateway
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
 from bot.mrkdwn import escape
@@ -167,7 +167,7 @@ class PagingService:
                 assert target.pagerduty is not None
                 people: list[dict[str, object]] = []
                 for person in await self._pager.oncalls(target.pagerduty.escalation_policy_id):
-                    user = await self._chat.user_by_email(person.email)
+                    user = await self._chat.user_by_email(person.email) if person.email else None
                     people.append({"name": person.name, "level": person.level, "user": user})
                     if user is None:
                         unknown.append(person.name)
@@ -176,6 +176,9 @@ class PagingService:
                 rota.append((target.name, people))
         except ExternalError as exc:
             return f"PagerDuty did not answer (`{exc.code}`); try again in a moment."
+        except ChatError as exc:
+            scope = " (the app needs the `users:read.email` scope)" if "scope" in exc.code else ""
+            return f"Slack refused to look up the on-call by email (`{exc.code}`){scope}."
         if incident is not None and invited:
             await self._db.run(self._record_invites, incident.id, invited, request)
             await self._outbox.deliver(incident.id)
@@ -208,11 +211,12 @@ class PagingService:
             return
         commander = None
         if event.type == "incident.acknowledged" and event.agent_id and self._pager:
+            # Who it was is a nicety; the acknowledgement is recorded whatever happens here.
             try:
                 email = await self._pager.user_email(event.agent_id)
                 commander = await self._chat.user_by_email(email) if email else None
-            except ExternalError as exc:
-                log.warning("could not look up who acknowledged: %s", exc.code)
+            except (ExternalError, ChatError) as exc:
+                log.warning("could not look up who acknowledged: %s", exc)
         incident_id = await self._db.run(
             self._record_webhook, int(match.group(1)), event, commander
         )
