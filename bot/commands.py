@@ -121,6 +121,25 @@ class Close:
     pass
 
 
+@dataclass(frozen=True)
+class Page:
+    service: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ShowOnCall:
+    service: str | None = None
+
+
+@dataclass(frozen=True)
+class DraftStatusPage:
+    """`/incident statuspage <status> [public message]`: a preview, published on confirm."""
+
+    status: str
+    message: str = ""
+
+
 Command = (
     Help
     | ListIncidents
@@ -139,6 +158,9 @@ Command = (
     | AddActionItem
     | PreviewPostmortem
     | Close
+    | Page
+    | ShowOnCall
+    | DraftStatusPage
 )
 
 
@@ -154,7 +176,8 @@ class CommandError(UserError):
 _COMMAND_WORDS = frozenset(
     (
         "help list declare severity sev status update note assign commander comms lead "
-        "resolve reminders snooze diag diagnose mitigate action postmortem post-mortem close"
+        "resolve reminders snooze diag diagnose mitigate action postmortem post-mortem close "
+        "page oncall statuspage"
     ).split()
 )
 
@@ -218,6 +241,12 @@ def parse(text: str, severities: SeverityTable) -> Command:
         return PreviewPostmortem()
     if verb == "close":
         return Close()
+    if verb == "page":
+        return _page(rest)
+    if verb in ("oncall", "on-call"):
+        return ShowOnCall(_service_word(rest) if rest else None)
+    if verb == "statuspage":
+        return _statuspage(rest)
     raise CommandError(f"Unknown subcommand `{_shown(verb)}`.", show_help=True)
 
 
@@ -305,6 +334,45 @@ def _action_item(rest: str) -> AddActionItem:
     if len(words) == 2 and _MENTION.match(words[1]):
         return AddActionItem(words[0], _MENTION.match(words[1]).group(1))  # type: ignore[union-attr]
     return AddActionItem(text)
+
+
+def _page(rest: str) -> Page:
+    if not rest:
+        raise CommandError(
+            "Name the service to page, e.g. `/incident page checkout 502s on every request`."
+        )
+    service, _, message = rest.partition(" ")
+    return Page(_service_word(service), _public(message.strip(), "page"))
+
+
+def _statuspage(rest: str) -> DraftStatusPage:
+    status, _, message = rest.partition(" ")
+    if not status:
+        raise CommandError(
+            f"Give a status ({', '.join(STATUSES)}) and what customers should read, e.g. "
+            "`/incident statuspage investigating We are looking into failed checkouts.`"
+        )
+    return DraftStatusPage(_status(status), _public(message.strip(), "statuspage"))
+
+
+def _service_word(word: str) -> str:
+    if len(word.split()) != 1 or len(word) > 63:
+        raise CommandError(f"Give one service name, e.g. `checkout` (got `{_shown(word)}`).")
+    return word.lower()
+
+
+def _public(text: str, verb: str) -> str:
+    """Text bound for PagerDuty or the public status page: mentions and channel links
+    mean nothing there (and would leak IDs), so they are refused, not passed on."""
+    if re.search(r"<[@#!][^>]*>", text):
+        raise CommandError(
+            f"`/incident {verb}` text goes outside Slack: write names instead of @mentions "
+            "or #channels."
+        )
+    problem = over_limit(text)
+    if problem:
+        raise CommandError(problem)
+    return text
 
 
 def _one_word(rest: str, what: str, example: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from bot.durations import parse_duration
+from bot.paging.settings import PagingConfigError, PagingSettings, load_paging_settings
 from runbooks import BUNDLED
 
 
@@ -37,6 +38,7 @@ class Settings:
     archive_on_close: bool
     nudge_escalate_after: int
     snooze_max: timedelta
+    paging: PagingSettings
     alert_token: str | None = None  # FIREBREAK_ALERT_TOKEN; None: alert intake off
 
     def __repr__(self) -> str:  # never print secrets, even by accident
@@ -93,6 +95,10 @@ def load_settings(
     archive = env.get("FIREBREAK_ARCHIVE_ON_CLOSE", "false").strip().lower()
     if archive not in ("true", "false", "1", "0", "yes", "no"):
         raise ConfigError("FIREBREAK_ARCHIVE_ON_CLOSE must be true or false")
+    try:
+        paging = load_paging_settings(env)
+    except PagingConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     return Settings(
         slack_bot_token=bot_token,
         slack_signing_secret=need("SLACK_SIGNING_SECRET"),
@@ -109,4 +115,5 @@ def load_settings(
         nudge_escalate_after=int(escalate_after),
         snooze_max=snooze_max,
         alert_token=env.get("FIREBREAK_ALERT_TOKEN", "").strip() or None,
+        paging=paging,
     )

@@ -136,6 +136,10 @@ class ChatGateway(Protocol):
         None when the workspace does not know the ID."""
         ...
 
+    async def user_by_email(self, email: str) -> str | None:
+        """The Slack user with this email (`users.lookupByEmail`), or None."""
+        ...
+
     # Reading a channel back (the post-mortem) --------------------------------
 
     def history(

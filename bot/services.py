@@ -14,6 +14,10 @@ from bot.incidents.outbox import Outbox
 from bot.incidents.reminders import ReminderService, ReminderSettings
 from bot.incidents.service import IncidentService
 from bot.metrics import Metrics
+from bot.paging.delivery import ExternalDelivery
+from bot.paging.gateways import PagerGateway, StatusPageGateway
+from bot.paging.service import PagingService
+from bot.paging.statuspage import StatusPageService
 from bot.postmortem.service import PostmortemService
 from bot.runbooks import Runbooks
 from storage.db import Database
@@ -31,6 +35,8 @@ class Services:
     actions: ActionService
     postmortems: PostmortemService
     alerts: AlertService
+    paging: PagingService
+    statuspage: StatusPageService
 
     async def sweep(self) -> None:
         """Finish whatever is half-done: declare sagas, queued messages, exports."""
@@ -58,9 +64,27 @@ def build_services(
     executors: Executors,
     settings: ServiceSettings,
     metrics: Metrics | None = None,
+    pager: PagerGateway | None = None,
+    status_page: StatusPageGateway | None = None,
 ) -> Services:
     metrics = metrics or Metrics()
-    outbox = Outbox(db=db, chat=chat, runbooks=runbooks, clock=clock, owner=settings.replica_id)
+    delivery = ExternalDelivery(
+        db=db,
+        clock=clock,
+        runbooks=runbooks,
+        pager=pager,
+        status_page=status_page,
+        owner=settings.replica_id,
+        announce_channel=settings.announce_channel,
+    )
+    outbox = Outbox(
+        db=db,
+        chat=chat,
+        runbooks=runbooks,
+        clock=clock,
+        owner=settings.replica_id,
+        external=delivery.deliver,
+    )
     declare_flow = DeclareFlow(
         db=db,
         chat=chat,
@@ -70,6 +94,15 @@ def build_services(
         owner=settings.replica_id,
         announce_channel=settings.announce_channel,
     )
+    paging = PagingService(
+        db=db,
+        chat=chat,
+        runbooks=runbooks,
+        clock=clock,
+        catalog=catalog,
+        outbox=outbox,
+        pager=pager,
+    )
     incidents = IncidentService(
         db=db,
         chat=chat,
@@ -78,6 +111,7 @@ def build_services(
         outbox=outbox,
         declare_flow=declare_flow,
         announce_channel=settings.announce_channel,
+        hooks=paging,
     )
     actions = ActionService(
         db=db,
@@ -127,5 +161,16 @@ def build_services(
             declare_flow=declare_flow,
             incidents=incidents,
             announce_channel=settings.announce_channel,
+        ),
+        paging=paging,
+        statuspage=StatusPageService(
+            db=db,
+            chat=chat,
+            runbooks=runbooks,
+            clock=clock,
+            catalog=catalog,
+            outbox=outbox,
+            paging=paging,
+            configured=status_page is not None,
         ),
     )

@@ -27,6 +27,7 @@ class Severity:
     update_cadence: timedelta | None
     announce: bool
     escalate: bool
+    page: bool  # page the service's on-call in PagerDuty when declared at this level
     responders: tuple[str, ...]
     checklist: tuple[str, ...]  # glob patterns over item keys
 
@@ -114,6 +115,7 @@ def _severity(level: str, spec: Node, items: tuple[ChecklistItemSpec, ...]) -> S
         update_cadence=cadence,
         announce=bool(spec.expect("announce", bool, True)),
         escalate=bool(spec.expect("escalate", bool, False)),
+        page=bool(spec.expect("page", bool, False)),
         responders=responders,
         checklist=tuple(str(p) for p in patterns),
     )

@@ -35,6 +35,18 @@ MESSAGE_TEMPLATES = (
     "alert_offer.j2",
     "alert_source.j2",
     "alert_changed.j2",
+    "paged.j2",
+    "external_failed.j2",
+    "paging_acknowledged.j2",
+    "paging_resolved.j2",
+    "oncall.j2",
+    "statuspage_preview.j2",
+    "statuspage_published.j2",
+    "statuspage_offer.j2",
+    "statuspage_investigating.j2",
+    "statuspage_identified.j2",
+    "statuspage_monitoring.j2",
+    "statuspage_resolved.j2",
 )
 
 

@@ -33,6 +33,17 @@ def users_info(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "user": user}
 
 
+def users_lookup_by_email(ws: Workspace, a: Args) -> dict[str, Any]:
+    """Needs the `users:read.email` scope in Slack; the emulator grants it."""
+    email = a.required("email", "users_not_found").strip().lower()
+    for user in ws.users.values():
+        if str(user.get("profile", {}).get("email", "")).lower() == email and not user.get(
+            "deleted"
+        ):
+            return {"ok": True, "user": user}
+    raise ApiError("users_not_found")
+
+
 def users_list(ws: Workspace, a: Args) -> dict[str, Any]:
     page, cursor = paginate(
         list(ws.users.values()), a, lambda u: u["id"], prefix="users", default=1000, maximum=1000
@@ -79,6 +90,7 @@ METHODS: dict[str, Handler] = {
     "auth.test": auth_test,
     "users.info": users_info,
     "users.list": users_list,
+    "users.lookupByEmail": users_lookup_by_email,
     "usergroups.users.list": usergroups_users_list,
     "usergroups.list": usergroups_list,
     "team.info": team_info,

@@ -296,6 +296,9 @@ class SimulatedCluster:
             "kubernetes": {**kubernetes, "max_replicas": 10},
             "postgres": {"url_env": "CHECKOUT_DATABASE_URL"},
             "http": http,
+            # The PagerDuty and Statuspage fakes' checkout (emulator/pagerduty.py, statuspage.py).
+            "pagerduty": {"service_id": "PCHKOUT", "escalation_policy_id": "PEPCHK1"},
+            "statuspage": {"component_id": "cmpchk01"},
         }
         targets = {
             "services": {NAME: service},

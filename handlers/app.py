@@ -26,11 +26,13 @@ from bot.config import Settings
 from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
 from bot.incidents.reminders import ReminderSettings
 from bot.metrics import Metrics
+from bot.paging.gateways import PagerGateway, StatusPageGateway
 from bot.runbooks import Runbooks, load_runbooks
 from bot.scheduling import NudgeScheduler
 from bot.services import Services, ServiceSettings, build_services
-from handlers import actions, alerts, commands, interactions, payload, postmortem
+from handlers import actions, alerts, commands, interactions, paging, payload, postmortem
 from handlers.background import BackgroundWork
+from handlers.paging_clients import PagerDutyClient, StatuspageClient
 from handlers.slack_gateway import SlackGateway, make_client
 from storage.db import Database, DatabaseUnavailable, make_engine
 from storage.incidents import incident_counts
@@ -51,6 +53,7 @@ class Firebreak:
     background: BackgroundWork
     scheduler: NudgeScheduler
     executors: Executors
+    paging_clients: tuple[PagerDutyClient | StatuspageClient, ...] = ()
 
 
 def create_app(
@@ -65,6 +68,10 @@ def create_app(
     executors = executors or default_executors()
     metrics = Metrics()
     client = make_client(settings.slack_bot_token, settings.slack_api_url, metrics)
+    pager = PagerDutyClient(settings.paging.pagerduty) if settings.paging.pagerduty else None
+    status_page = (
+        StatuspageClient(settings.paging.statuspage) if settings.paging.statuspage else None
+    )
     services = create_services(
         settings,
         client=client,
@@ -73,6 +80,8 @@ def create_app(
         runbooks=runbooks,
         replica_id=replica_id,
         executors=executors,
+        pager=pager,
+        status_page=status_page,
     )
     # process_before_response: Bolt answers as soon as the listener returns
     # (our listeners ack and hand slow work to BackgroundWork) instead of
@@ -97,7 +106,7 @@ def create_app(
     )
     background = BackgroundWork(metrics)
     bolt.use(_observe(metrics))
-    for listeners in (commands, interactions, actions, postmortem, alerts):
+    for listeners in (commands, interactions, actions, postmortem, alerts, paging):
         listeners.register(bolt, services, background)
 
     scheduler = NudgeScheduler(AsyncIOScheduler(timezone="UTC"), services.reminders)
@@ -110,6 +119,11 @@ def create_app(
         background,
         scheduler,
         executors,
+        tuple(c for c in (pager, status_page) if c is not None),
+    )
+    pagerduty = settings.paging.pagerduty
+    paging.add_webhook_route(
+        app.web, services, background, pagerduty.webhook_secret if pagerduty else None
     )
     app.web.on_startup.append(lambda _: _start(app))
     app.web.on_cleanup.append(lambda _: _stop(app))
@@ -130,6 +144,8 @@ def create_services(
     clock: Clock | None = None,
     runbooks: Runbooks | None = None,
     replica_id: str | None = None,
+    pager: PagerGateway | None = None,
+    status_page: StatusPageGateway | None = None,
 ) -> Services:
     """The services without the Bolt app (the CLI's `postmortem` needs no Slack token)."""
     runbooks = runbooks or load_runbooks(settings.runbooks_dir)
@@ -141,6 +157,8 @@ def create_services(
         metrics=metrics,
         catalog=load_catalog(settings.runbooks_dir / "actions", settings.targets_file),
         executors=executors,
+        pager=pager,
+        status_page=status_page,
         settings=ServiceSettings(
             replica_id=replica_id or uuid.uuid4().hex[:12],
             announce_channel=settings.announce_channel,
@@ -239,6 +257,8 @@ async def _start(app: Firebreak) -> None:
 async def _stop(app: Firebreak) -> None:
     await app.background.run(app.scheduler.shutdown())
     await app.background.drain()
+    for client in app.paging_clients:
+        await app.background.run(client.close())
     await app.services.db.close()
     app.background.close()
     app.executors.close()

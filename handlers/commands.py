@@ -114,6 +114,12 @@ async def _dispatch(services: Services, command: c.Command, request: Request) ->
             return await services.actions.propose(command, request)
         case c.PreviewPostmortem():
             return await services.postmortems.preview(request)
+        case c.Page():
+            return await services.paging.page(command, request)
+        case c.ShowOnCall():
+            return await services.paging.oncall(command, request)
+        case c.DraftStatusPage():
+            return await services.statuspage.draft(command, request)
         case c.Snooze():
             return await services.reminders.snooze(
                 request.channel_id, request.actor, command.duration, request.key

@@ -35,7 +35,9 @@ from bot.config import ConfigError, load_settings
 from bot.yamlfile import RunbookError
 from emulator import SlackDriver, SlackEmulator, Workspace
 from emulator.kubernetes import SimulatedCluster
+from emulator.pagerduty import PagerDutyEmulator
 from emulator.prompts import Ask
+from emulator.statuspage import StatuspageEmulator
 from emulator.text import Style
 from handlers.app import create_app
 from handlers.session import USERS, Local, Session
@@ -49,7 +51,7 @@ def seeded_workspace() -> Workspace:
     """alice, bob and carol in #general and #incidents (the bot joins #incidents itself)."""
     workspace = Workspace()
     for user_id, name, real_name in USERS:
-        workspace.add_user(user_id, name, real_name=real_name)
+        workspace.add_user(user_id, name, real_name=real_name, email=f"{name}@example.com")
     humans = [user_id for user_id, _, _ in USERS]
     workspace.add_channel("general", members=[*humans, workspace.bot_user_id])
     workspace.add_channel("incidents", members=humans)
@@ -71,6 +73,19 @@ async def running(database: Path, workdir: Path, **env: str) -> AsyncIterator[Lo
             stack.enter_context(_environment(KUBECONFIG=str(workdir / "kubeconfig")))
             settings_env["FIREBREAK_TARGETS"] = str(targets)
             kubernetes = f"simulated cluster at {cluster.url} (service checkout)"
+        pagerduty = None
+        if "PAGERDUTY_API_TOKEN" not in os.environ and "PAGERDUTY_API_TOKEN" not in env:
+            pagerduty = await stack.enter_async_context(PagerDutyEmulator())
+            statuspage = await stack.enter_async_context(StatuspageEmulator())
+            settings_env.update(
+                PAGERDUTY_API_TOKEN=pagerduty.state.token,
+                PAGERDUTY_FROM_EMAIL="alice@example.com",
+                PAGERDUTY_WEBHOOK_SECRET=secrets.token_hex(16),
+                PAGERDUTY_API_URL=pagerduty.api_url,
+                STATUSPAGE_API_KEY=statuspage.state.api_key,
+                STATUSPAGE_PAGE_ID=statuspage.state.page_id,
+                STATUSPAGE_API_URL=statuspage.api_url,
+            )
         secret = secrets.token_hex(16)
         alert_token = secrets.token_hex(16)  # `:alert` posts example alerts with it
         for stale in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
@@ -97,8 +112,14 @@ async def running(database: Path, workdir: Path, **env: str) -> AsyncIterator[Lo
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         base = f"http://127.0.0.1:{runner.addresses[0][1]}"
         driver = SlackDriver(f"{base}/slack/events", secret, workspace)
+        if pagerduty is not None:
+            pagerduty.subscribe(
+                f"{base}/alerts/pagerduty", settings_env["PAGERDUTY_WEBHOOK_SECRET"]
+            )
         await app.background.drain()
-        yield Local(workspace, driver, app, clock, kubernetes, f"{base}/alerts", alert_token)
+        yield Local(
+            workspace, driver, app, clock, kubernetes, f"{base}/alerts", alert_token, pagerduty
+        )
 
 
 @contextmanager

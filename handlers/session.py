@@ -24,6 +24,7 @@ from emulator import SlackDriver, Workspace, console, prompts
 from emulator.alerts import example, names
 from emulator.api import ApiError
 from emulator.composer import encode
+from emulator.pagerduty import PagerDutyEmulator
 from emulator.prompts import Ask, Say
 from emulator.text import Style, user_name
 from handlers.app import Firebreak
@@ -53,6 +54,7 @@ Shell commands:
   :channels       list channels      :history [N]  show the channel (last N messages)
   :wait 15m       let time pass (update reminders fall due)
   :alert NAME [resolved]  fire (or resolve) a bundled example alert, as Alertmanager would
+  :ack            the paged on-call acknowledges in PagerDuty (:pd-resolve resolves there)
   :help           this help          :quit         leave (also Ctrl-D)"""
 
 
@@ -71,6 +73,7 @@ class Local:
     kubernetes: str  # where Kubernetes actions go, for the banner
     alerts_url: str = ""  # Firebreak's /alerts endpoints, for `:alert`
     alert_token: str = ""
+    pagerduty: PagerDutyEmulator | None = None  # the fake, for `:ack` and `:pd-resolve`
 
 
 class Session:
@@ -168,6 +171,8 @@ class Session:
             "react": self._react,
             "wait": self._wait,
             "alert": self._alert,
+            "ack": self._pagerduty("acknowledge"),
+            "pd-resolve": self._pagerduty("resolve"),
         }
         if name not in actions:
             raise ValueError(f"Unknown shell command :{name}. Type :help.")
@@ -287,6 +292,23 @@ class Session:
         if not name:
             raise ValueError("Usage: :react [M] emoji, e.g. :react pushpin")
         self.ws.add_reaction(self.channel, ts, name.strip(": "), self.user)
+
+    def _pagerduty(self, what: str) -> Callable[[str], Awaitable[None]]:
+        """Act in the PagerDuty fake as the on-call of its latest open incident would."""
+
+        async def act(_: str) -> None:
+            fake = self.local.pagerduty
+            if fake is None:
+                raise ValueError("PagerDuty is the real one here ($PAGERDUTY_API_TOKEN is set).")
+            open_ = [i for i in fake.state.incidents.values() if i["status"] != "resolved"]
+            if not open_:
+                raise ValueError("No open PagerDuty incident: page someone first.")
+            incident = open_[-1]
+            on_call = incident["assignments"][0]["assignee"]["id"]
+            await getattr(fake, what)(incident["id"], on_call)
+            await self.local.app.background.drain()
+
+        return act
 
     async def _wait(self, text: str) -> None:
         """Move both clocks on in small steps, sending reminders as they fall due,

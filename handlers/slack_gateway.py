@@ -362,6 +362,15 @@ class SlackGateway:
         is_bot = bool(user.get("is_bot")) or user_id == "USLACKBOT"
         return ChatUser(user_id, name, is_bot=is_bot, deleted=bool(user.get("deleted")))
 
+    async def user_by_email(self, email: str) -> str | None:
+        try:
+            user = (await self._call("users.lookupByEmail", email=email)).get("user", {})
+        except ChatError as exc:
+            if exc.code == "users_not_found":
+                return None
+            raise
+        return str(user.get("id")) or None
+
     async def pins(self, channel: str) -> list[Pin]:
         data = await self._read("pins.list", channel=await self._resolve(channel))
         return [

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.models import ChecklistItem, Event, HandledRequest, Incident, OutboxMessage, Role
+from storage.outbox import EXTERNAL_DESTINATIONS
 
 
 def claim_request(session: Session, key: str, at: datetime) -> bool:
@@ -161,7 +162,9 @@ def queued_at(session: Session, incident_id: int, at: datetime) -> list[int]:
     """The outbox rows a change made at `at` queued (changes to one incident are
     serialised by its row lock, so `at` names one change)."""
     query = select(OutboxMessage.id).where(
-        OutboxMessage.incident_id == incident_id, OutboxMessage.created_at == at
+        OutboxMessage.incident_id == incident_id,
+        OutboxMessage.created_at == at,
+        OutboxMessage.channel.not_in(EXTERNAL_DESTINATIONS),  # not Slack messages
     )
     return list(session.scalars(query))
 

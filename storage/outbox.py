@@ -9,6 +9,10 @@ from sqlalchemy.orm import Session
 
 from storage.models import OutboxMessage
 
+# Rows for these destinations are calls to other systems (bot/paging/delivery.py), not
+# Slack messages: the Slack outbox leaves them alone.
+EXTERNAL_DESTINATIONS = ("pagerduty", "statuspage")
+
 
 def enqueue(
     session: Session,
@@ -39,6 +43,7 @@ def due(session: Session, now: datetime, incident_id: int | None = None) -> list
     query = (
         select(OutboxMessage)
         .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.next_attempt_at <= now)
+        .where(OutboxMessage.channel.not_in(EXTERNAL_DESTINATIONS))
         .order_by(OutboxMessage.incident_id, OutboxMessage.id)
         .limit(500)
     )

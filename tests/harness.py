@@ -71,9 +71,9 @@ class Harness:
 
 def seeded_workspace() -> Workspace:
     workspace = Workspace()
-    workspace.add_user(ALICE, "alice", real_name="Alice Example")
-    workspace.add_user(BOB, "bob", real_name="Bob Example")
-    workspace.add_user(CAROL, "carol", real_name="Carol Example")
+    workspace.add_user(ALICE, "alice", real_name="Alice Example", email="alice@example.com")
+    workspace.add_user(BOB, "bob", real_name="Bob Example", email="bob@example.com")
+    workspace.add_user(CAROL, "carol", real_name="Carol Example", email="carol@example.com")
     return workspace
 
 

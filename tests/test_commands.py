@@ -81,3 +81,37 @@ def test_echoed_input_cannot_inject_markup(runbooks: Runbooks) -> None:
         parse("status <!channel>", runbooks)
     assert "<!channel>" not in str(raised.value)
     assert "&lt;!channel&gt;" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("page checkout", c.Page("checkout")),
+        ("page Payments card payments failing", c.Page("payments", "card payments failing")),
+        ("oncall", c.ShowOnCall()),
+        ("on-call checkout", c.ShowOnCall("checkout")),
+        ("statuspage investigating", c.DraftStatusPage("investigating")),
+        (
+            "statuspage Identified We found it & are fixing it",
+            c.DraftStatusPage("identified", "We found it & are fixing it"),
+        ),
+    ],
+)
+def test_paging_grammar(text: str, expected: c.Command, runbooks: Runbooks) -> None:
+    assert parse(text, runbooks) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("page", "Name the service to page"),
+        ("statuspage", "Give a status"),
+        ("statuspage fixed all good", "Unknown status `fixed`"),
+        ("statuspage resolved thanks <@U0BOB|bob>", "write names instead of @mentions"),
+        ("statuspage resolved ping <!channel>", "write names instead of @mentions"),
+        ("oncall checkout payments", "Give one service name"),
+    ],
+)
+def test_paging_grammar_errors(text: str, message: str, runbooks: Runbooks) -> None:
+    with pytest.raises(c.CommandError, match=message):
+        parse(text, runbooks)

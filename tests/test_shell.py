@@ -143,6 +143,10 @@ async def test_demo_plays_an_incident_to_its_write_up(tmp_path: Path) -> None:
     assert "The new pods are crash-looping: OOMKilled" in out  # the thread reply
     assert ":pushpin: 1 (alice)" in out
     assert "changed the severity from P1 to P0" in out
+    # Paged from the declare, acknowledged by Bob (who becomes commander), published.
+    assert "Paged checkout on PagerDuty: Bob Example is on call" in out
+    assert "Bob Example acknowledged the page in PagerDuty, and is now the commander" in out
+    assert "Published to the status page (identified), confirmed by @carol" in out
     diag = after(out, "/incident diag pods checkout")
     if "not available in this build" not in diag:  # once runbook actions are wired
         assert "CrashLoopBackOff" in diag
@@ -161,6 +165,8 @@ async def test_demo_plays_an_incident_to_its_write_up(tmp_path: Path) -> None:
     else:  # the post-mortem also reads the channel: the pinned finding is in it
         assert written[1].endswith(".md")
         assert "502s started right after the checkout 1.4.2 deploy" in text
+        public = text.split("## Public communication")[1].split("\n## ")[0]
+        assert "**Identified** · The issue affecting Checkout has been identified" in public
 
 
 def test_mrkdwn_reads_as_text_and_colour_is_optional() -> None:

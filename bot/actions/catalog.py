@@ -16,11 +16,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.executors import HttpTarget, KubernetesTarget, PostgresTarget
+from bot.paging.settings import (
+    PagerDutyTarget,
+    StatuspageTarget,
+    pagerduty_target,
+    statuspage_target,
+)
 from bot.yamlfile import Node, RunbookError, load_mapping
 
 KINDS = ("diagnostic", "mitigation")
 PARAM_TYPES = ("int", "flag", "name", "choice")
 EXECUTORS = ("kubernetes", "postgres", "http")
+INTEGRATIONS = ("pagerduty", "statuspage")  # where a service is paged and shown publicly
 
 # RFC 1123 label (Kubernetes namespaces, our service names) and subdomain (object names).
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -111,6 +118,8 @@ class Target:
     postgres: PostgresTarget | None = None
     http: HttpTarget | None = None
     max_replicas: int | None = None
+    pagerduty: PagerDutyTarget | None = None
+    statuspage: StatuspageTarget | None = None
 
     def section(self, executor: str) -> Section | None:
         return {"kubernetes": self.kubernetes, "postgres": self.postgres, "http": self.http}[
@@ -303,17 +312,19 @@ def _targets(path: Path, actions: dict[str, ActionSpec]) -> ActionCatalog:
 
 
 def _target(name: str, spec: Node) -> Target:
-    unknown = sorted(str(k) for k in spec if k not in EXECUTORS)
+    unknown = sorted(str(k) for k in spec if k not in (*EXECUTORS, *INTEGRATIONS))
     if unknown:
         raise spec.error(
             f"service `{name}`: unknown executor section `{unknown[0]}` "
-            f"(use {', '.join(EXECUTORS)})"
+            f"(use {', '.join(EXECUTORS)}; or {', '.join(INTEGRATIONS)})"
         )
     kube, pg, http = spec.get("kubernetes"), spec.get("postgres"), spec.get("http")
-    for key, section in (("kubernetes", kube), ("postgres", pg), ("http", http)):
+    pd, sp = spec.get("pagerduty"), spec.get("statuspage")
+    sections = (("kubernetes", kube), ("postgres", pg), ("http", http))
+    for key, section in (*sections, ("pagerduty", pd), ("statuspage", sp)):
         if section is not None and not isinstance(section, Node):
             raise spec.error(f"`{name}.{key}` must be a mapping")
-    if kube is None and pg is None and http is None:
+    if all(section is None for _, section in sections) and pd is None and sp is None:
         raise spec.error(f"service `{name}` configures no executor ({', '.join(EXECUTORS)})")
     kubernetes, max_replicas = _kubernetes(name, kube) if kube is not None else (None, None)
     return Target(
@@ -322,6 +333,8 @@ def _target(name: str, spec: Node) -> Target:
         postgres=_postgres(name, pg) if pg is not None else None,
         http=_http(name, http) if http is not None else None,
         max_replicas=max_replicas,
+        pagerduty=pagerduty_target(name, pd) if pd is not None else None,
+        statuspage=statuspage_target(name, sp) if sp is not None else None,
     )
 
 

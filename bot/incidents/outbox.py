@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -48,15 +49,27 @@ class DeliveryReport:
 
 class Outbox:
     def __init__(
-        self, *, db: Database, chat: ChatGateway, runbooks: Runbooks, clock: Clock, owner: str
+        self,
+        *,
+        db: Database,
+        chat: ChatGateway,
+        runbooks: Runbooks,
+        clock: Clock,
+        owner: str,
+        external: Callable[[int | None], Awaitable[object]] | None = None,
     ) -> None:
         self._db = db
+        # Calls owed to other systems (PagerDuty, Statuspage: bot/paging/delivery.py)
+        # go first: their outcome is itself a message for this delivery to post.
+        self._external = external
         self._chat = chat
         self._runbooks = runbooks
         self._clock = clock
         self._owner = owner
 
     async def deliver(self, incident_id: int | None = None) -> DeliveryReport:
+        if self._external is not None:
+            await self._external(incident_id)
         report = DeliveryReport()
         # Incidents with a failed row, or a row another task is sending: keep their order.
         blocked: set[int] = set()

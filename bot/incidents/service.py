@@ -21,6 +21,7 @@ from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError, ChatGateway
 from bot.incidents import followup, views
 from bot.incidents.declare import DeclareFlow
+from bot.incidents.hooks import IncidentHooks
 from bot.incidents.limits import check_message
 from bot.incidents.outbox import Outbox
 from bot.incidents.people import check_assignable
@@ -58,6 +59,7 @@ class IncidentService:
         outbox: Outbox,
         declare_flow: DeclareFlow,
         announce_channel: str,
+        hooks: IncidentHooks | None = None,
     ) -> None:
         self._db = db
         self._chat = chat
@@ -66,6 +68,7 @@ class IncidentService:
         self._outbox = outbox
         self._declare_flow = declare_flow
         self._announce_channel = announce_channel
+        self._hooks = hooks
 
     # Anywhere ---------------------------------------------------------------
 
@@ -154,6 +157,9 @@ class IncidentService:
                 role="commander",
                 user=command.commander,
             )
+        if self._hooks is not None:
+            session.flush()  # the hooks' rows need the incident's ID
+            self._hooks.declared(session, incident, now)
         return incident.id
 
     async def list_open(self) -> str:
@@ -204,6 +210,8 @@ class IncidentService:
             )
             if added:
                 enqueue(session, incident.id, "checklist", now)
+            if self._hooks is not None:
+                self._hooks.severity_changed(session, incident, now)
             if new.escalate and new.rank < old.rank:
                 self._post(
                     session,
@@ -371,6 +379,8 @@ class IncidentService:
                 duration=duration,
                 broadcast=True,
             )
+            if self._hooks is not None:
+                self._hooks.resolved(session, incident, request.actor, now)
             enqueue(session, incident.id, "topic", now)
             return ""
 

@@ -114,6 +114,16 @@ async def compile_document(
             for e in events
             if e.type.startswith("mitigation_")
         ],
+        "public_communication": [
+            {
+                "at": iso(e.at),
+                "who": names(e.actor),
+                "status": (e.payload or {}).get("status"),
+                "text": str((e.payload or {}).get("body") or ""),
+            }
+            for e in events
+            if e.type == "statuspage.published"
+        ],
         "folded": dict(sorted(digest.folded.items())),
         "stats": {
             "messages": sum(digest.posts.values()),

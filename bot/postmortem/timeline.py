@@ -20,7 +20,17 @@ from bot.postmortem.markdown import mentioned_users, typed_to_plain
 from storage.models import Event
 
 # Events that say nothing a reader of the post-mortem needs.
-QUIET_EVENTS = frozenset({"nudge_failed"})
+# Steps whose outcome is its own event (a page requested, then `paging.paged`).
+QUIET_EVENTS = frozenset(
+    {
+        "nudge_failed",
+        "paging.requested",
+        "paging.resolve_sent",
+        "statuspage.drafted",
+        "statuspage.publish_requested",
+        "statuspage.cancelled",
+    }
+)
 TEXT_FIELDS = ("text", "summary", "description", "reason")
 
 
@@ -94,6 +104,17 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
             )
         case "alert_firing" | "alert_resolved":
             return "Alert", f"{event.type.removeprefix('alert_')}: {p.get('summary')}"
+        case "paging.paged":
+            on_call = ", ".join(str(a) for a in p.get("assignees") or []) or "nobody listed"
+            return "Paged", f"{p.get('service', '?')} on PagerDuty (on call: {on_call})"
+        case "paging.acknowledged":
+            return "Page acknowledged", f"by {p.get('by') or 'someone'} in PagerDuty"
+        case "paging.resolved":
+            return "PagerDuty resolved", f"by {p.get('by') or 'someone'}"
+        case "pagerduty.call_failed" | "statuspage.call_failed":
+            return "Call failed", f"{p.get('kind', '?')}: {p.get('error', '?')}"
+        case "statuspage.published":
+            return "Status page", f"{p.get('status', '?')}: {p.get('body', '')}"
         case "closed":
             return "Closed", "post-mortem compiled"
     return event.type.replace("_", " ").capitalize(), ""

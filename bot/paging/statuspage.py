@@ -1,0 +1,251 @@
+"""The public status page: a preview of exactly what customers will read, published
+only when the commander or the comms lead confirms it.
+
+`/incident statuspage <status> [text]` records a draft (an event) and posts its preview
+in the channel with **Publish** and **Cancel**; anyone may draft, so the comms lead
+can publish what a responder wrote. Publishing queues the Statuspage call in the same
+transaction (see `delivery.py`): the first publish opens the public incident with the
+affected components, later ones add updates, and an outage only delays them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from bot import commands as c
+from bot.actions.catalog import ActionCatalog
+from bot.clock import Clock
+from bot.durations import format_duration
+from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
+from bot.gateway import Blocks, ChatGateway
+from bot.incidents.outbox import Outbox
+from bot.incidents.service import Request
+from bot.mrkdwn import escape, fallback_text, mention
+from bot.paging.delivery import PUBLISH, enqueue_call
+from bot.paging.service import PagingService, paged_services, public_plain
+from bot.runbooks import Runbooks
+from storage import incidents as store
+from storage import paging as paging_store
+from storage.db import Database
+from storage.models import Incident
+
+PUBLISH_ACTION = "statuspage_publish"
+CANCEL_ACTION = "statuspage_cancel"
+NOT_CONFIGURED = "Statuspage is not configured (set STATUSPAGE_API_KEY; see the README)."
+PUBLISHERS = ("commander", "comms")
+# Component status by severity while the incident is open (the issue's mapping).
+OUTAGE = {"P0": "major_outage", "P1": "partial_outage"}
+
+
+@dataclass(frozen=True)
+class Draft:
+    text: str
+    blocks: Blocks
+
+
+class StatusPageService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        chat: ChatGateway,
+        runbooks: Runbooks,
+        clock: Clock,
+        catalog: ActionCatalog,
+        outbox: Outbox,
+        paging: PagingService,
+        configured: bool,
+    ) -> None:
+        self._db = db
+        self._chat = chat
+        self._runbooks = runbooks
+        self._clock = clock
+        self._catalog = catalog
+        self._outbox = outbox
+        self._paging = paging
+        self._configured = configured
+
+    async def draft(self, command: c.DraftStatusPage, request: Request) -> str:
+        """Record the draft and post its preview with Publish and Cancel."""
+        if not self._configured:
+            return NOT_CONFIGURED
+        draft_id, draft = await self._db.run(self._record_draft, command, request)
+        if draft_id is None:
+            return ""  # a redelivery: the preview is already posted
+        await self._chat.post(request.channel_id, fallback_text(draft.blocks), draft.blocks)
+        return ""
+
+    def _record_draft(
+        self, session: Session, command: c.DraftStatusPage, request: Request
+    ) -> tuple[int | None, Draft]:
+        incident = store.by_channel(session, request.channel_id, for_update=True)
+        if incident is None:
+            raise UserError(NOT_AN_INCIDENT_CHANNEL)
+        now = self._clock.now()
+        components = self._components(session, incident, command.status)
+        body = public_plain(command.message) or self._default_text(session, incident, command)
+        first = not paging_store.events(session, incident.id, "statuspage.published")
+        if not store.claim_request(session, request.key, now):
+            return None, Draft("", [])
+        event = store.append_event(
+            session,
+            incident,
+            "statuspage.drafted",
+            request.actor,
+            now,
+            status=command.status,
+            body=body,
+            name=public_plain(incident.title),
+            components=components,
+        )
+        session.flush()
+        names = [(self._component_name(cid), state) for cid, state in components.items()]
+        text = self._runbooks.templates.render(
+            "statuspage_preview.j2",
+            status=command.status,
+            body=body,
+            components=names,
+            first=first,
+            incident_name=public_plain(incident.title),
+        )
+        return event.id, Draft(text, _buttons(text, event.id))
+
+    def _components(self, session: Session, incident: Incident, status: str) -> dict[str, str]:
+        """The affected services' components and the status customers will see."""
+        state = (
+            "operational"
+            if status == "resolved"
+            else OUTAGE.get(incident.severity, "degraded_performance")
+        )
+        names = paged_services(session, incident.id) or [
+            t.name for t in self._paging.services_named(incident.title)
+        ]
+        return {
+            target.statuspage.component_id: state
+            for name in names
+            if (target := self._catalog.targets.get(name)) and target.statuspage
+        }
+
+    def _component_name(self, component_id: str) -> str:
+        return next(
+            (
+                name
+                for name, t in self._catalog.targets.items()
+                if t.statuspage and t.statuspage.component_id == component_id
+            ),
+            component_id,
+        )
+
+    def _default_text(
+        self, session: Session, incident: Incident, command: c.DraftStatusPage
+    ) -> str:
+        names = paged_services(session, incident.id) or [
+            t.name for t in self._paging.services_named(incident.title)
+        ]
+        cadence = self._runbooks.severities.levels[incident.severity].update_cadence
+        return self._runbooks.templates.render(
+            f"statuspage_{command.status}.j2",
+            services=" and ".join(n.capitalize() for n in names) or "our service",
+            plural=len(names) > 1,
+            cadence=format_duration(cadence) if cadence else "the hour",
+        )
+
+    async def decide(self, draft_id: int, publish: bool, request: Request, ts: str) -> str:
+        """Publish (commander or comms lead only) or cancel a draft, once."""
+        outcome = await self._db.run(self._decide, draft_id, publish, request)
+        if outcome.refusal:
+            return outcome.refusal
+        settled = _settled(outcome.line)
+        await self._chat.update(request.channel_id, ts, fallback_text(settled), settled)
+        if publish:
+            await self._outbox.deliver(outcome.incident_id)
+            return await self._db.run(_publish_failure, outcome.call_id)
+        return ""
+
+    def _decide(
+        self, session: Session, draft_id: int, publish: bool, request: Request
+    ) -> _Decision:
+        incident = store.by_channel(session, request.channel_id, for_update=True)
+        draft = paging_store.event(session, draft_id)
+        if incident is None or draft is None or draft.incident_id != incident.id:
+            return _Decision(refusal="That preview is no longer valid; draft it again.")
+        holders = [incident.role(r) for r in PUBLISHERS]
+        if publish and request.actor not in holders:
+            who = " or ".join(mention(u) for u in holders if u) or "nobody yet"
+            return _Decision(
+                refusal=(
+                    "Only the commander or the comms lead can publish to the status page "
+                    f"(now {who}). Ask them, or `/incident assign comms @you`."
+                )
+            )
+        now = self._clock.now()
+        if not store.claim_request(session, f"statuspage.draft:{draft_id}", now):
+            return _Decision(refusal="That preview was already published or cancelled.")
+        if not publish:
+            store.append_event(
+                session, incident, "statuspage.cancelled", request.actor, now, draft=draft_id
+            )
+            return _Decision(
+                incident.id, line=f"Not published: cancelled by {mention(request.actor)}."
+            )
+        store.append_event(
+            session, incident, "statuspage.publish_requested", request.actor, now, draft=draft_id
+        )
+        call = enqueue_call(
+            session, incident, PUBLISH, now, **draft.payload, actor=request.actor, draft=draft_id
+        )
+        session.flush()
+        quoted = escape(f"{str(draft.payload['status']).capitalize()} — {draft.payload['body']}")
+        line = f">{quoted}\n_Publish confirmed by {mention(request.actor)}._"
+        return _Decision(incident.id, call_id=call.id, line=line)
+
+
+@dataclass(frozen=True)
+class _Decision:
+    incident_id: int = 0
+    refusal: str = ""
+    line: str = ""
+    call_id: int | None = None
+
+
+def _publish_failure(session: Session, call_id: int | None) -> str:
+    row = paging_store.row(session, call_id) if call_id else None
+    if row is None or not row.last_error:
+        return ""
+    if row.delivered_at is not None:
+        return f":x: Statuspage refused the update (`{row.last_error}`); it will not be retried."
+    return (
+        f":warning: Statuspage did not answer (`{row.last_error}`): the update is queued and "
+        "will be published when it is back."
+    )
+
+
+def _buttons(text: str, draft_id: int) -> Blocks:
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {
+            "type": "actions",
+            "block_id": f"statuspage-{draft_id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": PUBLISH_ACTION,
+                    "text": {"type": "plain_text", "text": "Publish"},
+                    "style": "primary",
+                    "value": str(draft_id),
+                },
+                {
+                    "type": "button",
+                    "action_id": CANCEL_ACTION,
+                    "text": {"type": "plain_text", "text": "Cancel"},
+                    "value": str(draft_id),
+                },
+            ],
+        },
+    ]
+
+
+def _settled(line: str) -> Blocks:
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": line}}]
