@@ -154,6 +154,18 @@ def test_acknowledged_is_the_first_thing_a_person_does_on_an_automatic_incident(
     )
 
 
+def test_a_pagerduty_acknowledgement_counts_at_the_time_pagerduty_gives() -> None:
+    # The webhook arrives at minute 9; PagerDuty says the on-call acknowledged at minute 7.
+    acked = event(
+        9, "paging.acknowledged", "pagerduty", occurred_at=(T0 + timedelta(minutes=7)).isoformat()
+    )
+    assert automatic(acked, event(12, "update", "U0BOB", text="x")) == T0 + timedelta(minutes=7)
+    # A person who acted first is still first; a time PagerDuty cannot give is the arrival.
+    assert automatic(event(5, "note", "U0BOB", text="x"), acked) == T0 + timedelta(minutes=5)
+    garbled = event(9, "paging.acknowledged", "U0DANA", occurred_at="yesterday")
+    assert automatic(garbled) == T0 + timedelta(minutes=9)
+
+
 @pytest.mark.parametrize(
     "first",
     [event(2, "resolved", "firebreak"), event(2, "mitigation_executed", "firebreak", ok=True)],

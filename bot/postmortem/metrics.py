@@ -3,8 +3,8 @@
 - acknowledged: when a person is known to be on the incident. That is the
   declaration itself when a person declared it; for an incident declared
   automatically, the first thing a person did on it (any recorded action:
-  a command, a tick, a form). A paging system's acknowledgement counts as
-  such an action once paging exists. Acknowledgement is never later than
+  a command, a tick, a form) or the on-call's acknowledgement in PagerDuty, at
+  the time PagerDuty gives. Acknowledgement is never later than
   mitigation or resolution: whoever mitigated or resolved had seen it.
 - mitigated: the status first set to `monitoring`, or the first mitigation
   that ran successfully, whichever came first;
@@ -56,12 +56,24 @@ class Metrics:
         }
 
 
+def _occurred(event: Event) -> datetime:
+    """When PagerDuty says the acknowledgement happened (its webhook may arrive later)."""
+    try:
+        occurred = datetime.fromisoformat(str(event.payload.get("occurred_at")))
+    except ValueError:
+        return event.at
+    return occurred if occurred.tzinfo is not None and occurred <= event.at else event.at
+
+
 def compute(declared_at: datetime, events: list[Event]) -> Metrics:
     acted = mitigated = first_resolved = resolved = None
     for event in events:
         p = event.payload or {}
         if acted is None and is_person(event.actor):
             acted = event.at  # the declaration itself when a person declared it
+        if event.type == "paging.acknowledged":
+            paged_ack = _occurred(event)
+            acted = paged_ack if acted is None else min(acted, paged_ack)
         if mitigated is None and (
             (event.type == "status" and p.get("new") == "monitoring")
             or (event.type == "mitigation_executed" and p.get("ok"))
