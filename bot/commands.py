@@ -44,6 +44,7 @@ class Declare:
     title: str
     description: str = ""
     commander: str | None = None
+    service: str | None = None  # when the source names it: an alert's service label
 
 
 @dataclass(frozen=True)

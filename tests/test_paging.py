@@ -327,3 +327,34 @@ async def test_without_the_email_scope_oncall_says_so_and_acks_are_still_recorde
     [ack] = await rig.events("paging.acknowledged")
     assert ack.payload["by"] == "Bob Example" and ack.actor == "pagerduty"
     assert any("Bob Example acknowledged the page" in t for t in rig.slack.texts(channel))
+
+
+async def test_an_incident_from_an_alert_pages_the_alerts_service(database_url: str) -> None:
+    """The title need not name the service: the alert's service label is enough."""
+    async with (
+        PagerDutyEmulator() as pd,
+        running_firebreak(
+            database_url,
+            FIREBREAK_ALERT_TOKEN="alert-token",
+            PAGERDUTY_API_TOKEN="pd-test-token",
+            PAGERDUTY_FROM_EMAIL="alice@example.com",
+            PAGERDUTY_API_URL=pd.api_url,
+        ) as slack,
+    ):
+        alert = {
+            "title": "Card authorisations failing",
+            "severity": "critical",
+            "service": "payments",
+            "dedup_key": "card-auth",
+        }
+        url = slack.driver.app_url.removesuffix("/slack/events") + "/alerts/generic"
+        headers = {"Authorization": "Bearer alert-token"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, json=alert, headers=headers) as r,
+        ):
+            assert r.status == 202
+        await slack.settle()
+        [paged] = pd.state.incidents.values()
+        assert paged["service"]["id"] == "PPAYMNT"
+        assert paged["title"] == "[P1] Card authorisations failing"

@@ -178,7 +178,10 @@ class Episodes:
     ) -> Incident:
         """Open the group's incident (once: keyed by the group) and record its source."""
         command = c.Declare(
-            severity=group.severity, title=group.title, description=group.description
+            severity=group.severity,
+            title=group.title,
+            description=group.description,
+            service=group.service,
         )
         request = Request(actor=actor, channel_id=origin, key=f"alert:{group.id}")
         incident_id = self._incidents.record_declaration(session, command, request)

@@ -15,7 +15,9 @@ from storage.models import Incident
 
 
 class IncidentHooks(Protocol):
-    def declared(self, session: Session, incident: Incident, now: datetime) -> None: ...
+    def declared(
+        self, session: Session, incident: Incident, now: datetime, service: str | None
+    ) -> None: ...
 
     def severity_changed(self, session: Session, incident: Incident, now: datetime) -> None: ...
 

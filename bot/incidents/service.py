@@ -145,6 +145,7 @@ class IncidentService:
             severity=command.severity,
             description=command.description,
             follow_up_of=follow_up,
+            service=command.service,
         )
         if command.commander:
             store.set_role(session, incident, "commander", command.commander, request.actor, now)
@@ -159,7 +160,7 @@ class IncidentService:
             )
         if self._hooks is not None:
             session.flush()  # the hooks' rows need the incident's ID
-            self._hooks.declared(session, incident, now)
+            self._hooks.declared(session, incident, now, command.service)
         return incident.id
 
     async def list_open(self) -> str:

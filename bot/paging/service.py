@@ -77,20 +77,31 @@ class PagingService:
 
     # Hooks called inside the incident service's transactions --------------------
 
-    def declared(self, session: Session, incident: Incident, now: datetime) -> None:
-        """Page the services the title names, if the severity pages."""
-        self._page_named(session, incident, incident.declared_by, now)
+    def declared(
+        self, session: Session, incident: Incident, now: datetime, service: str | None
+    ) -> None:
+        """Page the service the source named (an alert's label) and those the title
+        names, if the severity pages."""
+        self._page_named(session, incident, incident.declared_by, now, service)
 
     def severity_changed(self, session: Session, incident: Incident, now: datetime) -> None:
         """Raised to a paging severity: page the named services not paged yet."""
         self._page_named(session, incident, "firebreak", now)
 
-    def _page_named(self, session: Session, incident: Incident, actor: str, now: datetime) -> None:
+    def _page_named(
+        self,
+        session: Session,
+        incident: Incident,
+        actor: str,
+        now: datetime,
+        service: str | None = None,
+    ) -> None:
         severity = self._runbooks.severities.levels[incident.severity]
         if not severity.page or self._pager is None:
             return
         paged = paged_services(session, incident.id)
-        for target in self.services_named(incident.title):
+        named = self.services_named(f"{service or ''} {incident.title}")
+        for target in named:
             if target.pagerduty is not None and target.name not in paged:
                 self._request_page(session, incident, target, actor, now, "")
 
