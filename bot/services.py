@@ -57,7 +57,15 @@ def build_services(
     metrics: Metrics | None = None,
 ) -> Services:
     metrics = metrics or Metrics()
-    outbox = Outbox(db=db, chat=chat, runbooks=runbooks, clock=clock, owner=settings.replica_id)
+    outbox = Outbox(
+        db=db,
+        chat=chat,
+        runbooks=runbooks,
+        clock=clock,
+        owner=settings.replica_id,
+        announce_channel=settings.announce_channel,
+        metrics=metrics,
+    )
     declare_flow = DeclareFlow(
         db=db,
         chat=chat,

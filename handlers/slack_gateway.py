@@ -18,6 +18,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.gateway import Blocks, ChannelInfo, ChatError, Message, Pin, Reaction, SharedFile
+from bot.incidents.undeliverable import TRANSIENT
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -219,9 +220,19 @@ class SlackGateway:
                 if exc.code != "not_in_channel":
                     raise
                 # The broadcast channel: join it once, then post.
-                await self._call("conversations.join", channel=channel_id)
+                await self._join(channel_id)
                 data = await self._call("chat.postMessage", **args)
         return str(data["ts"])
+
+    async def _join(self, channel_id: str) -> None:
+        """Join to post; a join refused for good (a private channel, say) leaves the post's
+        own error, `not_in_channel`, which the outbox then knows to stop retrying."""
+        try:
+            await self._call("conversations.join", channel=channel_id)
+        except ChatError as exc:
+            if exc.code in TRANSIENT or exc.code == "is_archived":
+                raise
+            raise ChatError("chat.postMessage", "not_in_channel") from exc
 
     async def update(self, channel: str, ts: str, text: str, blocks: Blocks | None = None) -> None:
         args: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}

@@ -27,7 +27,7 @@ from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage.db import Database, DatabaseUnavailable
 from storage.models import Incident
-from storage.outbox import enqueue
+from storage.outbox import enqueue, outbox_rows
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,10 @@ class IncidentService:
             )
         if result.busy:
             return f"Incident #{incident.id} is being set up: {link}."
-        return f"Declared *{incident.severity}* incident {link}."
+        owed = await self._db.run(outbox_rows, incident.id)
+        outcome = await self._outbox.settle(incident.id, owed)
+        declared = f"Declared *{incident.severity}* incident {link}."
+        return "\n".join(part for part in (declared, outcome) if part)
 
     def _record_declaration(self, session: Session, command: c.Declare, request: Request) -> int:
         existing = store.find_by_request(session, request.key)
@@ -401,9 +404,10 @@ class IncidentService:
         try:
             if not set_up:
                 await self._declare_flow.resume(incident_id)
-            report = await self._outbox.deliver(incident_id)
-            # Another command's delivery may have been sending this one's messages.
-            errors = report.errors or await self._outbox.undelivered(incident_id, owed)
+            await self._outbox.deliver(incident_id)
+            # What became of this change's own messages (another command's delivery, or
+            # another replica, may be the one sending them).
+            outcome = await self._outbox.settle(incident_id, owed)
         except DatabaseUnavailable:
             # The change is committed; only its Slack messages are left, and the sweep
             # delivers them. Repeating the command would make it twice.
@@ -411,13 +415,7 @@ class IncidentService:
                 ":warning: Saved, but the database became unavailable while Firebreak was "
                 "posting to Slack; the rest is posted once it is back. No need to repeat it."
             )
-        if errors:
-            codes = ", ".join(sorted(set(errors)))
-            reply = (reply + "\n" if reply else "") + (
-                f":warning: Saved, but Slack did not take the message yet (`{codes}`). "
-                "Firebreak will retry it."
-            )
-        return reply
+        return "\n".join(part for part in (reply, outcome) if part)
 
     def _post(
         self,
