@@ -49,9 +49,18 @@ def enqueue(
         attempts=0,
     )
     session.add(message)
+    session.info.setdefault(_QUEUED, []).append(message)
     return message
 
 
+def queued_in(session: Session) -> list[int]:
+    """The IDs of the rows this transaction queued: what the change it makes owes."""
+    rows = session.info.get(_QUEUED, [])
+    session.flush()
+    return [row.id for row in rows]
+
+
+_QUEUED = "firebreak.outbox.queued"  # session.info key: rows enqueued in the transaction
 SUPERSEDED = "superseded"  # the reason of a row given up for a newer one (collapse_key)
 
 

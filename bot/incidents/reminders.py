@@ -37,6 +37,7 @@ CLAIM_TTL = timedelta(seconds=60)
 # A nudge sent later than this after its due time says it is late.
 LATE_AFTER = timedelta(seconds=10)
 POST_UPDATE_ACTION = "nudge:post_update"
+ESCALATION = "nudge-escalation"  # collapse key of escalations to the broadcast channel
 
 
 def retime(incident: Incident, severities: SeverityTable, now: datetime) -> None:
@@ -203,6 +204,8 @@ class ReminderService:
                 now,
                 channel=self._settings.announce_channel,
                 text=text,
+                # Queued behind a blocked row, several would post at once: send the newest.
+                collapse_key=ESCALATION,
             )
 
     def _undeliverable(self, session: Session, incident_id: int, code: str) -> None:

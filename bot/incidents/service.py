@@ -27,7 +27,7 @@ from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage.db import Database, DatabaseUnavailable
 from storage.models import Incident
-from storage.outbox import enqueue, outbox_rows
+from storage.outbox import enqueue, outbox_rows, queued_in
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +397,7 @@ class IncidentService:
                 return incident.id, "", incident.setup_complete, []
             now = self._clock.now()
             reply = change(session, incident, now)
-            owed = store.queued_at(session, incident.id, now)  # the messages it owes
+            owed = queued_in(session)  # the messages it owes
             return incident.id, reply, incident.setup_complete, owed
 
         incident_id, reply, set_up, owed = await self._db.run(work)

@@ -1,0 +1,292 @@
+"""Messages Slack can never accept, and a storm of 429s: order per destination channel.
+
+One destination that refuses messages (a missing broadcast channel, an archived
+incident channel, a message Slack rejects) must not silence another; the failure
+is recorded, reported once where people look, told to the requester instead of
+"will retry", and counted in /metrics. Transient failures are retried in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+from sqlalchemy import select
+
+from emulator.models import Channel
+from storage import outbox as store
+from storage.models import Event, OutboxMessage
+from tests.harness import ALICE, Harness, running_firebreak
+
+
+class ManualClock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self._now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        self._now += delta
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def missing_broadcast(database_url: str, clock: ManualClock) -> AsyncIterator[Harness]:
+    """FIREBREAK_ANNOUNCE_CHANNEL misspelled, as a new user would."""
+    async with running_firebreak(
+        database_url, clock=clock, FIREBREAK_ANNOUNCE_CHANNEL="no-such-channel"
+    ) as harness:
+        await harness.app.background.run(harness.app.scheduler.shutdown())
+        yield harness
+
+
+@pytest.fixture
+async def slack(database_url: str, clock: ManualClock) -> AsyncIterator[Harness]:
+    async with running_firebreak(database_url, clock=clock) as harness:
+        # These tests send due reminders themselves, at the times they choose.
+        await harness.app.background.run(harness.app.scheduler.shutdown())
+        yield harness
+
+
+async def replies(slack: Harness, text: str, channel: str) -> str:
+    """The ephemerals the command's author got for `text`."""
+    before = len(slack.workspace.ephemerals(ALICE))
+    await slack.command(text, channel=channel)
+    return "\n".join(str(e.get("text")) for e in slack.workspace.ephemerals(ALICE)[before:])
+
+
+async def declared(slack: Harness, title: str = "checkout errors") -> tuple[Channel, str]:
+    before = len(slack.workspace.ephemerals(ALICE))
+    await slack.command(f"declare P1 {title}")
+    reply = "\n".join(str(e.get("text")) for e in slack.workspace.ephemerals(ALICE)[before:])
+    return slack.only_incident_channel(), reply
+
+
+async def rows(slack: Harness) -> list[OutboxMessage]:
+    return await slack.app.services.db.run(
+        lambda s: list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+    )
+
+
+async def failures(slack: Harness) -> list[Event]:
+    return await slack.app.services.db.run(
+        lambda s: list(
+            s.scalars(select(Event).where(Event.type == "delivery_failed").order_by(Event.id))
+        )
+    )
+
+
+async def undeliverable_metric(slack: Harness, reason: str) -> float:
+    url = slack.driver.app_url.replace("/slack/events", "/metrics")
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    prefix = f'firebreak_undeliverable_messages_total{{reason="{reason}"}} '
+    values = [float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)]
+    return values[0] if values else 0.0
+
+
+async def due_reminders(slack: Harness, clock: ManualClock, minutes: float) -> int:
+    clock.advance(timedelta(minutes=minutes))
+    sent = await slack.app.services.reminders.send_due()
+    await slack.settle()
+    return sent
+
+
+def notices(texts: list[str], needle: str) -> list[str]:
+    return [t for t in texts if needle in t]
+
+
+async def test_a_missing_broadcast_channel_does_not_silence_the_incident_channel(
+    missing_broadcast: Harness, clock: ManualClock
+) -> None:
+    slack = missing_broadcast
+    channel, reply = await declared(slack)
+    assert "Declared *P1* incident" in reply
+    assert "could not post it in #no-such-channel" in reply, reply
+    assert "Set FIREBREAK_ANNOUNCE_CHANNEL or create it" in reply and "will retry" not in reply
+
+    # The update reaches the incident channel with the command itself: no sweep, no wait.
+    reply = await replies(slack, "update Rolled back, watching error rate", channel.id)
+    assert sum("Rolled back, watching error rate" in t for t in slack.texts(channel.id)) == 1
+    assert "the channel does not exist" in reply and "will not be retried" in reply, reply
+    assert "will retry" not in reply
+
+    # So do reminders, one cadence after the update.
+    assert await due_reminders(slack, clock, 15) == 1
+    assert len(notices(slack.texts(channel.id), "a status update is due")) == 1
+
+    # Reported once in the incident channel, though three messages failed.
+    expected = (
+        "Could not announce this incident in #no-such-channel: the channel does not exist "
+        "(or is private and Firebreak is not in it). Set FIREBREAK_ANNOUNCE_CHANNEL or create it."
+    )
+    assert notices(slack.texts(channel.id), "Could not announce") == [f":warning: {expected}"]
+    await replies(slack, "resolve rolled back", channel.id)
+    assert len(notices(slack.texts(channel.id), "Could not announce")) == 1
+
+    queued = [r for r in await rows(slack) if r.channel == "no-such-channel"]
+    assert len(queued) == 3  # announcement, update, resolved
+    assert all(r.failed_at and r.last_error == "channel_not_found" for r in queued)
+    assert not [r for r in await rows(slack) if r.delivered_at is None and r.failed_at is None]
+    events = await failures(slack)
+    assert [e.payload["reason"] for e in events] == ["channel_not_found"] * 3
+    assert [e.payload["reported"] for e in events] == [True, False, False]
+    assert await undeliverable_metric(slack, "channel_not_found") == 3
+
+    # The post-mortem shows it.
+    markdown = await slack.app.services.postmortems.render(channel.name, "md")
+    assert "could not post a message in #no-such-channel" in markdown, markdown
+
+
+async def test_an_archived_incident_channel(slack: Harness, clock: ManualClock) -> None:
+    """Archived while the incident is open: a message queued for it is given up and
+    said once in the broadcast channel; the broadcast copies still go out; reminders
+    stop nudging there and resume on time once the channel is unarchived."""
+    channel, _ = await declared(slack)
+    channel.archived = True  # someone archived it; a command already sent still arrives
+
+    reply = await replies(slack, "update failing over to the standby", channel.id)
+    assert "could not post it in" in reply and "the channel is archived" in reply, reply
+    assert "will retry" not in reply
+    broadcast = slack.texts(slack.announce)
+    assert sum("failing over to the standby" in t for t in broadcast) == 1
+    said = notices(broadcast, "Firebreak cannot post in")
+    assert len(said) == 1 and f"<#{channel.id}>" in said[0], said
+    assert "archived while the incident is still open" in said[0]
+
+    # The reminder: not retried every few seconds, and not said again.
+    posts_before = slack.workspace.count("chat.postMessage", ok=False)
+    for _ in range(3):
+        assert await due_reminders(slack, clock, 15) == 0
+    assert slack.workspace.count("chat.postMessage", ok=False) - posts_before == 3
+    assert len(notices(slack.texts(slack.announce), "Firebreak cannot post in")) == 1
+    whats = [e.payload["what"] for e in await failures(slack)]
+    assert whats == ["post a message"]  # the reminder's failure is the same, already said
+
+    channel.archived = False
+    assert await due_reminders(slack, clock, 15) == 1
+    nudge = notices(slack.texts(channel.id), "a status update is due")
+    assert len(nudge) == 1 and "Firebreak was unavailable" not in nudge[0], nudge
+
+
+async def test_reminders_into_an_archived_channel_say_so_once(
+    slack: Harness, clock: ManualClock
+) -> None:
+    channel, _ = await declared(slack)
+    channel.archived = True
+    for _ in range(4):
+        assert await due_reminders(slack, clock, 15) == 0
+    said = notices(slack.texts(slack.announce), "Firebreak cannot post in")
+    assert len(said) == 1 and "the channel is archived" in said[0], said
+    events = await failures(slack)
+    assert [(e.payload["what"], e.payload["reason"]) for e in events] == [
+        ("post the update reminder", "is_archived")
+    ]
+    assert await undeliverable_metric(slack, "is_archived") == 4
+
+    channel.archived = False
+    assert await due_reminders(slack, clock, 15) == 1
+    [nudge] = notices(slack.texts(channel.id), "a status update is due")
+    assert "fell due while Firebreak was unavailable" not in nudge
+
+
+async def test_a_message_slack_rejects_as_invalid_blocks(slack: Harness) -> None:
+    channel, _ = await declared(slack)
+    slack.emulator.inject_fault("chat.postMessage", error="invalid_blocks")
+    reply = await replies(slack, "note pods OOMKilled", channel.id)
+    assert "Slack rejected the message's layout (`invalid_blocks`)" in reply, reply
+    assert "will not be retried" in reply and "will retry" not in reply
+    said = notices(slack.texts(channel.id), "could not post a message")
+    assert len(said) == 1 and "invalid_blocks" in said[0], said
+
+    # The channel is not held back: the next message goes out at once.
+    assert await replies(slack, "note rolled back", channel.id) == ""
+    assert any("rolled back" in t for t in slack.texts(channel.id))
+    [failed] = [r for r in await rows(slack) if r.failed_at is not None]
+    assert "pods OOMKilled" in failed.text and failed.last_error == "invalid_blocks"
+    assert await undeliverable_metric(slack, "invalid_blocks") == 1
+
+
+async def test_a_storm_of_429s_loses_nothing_and_keeps_order_per_channel(
+    slack: Harness,
+) -> None:
+    """Slack's one post per second per channel, plus a burst of 429s: concurrent updates
+    are retried, none is lost or doubled, and each channel shows them in order."""
+    channel, _ = await declared(slack)
+    slack.emulator.set_channel_post_limit(1)
+    slack.emulator.inject_fault("chat.postMessage", status=429, retry_after=1, count=6)
+    texts = [f"storm update {n:02d}" for n in range(8)]
+    for text in texts:  # acked at once; the work runs concurrently in the background
+        await slack.driver.slash_command(ALICE, channel.id, f"update {text}")
+    await slack.settle()
+    for _ in range(20):  # the sweep, with each backoff over (the clock is the test's)
+        pending = [r for r in await rows(slack) if r.delivered_at is None]
+        if not pending:
+            break
+        assert not [r for r in pending if r.failed_at is not None]  # transient: never given up
+        await slack.app.services.db.run(_all_due_now)
+        await slack.app.services.sweep()
+    assert [r for r in await rows(slack) if r.delivered_at is None] == []
+    assert slack.workspace.count("chat.postMessage", ok=False) >= 6
+
+    events = await slack.app.services.db.run(
+        lambda s: [
+            e.payload["text"]
+            for e in s.scalars(select(Event).where(Event.type == "update").order_by(Event.id))
+        ]
+    )
+    assert sorted(events) == texts
+    for where in (channel.id, slack.announce):
+        shown = [text for t in slack.texts(where) for text in texts if text in t]
+        assert shown == events, (where, shown)  # each once, in the order they were saved
+
+
+def _all_due_now(session) -> None:  # type: ignore[no-untyped-def]
+    for row in session.scalars(select(OutboxMessage).where(OutboxMessage.delivered_at.is_(None))):
+        row.next_attempt_at = row.created_at
+
+
+async def test_an_escalation_queued_many_times_posts_once(
+    database_url: str, clock: ManualClock
+) -> None:
+    """The broadcast channel is held (a replica stuck on a row); reminders keep escalating
+    meanwhile. When it frees, one escalation goes out, not one per reminder."""
+    async with running_firebreak(
+        database_url, clock=clock, FIREBREAK_NUDGE_ESCALATE_AFTER="1"
+    ) as slack:
+        await slack.app.background.run(slack.app.scheduler.shutdown())
+        await declared(slack)
+        db = slack.app.services.db
+
+        def stuck_broadcast_post(session) -> int:  # type: ignore[no-untyped-def]
+            incident_id = session.scalar(select(OutboxMessage.incident_id))
+            row = store.enqueue(
+                session, incident_id, "post", clock.now(), channel="incidents", text="held"
+            )
+            session.flush()
+            return int(row.id)
+
+        held = await db.run(stuck_broadcast_post)
+        assert await db.run(store.claim, held, "stuck-replica", clock.now(), timedelta(hours=2))
+        for _ in range(4):
+            assert await due_reminders(slack, clock, 15) == 1
+        broadcast = slack.texts(slack.announce)
+        assert notices(broadcast, "status reminders unanswered") == []  # all held back
+
+        clock.advance(timedelta(hours=2))  # the stuck claim lapses
+        await slack.app.services.sweep()
+        broadcast = slack.texts(slack.announce)
+        assert broadcast[-2] == "held"
+        escalations = notices(broadcast, "status reminders unanswered")
+        assert len(escalations) == 1 and "3 status reminders unanswered" in escalations[0]
+        superseded = [r for r in await rows(slack) if r.last_error == "superseded"]
+        assert len(superseded) == 2
