@@ -8,13 +8,17 @@ is recorded, reported once where people look, told to the requester instead of
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import pytest
 from sqlalchemy import select
 
+from bot.incidents.outbox import CLAIM_TTL, Outbox
+from bot.metrics import Metrics
 from emulator.models import Channel
 from storage import outbox as store
 from storage.models import Event, OutboxMessage
@@ -290,3 +294,95 @@ async def test_an_escalation_queued_many_times_posts_once(
         assert len(escalations) == 1 and "3 status reminders unanswered" in escalations[0]
         superseded = [r for r in await rows(slack) if r.last_error == "superseded"]
         assert len(superseded) == 2
+
+
+async def queue_post(slack: Harness, channel: str, text: str, at: datetime) -> int:
+    def add(session) -> int:  # type: ignore[no-untyped-def]
+        incident_id = session.scalar(select(OutboxMessage.incident_id))
+        row = store.enqueue(session, incident_id, "post", at, channel=channel, text=text)
+        session.flush()
+        return int(row.id)
+
+    return await slack.app.services.db.run(add)
+
+
+def replica(slack: Harness, owner: str, **timing: Any) -> Outbox:
+    """Another replica's outbox on the same database and Slack."""
+    services = slack.app.services
+    return Outbox(
+        db=services.db,
+        chat=services.chat,
+        runbooks=services.runbooks,
+        clock=services.clock,
+        owner=owner,
+        announce_channel="incidents",
+        metrics=Metrics(),
+        **timing,
+    )
+
+
+async def test_a_claim_outlives_a_retry_after_longer_than_itself(database_url: str) -> None:
+    """Replica A's post draws a 429 whose Retry-After (3 s) is three times its claim
+    (1 s). A keeps renewing the claim while slack_sdk waits, so replica B, delivering all
+    the while, never takes the row over: the message is posted once."""
+    async with running_firebreak(database_url) as slack:  # the real clock
+        await slack.command("declare P2 search slow")
+        channel = slack.only_incident_channel()
+        await slack.app.services.sweep()  # the declare's messages are all out
+        assert [r for r in await rows(slack) if r.delivered_at is None] == []
+        a = replica(slack, "replica-a", claim_ttl=timedelta(seconds=1), renew_seconds=0.2)
+        b = replica(slack, "replica-b")
+        row = await queue_post(slack, channel.id, "posted once", slack.app.services.clock.now())
+        slack.emulator.inject_fault("chat.postMessage", status=429, retry_after=3)
+        sending = asyncio.ensure_future(a.deliver())
+        while not [
+            c for c in slack.workspace.calls("chat.postMessage") if c.error == "ratelimited"
+        ]:
+            await asyncio.sleep(0.02)
+        while not sending.done():  # B tries for the whole wait, past A's claim length
+            assert (await b.deliver()).delivered == 0
+            await asyncio.sleep(0.1)
+        assert (await sending).delivered == 1
+        assert sum("posted once" in t for t in slack.texts(channel.id)) == 1
+        [stored] = [r for r in await rows(slack) if r.id == row]
+        assert stored.delivered_at is not None
+
+
+async def test_a_dead_holder_is_taken_over_within_seconds(
+    slack: Harness, clock: ManualClock
+) -> None:
+    """A replica died holding a row of the incident channel: the next command waits for
+    the claim to lapse (seconds, not a minute), takes the row over and sends both."""
+    channel, _ = await declared(slack)
+    held = await queue_post(slack, channel.id, "sent by the dead replica", clock.now())
+    assert await slack.app.services.db.run(
+        store.claim, held, "dead-replica", clock.now(), CLAIM_TTL
+    )
+    assert timedelta(seconds=10) >= CLAIM_TTL
+    command = asyncio.ensure_future(replies(slack, "note taking over", channel.id))
+    await asyncio.sleep(0.5)
+    assert not any("taking over" in t for t in slack.texts(channel.id))  # queued behind it
+    clock.advance(CLAIM_TTL + timedelta(seconds=1))
+    assert await command == ""
+    texts = slack.texts(channel.id)
+    assert sum("sent by the dead replica" in t for t in texts) == 1
+    assert sum("taking over" in t for t in texts) == 1
+    assert texts.index(next(t for t in texts if "dead replica" in t)) < texts.index(
+        next(t for t in texts if "taking over" in t)
+    )
+
+
+async def test_the_answer_says_another_process_is_sending(
+    slack: Harness, clock: ManualClock
+) -> None:
+    """A live replica holds the channel's head row longer than the requester is kept
+    waiting: the answer says so, not that Slack refused anything."""
+    channel, _ = await declared(slack)
+    held = await queue_post(slack, channel.id, "being sent elsewhere", clock.now())
+    assert await slack.app.services.db.run(
+        store.claim, held, "live-replica", clock.now(), CLAIM_TTL
+    )
+    mine = await queue_post(slack, channel.id, "behind it", clock.now())
+    answer = await replica(slack, "replica-b", settle_wait=0.3).settle(0, [mine])
+    assert "another Firebreak process is sending" in answer, answer
+    assert "Slack did not take" not in answer and "queued" not in answer

@@ -75,6 +75,7 @@ class Outbox:
         metrics: Metrics,
         claim_ttl: timedelta = CLAIM_TTL,
         renew_seconds: float = RENEW_SECONDS,
+        settle_wait: float = SETTLE_WAIT,
     ) -> None:
         self._db = db
         self._chat = chat
@@ -85,6 +86,7 @@ class Outbox:
         self._metrics = metrics
         self._claim_ttl = claim_ttl
         self._renew_seconds = renew_seconds
+        self._settle_wait = settle_wait
 
     async def deliver(self, incident_id: int | None = None) -> DeliveryReport:
         """Send what is due in every destination `incident_id` has messages for (or all)."""
@@ -188,7 +190,7 @@ class Outbox:
         it too); one whose holder died (its claim lapsed) is taken over here.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + SETTLE_WAIT
+        deadline = loop.time() + self._settle_wait
         rounds = 0
         while True:
             rows = await self._db.run(store.states, row_ids, self._clock.now())
