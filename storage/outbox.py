@@ -78,8 +78,11 @@ def due(session: Session, now: datetime, incident_id: int | None = None) -> list
     """The rows that may be sent now, by destination and then in order.
 
     For each destination (those `incident_id` has unsettled rows in, or all), its
-    unsettled rows oldest first, up to the first that is waiting for a retry or is
-    being sent by someone else: nothing behind such a row may overtake it.
+    unsettled rows oldest first, up to the first that is being sent by someone else
+    or (for the sweep, without `incident_id`) waiting out its backoff: nothing behind
+    such a row may overtake it. A command's own delivery (`incident_id`) retries the
+    rows ahead of its messages at once, so a message is not held back by the backoff
+    of one queued before it while Slack was failing.
     """
     query = select(OutboxMessage).where(*_unsettled())
     if incident_id is not None:
@@ -94,7 +97,7 @@ def due(session: Session, now: datetime, incident_id: int | None = None) -> list
         if row.destination in stopped:
             continue
         held = row.claimed_until is not None and row.claimed_until >= now
-        if row.next_attempt_at > now or held:
+        if held or (incident_id is None and row.next_attempt_at > now):
             stopped.add(row.destination)
             continue
         ready.append(row)

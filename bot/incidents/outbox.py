@@ -60,6 +60,7 @@ class DeliveryReport:
     delivered: int = 0
     settled: int = 0  # delivered, given up or superseded: progress of a pass
     errors: list[str] = field(default_factory=list)  # transient: retried later
+    stalled: set[str] = field(default_factory=set)  # destinations not retried in this call
 
 
 class Outbox:
@@ -95,7 +96,8 @@ class Outbox:
             settled = report.settled
             chains: dict[str, list[OutboxMessage]] = {}
             for row in await self._db.run(store.due, self._clock.now(), incident_id):
-                chains.setdefault(row.destination, []).append(row)
+                if row.destination not in report.stalled:
+                    chains.setdefault(row.destination, []).append(row)
             await asyncio.gather(*(self._deliver_chain(rows, report) for rows in chains.values()))
             # Rows queued after this pass read the outbox (by a task that found a row
             # held by this one and left its own to it), or released by a row given up:
@@ -125,6 +127,7 @@ class Outbox:
                     report.settled += 1
                     continue
                 report.errors.append(exc.code)
+                report.stalled.add(row.destination)
                 log.warning("outbox %s (%s) failed: %s", row.id, row.kind, exc.code)
                 retry_at = self._clock.now() + backoff(row.attempts)
                 await self._db.run(store.retry_later, row.id, exc.code, retry_at)
