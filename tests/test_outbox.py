@@ -386,3 +386,29 @@ async def test_the_answer_says_another_process_is_sending(
     answer = await replica(slack, "replica-b", settle_wait=0.3).settle(0, [mine])
     assert "another Firebreak process is sending" in answer, answer
     assert "Slack did not take" not in answer and "queued" not in answer
+
+
+async def test_not_in_a_channel_it_cannot_join(slack: Harness) -> None:
+    """The bot is not in the broadcast channel and Slack refuses the join (a private
+    channel, say): `not_in_channel` is permanent, said once, with what to do."""
+    slack.emulator.inject_fault(
+        "conversations.join", error="method_not_supported_for_channel_type", count=5
+    )
+    channel, reply = await declared(slack)
+    assert "Firebreak is not in the channel and could not join it" in reply, reply
+    said = notices(slack.texts(channel.id), "Could not announce this incident in #incidents")
+    assert len(said) == 1 and "/invite @Firebreak" in said[0], said
+    assert [e.payload["reason"] for e in await failures(slack)] == ["not_in_channel"]
+
+
+async def test_a_revoked_token_is_not_retried(slack: Harness) -> None:
+    """Nothing can reach Slack: no notice is attempted; the requester, the event log and
+    /metrics say why."""
+    channel, _ = await declared(slack)
+    slack.emulator.inject_fault("chat.postMessage", error="token_revoked", count=2)
+    reply = await replies(slack, "update still degraded", channel.id)
+    assert "Slack refused Firebreak's token" in reply and "will retry" not in reply, reply
+    pending = [r for r in await rows(slack) if r.delivered_at is None and r.failed_at is None]
+    assert pending == []
+    assert [e.payload["reported"] for e in await failures(slack)] == [False, False]
+    assert await undeliverable_metric(slack, "token_revoked") == 2

@@ -195,11 +195,15 @@ class Outbox:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settle_wait
         rounds = 0
+        pause = 0.05
         while True:
             rows = await self._db.run(store.states, row_ids, self._clock.now())
             statuses = {row.status for row in rows}
             if "sending" in statuses and loop.time() < deadline:
-                await asyncio.sleep(0.1)
+                # Polled, so slowing down: many waiting requesters must not crowd out the
+                # database threads the senders themselves need.
+                await asyncio.sleep(pause)
+                pause = min(1.0, pause * 2)
                 continue
             if "ready" in statuses and rounds < 3:
                 rounds += 1
