@@ -80,9 +80,10 @@ def due(session: Session, now: datetime, incident_id: int | None = None) -> list
     For each destination (those `incident_id` has unsettled rows in, or all), its
     unsettled rows oldest first, up to the first that is being sent by someone else
     or (for the sweep, without `incident_id`) waiting out its backoff: nothing behind
-    such a row may overtake it. A command's own delivery (`incident_id`) retries the
-    rows ahead of its messages at once, so a message is not held back by the backoff
-    of one queued before it while Slack was failing.
+    such a row may overtake it. A delivery for one incident takes its own rows and
+    those ahead of them, not the other incidents' rows behind (their own deliveries
+    and the sweep send those), and retries the rows ahead at once, so a message is
+    not held back by the backoff of one queued before it while Slack was failing.
     """
     query = select(OutboxMessage).where(*_unsettled())
     if incident_id is not None:
@@ -101,7 +102,10 @@ def due(session: Session, now: datetime, incident_id: int | None = None) -> list
             stopped.add(row.destination)
             continue
         ready.append(row)
-    return ready
+    if incident_id is None:
+        return ready
+    last = {row.destination: i for i, row in enumerate(ready) if row.incident_id == incident_id}
+    return [row for i, row in enumerate(ready) if i <= last.get(row.destination, -1)]
 
 
 def claim(session: Session, message_id: int, holder: str, now: datetime, ttl: timedelta) -> bool:
