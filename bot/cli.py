@@ -101,7 +101,7 @@ def _serve(settings: Settings) -> int:
 
     from handlers.app import create_app
 
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     runbooks = load_runbooks(settings.runbooks_dir)
     upgrade_database(settings.database_url)
     app = create_app(settings, runbooks=runbooks)

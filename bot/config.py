@@ -14,6 +14,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from bot.durations import parse_duration
+from bot.logs import LEVELS
 from bot.paging.settings import PagingConfigError, PagingSettings, load_paging_settings
 from runbooks import BUNDLED
 
@@ -33,6 +34,7 @@ class Settings:
     runbooks_dir: Path
     announce_channel: str
     log_format: str
+    log_level: str
     targets_file: Path
     postmortem_dir: Path
     archive_on_close: bool
@@ -82,6 +84,9 @@ def load_settings(
     log_format = env.get("LOG_FORMAT", "text").strip().lower()
     if log_format not in ("text", "json"):
         raise ConfigError("LOG_FORMAT must be text or json")
+    log_level = env.get("LOG_LEVEL", "INFO").strip().upper()
+    if log_level not in LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LEVELS)}")
     targets_file = Path(env.get("FIREBREAK_TARGETS", "") or runbooks_dir / "targets.yml")
     escalate_after = env.get("FIREBREAK_NUDGE_ESCALATE_AFTER", "2").strip()
     if not escalate_after.isdigit() or int(escalate_after) < 1:
@@ -109,6 +114,7 @@ def load_settings(
         runbooks_dir=runbooks_dir,
         announce_channel=announce,
         log_format=log_format,
+        log_level=log_level,
         targets_file=targets_file,
         postmortem_dir=Path(env.get("FIREBREAK_POSTMORTEM_DIR", "") or "postmortems"),
         archive_on_close=archive in ("true", "1", "yes"),

@@ -70,6 +70,12 @@ class Metrics:
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 900),
             registry=self.registry,
         )
+        self.undeliverable = Counter(
+            "firebreak_undeliverable_messages_total",
+            "Messages given up for good because Slack refused them permanently, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.runbook_actions = Counter(
             "firebreak_runbook_actions_total",
             "Runbook actions by action, kind and result.",

@@ -84,6 +84,8 @@ def build_services(
         clock=clock,
         owner=settings.replica_id,
         external=delivery.deliver,
+        announce_channel=settings.announce_channel,
+        metrics=metrics,
     )
     declare_flow = DeclareFlow(
         db=db,

@@ -27,6 +27,7 @@ from bot.gateway import (
     Reaction,
     SharedFile,
 )
+from bot.incidents.undeliverable import TRANSIENT
 from bot.metrics import Metrics
 from bot.mrkdwn import Mrkdwn
 
@@ -229,9 +230,19 @@ class SlackGateway:
                 if exc.code != "not_in_channel":
                     raise
                 # The broadcast channel: join it once, then post.
-                await self._call("conversations.join", channel=channel_id)
+                await self._join(channel_id)
                 data = await self._call("chat.postMessage", **args)
         return str(data["ts"])
+
+    async def _join(self, channel_id: str) -> None:
+        """Join to post; a join refused for good (a private channel, say) leaves the post's
+        own error, `not_in_channel`, which the outbox then knows to stop retrying."""
+        try:
+            await self._call("conversations.join", channel=channel_id)
+        except ChatError as exc:
+            if exc.code in TRANSIENT or exc.code == "is_archived":
+                raise
+            raise ChatError("chat.postMessage", "not_in_channel") from exc
 
     async def update(
         self, channel: str, ts: str, text: Mrkdwn, blocks: Blocks | None = None

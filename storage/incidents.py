@@ -14,8 +14,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.models import ChecklistItem, Event, HandledRequest, Incident, OutboxMessage, Role
-from storage.outbox import EXTERNAL_DESTINATIONS
+from storage.models import ChecklistItem, Event, HandledRequest, Incident, Role
 
 
 def claim_request(session: Session, key: str, at: datetime) -> bool:
@@ -156,17 +155,6 @@ def add_checklist_items(
             ChecklistItem(key=key, phase=phase, text=text, position=position, incident=incident)
         )
     return added
-
-
-def queued_at(session: Session, incident_id: int, at: datetime) -> list[int]:
-    """The outbox rows a change made at `at` queued (changes to one incident are
-    serialised by its row lock, so `at` names one change)."""
-    query = select(OutboxMessage.id).where(
-        OutboxMessage.incident_id == incident_id,
-        OutboxMessage.created_at == at,
-        OutboxMessage.channel.not_in(EXTERNAL_DESTINATIONS),  # not Slack messages
-    )
-    return list(session.scalars(query))
 
 
 def claim_channel_name(session: Session, incident: Incident, name: str) -> bool:

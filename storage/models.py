@@ -160,13 +160,19 @@ class HandledRequest(Base):
 
 
 class OutboxMessage(Base):
-    """A Slack message or refresh owed for an incident, written with the change that caused it.
+    """A message or refresh owed for an incident, written with the change that caused it.
 
     The change and its outbox row commit together; delivery happens after the
-    commit and is retried with backoff until Slack accepts it, so a 429, a 5xx
-    or a crash never loses the message. `kind` is `post` (a message), `topic`
-    or `checklist` (refresh from the current state) or `invite` (text holds the
-    user ID); all but `post` are idempotent by nature.
+    commit. Rows to one `destination` (`slack:<channel>` today; other systems
+    later) go out in id order, and a row is only sent when every earlier row to
+    its destination is settled, so one destination that refuses messages never
+    holds back another. A transient error (429, 5xx, timeout) is retried with
+    backoff; a permanent one (`channel_not_found`, `invalid_blocks`…) sets
+    `failed_at` with the reason in `last_error`, and the row is not sent again.
+    `kind` is `post` (a message), `notice` (a message about an undeliverable
+    one, never itself reported), `topic` or `checklist` (refresh from the
+    current state) or `invite` (text holds the user ID). Of several unsent rows
+    with the same `collapse_key` to one destination, only the newest is sent.
     """
 
     __tablename__ = "outbox"
@@ -176,6 +182,7 @@ class OutboxMessage(Base):
         ForeignKey("incidents.id", ondelete="CASCADE"), index=True
     )
     kind: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(120), default="", index=True)
     channel: Mapped[str] = mapped_column(String(80), default="")
     text: Mapped[str] = mapped_column(Text, default="")
     thread_ts: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -187,6 +194,8 @@ class OutboxMessage(Base):
     delivered_ts: Mapped[str | None] = mapped_column(String(32), default=None)
     claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    collapse_key: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Postmortem(Base):

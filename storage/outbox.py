@@ -1,16 +1,32 @@
-"""Queries on the outbox of Slack messages owed (see `OutboxMessage`)."""
+"""Queries on the outbox of messages owed (see `OutboxMessage`).
+
+Order is kept per destination: a row may be claimed only while no earlier row
+to its destination is unsettled (neither delivered nor failed). The rule is in
+the claiming UPDATE itself, so it holds across tasks and replicas.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
-from storage.models import OutboxMessage
+from storage.models import Event, Incident, OutboxMessage
 
-# Rows for these destinations are calls to other systems (bot/paging/delivery.py), not
-# Slack messages: the Slack outbox leaves them alone.
+
+def slack_destination(channel: str) -> str:
+    """The ordering key of everything sent into one Slack channel (an ID or a name)."""
+    return f"slack:{channel}"
+
+
+def _to_slack() -> ColumnElement[bool]:
+    """Slack messages; the other rows are calls to PagerDuty or Statuspage, which
+    `bot/paging/delivery.py` sends (their `channel` names the system)."""
+    return OutboxMessage.destination.startswith("slack:")
+
+
 EXTERNAL_DESTINATIONS = ("pagerduty", "statuspage")
 
 
@@ -23,52 +39,121 @@ def enqueue(
     channel: str = "",
     text: str = "",
     thread_ts: str | None = None,
+    collapse_key: str | None = None,
+    destination: str | None = None,
 ) -> OutboxMessage:
+    """Queue a row; a refresh or invite (no `channel`) goes to the incident's channel.
+    `destination` orders the rows of one lane: by default, the Slack channel's."""
+    if not channel and kind in ("topic", "checklist", "invite"):
+        incident = session.get(Incident, incident_id)
+        channel = (incident.channel_id if incident else None) or ""
     message = OutboxMessage(
         incident_id=incident_id,
         kind=kind,
+        destination=destination or slack_destination(channel),
         channel=channel,
         text=text,
         thread_ts=thread_ts,
+        collapse_key=collapse_key,
         created_at=now,
         next_attempt_at=now,
         attempts=0,
     )
     session.add(message)
+    session.info.setdefault(_QUEUED, []).append(message)
     return message
 
 
-def due(session: Session, now: datetime, incident_id: int | None = None) -> list[OutboxMessage]:
-    """Undelivered rows whose retry time has come, oldest first."""
-    query = (
-        select(OutboxMessage)
-        .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.next_attempt_at <= now)
-        .where(OutboxMessage.channel.not_in(EXTERNAL_DESTINATIONS))
-        .order_by(OutboxMessage.incident_id, OutboxMessage.id)
-        .limit(500)
-    )
-    if incident_id is not None:
-        query = query.where(OutboxMessage.incident_id == incident_id)
+def queued_in(session: Session) -> list[int]:
+    """The IDs of the Slack messages this transaction queued: what the change it makes
+    owes in Slack."""
+    rows = session.info.get(_QUEUED, [])
+    session.flush()
+    return [row.id for row in rows if row.destination.startswith("slack:")]
+
+
+_QUEUED = "firebreak.outbox.queued"  # session.info key: rows enqueued in the transaction
+SUPERSEDED = "superseded"  # the reason of a row given up for a newer one (collapse_key)
+
+
+def _unsettled() -> list[ColumnElement[bool]]:
+    return [OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None)]
+
+
+def outbox_rows(session: Session, incident_id: int) -> list[int]:
+    """Every row ever queued for the incident (what a declare owes, for its reply)."""
+    query = select(OutboxMessage.id).where(OutboxMessage.incident_id == incident_id, _to_slack())
     return list(session.scalars(query))
 
 
-def pending_count(session: Session, incident_id: int) -> int:
-    query = select(OutboxMessage.id).where(
-        OutboxMessage.incident_id == incident_id, OutboxMessage.delivered_at.is_(None)
+def due(session: Session, now: datetime, incident_id: int | None = None) -> list[OutboxMessage]:
+    """The rows that may be sent now, by destination and then in order.
+
+    For each destination (those `incident_id` has unsettled rows in, or all), its
+    unsettled rows oldest first, up to the first that is being sent by someone else
+    or (for the sweep, without `incident_id`) waiting out its backoff: nothing behind
+    such a row may overtake it. A delivery for one incident takes its own rows and
+    those ahead of them, not the other incidents' rows behind (their own deliveries
+    and the sweep send those), and retries the rows ahead at once, so a message is
+    not held back by the backoff of one queued before it while Slack was failing.
+    """
+    query = select(OutboxMessage).where(*_unsettled(), _to_slack())
+    if incident_id is not None:
+        mine = select(OutboxMessage.destination).where(
+            OutboxMessage.incident_id == incident_id, *_unsettled()
+        )
+        query = query.where(OutboxMessage.destination.in_(mine))
+    rows = session.scalars(query.order_by(OutboxMessage.destination, OutboxMessage.id).limit(500))
+    ready: list[OutboxMessage] = []
+    stopped: set[str] = set()
+    for row in rows:
+        if row.destination in stopped:
+            continue
+        held = row.claimed_until is not None and row.claimed_until >= now
+        if held or (incident_id is None and row.next_attempt_at > now):
+            stopped.add(row.destination)
+            continue
+        ready.append(row)
+    if incident_id is None:
+        return ready
+    last = {row.destination: i for i, row in enumerate(ready) if row.incident_id == incident_id}
+    return [row for i, row in enumerate(ready) if i <= last.get(row.destination, -1)]
+
+
+def claim(session: Session, message_id: int, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Take a row for delivery; False if someone holds it, it is settled, or an earlier
+    row to its destination is not settled yet (order per destination)."""
+    earlier = aliased(OutboxMessage)
+    ahead = exists().where(
+        earlier.destination == OutboxMessage.destination,
+        earlier.id < OutboxMessage.id,
+        earlier.delivered_at.is_(None),
+        earlier.failed_at.is_(None),
     )
-    return len(list(session.scalars(query)))
-
-
-def claim(session: Session, message_id: int, owner: str, now: datetime, ttl: timedelta) -> bool:
-    """Take a row for delivery; False if another replica or task holds it."""
     result = session.execute(
         update(OutboxMessage)
         .where(
             OutboxMessage.id == message_id,
-            OutboxMessage.delivered_at.is_(None),
+            *_unsettled(),
             or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+            ~ahead,
         )
-        .values(claimed_by=owner, claimed_until=now + ttl)
+        .values(claimed_by=holder, claimed_until=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def renew(session: Session, message_id: int, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Extend `holder`'s claim; False if it has lost it (taken over after it lapsed)."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.claimed_by == holder,
+            *_unsettled(),
+        )
+        .values(claimed_until=now + ttl)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
@@ -83,7 +168,8 @@ def delivered(session: Session, message_id: int, ts: str | None, now: datetime) 
     )
 
 
-def failed(session: Session, message_id: int, error: str, retry_at: datetime) -> None:
+def retry_later(session: Session, message_id: int, error: str, retry_at: datetime) -> None:
+    """A transient failure: release the row, to be tried again at `retry_at`."""
     session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id)
@@ -96,3 +182,94 @@ def failed(session: Session, message_id: int, error: str, retry_at: datetime) ->
         )
         .execution_options(synchronize_session=False)
     )
+
+
+def give_up(session: Session, message_id: int, reason: str, now: datetime) -> None:
+    """A permanent failure (or a superseded row): never send it, and say why."""
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(
+            attempts=OutboxMessage.attempts + 1,
+            last_error=reason[:255],
+            failed_at=now,
+            claimed_by=None,
+            claimed_until=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def superseded(session: Session, row: OutboxMessage) -> bool:
+    """Whether a newer unsettled row with the same collapse key waits for the destination."""
+    if row.collapse_key is None:
+        return False
+    newer = select(OutboxMessage.id).where(
+        OutboxMessage.destination == row.destination,
+        OutboxMessage.incident_id == row.incident_id,
+        OutboxMessage.collapse_key == row.collapse_key,
+        OutboxMessage.id > row.id,
+        *_unsettled(),
+    )
+    return session.scalar(newer.limit(1)) is not None
+
+
+def failed_before(
+    session: Session, incident_id: int, event_type: str, destination: str, reason: str
+) -> bool:
+    """Whether an `event_type` event of the incident already names this destination and
+    reason (so it was reported then, and is not reported again)."""
+    payloads = session.scalars(
+        select(Event.payload).where(Event.incident_id == incident_id, Event.type == event_type)
+    )
+    return any(p.get("destination") == destination and p.get("reason") == reason for p in payloads)
+
+
+@dataclass(frozen=True)
+class RowState:
+    """Where one row stands, for the answer to whoever queued it."""
+
+    id: int
+    destination: str
+    channel: str
+    kind: str
+    # delivered | failed | superseded | sending (held, or behind a held row) |
+    # waiting (itself or the row ahead is in backoff) | ready (may be sent now)
+    status: str
+    error: str | None  # the reason (failed), or the last error of the row it waits on
+
+
+def states(session: Session, row_ids: list[int], now: datetime) -> list[RowState]:
+    rows = list(
+        session.scalars(
+            select(OutboxMessage).where(OutboxMessage.id.in_(row_ids)).order_by(OutboxMessage.id)
+        )
+    )
+    result = []
+    for row in rows:
+        if row.delivered_at is not None:
+            status, error = "delivered", None
+        elif row.failed_at is not None:
+            reason = row.last_error or "unknown_error"
+            status, error = ("superseded" if reason == SUPERSEDED else "failed"), reason
+        else:
+            head = session.scalar(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.destination == row.destination,
+                    OutboxMessage.id <= row.id,
+                    *_unsettled(),
+                )
+                .order_by(OutboxMessage.id)
+                .limit(1)
+            )
+            head = head or row
+            if head.claimed_until is not None and head.claimed_until >= now:
+                status = "sending"
+            elif head.next_attempt_at > now:
+                status = "waiting"
+            else:
+                status = "ready"
+            error = head.last_error
+        result.append(RowState(row.id, row.destination, row.channel, row.kind, status, error))
+    return result

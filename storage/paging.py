@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import Event, OutboxMessage
@@ -19,6 +19,7 @@ def due(session: Session, now: datetime, incident_id: int | None = None) -> list
         .where(
             OutboxMessage.channel.in_(EXTERNAL_DESTINATIONS),
             OutboxMessage.delivered_at.is_(None),
+            OutboxMessage.failed_at.is_(None),
             OutboxMessage.next_attempt_at <= now,
         )
         .order_by(OutboxMessage.id)
@@ -31,16 +32,6 @@ def due(session: Session, now: datetime, incident_id: int | None = None) -> list
 
 def row(session: Session, row_id: int) -> OutboxMessage | None:
     return session.get(OutboxMessage, row_id)
-
-
-def gave_up(session: Session, row_id: int, error: str, now: datetime) -> None:
-    """A permanent refusal: the row is done, with the error that ended it."""
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == row_id)
-        .values(delivered_at=now, last_error=error[:255], claimed_by=None, claimed_until=None)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def events(session: Session, incident_id: int, prefix: str) -> list[Event]:

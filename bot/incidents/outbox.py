@@ -1,37 +1,47 @@
-"""Delivering the outbox: the Slack messages owed after a committed change.
+"""Delivering the outbox: the messages owed after a committed change.
 
 A change and the messages it owes commit together; `deliver` sends them in
-order, per incident, and on failure keeps the row with a backoff so the
-sweeper retries it. A `post` that failed after Slack may have accepted it is
-looked up by its marker block before it is sent again, so a retry never
-doubles a message.
+order per destination (a Slack channel), the destinations side by side, so a
+channel that refuses messages never delays another. A transient failure keeps
+the row with a backoff and holds back the rows behind it in that destination;
+a permanent one gives the row up, records it and reports it once (see
+`undeliverable`). A row is claimed for a short time and the claim is renewed
+while the send runs, however long Slack makes it wait, so a replica that dies
+mid-send is taken over within seconds and a live one is never overtaken. A
+`post` that may have reached Slack before is looked up by its marker block
+before it is sent again, so a retry never doubles a message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
+from typing import TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.gateway import ChatError, ChatGateway
-from bot.incidents import views
-from bot.mrkdwn import fallback_text
+from bot.incidents import undeliverable, views
+from bot.metrics import Metrics
+from bot.mrkdwn import fallback_text, mention
 from bot.runbooks import Runbooks
 from storage import incidents as incident_store
 from storage import outbox as store
-from storage.db import Database
+from storage.db import Database, DatabaseUnavailable
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
-CLAIM_TTL = timedelta(seconds=60)
-SETTLE_WAIT = 30.0  # seconds `undelivered` waits for another task's delivery
+T = TypeVar("T")
+
+CLAIM_TTL = timedelta(seconds=10)
+RENEW_SECONDS = 3.0
+SETTLE_WAIT = 30.0  # seconds `settle` waits for another holder's delivery
 MARKER_PREFIX = "fb-out-"
 SECTION_TEXT_MAX = 3000
 
@@ -41,10 +51,16 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(300, 2 ** (attempts + 1)))
 
 
+class ClaimLost(Exception):
+    """Another holder took the row over (our renewals stopped reaching the database)."""
+
+
 @dataclass
 class DeliveryReport:
     delivered: int = 0
-    errors: list[str] = field(default_factory=list)
+    settled: int = 0  # delivered, given up or superseded: progress of a pass
+    errors: list[str] = field(default_factory=list)  # transient: retried later
+    stalled: set[str] = field(default_factory=set)  # destinations not retried in this call
 
 
 class Outbox:
@@ -57,6 +73,11 @@ class Outbox:
         clock: Clock,
         owner: str,
         external: Callable[[int | None], Awaitable[object]] | None = None,
+        announce_channel: str,
+        metrics: Metrics,
+        claim_ttl: timedelta = CLAIM_TTL,
+        renew_seconds: float = RENEW_SECONDS,
+        settle_wait: float = SETTLE_WAIT,
     ) -> None:
         self._db = db
         # Calls owed to other systems (PagerDuty, Statuspage: bot/paging/delivery.py)
@@ -66,67 +87,163 @@ class Outbox:
         self._runbooks = runbooks
         self._clock = clock
         self._owner = owner
+        self._announce_channel = announce_channel
+        self._metrics = metrics
+        self._claim_ttl = claim_ttl
+        self._renew_seconds = renew_seconds
+        self._settle_wait = settle_wait
 
     async def deliver(self, incident_id: int | None = None) -> DeliveryReport:
+        """Send what is due in every destination `incident_id` has messages for (or all)."""
         if self._external is not None:
             await self._external(incident_id)
         report = DeliveryReport()
-        # Incidents with a failed row, or a row another task is sending: keep their order.
-        blocked: set[int] = set()
         while True:
-            delivered = report.delivered
-            rows = await self._db.run(store.due, self._clock.now(), incident_id)
-            await self._deliver_rows(
-                [r for r in rows if r.incident_id not in blocked], blocked, report
-            )
-            # A task that found a row claimed by this one left its own rows (queued after
-            # this call read the outbox) to it: look again until a pass sends nothing.
-            if report.delivered == delivered:
+            settled = report.settled
+            chains: dict[str, list[OutboxMessage]] = {}
+            for row in await self._db.run(store.due, self._clock.now(), incident_id):
+                if row.destination not in report.stalled:
+                    chains.setdefault(row.destination, []).append(row)
+            await asyncio.gather(*(self._deliver_chain(rows, report) for rows in chains.values()))
+            # Rows queued after this pass read the outbox (by a task that found a row
+            # held by this one and left its own to it), or released by a row given up:
+            # look again until a pass settles nothing.
+            if report.settled == settled:
                 return report
 
-    async def _deliver_rows(
-        self, rows: list[OutboxMessage], blocked: set[int], report: DeliveryReport
-    ) -> None:
+    async def _deliver_chain(self, rows: list[OutboxMessage], report: DeliveryReport) -> None:
+        """One destination's rows, in order; stop at the first that does not go out."""
         for row in rows:
-            if row.incident_id in blocked:
-                continue
+            holder = f"{self._owner}:{uuid.uuid4().hex[:8]}"
             now = self._clock.now()
-            if not await self._db.run(store.claim, row.id, self._owner, now, CLAIM_TTL):
-                blocked.add(row.incident_id)
+            if not await self._db.run(store.claim, row.id, holder, now, self._claim_ttl):
+                return  # held by another, or behind a row that is: it keeps the order
+            if await self._db.run(store.superseded, row):
+                await self._db.run(store.give_up, row.id, store.SUPERSEDED, now)
+                report.settled += 1
                 continue
             try:
-                ts = await self._send(row)
+                ts = await self._holding(row.id, holder, self._send(row))
+            except ClaimLost:
+                log.warning("outbox %s: claim lost to another holder", row.id)
+                return
             except ChatError as exc:
-                blocked.add(row.incident_id)
+                if undeliverable.is_permanent(exc.code):
+                    await self._give_up(row, exc.code)
+                    report.settled += 1
+                    continue
                 report.errors.append(exc.code)
+                report.stalled.add(row.destination)
                 log.warning("outbox %s (%s) failed: %s", row.id, row.kind, exc.code)
                 retry_at = self._clock.now() + backoff(row.attempts)
-                await self._db.run(store.failed, row.id, exc.code, retry_at)
-                continue
+                await self._db.run(store.retry_later, row.id, exc.code, retry_at)
+                return
             await self._db.run(store.delivered, row.id, ts, self._clock.now())
             report.delivered += 1
+            report.settled += 1
 
-    async def undelivered(self, incident_id: int, row_ids: list[int]) -> list[str]:
-        """Why each of `row_ids` is not in Slack yet (its last error); [] when all are.
+    async def _holding(self, row_id: int, holder: str, send: Awaitable[T]) -> T:
+        """Await `send`, renewing the claim meanwhile; cancel it if the claim is lost.
 
-        A concurrent `deliver` may be sending them (it found them queued behind a row it
-        holds): wait while any row of the incident is being sent, so the requester is
-        told what became of their messages, not what happened to be true mid-way.
+        The claim is short so a dead holder is taken over quickly; the renewals keep it
+        alive however long the call takes (a 429's Retry-After, client retries).
         """
-        if not row_ids:
-            return []
-        waited = 0.0
+        task = asyncio.ensure_future(send)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self._renew_seconds)
+                if done:
+                    return task.result()
+                try:
+                    kept = await self._db.run(
+                        store.renew, row_id, holder, self._clock.now(), self._claim_ttl
+                    )
+                except DatabaseUnavailable:
+                    log.warning("could not renew the claim on outbox %s", row_id)
+                    continue
+                if not kept:
+                    raise ClaimLost
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _give_up(self, row: OutboxMessage, code: str) -> None:
+        log.warning("outbox %s (%s to %s) undeliverable: %s", row.id, row.kind, row.channel, code)
+        self._metrics.undeliverable.labels(code).inc()
+        await self._db.run(self._record_failure, row, code)
+
+    def _record_failure(self, session: Session, row: OutboxMessage, code: str) -> None:
+        now = self._clock.now()
+        store.give_up(session, row.id, code, now)
+        incident = incident_store.get(session, row.incident_id)
+        if incident is None:
+            return
+        undeliverable.record(
+            session,
+            incident,
+            channel=row.channel,
+            code=code,
+            what=_what(row),
+            now=now,
+            announce_channel=self._announce_channel,
+            report=row.kind != "notice",
+        )
+
+    async def settle(self, incident_id: int, row_ids: list[int]) -> str:
+        """What the requester should hear about `row_ids` after delivery: "" when all
+        are in Slack, else what is true of them (failed for good, being sent by
+        another process, or waiting for a retry).
+
+        A row another holder is sending is waited for (it sends the ones queued behind
+        it too); one whose holder died (its claim lapsed) is taken over here.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settle_wait
+        rounds = 0
+        pause = 0.05
         while True:
-            pending, sending = await self._db.run(
-                _delivery_state, incident_id, row_ids, self._clock.now()
+            rows = await self._db.run(store.states, row_ids, self._clock.now())
+            statuses = {row.status for row in rows}
+            if "sending" in statuses and loop.time() < deadline:
+                # Polled, so slowing down: many waiting requesters must not crowd out the
+                # database threads the senders themselves need.
+                await asyncio.sleep(pause)
+                pause = min(1.0, pause * 2)
+                continue
+            if "ready" in statuses and rounds < 3:
+                rounds += 1
+                await self.deliver(incident_id)
+                continue
+            return self._answer(rows)
+
+    def _answer(self, rows: list[store.RowState]) -> str:
+        lines = []
+        failed = dict.fromkeys(
+            (r.channel, r.error or "unknown_error") for r in rows if r.status == "failed"
+        )
+        for channel, code in failed:
+            remedy = undeliverable.remedy(channel, code, self._announce_channel)
+            lines.append(
+                f":warning: Saved, but Firebreak could not post it in "
+                f"{undeliverable.where(channel)}: {undeliverable.explain(code)} (`{code}`). "
+                f"It will not be retried.{' ' + remedy if remedy else ''}"
             )
-            if not pending or not sending or waited >= SETTLE_WAIT:
-                return [error or "queued" for error in pending]
-            await asyncio.sleep(0.1)
-            waited += 0.1
+        if any(r.status == "sending" for r in rows):
+            lines.append(
+                ":hourglass: Saved; another Firebreak process is sending its messages to Slack "
+                "right now. No need to repeat it."
+            )
+        waiting = sorted({r.error or "queued" for r in rows if r.status in ("waiting", "ready")})
+        if waiting:
+            lines.append(
+                f":warning: Saved, but Slack did not take the message yet "
+                f"(`{', '.join(waiting)}`). Firebreak will retry it."
+            )
+        return "\n".join(lines)
 
     async def _send(self, row: OutboxMessage) -> str | None:
-        if row.kind == "post":
+        if row.kind in ("post", "notice"):
             return await self._post(row)
         incident = await self._db.run(incident_store.get, row.incident_id)
         if incident is None or not incident.channel_id:
@@ -160,29 +277,18 @@ class Outbox:
         )
 
 
+def _what(row: OutboxMessage) -> str:
+    """The failed row's job, in words ("could not …")."""
+    if row.kind == "invite":
+        return f"invite {mention(row.text)}"
+    if row.kind == "topic":
+        return "set the topic"
+    if row.kind == "checklist":
+        return "update the checklist"
+    return "post a message"
+
+
 def _save_topic(session: Session, incident_id: int, topic: str) -> None:
     incident = incident_store.get(session, incident_id)
     if incident is not None:
         incident.topic = topic
-
-
-def _delivery_state(
-    session: Session, incident_id: int, row_ids: list[int], now: datetime
-) -> tuple[list[str | None], bool]:
-    """The last errors of the undelivered `row_ids`, and whether any row of the
-    incident is being sent right now (claimed, claim not expired)."""
-    pending = session.execute(
-        select(OutboxMessage.last_error).where(
-            OutboxMessage.id.in_(row_ids), OutboxMessage.delivered_at.is_(None)
-        )
-    )
-    sending = session.scalar(
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.incident_id == incident_id,
-            OutboxMessage.delivered_at.is_(None),
-            OutboxMessage.claimed_until > now,
-        )
-        .limit(1)
-    )
-    return [error for (error,) in pending], sending is not None

@@ -19,6 +19,7 @@ from bot.clock import Clock
 from bot.durations import format_duration
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError, ChatGateway
+from bot.incidents import undeliverable
 from bot.incidents.outbox import Outbox, backoff
 from bot.metrics import Metrics
 from bot.mrkdwn import Mrkdwn, fallback_text, mention, user_text
@@ -36,6 +37,7 @@ CLAIM_TTL = timedelta(seconds=60)
 # A nudge sent later than this after its due time says it is late.
 LATE_AFTER = timedelta(seconds=10)
 POST_UPDATE_ACTION = "nudge:post_update"
+ESCALATION = "nudge-escalation"  # collapse key of escalations to the broadcast channel
 
 
 def retime(incident: Incident, severities: SeverityTable, now: datetime) -> None:
@@ -144,6 +146,13 @@ class ReminderService:
                 text, blocks = self._nudge(incident, marker, now, late, escalate)
                 ts = await self._chat.post(incident.channel_id, text, blocks)
         except ChatError as exc:
+            if undeliverable.is_permanent(exc.code):
+                # The channel cannot take messages (archived, say): stop nudging there.
+                log.warning("nudge for incident %s undeliverable: %s", incident.id, exc.code)
+                await self._db.run(self._undeliverable, incident.id, exc.code)
+                self._metrics.undeliverable.labels(exc.code).inc()
+                await self._outbox.deliver(incident.id)
+                return False
             log.warning("nudge for incident %s failed: %s", incident.id, exc.code)
             retry_at = self._clock.now() + backoff(0)
             await self._db.run(self._failed, incident.id, exc.code, retry_at)
@@ -254,7 +263,29 @@ class ReminderService:
                 now,
                 channel=self._settings.announce_channel,
                 text=text,
+                # Queued behind a blocked row, several would post at once: send the newest.
+                collapse_key=ESCALATION,
             )
+
+    def _undeliverable(self, session: Session, incident_id: int, code: str) -> None:
+        """Record it and say so once (in the broadcast channel, for an archived incident
+        channel); try again a full cadence later, so a channel unarchived meanwhile gets
+        its next reminder on time rather than one that claims Firebreak was down."""
+        incident = incident_store.get(session, incident_id)
+        assert incident is not None and incident.channel_id
+        now = self._clock.now()
+        retime(incident, self._runbooks.severities, now)
+        incident.nudge_claimed_by = None
+        undeliverable.record(
+            session,
+            incident,
+            channel=incident.channel_id,
+            code=code,
+            what="post the update reminder",
+            now=now,
+            announce_channel=self._settings.announce_channel,
+            once=True,
+        )
 
     def _failed(self, session: Session, incident_id: int, error: str, retry_at: datetime) -> None:
         incident = incident_store.get(session, incident_id)

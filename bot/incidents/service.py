@@ -31,7 +31,7 @@ from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage.db import Database, DatabaseUnavailable
 from storage.models import Event, Incident
-from storage.outbox import enqueue
+from storage.outbox import enqueue, outbox_rows, queued_in
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,10 @@ class IncidentService:
             )
         if result.busy:
             return f"Incident #{incident.id} is being set up: {link}.{refused}"
-        return f"Declared *{incident.severity}* incident {link}.{refused}"
+        owed = await self._db.run(outbox_rows, incident.id)
+        outcome = await self._outbox.settle(incident.id, owed)
+        declared = f"Declared *{incident.severity}* incident {link}.{refused}"
+        return "\n".join(part for part in (declared, outcome) if part)
 
     def record_declaration(self, session: Session, command: c.Declare, request: Request) -> int:
         """Write the incident, its checklist and its `declared` event (once per request key);
@@ -488,16 +491,17 @@ class IncidentService:
                 return incident.id, "", incident.setup_complete, []
             now = self._clock.now()
             reply = change(session, incident, now)
-            owed = store.queued_at(session, incident.id, now)  # the messages it owes
+            owed = queued_in(session)  # the messages it owes
             return incident.id, reply, incident.setup_complete, owed
 
         incident_id, reply, set_up, owed = await self._db.run(work)
         try:
             if not set_up:
                 await self._declare_flow.resume(incident_id)
-            report = await self._outbox.deliver(incident_id)
-            # Another command's delivery may have been sending this one's messages.
-            errors = report.errors or await self._outbox.undelivered(incident_id, owed)
+            await self._outbox.deliver(incident_id)
+            # What became of this change's own messages (another command's delivery, or
+            # another replica, may be the one sending them).
+            outcome = await self._outbox.settle(incident_id, owed)
         except DatabaseUnavailable:
             # The change is committed; only its Slack messages are left, and the sweep
             # delivers them. Repeating the command would make it twice.
@@ -505,13 +509,7 @@ class IncidentService:
                 ":warning: Saved, but the database became unavailable while Firebreak was "
                 "posting to Slack; the rest is posted once it is back. No need to repeat it."
             )
-        if errors:
-            codes = ", ".join(sorted(set(errors)))
-            reply = (reply + "\n" if reply else "") + (
-                f":warning: Saved, but Slack did not take the message yet (`{codes}`). "
-                "Firebreak will retry it."
-            )
-        return reply
+        return "\n".join(part for part in (reply, outcome) if part)
 
     def _post(
         self,

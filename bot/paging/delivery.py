@@ -52,9 +52,15 @@ def marker(incident_id: int) -> str:
 def enqueue_call(
     session: Session, incident: Incident, kind: str, now: datetime, **payload: Any
 ) -> OutboxMessage:
-    destination = "statuspage" if kind == PUBLISH else "pagerduty"
+    system = "statuspage" if kind == PUBLISH else "pagerduty"
     return outbox_store.enqueue(
-        session, incident.id, kind, now, channel=destination, text=json.dumps(payload)
+        session,
+        incident.id,
+        kind,
+        now,
+        channel=system,
+        text=json.dumps(payload),
+        destination=f"{system}:{incident.id}",  # in order per system and incident
     )
 
 
@@ -187,9 +193,9 @@ class ExternalDelivery:
     ) -> None:
         now = self._clock.now()
         if exc.permanent:
-            store.gave_up(session, row.id, exc.code, now)
+            outbox_store.give_up(session, row.id, exc.code, now)
         else:
-            outbox_store.failed(session, row.id, exc.code, now + backoff(row.attempts))
+            outbox_store.retry_later(session, row.id, exc.code, now + backoff(row.attempts))
         incident = incident_store.get(session, row.incident_id)
         if incident is None or (row.attempts and not exc.permanent):
             return  # told once, when it first failed

@@ -337,11 +337,11 @@ def _failures(session: Session, row_ids: list[int]) -> str:
     lines = []
     for row_id in row_ids:
         row = paging_store.row(session, row_id)
-        if row is None or not row.last_error:
+        if row is None or not row.last_error or row.delivered_at is not None:
             continue
         system = SYSTEM_NAMES[row.channel]
         what = {PAGE: "the page", RESOLVE: "resolving the page"}.get(row.kind, "the update")
-        if row.delivered_at is not None:
+        if row.failed_at is not None:
             lines.append(
                 f":x: {system} refused {what} (`{row.last_error}`); it will not be retried."
             )

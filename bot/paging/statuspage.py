@@ -212,9 +212,9 @@ class _Decision:
 
 def _publish_failure(session: Session, call_id: int | None) -> str:
     row = paging_store.row(session, call_id) if call_id else None
-    if row is None or not row.last_error:
+    if row is None or not row.last_error or row.delivered_at is not None:
         return ""
-    if row.delivered_at is not None:
+    if row.failed_at is not None:
         return f":x: Statuspage refused the update (`{row.last_error}`); it will not be retried."
     return (
         f":warning: Statuspage did not answer (`{row.last_error}`): the update is queued and "

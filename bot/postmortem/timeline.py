@@ -85,6 +85,9 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
             return "Checklist", f"{verb} “{p.get('text', p.get('key', ''))}”"
         case "setup_failed":
             return "Setup", f"stopped while {p.get('step')}: {p.get('error')}"
+        case "delivery_failed":
+            where = f"#{p.get('channel')}"
+            return "Delivery", f"could not {text('what')} in {where}: {p.get('reason')}"
         case "invite_failed":
             return "Setup", f"could not invite {name(p.get('user'))}: {p.get('error')}"
         case "action_item":
