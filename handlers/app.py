@@ -195,6 +195,7 @@ def _web_app(
         except Exception:
             log.warning("could not parse a signed Slack request; answered 400")
             return web.json_response({"error": "malformed request"}, status=400)
+        payload.drop_null_objects(bolt_request.body)
         problem = payload.envelope_problem(bolt_request.body)
         if problem:
             log.warning("malformed Slack payload (%s); answered 400", problem)
