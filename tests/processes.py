@@ -44,6 +44,7 @@ class ServeProcess:
         runbooks: Path,
         log: Path,
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,6 +59,7 @@ class ServeProcess:
             **(env or {}),
         }
         self._log = log
+        self._args = args
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -67,6 +69,7 @@ class ServeProcess:
                 "-m",
                 "bot.cli",
                 "serve",
+                *self._args,
                 env=self._env,
                 stdout=handle,
                 stderr=handle,
