@@ -88,6 +88,7 @@ class Incident(Base):
             and self.checklist_ts
             and self.checklist_ts != PENDING
             and self.checklist_pinned
+            and self.declarer_answered
         )
 
     def role(self, name: str) -> str | None:

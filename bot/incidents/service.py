@@ -22,7 +22,7 @@ from bot.incidents import views
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
 from bot.incidents.reminders import retime
-from bot.mrkdwn import channel_link, mention, user_text
+from bot.mrkdwn import mention, user_text
 from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage.db import Database, DatabaseUnavailable
@@ -42,6 +42,10 @@ class Request:
     actor: str
     channel_id: str
     key: str
+    # Where a declare's author is answered when the saga completes: a response_url,
+    # accepted by Slack until `reply_until` (else an ephemeral in the new channel).
+    reply_url: str | None = None
+    reply_until: datetime | None = None
 
 
 class IncidentService:
@@ -65,7 +69,10 @@ class IncidentService:
     # Anywhere ---------------------------------------------------------------
 
     async def declare(self, command: c.Declare, request: Request) -> str:
-        """Record the incident, then run the declare saga; a redelivery resumes it."""
+        """Record the incident, then run the declare saga; a redelivery resumes it.
+
+        The saga answers the declarer itself when it completes, whichever process
+        completes it; what is returned here is only news of a failure."""
         incident_id = await self._db.run(self._record_declaration, command, request)
         try:
             result = await self._declare_flow.resume(incident_id)
@@ -77,16 +84,12 @@ class IncidentService:
                 "unavailable while Slack was setting it up. Firebreak finishes it once the "
                 "database is back; nothing will be created twice."
             )
-        incident = result.incident
-        link = channel_link(incident.channel_id, incident.channel_name)
         if result.error:
             return (
-                f":warning: Incident #{incident.id} is recorded, but Slack failed while "
+                f":warning: Incident #{result.incident.id} is recorded, but Slack failed while "
                 f"{result.error}. Firebreak keeps retrying; nothing will be created twice."
             )
-        if result.busy:
-            return f"Incident #{incident.id} is being set up: {link}."
-        return f"Declared *{incident.severity}* incident {link}."
+        return ""  # answered by the saga, or it will be by whoever holds it now
 
     def _record_declaration(self, session: Session, command: c.Declare, request: Request) -> int:
         existing = store.find_by_request(session, request.key)
@@ -102,6 +105,8 @@ class IncidentService:
             declared_by=request.actor,
             at=now,
             origin_channel_id=request.channel_id,
+            reply_url=request.reply_url,
+            reply_until=request.reply_until,
         )
         if incident is None:  # the same request, committed by a concurrent delivery
             existing = store.find_by_request(session, request.key)
