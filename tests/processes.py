@@ -87,6 +87,13 @@ class ServeProcess:
                 await asyncio.sleep(0.1)
         raise RuntimeError("serve did not become ready")
 
+    def worker_pids(self) -> list[int]:
+        """The `firebreak worker` processes this serve started (its child processes)."""
+        assert self.process is not None
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children]
+
     async def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process and self.process.returncode is None:
             self.process.send_signal(sig)
