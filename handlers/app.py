@@ -280,7 +280,7 @@ async def _stop(app: Firebreak) -> None:
     if app.role != "acks":
         await app.background.run(app.scheduler.shutdown())
     await app.background.drain()
+    await app.inbox.close()  # first: it shares the engine that closing the services' disposes
     await app.services.db.close()
-    await app.inbox.close()
     app.background.close()
     app.executors.close()

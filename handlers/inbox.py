@@ -156,7 +156,7 @@ class Inbox:
                 wait = min(wait * 2, POLL_SECONDS[1])
 
     async def close(self) -> None:
-        await self._db.close()
+        await self._db.close(dispose=False)  # the engine is the services' to dispose
 
     async def waiting(self) -> int:
         """Stored requests not yet handled (for tests and /readyz-style checks)."""

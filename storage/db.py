@@ -145,15 +145,19 @@ class Database:
             return False
         return True
 
-    async def close(self) -> None:
-        """Refuse new work, let running work finish, then close every connection."""
+    async def close(self, *, dispose: bool = True) -> None:
+        """Refuse new work, let running work finish, then close every connection.
+
+        `dispose=False` leaves the engine's connections to another `Database` sharing it.
+        """
         self._closed = True
         # Polled, not gathered: work may be in flight from another thread's event loop
         # (handlers/background.py), whose futures this loop cannot await.
         deadline = time.monotonic() + self.timeout
         while any(not f.done() for f in list(self._in_flight)) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        self.engine.dispose()
+        if dispose:
+            self.engine.dispose()
         self._threads.shutdown(wait=False)
 
 

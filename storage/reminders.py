@@ -37,11 +37,13 @@ def due_ids(session: Session, now: datetime) -> list[int]:
 
 def claim(
     session: Session, incident_id: int, owner: str, now: datetime, ttl: timedelta
-) -> tuple[datetime, bool] | None:
-    """Claim the due nudge; returns (due time, a previous claim lapsed) or None.
+) -> tuple[datetime, bool, int] | None:
+    """Claim the due nudge; returns (due time, a previous claim lapsed, token) or None.
 
-    A lapsed claim means a replica died between claiming and recording the
-    send: the caller looks for that nudge in Slack before posting it again.
+    A lapsed claim means a replica died (or stalled) between claiming and
+    recording the send: the caller looks for that nudge in Slack before posting
+    it again. The fencing token guards the caller's writes (`held`), so a
+    stalled holder that wakes up cannot record the send a second time.
     """
     incident = session.get(Incident, incident_id)
     if incident is None or incident.next_update_due_at is None:
@@ -58,19 +60,33 @@ def claim(
                 Incident.nudge_claimed_until < now,
             ),
         )
-        .values(nudge_claimed_by=owner, nudge_claimed_until=now + ttl)
+        .values(
+            nudge_claimed_by=owner,
+            nudge_claimed_until=now + ttl,
+            nudge_claim_token=Incident.nudge_claim_token + 1,
+        )
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    return incident.next_update_due_at, lapsed
+    token = session.scalar(select(Incident.nudge_claim_token).where(Incident.id == incident_id))
+    return incident.next_update_due_at, lapsed, int(token or 0)
 
 
-def release(session: Session, incident_id: int, owner: str, retry_at: datetime | None) -> None:
+def held(session: Session, incident_id: int, token: int) -> Incident | None:
+    """The incident, locked, if the nudge claim with `token` is still the latest one."""
+    return session.scalar(
+        select(Incident)
+        .where(Incident.id == incident_id, Incident.nudge_claim_token == token)
+        .with_for_update()
+    )
+
+
+def release(session: Session, incident_id: int, token: int, retry_at: datetime | None) -> None:
     """Give up a claim; with `retry_at`, nobody retries before then (backoff)."""
     session.execute(
         update(Incident)
-        .where(Incident.id == incident_id, Incident.nudge_claimed_by == owner)
+        .where(Incident.id == incident_id, Incident.nudge_claim_token == token)
         .values(nudge_claimed_by=None, nudge_claimed_until=retry_at)
         .execution_options(synchronize_session=False)
     )

@@ -91,7 +91,7 @@ class ReminderService:
         claimed = await self._db.run(store.claim, incident_id, self._owner, now, CLAIM_TTL)
         if claimed is None:
             return False  # not due, or another replica has it
-        due_at, lapsed = claimed
+        due_at, lapsed, token = claimed
         incident = await self._db.run(incident_store.get, incident_id)
         assert incident is not None and incident.channel_id
         marker = f"fb-nudge-{incident.id}-{int(due_at.timestamp())}"
@@ -105,10 +105,12 @@ class ReminderService:
         except ChatError as exc:
             log.warning("nudge for incident %s failed: %s", incident.id, exc.code)
             retry_at = self._clock.now() + backoff(0)
-            await self._db.run(self._failed, incident.id, exc.code, retry_at)
+            await self._db.run(self._failed, incident.id, token, exc.code, retry_at)
             self._metrics.nudge_failures.inc()
             return False
-        await self._db.run(self._sent, incident.id, due_at, late, escalate)
+        if not await self._db.run(self._sent, incident.id, token, due_at, late, escalate):
+            log.warning("nudge claim on incident %s was taken over; not recorded", incident.id)
+            return False
         self._metrics.nudges.labels(str(late).lower(), str(escalate).lower()).inc()
         self._metrics.nudge_delay.observe(max(0.0, (now - due_at).total_seconds()))
         if escalate:
@@ -163,10 +165,18 @@ class ReminderService:
         return text, blocks
 
     def _sent(
-        self, session: Session, incident_id: int, due_at: datetime, late: bool, escalate: bool
-    ) -> None:
-        incident = incident_store.get(session, incident_id)
-        assert incident is not None
+        self,
+        session: Session,
+        incident_id: int,
+        token: int,
+        due_at: datetime,
+        late: bool,
+        escalate: bool,
+    ) -> bool:
+        """Record a posted nudge, unless another holder took the claim over (False)."""
+        incident = store.held(session, incident_id, token)
+        if incident is None:
+            return False
         now = self._clock.now()
         incident.nudges_missed += 1
         # Coalesce: the next one is a full cadence from now, never a burst of missed ones.
@@ -196,11 +206,15 @@ class ReminderService:
                 channel=self._settings.announce_channel,
                 text=text,
             )
+        return True
 
-    def _failed(self, session: Session, incident_id: int, error: str, retry_at: datetime) -> None:
-        incident = incident_store.get(session, incident_id)
-        assert incident is not None
-        store.release(session, incident_id, self._owner, retry_at)
+    def _failed(
+        self, session: Session, incident_id: int, token: int, error: str, retry_at: datetime
+    ) -> None:
+        incident = store.held(session, incident_id, token)
+        if incident is None:
+            return  # another holder has it now; its outcome is the one that counts
+        store.release(session, incident_id, token, retry_at)
         incident_store.append_event(
             session, incident, "nudge_failed", "firebreak", self._clock.now(), error=error
         )
