@@ -46,7 +46,10 @@ RENEW_SECONDS = 3.0
 # that crashes every worker must not crash them forever.
 MAX_ATTEMPTS = 5
 MAX_RUNNING = 16  # requests a worker handles at once
-POLL_SECONDS = (0.02, 0.2)  # a worker's wait between empty polls: first, longest
+# A worker's wait between empty polls: first, longest. `serve` doing its own work only
+# looks for what dead processes left behind, so it polls less often.
+POLL_SECONDS = (0.02, 0.2)
+ORPHAN_POLL_SECONDS = (1.0, 2.0)
 # Slack accepts posts to a command's response_url for 30 minutes.
 RESPONSE_URL_TTL = timedelta(minutes=30)
 # How long the ack waits for the inbox write: within Slack's 3 s, whatever the database.
@@ -106,7 +109,7 @@ class Inbox:
                 content_type,
                 self._clock.now(),
                 owner=self._owner if self._local else None,
-                ttl=CLAIM_TTL,
+                claimed_until=self._claims.now() + CLAIM_TTL,
             )
         except DatabaseUnavailable as exc:
             # Not durable, but not silent: the work meets the same outage and tells the
@@ -127,7 +130,8 @@ class Inbox:
         `serve` without workers for what dead processes left behind.
         """
         running: set[asyncio.Task[None]] = set()
-        wait = POLL_SECONDS[0]
+        first, longest = ORPHAN_POLL_SECONDS if self._local else POLL_SECONDS
+        wait = first
         while True:
             if exit_with_parent and os.getppid() != self._parent:
                 log.warning("the serve process is gone; this worker stops")
@@ -149,11 +153,11 @@ class Inbox:
                 running.add(task)
                 task.add_done_callback(running.discard)
             if claimed:
-                wait = POLL_SECONDS[0]
+                wait = first
                 await asyncio.sleep(0)
             else:
                 await asyncio.sleep(wait)
-                wait = min(wait * 2, POLL_SECONDS[1])
+                wait = min(wait * 2, longest)
 
     async def close(self) -> None:
         await self._db.close(dispose=False)  # the engine is the services' to dispose

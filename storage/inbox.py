@@ -38,16 +38,16 @@ def add(
     at: datetime,
     *,
     owner: str | None = None,
-    ttl: timedelta | None = None,
+    claimed_until: datetime | None = None,
 ) -> Claimed:
-    """Store an acked request; with `owner`, already claimed by it for `ttl`."""
+    """Store an acked request; with `owner`, already claimed by it until `claimed_until`."""
     row = InboxRequest(
         body=body,
         content_type=content_type,
         received_at=at,
         attempts=1 if owner else 0,
         claimed_by=owner,
-        claimed_until=at + ttl if owner and ttl else None,
+        claimed_until=claimed_until if owner else None,
         claim_token=1 if owner else 0,
     )
     session.add(row)
