@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=None,
         help="worker processes for the work after the acks (0: in this process; "
-        f"default {default_workers()} here, one per CPU but one)",
+        f"default {default_workers()} here: 0 on 2 CPUs or fewer, else one per CPU but one)",
     )
     sub.add_parser("worker", help="run only the work after the acks (serve --workers starts these)")
     sub.add_parser("check", help="validate configuration and runbooks")

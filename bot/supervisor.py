@@ -24,8 +24,14 @@ PR_SET_PDEATHSIG = 1
 
 
 def default_workers() -> int:
-    """One worker per CPU but one (left for the acks and the database), 1 to 4."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    """None on 2 CPUs or fewer, else one per CPU but one (left for the acks), at most 4.
+
+    With 2 CPUs the acks, the work and usually Postgres share them anyway; a second
+    interpreter only adds its own overhead, and measured on such a machine it made the
+    acks slower (docs/performance.md). The inbox keeps the work durable either way.
+    """
+    cpus = os.cpu_count() or 1
+    return 0 if cpus <= 2 else min(4, cpus - 1)
 
 
 def die_with_parent() -> None:
