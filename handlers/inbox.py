@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 
@@ -89,6 +90,16 @@ class Inbox:
         self._owner = owner
         self._local = local  # this process runs the work of the requests it acks
         self._parent = os.getppid()
+        self._arrivals = GroupCommit(self._store)
+
+    async def _store(self, arrivals: list[store.Arrival]) -> list[store.Claimed]:
+        return await self._db.run_within(
+            STORE_SECONDS,
+            store.add,
+            arrivals,
+            owner=self._owner if self._local else None,
+            claimed_until=self._claims.now() + CLAIM_TTL,
+        )
 
     async def acknowledge(self, request: AsyncBoltRequest) -> BoltResponse:
         """Dispatch through Bolt for the ack; store the request if it handed over work."""
@@ -100,17 +111,8 @@ class Inbox:
             HANDOFF.reset(token)
         if not handoff.items:
             return response
-        body, content_type = _stored_form(request)
         try:
-            stored = await self._db.run_within(
-                STORE_SECONDS,
-                store.add,
-                body,
-                content_type,
-                self._clock.now(),
-                owner=self._owner if self._local else None,
-                claimed_until=self._claims.now() + CLAIM_TTL,
-            )
+            stored = await self._arrivals.add(_arrival(request, self._clock.now()))
         except DatabaseUnavailable as exc:
             # Not durable, but not silent: the work meets the same outage and tells the
             # requester so, as it did before the inbox.
@@ -210,10 +212,52 @@ class Inbox:
                     return
 
 
-def _stored_form(request: AsyncBoltRequest) -> tuple[str, str]:
+class GroupCommit:
+    """Stores the requests acked meanwhile in one transaction: one commit for a burst.
+
+    One write is in flight at a time; the acks arriving during it wait for the next,
+    which takes all of them. At 200 concurrent requests a commit each queued the acks
+    behind the database threads (docs/performance.md).
+    """
+
+    def __init__(
+        self, write: Callable[[list[store.Arrival]], Awaitable[list[store.Claimed]]]
+    ) -> None:
+        self._write = write
+        self._waiting: list[tuple[store.Arrival, asyncio.Future[store.Claimed]]] = []
+        self._writing = False
+        self._writer: asyncio.Future[None] | None = None  # held so it is not collected
+
+    async def add(self, arrival: store.Arrival) -> store.Claimed:
+        future: asyncio.Future[store.Claimed] = asyncio.get_running_loop().create_future()
+        self._waiting.append((arrival, future))
+        if not self._writing:
+            self._writing = True
+            self._writer = asyncio.ensure_future(self._write_all())
+        return await future
+
+    async def _write_all(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    stored = await self._write([arrival for arrival, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), claimed in zip(batch, stored, strict=True):
+                    if not future.done():
+                        future.set_result(claimed)
+        finally:
+            self._writing = False
+
+
+def _arrival(request: AsyncBoltRequest, now: datetime) -> store.Arrival:
     if request.mode == "socket_mode":
-        return json.dumps(request.body), SOCKET_MODE
-    return request.raw_body, request.content_type or ""
+        return store.Arrival(json.dumps(request.body), SOCKET_MODE, now)
+    return store.Arrival(request.raw_body, request.content_type or "", now)
 
 
 def _bolt_request(request: store.Claimed) -> AsyncBoltRequest:

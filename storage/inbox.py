@@ -10,6 +10,7 @@ claim lapsed and was taken over cannot delete the new holder's row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,28 +32,42 @@ class Claimed:
     attempts: int
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A request as it arrived: what a worker needs to replay it."""
+
+    body: str
+    content_type: str
+    received_at: datetime
+
+
 def add(
     session: Session,
-    body: str,
-    content_type: str,
-    at: datetime,
+    arrivals: Sequence[Arrival],
     *,
     owner: str | None = None,
     claimed_until: datetime | None = None,
-) -> Claimed:
-    """Store an acked request; with `owner`, already claimed by it until `claimed_until`."""
-    row = InboxRequest(
-        body=body,
-        content_type=content_type,
-        received_at=at,
-        attempts=1 if owner else 0,
-        claimed_by=owner,
-        claimed_until=claimed_until if owner else None,
-        claim_token=1 if owner else 0,
-    )
-    session.add(row)
+) -> list[Claimed]:
+    """Store acked requests (one INSERT for them all); with `owner`, already claimed by it
+    until `claimed_until`."""
+    rows = [
+        InboxRequest(
+            body=arrival.body,
+            content_type=arrival.content_type,
+            received_at=arrival.received_at,
+            attempts=1 if owner else 0,
+            claimed_by=owner,
+            claimed_until=claimed_until if owner else None,
+            claim_token=1 if owner else 0,
+        )
+        for arrival in arrivals
+    ]
+    session.add_all(rows)
     session.flush()
-    return Claimed(row.id, row.claim_token, body, content_type, at, row.attempts)
+    return [
+        Claimed(r.id, r.claim_token, r.body, r.content_type, r.received_at, r.attempts)
+        for r in rows
+    ]
 
 
 def claim(session: Session, owner: str, now: datetime, ttl: timedelta, limit: int) -> list[Claimed]:
