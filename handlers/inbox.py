@@ -27,6 +27,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from slack_bolt.async_app import AsyncApp
@@ -90,11 +91,11 @@ class Inbox:
         self._owner = owner
         self._local = local  # this process runs the work of the requests it acks
         self._parent = os.getppid()
-        self._arrivals = GroupCommit(self._store)
+        self._arrivals = GroupCommit(self._store, STORE_SECONDS)
 
-    async def _store(self, arrivals: list[store.Arrival]) -> list[store.Claimed]:
+    async def _store(self, arrivals: list[store.Arrival], limit: float) -> list[store.Claimed]:
         return await self._db.run_within(
-            STORE_SECONDS,
+            limit,
             store.add,
             arrivals,
             owner=self._owner if self._local else None,
@@ -217,41 +218,58 @@ class GroupCommit:
 
     One write is in flight at a time; the acks arriving during it wait for the next,
     which takes all of them. At 200 concurrent requests a commit each queued the acks
-    behind the database threads (docs/performance.md).
+    behind the database threads (docs/performance.md). Each ack waits at most
+    `limit` seconds from its arrival, waiting for the write before its own included:
+    a write is given up (and not committed) when its earliest ack's time is up.
     """
 
     def __init__(
-        self, write: Callable[[list[store.Arrival]], Awaitable[list[store.Claimed]]]
+        self,
+        write: Callable[[list[store.Arrival], float], Awaitable[list[store.Claimed]]],
+        limit: float,
     ) -> None:
         self._write = write
-        self._waiting: list[tuple[store.Arrival, asyncio.Future[store.Claimed]]] = []
+        self._limit = limit
+        self._waiting: list[Waiting] = []
         self._writing = False
         self._writer: asyncio.Future[None] | None = None  # held so it is not collected
 
     async def add(self, arrival: store.Arrival) -> store.Claimed:
-        future: asyncio.Future[store.Claimed] = asyncio.get_running_loop().create_future()
-        self._waiting.append((arrival, future))
+        loop = asyncio.get_running_loop()
+        waiting = Waiting(arrival, loop.create_future(), loop.time() + self._limit)
+        self._waiting.append(waiting)
         if not self._writing:
             self._writing = True
             self._writer = asyncio.ensure_future(self._write_all())
-        return await future
+        return await waiting.stored
 
     async def _write_all(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
+                left = min(w.deadline for w in batch) - loop.time()
                 try:
-                    stored = await self._write([arrival for arrival, _ in batch])
+                    if left <= 0:
+                        raise DatabaseUnavailable("the database did not take the request in time")
+                    stored = await self._write([w.arrival for w in batch], left)
                 except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    for w in batch:
+                        if not w.stored.done():
+                            w.stored.set_exception(exc)
                     continue
-                for (_, future), claimed in zip(batch, stored, strict=True):
-                    if not future.done():
-                        future.set_result(claimed)
+                for w, claimed in zip(batch, stored, strict=True):
+                    if not w.stored.done():
+                        w.stored.set_result(claimed)
         finally:
             self._writing = False
+
+
+@dataclass
+class Waiting:
+    arrival: store.Arrival
+    stored: asyncio.Future[store.Claimed]
+    deadline: float  # on the loop's clock
 
 
 def _arrival(request: AsyncBoltRequest, now: datetime) -> store.Arrival:

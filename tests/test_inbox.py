@@ -20,7 +20,10 @@ from sqlalchemy import select
 from bot.clock import Clock, OffsetClock
 from bot.config import load_settings
 from handlers.app import Firebreak, create_app
+from handlers.inbox import GroupCommit
 from storage import incidents as incident_store
+from storage.db import DatabaseUnavailable
+from storage.inbox import Arrival, Claimed
 from storage.models import HandledRequest, InboxRequest
 from tests.harness import ALICE, BOT_TOKEN, SIGNING_SECRET, Harness, running_firebreak
 
@@ -147,3 +150,46 @@ async def test_old_idempotency_keys_are_pruned(slack: Harness) -> None:
     await db.run(waiting_request)
     await slack.app.services.sweep()
     assert await db.run(keys) == {"recent", "older"}
+
+
+async def test_acks_arriving_during_a_write_share_the_next_one() -> None:
+    """Group commit: one write in flight; the acks that arrive meanwhile go in the next."""
+    batches: list[list[str]] = []
+    release = asyncio.Event()
+
+    async def write(arrivals: list[Arrival], limit: float) -> list[Claimed]:
+        batches.append([a.body for a in arrivals])
+        await release.wait()
+        return [
+            Claimed(n, 1, a.body, a.content_type, a.received_at, 1) for n, a in enumerate(arrivals)
+        ]
+
+    group = GroupCommit(write, limit=30)
+    now = datetime.now(UTC)
+    first = asyncio.ensure_future(group.add(Arrival("a", "", now)))
+    await asyncio.sleep(0)
+    rest = [asyncio.ensure_future(group.add(Arrival(b, "", now))) for b in "bcd"]
+    await asyncio.sleep(0)
+    assert batches == [["a"]]
+    release.set()
+    stored = await asyncio.gather(first, *rest)
+    assert batches == [["a"], ["b", "c", "d"]]
+    assert [s.body for s in stored] == ["a", "b", "c", "d"]
+
+
+async def test_an_ack_waits_for_the_inbox_at_most_its_limit() -> None:
+    """A write that never ends fails every ack waiting on it, including the ones queued
+    behind it, once the earliest one's time is up; none waits past its own limit."""
+    never = asyncio.Event()
+
+    async def write(arrivals: list[Arrival], limit: float) -> list[Claimed]:
+        await asyncio.wait_for(never.wait(), limit)  # as Database.run_within gives up
+        raise AssertionError("unreachable")
+
+    group = GroupCommit(write, limit=0.2)
+    now = datetime.now(UTC)
+    first = asyncio.ensure_future(group.add(Arrival("a", "", now)))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(group.add(Arrival("b", "", now)))
+    results = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 5)
+    assert all(isinstance(r, TimeoutError | DatabaseUnavailable) for r in results), results
