@@ -114,10 +114,13 @@ class Inbox:
             return response
         try:
             stored = await self._arrivals.add(_arrival(request, self._clock.now()))
-        except DatabaseUnavailable as exc:
+        except Exception as exc:
             # Not durable, but not silent: the work meets the same outage and tells the
             # requester so, as it did before the inbox.
-            log.warning("could not store an acked request (%s); running it unstored", exc)
+            if isinstance(exc, DatabaseUnavailable):
+                log.warning("could not store an acked request (%s); running it unstored", exc)
+            else:
+                log.exception("could not store an acked request; running it unstored")
             self._background.start(handoff)
             return response
         if self._local:

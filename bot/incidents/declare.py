@@ -116,7 +116,7 @@ class DeclareFlow:
                     await self._answer(incident, lease)
             except store.LeaseLost:
                 log.warning(
-                    "declare of incident %s: lease lost while %s; stopped", incident_id, step
+                    "declare of incident %s: lost the lease while %s; stopped", incident_id, step
                 )
                 return SetupResult(incident, busy=True)
             except ChatError as exc:
@@ -126,6 +126,7 @@ class DeclareFlow:
                         _setup_failed, lease.token, incident.id, step, exc, self._clock.now()
                     )
                 except store.LeaseLost:
+                    log.warning("declare of incident %s: lost the lease; stopped", incident_id)
                     return SetupResult(incident, busy=True)
                 return SetupResult(incident, error=f"{step}: `{exc.code}`")
         incident = await self._db.run(store.get, incident_id)

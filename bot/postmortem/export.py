@@ -94,7 +94,7 @@ class PostmortemExport:
             try:
                 return await self._export(incident_id, lease)
             except LeaseLost:
-                log.warning("export of incident %s: lease lost to another holder", incident_id)
+                log.warning("export of incident %s: lost the lease to another holder", incident_id)
                 return ExportResult(busy=True)
 
     async def _export(self, incident_id: int, lease: Lease) -> ExportResult:
