@@ -210,12 +210,15 @@ async def measure_firebreak(
     kinds: Sequence[str],
     folder: Path,
     settle_limit: float = 45.0,
+    workers: int | None = None,
 ) -> Cell:
     """One cell, from a fresh database, emulator and `firebreak serve`."""
     with fresh_database(db, folder) as database_url:
         async with emulator(latency=delay) as (slack, general, _):
             workspace = slack.workspace
-            serve = serve_process(api_url=slack.api_url, database_url=database_url, folder=folder)
+            serve = serve_process(
+                api_url=slack.api_url, database_url=database_url, folder=folder, workers=workers
+            )
             await serve.start()
             try:
                 targets = await declare_targets(serve, workspace, general)
@@ -328,7 +331,14 @@ async def main(args: argparse.Namespace) -> None:
             for delay in [float(d) for d in args.delays.split(",")]:
                 for concurrency in concurrencies:
                     cell = await measure_firebreak(
-                        db, delay, concurrency, requests[concurrency], kinds, folder, args.settle
+                        db,
+                        delay,
+                        concurrency,
+                        requests[concurrency],
+                        kinds,
+                        folder,
+                        args.settle,
+                        args.workers,
                     )
                     cells.append(cell)
                     progress(cell)
@@ -355,5 +365,8 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--refs", default="floor,bolt,bolt-pbr", help="reference servers ('' for none)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="serve's --workers (default: serve's own)"
     )
     asyncio.run(main(parser.parse_args()))

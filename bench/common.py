@@ -350,9 +350,15 @@ async def wait_for_pins(
 
 
 def serve_process(
-    *, api_url: str, database_url: str, folder: Path, runbooks: Path | None = None
+    *,
+    api_url: str,
+    database_url: str,
+    folder: Path,
+    runbooks: Path | None = None,
+    workers: int | None = None,
 ) -> Process:
-    """`firebreak serve` against the emulator, with its log in `folder`."""
+    """`firebreak serve` against the emulator, with its log in `folder`; `workers` as
+    `--workers` (None: serve's default)."""
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -366,7 +372,8 @@ def serve_process(
     if runbooks is not None:
         env["FIREBREAK_RUNBOOKS"] = str(runbooks)
     return Process(
-        [sys.executable, "-m", "bot.cli", "serve"],
+        [sys.executable, "-m", "bot.cli", "serve"]
+        + ([] if workers is None else ["--workers", str(workers)]),
         port=port,
         env=env,
         log=folder / f"serve-{port}.log",

@@ -1,4 +1,4 @@
-"""`firebreak` command line: serve, check, db upgrade.
+"""`firebreak` command line: serve, worker, check, db upgrade.
 
 This is the composition root, so it may import the Slack layer (`handlers`);
 the rest of `bot/` never does.
@@ -17,6 +17,7 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.errors import UserError
 from bot.logs import configure_logging
 from bot.runbooks import load_runbooks
+from bot.supervisor import Workers, default_workers, die_with_parent
 from bot.yamlfile import RunbookError
 from storage.migrate import upgrade_database
 
@@ -28,7 +29,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="firebreak", description="Incident-response bot for Slack"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the bot (HTTP on $PORT, or Socket Mode with SLACK_APP_TOKEN)")
+    serve = sub.add_parser(
+        "serve", help="run the bot (HTTP on $PORT, or Socket Mode with SLACK_APP_TOKEN)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes for the work after the acks (0: in this process; "
+        f"default {default_workers()} here: 0 on 2 CPUs or fewer, else one per CPU but one)",
+    )
+    sub.add_parser("worker", help="run only the work after the acks (serve --workers starts these)")
     sub.add_parser("check", help="validate configuration and runbooks")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"], help="apply the migrations")
@@ -49,7 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "serve":
-            return _serve(load_settings())
+            workers = default_workers() if args.workers is None else args.workers
+            if workers < 0:
+                parser.error("--workers must be 0 or more")
+            return _serve(load_settings(), workers)
+        if args.command == "worker":
+            return _worker(load_settings())
         if args.command == "check":
             return _check()
         if args.command == "postmortem":
@@ -96,7 +112,7 @@ async def _postmortem(reference: str, fmt: str) -> None:
         executors.close()
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, workers: int) -> int:
     from aiohttp import web
 
     from handlers.app import create_app
@@ -104,31 +120,49 @@ def _serve(settings: Settings) -> int:
     configure_logging(settings.log_format, settings.log_level)
     runbooks = load_runbooks(settings.runbooks_dir)
     upgrade_database(settings.database_url)
-    app = create_app(settings, runbooks=runbooks)
+    app = create_app(settings, runbooks=runbooks, role="acks" if workers else "all")
+    if workers:
+        processes = Workers(workers)
+        app.web.on_startup.append(lambda _: _started(processes))
+        app.web.on_cleanup.append(lambda _: processes.stop())
     if settings.slack_app_token:
         asyncio.run(_socket_mode(app, settings))
         return 0
-    log.info("Firebreak listening on :%s (POST /slack/events)", settings.port)
+    log.info("Firebreak listening on :%s (POST /slack/events), %d workers", settings.port, workers)
     # No access log: a line per Slack request cost a fifth of the ack path's time;
     # firebreak_ack_seconds counts and times every request instead.
     web.run_app(app.web, port=settings.port, print=None, access_log=None)
     return 0
 
 
+async def _started(workers: Workers) -> None:
+    workers.start()
+
+
+def _worker(settings: Settings) -> int:
+    from handlers.app import create_app, run_worker
+
+    die_with_parent()
+    configure_logging(settings.log_format)
+    app = create_app(settings, runbooks=load_runbooks(settings.runbooks_dir), role="worker")
+    asyncio.run(run_worker(app))
+    return 0
+
+
 async def _socket_mode(app: object, settings: Settings) -> None:
     """Socket Mode for Slack traffic; health endpoints still served on $PORT."""
     from aiohttp import web
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     from handlers.app import Firebreak
+    from handlers.socket_mode import InboxSocketModeHandler
 
-    assert isinstance(app, Firebreak)
+    assert isinstance(app, Firebreak) and settings.slack_app_token
     runner = web.AppRunner(app.web)
     await runner.setup()
     await web.TCPSite(runner, port=settings.port).start()
     log.info("Firebreak in Socket Mode; health on :%s", settings.port)
     try:
-        await AsyncSocketModeHandler(app.bolt, settings.slack_app_token).start_async()
+        await InboxSocketModeHandler(app, settings.slack_app_token).start_async()
     finally:
         await runner.cleanup()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from bot.actions import ActionCatalog, ActionService, Executors
@@ -21,6 +22,12 @@ from bot.paging.statuspage import StatusPageService
 from bot.postmortem.service import PostmortemService
 from bot.runbooks import Runbooks
 from storage.db import Database
+from storage.inbox import prune_handled
+
+# Idempotency keys are kept this long: Slack redelivers an event within minutes
+# (retries at 1 and 5 minutes), so an hour is ample; the keys of a request still
+# waiting in the inbox are kept until it is handled (storage/inbox.py).
+KEEP_REQUEST_KEYS = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,11 @@ class Services:
     statuspage: StatusPageService
 
     async def sweep(self) -> None:
-        """Finish whatever is half-done: declare sagas, queued messages, exports."""
+        """Finish whatever is half-done (declare sagas, queued messages, exports); prune."""
         await self.incidents.resume_unfinished()
         await self.postmortems.resume_pending_exports()
         await self.alerts.resume()
+        await self.db.run(prune_handled, self.clock.now() - KEEP_REQUEST_KEYS)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,6 +34,7 @@ from bot.scheduling import NudgeScheduler
 from bot.services import Services, ServiceSettings, build_services
 from handlers import actions, alerts, commands, interactions, paging, payload, postmortem
 from handlers.background import BackgroundWork
+from handlers.inbox import Inbox, replaying
 from handlers.paging_clients import PagerDutyClient, StatuspageClient
 from handlers.slack_gateway import SlackGateway, make_client
 from storage.db import Database, DatabaseUnavailable, make_engine
@@ -40,6 +43,9 @@ from storage.incidents import incident_counts
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 10
+# What a process does: "all" acks and works (the default, and the tests); with worker
+# processes, `serve` only acks ("acks") and each worker only works ("worker").
+ROLES = ("all", "acks", "worker")
 REQUEST_KINDS = {"command", "block_actions", "view_submission", "view_closed", "event_callback"}
 
 
@@ -53,6 +59,8 @@ class Firebreak:
     background: BackgroundWork
     scheduler: NudgeScheduler
     executors: Executors
+    inbox: Inbox
+    role: str = "all"
     paging_clients: tuple[PagerDutyClient | StatuspageClient, ...] = ()
 
 
@@ -63,8 +71,10 @@ def create_app(
     runbooks: Runbooks | None = None,
     replica_id: str | None = None,
     executors: Executors | None = None,
+    role: str = "all",
 ) -> Firebreak:
     """Build everything from settings; tests pass their own clock and executors."""
+    assert role in ROLES, role
     executors = executors or default_executors()
     metrics = Metrics()
     client = make_client(settings.slack_bot_token, settings.slack_api_url, metrics)
@@ -110,7 +120,17 @@ def create_app(
         listeners.register(bolt, services, background)
 
     scheduler = NudgeScheduler(AsyncIOScheduler(timezone="UTC"), services.reminders)
-    web_app = _web_app(bolt, services, metrics, settings.slack_signing_secret)
+    inbox = Inbox(
+        bolt=bolt,
+        # Threads of its own: an inbox poll stuck on a dead database must not hold up
+        # the work's queries, nor the work the acks' writes.
+        db=Database(services.db.engine, timeout=services.db.timeout),
+        clock=services.clock,
+        background=background,
+        owner=f"{replica_id or 'replica'}:{uuid.uuid4().hex[:8]}",
+        local=role == "all",
+    )
+    web_app = _web_app(inbox, services, metrics, settings.slack_signing_secret)
     alerts.add_routes(web_app, services, background, settings.alert_token)
     app = Firebreak(
         bolt,
@@ -119,6 +139,8 @@ def create_app(
         background,
         scheduler,
         executors,
+        inbox,
+        role,
         tuple(c for c in (pager, status_page) if c is not None),
     )
     pagerduty = settings.paging.pagerduty
@@ -177,6 +199,9 @@ def _observe(metrics: Metrics) -> Callable[..., Awaitable[None]]:
     """Bolt middleware: log context (request, user) and ack latency for every request."""
 
     async def middleware(body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> None:
+        if replaying():  # acked and measured already, by the process that stored it
+            await next()
+            return
         started = time.perf_counter()
         logs.user_id.set(payload.text(body, "user_id") or payload.text(body, "user", "id") or None)
         logs.request_id.set(
@@ -195,7 +220,7 @@ def _observe(metrics: Metrics) -> Callable[..., Awaitable[None]]:
 
 
 def _web_app(
-    bolt: AsyncApp, services: Services, metrics: Metrics, signing_secret: str
+    inbox: Inbox, services: Services, metrics: Metrics, signing_secret: str
 ) -> web.Application:
     verifier = SignatureVerifier(signing_secret)
 
@@ -215,11 +240,12 @@ def _web_app(
         except Exception:
             log.warning("could not parse a signed Slack request; answered 400")
             return web.json_response({"error": "malformed request"}, status=400)
+        payload.drop_null_objects(bolt_request.body)
         problem = payload.envelope_problem(bolt_request.body)
         if problem:
             log.warning("malformed Slack payload (%s); answered 400", problem)
             return web.json_response({"error": "malformed request"}, status=400)
-        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+        return await to_aiohttp_response(await inbox.acknowledge(bolt_request))
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -243,7 +269,21 @@ def _web_app(
     return application
 
 
+async def run_worker(app: Firebreak) -> None:
+    """A worker process: the inbox, reminders and sweeps until SIGTERM, then a clean stop."""
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stopping.set)
+    await _start(app)
+    log.info("Firebreak worker running")
+    await stopping.wait()
+    await _stop(app)
+
+
 async def _start(app: Firebreak) -> None:
+    if app.role == "acks":
+        return  # the worker processes run the work, reminders and sweeps
+
     async def start_on_worker_loop() -> None:
         # Reminders run where the other slow work runs, away from the acks.
         app.scheduler.start(app.services.sweep, SWEEP_SECONDS)
@@ -252,11 +292,15 @@ async def _start(app: Firebreak) -> None:
     # Finish whatever a previous run left half-done, without delaying start-up.
     app.background.spawn(app.services.sweep())
     app.background.spawn(app.executors.warm_up())
+    app.background.keep(app.inbox.work(exit_with_parent=app.role == "worker"))
 
 
 async def _stop(app: Firebreak) -> None:
-    await app.background.run(app.scheduler.shutdown())
+    await app.background.stop_kept()
+    if app.role != "acks":
+        await app.background.run(app.scheduler.shutdown())
     await app.background.drain()
+    await app.inbox.close()  # first: it shares the engine that closing the services' disposes
     for client in app.paging_clients:
         await app.background.run(client.close())
     await app.services.db.close()

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from bot.errors import UserError
@@ -28,6 +29,36 @@ T = TypeVar("T")
 MAX_RUNNING = 16
 
 
+@dataclass
+class Handoff:
+    """The work listeners handed over while one request was dispatched.
+
+    While a handoff is current (`HANDOFF`), `BackgroundWork` collects work
+    instead of starting it, so the inbox can store the request before its work
+    runs (handlers/inbox.py): then the work runs here, or the request is
+    replayed by a worker and this copy is discarded.
+    """
+
+    items: list[tuple[Coroutine[Any, Any, Any], OnError | None, contextvars.Context]] = field(
+        default_factory=list
+    )
+    # Coroutines an item wraps: discarding the item must close them too.
+    wrapped: list[Coroutine[Any, Any, Any]] = field(default_factory=list)
+
+    def discard(self) -> None:
+        for work, _, _ in self.items:
+            work.close()
+        for work in self.wrapped:
+            work.close()
+        self.items.clear()
+        self.wrapped.clear()
+
+
+HANDOFF: contextvars.ContextVar[Handoff | None] = contextvars.ContextVar(
+    "firebreak_handoff", default=None
+)
+
+
 class BackgroundWork:
     """Runs coroutines on a worker thread's event loop; logs and reports their failures.
 
@@ -46,6 +77,7 @@ class BackgroundWork:
     def __init__(self, metrics: Metrics | None = None) -> None:
         self._metrics = metrics or Metrics()
         self._tasks: set[asyncio.Task[Any]] = set()  # touched on the worker thread only
+        self._kept: set[asyncio.Task[None]] = set()  # likewise
         self._loop = asyncio.new_event_loop()
         self._running = asyncio.Semaphore(MAX_RUNNING)  # used on the worker loop only
         self._thread = threading.Thread(target=self._serve, name="firebreak-work", daemon=True)
@@ -60,15 +92,28 @@ class BackgroundWork:
             self._loop.close()
 
     def spawn(self, work: Coroutine[Any, Any, Any], on_error: OnError | None = None) -> None:
-        """Start `work` on the worker loop, with the caller's context (log fields)."""
+        """Start `work` on the worker loop, with the caller's context (log fields).
+
+        During a dispatch with a current `Handoff`, the work is collected there instead.
+        """
         context = contextvars.copy_context()
+        handoff = HANDOFF.get()
+        if handoff is not None:
+            context.run(HANDOFF.set, None)  # what the work itself spawns, it starts
+            handoff.items.append((work, on_error, context))
+            return
 
-        def start() -> None:
-            task = self._loop.create_task(self._guard(work, on_error), context=context)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._loop.call_soon_threadsafe(self._start, work, on_error, context)
 
-        self._loop.call_soon_threadsafe(start)
+    def _start(
+        self,
+        work: Coroutine[Any, Any, Any],
+        on_error: OnError | None,
+        context: contextvars.Context,
+    ) -> None:
+        task = self._loop.create_task(self._guard(work, on_error), context=context)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run `work` on the worker loop and return its result to the caller's loop."""
@@ -114,7 +159,46 @@ class BackgroundWork:
                 self._metrics.errors.labels(name).inc()
             await reply(failure_text(exc))
 
+        handoff = HANDOFF.get()
+        if handoff is not None:
+            handoff.wrapped.append(work)
         self.spawn(work_then_reply(), report)
+
+    def keep(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` (a loop that never ends) until `stop_kept`; `drain` does not wait for it."""
+        self._loop.call_soon_threadsafe(lambda: self._kept.add(self._loop.create_task(work)))
+
+    async def stop_kept(self) -> None:
+        """Cancel what `keep` runs."""
+
+        async def cancel() -> None:
+            for task in self._kept:
+                task.cancel()
+            await asyncio.gather(*self._kept, return_exceptions=True)
+            self._kept.clear()
+
+        if self._thread.is_alive():
+            await self.run(cancel())
+
+    def start(self, handoff: Handoff) -> None:
+        """Start what a dispatch handed over, as `spawn` would have."""
+        for work, on_error, context in handoff.items:
+            self._loop.call_soon_threadsafe(self._start, work, on_error, context)
+        handoff.items.clear()
+        handoff.wrapped.clear()
+
+    async def complete(self, handoff: Handoff) -> None:
+        """Run what a dispatch handed over and wait for all of it (on the worker loop)."""
+        tasks = [
+            self._loop.create_task(self._guard(work, on_error), context=context)
+            for work, on_error, context in handoff.items
+        ]
+        handoff.items.clear()
+        handoff.wrapped.clear()
+        for task in tasks:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def drain(self) -> None:
         """Wait until everything handed over so far, and what it started, has finished."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -16,6 +17,7 @@ from bot.postmortem.service import resolution_form
 from bot.services import Services
 from handlers import payload
 from handlers.background import BackgroundWork
+from handlers.inbox import RESPONSE_URL_TTL, received_at
 
 INCOMPLETE = "This request lacks the user, channel or response URL Slack sends; nothing was done."
 
@@ -80,6 +82,12 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             return
         if isinstance(parsed, c.Declare):
             await ack(text=f"Declaring *{parsed.severity}* incident… :hourglass_flowing_sand:")
+            # The saga answers the declarer when it completes, maybe in another process.
+            request = replace(
+                request,
+                reply_url=command["response_url"],
+                reply_until=received_at(services.clock) + RESPONSE_URL_TTL,
+            )
             background.answer(incidents.declare(parsed, request), reply, name=name)
             return
         await ack()

@@ -16,6 +16,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.gateway import (
     Blocks,
@@ -257,6 +258,17 @@ class SlackGateway:
 
     async def post_ephemeral(self, channel: str, user_id: str, text: str) -> None:
         await self._call("chat.postEphemeral", channel=channel, user=user_id, text=text)
+
+    async def respond(self, response_url: str, text: str) -> None:
+        webhook = AsyncWebhookClient(response_url, timeout=self._client.timeout)
+        try:
+            response = await webhook.send(text=text, response_type="ephemeral")
+        except (TimeoutError, OSError) as exc:
+            raise ChatError("response_url", "request_timeout") from exc
+        except Exception as exc:  # aiohttp client errors and the like
+            raise ChatError("response_url", "connection_error") from exc
+        if response.status_code != 200:
+            raise ChatError("response_url", response.body or f"http_{response.status_code}")
 
     async def recent_messages(self, channel: str, limit: int = 100) -> list[Message]:
         channel_id = await self._resolve(channel)

@@ -103,7 +103,12 @@ class Database:
 
     async def run(self, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run `work(session, *args, **kwargs)` in one transaction, off the loop."""
+        return await self.run_within(self.timeout, work, *args, **kwargs)
 
+    async def run_within(
+        self, timeout: float, work: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> T:
+        """`run`, given up (and not committed) after `timeout` seconds instead of the default."""
         abandoned = threading.Event()
 
         def in_thread() -> T:
@@ -119,14 +124,14 @@ class Database:
         future = loop.run_in_executor(self._threads, contextvars.copy_context().run, in_thread)
         self._in_flight.add(future)
         future.add_done_callback(self._in_flight.discard)
-        done, _ = await asyncio.wait({future}, timeout=self.timeout)
+        done, _ = await asyncio.wait({future}, timeout=timeout)
         if not done:
             # The thread cannot be stopped; it rolls back when its query ends (a restart
             # drops the connection). Shutting down does not wait for it.
             abandoned.set()
             self._in_flight.discard(future)
             future.add_done_callback(_consume)
-            raise DatabaseUnavailable(f"no answer from the database in {self.timeout:g}s")
+            raise DatabaseUnavailable(f"no answer from the database in {timeout:g}s")
         return future.result()
 
     async def ping(self, timeout: float = 3.0) -> bool:
@@ -140,15 +145,19 @@ class Database:
             return False
         return True
 
-    async def close(self) -> None:
-        """Refuse new work, let running work finish, then close every connection."""
+    async def close(self, *, dispose: bool = True) -> None:
+        """Refuse new work, let running work finish, then close every connection.
+
+        `dispose=False` leaves the engine's connections to another `Database` sharing it.
+        """
         self._closed = True
         # Polled, not gathered: work may be in flight from another thread's event loop
         # (handlers/background.py), whose futures this loop cannot await.
         deadline = time.monotonic() + self.timeout
         while any(not f.done() for f in list(self._in_flight)) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        self.engine.dispose()
+        if dispose:
+            self.engine.dispose()
         self._threads.shutdown(wait=False)
 
 

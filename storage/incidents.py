@@ -69,6 +69,7 @@ def unfinished_setups(session: Session) -> list[int]:
             Incident.checklist_ts.is_(None),
             Incident.checklist_ts == "pending",
             Incident.checklist_pinned.is_(False),
+            Incident.declarer_answered.is_(False),
         )
     )
     return list(session.scalars(query))
@@ -84,6 +85,8 @@ def add_incident(
     declared_by: str,
     at: datetime,
     origin_channel_id: str | None,
+    reply_url: str | None = None,
+    reply_until: datetime | None = None,
 ) -> Incident | None:
     """Insert a new incident; None if this request key already declared one."""
     incident = Incident(
@@ -95,6 +98,9 @@ def add_incident(
         declared_by=declared_by,
         declared_at=at,
         origin_channel_id=origin_channel_id,
+        reply_url=reply_url,
+        reply_until=reply_until,
+        declarer_answered=False,
         invited=False,
         checklist_pinned=False,
     )
@@ -169,30 +175,67 @@ def claim_channel_name(session: Session, incident: Incident, name: str) -> bool:
     return True
 
 
+class LeaseLost(Exception):
+    """A write guarded by an incident's lease came from a holder that no longer has it."""
+
+    def __init__(self, incident_id: int) -> None:
+        super().__init__(f"the lease on incident {incident_id} passed to another holder")
+        self.incident_id = incident_id
+
+
 def acquire_lease(
     session: Session, incident_id: int, owner: str, now: datetime, ttl: timedelta
-) -> bool:
-    """Hold the incident's saga lease (one replica, one task at a time)."""
+) -> int | None:
+    """Take the incident's lease if it is free or lapsed; returns the new fencing token."""
     result = session.execute(
         update(Incident)
         .where(
             Incident.id == incident_id,
-            or_(
-                Incident.lease_until.is_(None),
-                Incident.lease_until < now,
-                Incident.lease_owner == owner,
-            ),
+            or_(Incident.lease_until.is_(None), Incident.lease_until < now),
         )
-        .values(lease_owner=owner, lease_until=now + ttl)
+        .values(lease_owner=owner, lease_until=now + ttl, lease_token=Incident.lease_token + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    token = session.scalar(select(Incident.lease_token).where(Incident.id == incident_id))
+    return int(token) if token is not None else None
+
+
+def renew_lease(
+    session: Session, incident_id: int, token: int, now: datetime, ttl: timedelta
+) -> bool:
+    """Extend the lease; False if another holder has taken it since (a newer token)."""
+    result = session.execute(
+        update(Incident)
+        .where(Incident.id == incident_id, Incident.lease_token == token)
+        .values(lease_until=now + ttl)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def release_lease(session: Session, incident_id: int, owner: str) -> None:
+def release_lease(session: Session, incident_id: int, token: int) -> None:
     session.execute(
         update(Incident)
-        .where(Incident.id == incident_id, Incident.lease_owner == owner)
+        .where(Incident.id == incident_id, Incident.lease_token == token)
         .values(lease_owner=None, lease_until=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def leased(session: Session, incident_id: int, token: int) -> Incident:
+    """The incident, locked, for a write guarded by the lease with `token`.
+
+    Raises `LeaseLost` when another holder has taken the lease since: the
+    row lock makes a concurrent takeover wait until this write commits, and
+    any later write of the old holder fails here.
+    """
+    incident = session.scalar(
+        select(Incident)
+        .where(Incident.id == incident_id, Incident.lease_token == token)
+        .with_for_update()
+    )
+    if incident is None:
+        raise LeaseLost(incident_id)
+    return incident

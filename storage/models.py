@@ -75,6 +75,15 @@ class Incident(Base):
     # Lease on the saga, so one replica (and one task) resumes an incident at a time.
     lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Fencing tokens: raised by each new holder of the lease or nudge claim; a write
+    # guarded by one is refused once another holder has taken over.
+    lease_token: Mapped[int] = mapped_column(Integer, default=0)
+    nudge_claim_token: Mapped[int] = mapped_column(Integer, default=0)
+    # How the declare saga answers the declarer when it completes: the command's
+    # response_url while Slack accepts it, else an ephemeral message in the channel.
+    reply_url: Mapped[str | None] = mapped_column(Text, default=None)
+    reply_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    declarer_answered: Mapped[bool] = mapped_column(Boolean, default=False)
 
     roles: Mapped[list[Role]] = relationship(back_populates="incident", lazy="selectin")
     checklist: Mapped[list[ChecklistItem]] = relationship(
@@ -89,6 +98,7 @@ class Incident(Base):
             and self.checklist_ts
             and self.checklist_ts != PENDING
             and self.checklist_pinned
+            and self.declarer_answered
         )
 
     def role(self, name: str) -> str | None:
@@ -156,7 +166,30 @@ class HandledRequest(Base):
     __tablename__ = "handled_requests"
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class InboxRequest(Base):
+    """A Slack request that was acked and is not yet handled.
+
+    Written before the ack is answered, deleted once its work is done, so a
+    crash after the ack never loses a command: a worker claims the row (a
+    conditional UPDATE, after `FOR UPDATE SKIP LOCKED` on Postgres) and replays
+    the stored body through the Bolt app. A claim lapses unless renewed, so the
+    request of a worker that died is replayed by another; `claim_token` fences
+    the finish against a holder that lost its claim.
+    """
+
+    __tablename__ = "inbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
+    claim_token: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class OutboxMessage(Base):

@@ -43,6 +43,7 @@ class Claim:
     due_at: datetime
     version: int  # the schedule version the send read; it reschedules only from this
     lapsed: bool  # a previous claim ran out: look in Slack before posting again
+    token: int  # fences the holder's writes (`held`): a stalled holder cannot record late
 
 
 def claim(
@@ -50,8 +51,10 @@ def claim(
 ) -> Claim | None:
     """Claim the due nudge, or None when it is not due or another replica has it.
 
-    A lapsed claim means a replica died between claiming and recording the
-    send: the caller looks for that nudge in Slack before posting it again.
+    A lapsed claim means a replica died (or stalled) between claiming and
+    recording the send: the caller looks for that nudge in Slack before posting
+    it again. The fencing token guards the caller's writes (`held`), so a
+    stalled holder that wakes up cannot record the send a second time.
     """
     incident = session.get(Incident, incident_id)
     if incident is None or incident.next_update_due_at is None:
@@ -70,12 +73,17 @@ def claim(
                 Incident.nudge_claimed_until < now,
             ),
         )
-        .values(nudge_claimed_by=owner, nudge_claimed_until=now + ttl)
+        .values(
+            nudge_claimed_by=owner,
+            nudge_claimed_until=now + ttl,
+            nudge_claim_token=Incident.nudge_claim_token + 1,
+        )
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    return Claim(incident.next_update_due_at, incident.reminder_version, lapsed)
+    token = session.scalar(select(Incident.nudge_claim_token).where(Incident.id == incident_id))
+    return Claim(incident.next_update_due_at, incident.reminder_version, lapsed, int(token or 0))
 
 
 def reschedule(session: Session, incident_id: int, version: int, due: datetime | None) -> bool:
@@ -97,11 +105,20 @@ def reschedule(session: Session, incident_id: int, version: int, due: datetime |
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def release(session: Session, incident_id: int, owner: str, retry_at: datetime | None) -> None:
+def held(session: Session, incident_id: int, token: int) -> Incident | None:
+    """The incident, locked, if the nudge claim with `token` is still the latest one."""
+    return session.scalar(
+        select(Incident)
+        .where(Incident.id == incident_id, Incident.nudge_claim_token == token)
+        .with_for_update()
+    )
+
+
+def release(session: Session, incident_id: int, token: int, retry_at: datetime | None) -> None:
     """Give up a claim; with `retry_at`, nobody retries before then (backoff)."""
     session.execute(
         update(Incident)
-        .where(Incident.id == incident_id, Incident.nudge_claimed_by == owner)
+        .where(Incident.id == incident_id, Incident.nudge_claim_token == token)
         .values(nudge_claimed_by=None, nudge_claimed_until=retry_at)
         .execution_options(synchronize_session=False)
     )

@@ -83,6 +83,7 @@ async def running_firebreak(
     *,
     clock: Clock | None = None,
     executors: Executors | None = None,
+    role: str = "all",
     **env: str,
 ) -> AsyncIterator[Harness]:
     workspace = seeded_workspace()
@@ -99,7 +100,7 @@ async def running_firebreak(
             }
         )
         upgrade_database(database_url)
-        app = create_app(settings, clock=clock, executors=executors)
+        app = create_app(settings, clock=clock, executors=executors, role=role)
         runner = web.AppRunner(app.web)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -44,6 +44,7 @@ class ServeProcess:
         runbooks: Path,
         log: Path,
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,6 +59,7 @@ class ServeProcess:
             **(env or {}),
         }
         self._log = log
+        self._args = args
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -67,6 +69,7 @@ class ServeProcess:
                 "-m",
                 "bot.cli",
                 "serve",
+                *self._args,
                 env=self._env,
                 stdout=handle,
                 stderr=handle,
@@ -83,6 +86,13 @@ class ServeProcess:
                     raise RuntimeError(f"serve exited: {self._log.read_text()[-2000:]}")
                 await asyncio.sleep(0.1)
         raise RuntimeError("serve did not become ready")
+
+    def worker_pids(self) -> list[int]:
+        """The `firebreak worker` processes this serve started (its child processes)."""
+        assert self.process is not None
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children]
 
     async def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process and self.process.returncode is None:

@@ -445,6 +445,50 @@ async def test_malformed_payloads(rig: Rig, caplog: pytest.LogCaptureFixture, bo
     await assert_nothing_ran(rig, caplog)
 
 
+# Every payload type Bolt routes (slack_bolt/request/payload_utils.py), sent with its
+# object fields null or missing: Bolt's matchers and unhandled-request logger index them.
+PAYLOAD_TYPES = [
+    "block_actions",
+    "block_suggestion",
+    "dialog_cancellation",
+    "dialog_submission",
+    "dialog_suggestion",
+    "event_callback",
+    "interactive_message",
+    "message_action",
+    "shortcut",
+    "view_closed",
+    "view_submission",
+    "workflow_step_edit",
+    "app_rate_limited",
+    "url_verification",
+]
+NULLED = ("view", "user", "channel", "team", "message", "container", "event", "workflow_step")
+ENVELOPES = [
+    {},
+    {"view": None},
+    {"callback_id": "unknown"},
+    {"callback_id": "unknown", "view": None},
+    {"callback_id": "unknown", "action_id": "unknown", **dict.fromkeys(NULLED)},
+    {"callback_id": "unknown", "actions": [{"action_id": "unknown"}], "view": None},
+    {"callback_id": "unknown", "actions": [None], "trigger_id": "1.2.x"},
+    {"view": {"type": "workflow_step", "callback_id": "unknown", "state": {"values": {}}}},
+    {"event": {"type": "app_mention", "user": None}, "user": None},
+]
+
+
+@pytest.mark.parametrize("kind", PAYLOAD_TYPES)
+async def test_every_payload_type_with_null_or_missing_objects(
+    rig: Rig, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """Never a 5xx: a payload Bolt cannot route gets a 4xx, one it routes a 200."""
+    for envelope in ENVELOPES:
+        response = await rig.send({"type": kind, **envelope})
+        assert response.status < 500, (envelope, response.status, response.body)
+        assert response.acked_in_time
+    await assert_nothing_ran(rig, caplog)
+
+
 SLASH_FORMS = [
     {},
     {"command": "/incident"},

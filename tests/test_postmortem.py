@@ -239,10 +239,10 @@ def shared_files(slack: Harness) -> list[Any]:
 async def test_closing_twice_exports_once(scene: Scene) -> None:
     channel = await resolved_incident(scene)
     db, now = scene.slack.app.services.db, scene.clock.now()
-    await db.run(store.acquire_lease, 1, "another-replica", now, timedelta(minutes=5))
+    token = await db.run(store.acquire_lease, 1, "another-replica", now, timedelta(minutes=5))
     busy = await scene.close(channel, key="close-0")
     assert "being exported right now" in busy.text and not shared_files(scene.slack)
-    await db.run(store.release_lease, 1, "another-replica")
+    await db.run(store.release_lease, 1, token)
 
     first = await scene.close(channel, key="close-1")
     second = await scene.close(channel, key="close-2")

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from bot.incidents.reminders import CLAIM_TTL
 from emulator.models import Channel
+from storage import reminders as reminder_store
 from storage.models import Event, Incident
 from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak
 
@@ -201,3 +203,33 @@ async def test_rate_limit_storm_loses_and_doubles_nothing(
     assert await tick(slack, clock, 1) == 0
     assert len(nudges(slack, channel)) == 1
     assert len(await event_log(slack, "nudge")) == 1
+
+
+async def test_a_stalled_nudge_holder_cannot_record_its_send(
+    slack: Harness, clock: ManualClock
+) -> None:
+    """A replica claims a due nudge and stalls past its claim; another replica takes it
+    over and sends it. The first one's late record, and its late release, are refused
+    (fenced by the claim's token): one nudge in the log, one missed reminder."""
+    channel = await declare(slack)
+    clock.advance(timedelta(minutes=16))
+    db, reminders = slack.app.services.db, slack.app.services.reminders
+    row = await incident(slack)
+    stalled = await db.run(reminder_store.claim, row.id, "replica-a", clock.now(), CLAIM_TTL)
+    assert stalled is not None
+    due_at, _, stale_token = stalled
+
+    clock.advance(CLAIM_TTL + timedelta(seconds=1))
+    assert await reminders.send(row.id)  # replica B: the claim lapsed, B sends
+    await slack.settle()
+    assert len(nudges(slack, channel)) == 1
+
+    # Replica A wakes up and records what it was doing; both writes are refused.
+    assert not await db.run(reminders._sent, row.id, stale_token, due_at, False, False)
+    await db.run(reminders._failed, row.id, stale_token, "ratelimited", clock.now())
+    assert len(await event_log(slack, "nudge")) == 1
+    assert await event_log(slack, "nudge_failed") == []
+    after = await incident(slack)
+    assert after.nudges_missed == 1 and after.next_update_due_at == clock.now() + timedelta(
+        minutes=15
+    )

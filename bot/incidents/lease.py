@@ -1,9 +1,16 @@
-"""The incident's work lease: one task of one replica at a time, renewed while held.
+"""The incident's work lease: one task of one replica at a time, renewed while held, fenced.
 
 The declare saga and the post-mortem export both take it. It is short and
 renewed in the background while the work waits on Slack, so a replica killed
 mid-work blocks the incident for at most `ttl`, after which the sweep of any
 replica takes over.
+
+A holder can also stall without dying (a paused process, a long GC, a
+partition) and wake up after another replica took over. So each acquisition
+raises the incident's fencing token: the holder passes its token to every
+write the lease guards (`storage.incidents.leased`), and a write with an old
+token is refused with `LeaseLost`. A holder whose renewal fails marks its
+lease `lost` and stops at its next step.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.clock import Clock
@@ -24,6 +32,19 @@ TTL = timedelta(seconds=10)
 RENEW_SECONDS = 3.0
 
 
+@dataclass
+class Lease:
+    incident_id: int
+    holder: str
+    token: int  # the fencing token every guarded write carries
+    lost: bool = False  # a renewal found another holder: stop, do not write
+
+    def check(self) -> None:
+        """Stop here if the lease was lost (the writes would be refused anyway)."""
+        if self.lost:
+            raise store.LeaseLost(self.incident_id)
+
+
 @contextlib.asynccontextmanager
 async def incident_lease(
     db: Database,
@@ -33,24 +54,31 @@ async def incident_lease(
     *,
     ttl: timedelta = TTL,
     renew_seconds: float = RENEW_SECONDS,
-) -> AsyncIterator[bool]:
-    """Yield whether `holder` got the lease; while it is held, keep renewing it."""
-    if not await db.run(store.acquire_lease, incident_id, holder, clock.now(), ttl):
-        yield False
+) -> AsyncIterator[Lease | None]:
+    """Yield the lease if `holder` got it (else None); while it is held, keep renewing it."""
+    token = await db.run(store.acquire_lease, incident_id, holder, clock.now(), ttl)
+    if token is None:
+        yield None
         return
+    lease = Lease(incident_id, holder, token)
 
     async def renew() -> None:
         while True:
             await asyncio.sleep(renew_seconds)
             try:
-                await db.run(store.acquire_lease, incident_id, holder, clock.now(), ttl)
+                renewed = await db.run(store.renew_lease, incident_id, token, clock.now(), ttl)
             except DatabaseUnavailable:
                 log.warning("could not renew the lease on incident %s", incident_id)
+                continue
+            if not renewed:
+                log.warning("lost the lease on incident %s to another holder", incident_id)
+                lease.lost = True
+                return
 
     renewing = asyncio.ensure_future(renew())
     try:
-        yield True
+        yield lease
     finally:
         renewing.cancel()
         await asyncio.gather(renewing, return_exceptions=True)
-        await db.run(store.release_lease, incident_id, holder)
+        await db.run(store.release_lease, incident_id, token)

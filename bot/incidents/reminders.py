@@ -149,18 +149,20 @@ class ReminderService:
             if undeliverable.is_permanent(exc.code):
                 # The channel cannot take messages (archived, say): stop nudging there.
                 log.warning("nudge for incident %s undeliverable: %s", incident.id, exc.code)
-                await self._db.run(self._undeliverable, incident.id, exc.code)
+                await self._db.run(self._undeliverable, incident.id, claimed.token, exc.code)
                 self._metrics.undeliverable.labels(exc.code).inc()
                 await self._outbox.deliver(incident.id)
                 return False
             log.warning("nudge for incident %s failed: %s", incident.id, exc.code)
             retry_at = self._clock.now() + backoff(0)
-            await self._db.run(self._failed, incident.id, exc.code, retry_at)
+            await self._db.run(self._failed, incident.id, claimed.token, exc.code, retry_at)
             self._metrics.nudge_failures.inc()
             return False
-        await self._db.run(
+        if not await self._db.run(
             self._sent, incident.id, claimed, late, escalate, incident.last_update_at
-        )
+        ):
+            log.warning("nudge claim on incident %s was taken over; not recorded", incident.id)
+            return False
         self._metrics.nudges.labels(str(late).lower(), str(escalate).lower()).inc()
         self._metrics.nudge_delay.observe(max(0.0, (now - due_at).total_seconds()))
         if escalate:
@@ -222,9 +224,11 @@ class ReminderService:
         late: bool,
         escalate: bool,
         update_read: datetime | None,
-    ) -> None:
-        incident = incident_store.get(session, incident_id, for_update=True)
-        assert incident is not None
+    ) -> bool:
+        """Record a posted nudge, unless another holder took the claim over (False)."""
+        incident = store.held(session, incident_id, claimed.token)
+        if incident is None:
+            return False
         now = self._clock.now()
         due_at = claimed.due_at
         # An update posted while this reminder was in flight answered it: the update
@@ -238,7 +242,7 @@ class ReminderService:
         # made then stands (compare-and-set on the version the claim read).
         due = next_due(incident, self._runbooks.severities, now)
         if answered or not store.reschedule(session, incident_id, claimed.version, due):
-            store.release(session, incident_id, self._owner, None)
+            store.release(session, incident_id, claimed.token, None)
         incident_store.append_event(
             session,
             incident,
@@ -266,16 +270,18 @@ class ReminderService:
                 # Queued behind a blocked row, several would post at once: send the newest.
                 collapse_key=ESCALATION,
             )
+        return True
 
-    def _undeliverable(self, session: Session, incident_id: int, code: str) -> None:
+    def _undeliverable(self, session: Session, incident_id: int, token: int, code: str) -> None:
         """Record it and say so once (in the broadcast channel, for an archived incident
         channel); try again a full cadence later, so a channel unarchived meanwhile gets
         its next reminder on time rather than one that claims Firebreak was down."""
-        incident = incident_store.get(session, incident_id)
-        assert incident is not None and incident.channel_id
+        incident = store.held(session, incident_id, token)
+        if incident is None or not incident.channel_id:
+            return  # another holder has it now; its outcome is the one that counts
         now = self._clock.now()
         retime(incident, self._runbooks.severities, now)
-        incident.nudge_claimed_by = None
+        store.release(session, incident_id, token, None)
         undeliverable.record(
             session,
             incident,
@@ -287,10 +293,13 @@ class ReminderService:
             once=True,
         )
 
-    def _failed(self, session: Session, incident_id: int, error: str, retry_at: datetime) -> None:
-        incident = incident_store.get(session, incident_id)
-        assert incident is not None
-        store.release(session, incident_id, self._owner, retry_at)
+    def _failed(
+        self, session: Session, incident_id: int, token: int, error: str, retry_at: datetime
+    ) -> None:
+        incident = store.held(session, incident_id, token)
+        if incident is None:
+            return  # another holder has it now; its outcome is the one that counts
+        store.release(session, incident_id, token, retry_at)
         incident_store.append_event(
             session, incident, "nudge_failed", "firebreak", self._clock.now(), error=error
         )

@@ -26,7 +26,7 @@ from bot.incidents.limits import check_message
 from bot.incidents.outbox import Outbox
 from bot.incidents.people import check_assignable
 from bot.incidents.reminders import retime, retime_keeping_snooze
-from bot.mrkdwn import channel_link, mention, user_text
+from bot.mrkdwn import mention, user_text
 from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage.db import Database, DatabaseUnavailable
@@ -46,6 +46,10 @@ class Request:
     actor: str
     channel_id: str
     key: str
+    # Where a declare's author is answered when the saga completes: a response_url,
+    # accepted by Slack until `reply_until` (else an ephemeral in the new channel).
+    reply_url: str | None = None
+    reply_until: datetime | None = None
 
 
 class IncidentService:
@@ -73,7 +77,11 @@ class IncidentService:
     # Anywhere ---------------------------------------------------------------
 
     async def declare(self, command: c.Declare, request: Request) -> str:
-        """Record the incident, then run the declare saga; a redelivery resumes it."""
+        """Record the incident, then run the declare saga; a redelivery resumes it.
+
+        The saga answers the declarer itself when it completes, whichever process
+        completes it; what is returned here is only news of a failure: a commander
+        refused, or a message Slack will never take."""
         refused = ""
         if command.commander:  # from the form, whose user picker offers bots too
             try:
@@ -93,20 +101,17 @@ class IncidentService:
                 "unavailable while Slack was setting it up. Firebreak finishes it once the "
                 "database is back; nothing will be created twice."
             )
-        incident = result.incident
-        link = channel_link(incident.channel_id, incident.channel_name)
         if result.error:
             return (
-                f":warning: Incident #{incident.id} is recorded, but Slack failed while "
+                f":warning: Incident #{result.incident.id} is recorded, but Slack failed while "
                 f"{result.error}. Firebreak keeps retrying; nothing will be created twice."
                 f"{refused}"
             )
         if result.busy:
-            return f"Incident #{incident.id} is being set up: {link}.{refused}"
-        owed = await self._db.run(outbox_rows, incident.id)
-        outcome = await self._outbox.settle(incident.id, owed)
-        declared = f"Declared *{incident.severity}* incident {link}.{refused}"
-        return "\n".join(part for part in (declared, outcome) if part)
+            return refused.strip()  # whoever holds the saga answers the declarer
+        owed = await self._db.run(outbox_rows, result.incident.id)
+        outcome = await self._outbox.settle(result.incident.id, owed)
+        return "\n".join(part for part in (refused.strip(), outcome) if part)
 
     def record_declaration(self, session: Session, command: c.Declare, request: Request) -> int:
         """Write the incident, its checklist and its `declared` event (once per request key);
@@ -125,6 +130,8 @@ class IncidentService:
             declared_by=request.actor,
             at=now,
             origin_channel_id=request.channel_id,
+            reply_url=request.reply_url,
+            reply_until=request.reply_until,
         )
         if incident is None:  # the same request, committed by a concurrent delivery
             existing = store.find_by_request(session, request.key)

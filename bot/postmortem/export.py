@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.gateway import ChatError, ChatGateway
-from bot.incidents.lease import incident_lease
+from bot.incidents.lease import Lease, incident_lease
 from bot.mrkdwn import channel_link, escape, fallback_text
 from bot.postmortem import records
 from bot.postmortem.compiler import compile_document
@@ -30,6 +30,7 @@ from bot.postmortem.history import ts_of
 from bot.postmortem.render import PostmortemTemplate, as_json
 from bot.yamlfile import RunbookError
 from storage.db import Database
+from storage.incidents import LeaseLost
 from storage.models import Incident, Postmortem
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,16 @@ class PostmortemExport:
             holder,
             ttl=LEASE_TTL,
             renew_seconds=LEASE_RENEW_SECONDS,
-        ) as leased:
-            if not leased:
+        ) as lease:
+            if lease is None:
                 return ExportResult(busy=True)
-            return await self._export(incident_id)
+            try:
+                return await self._export(incident_id, lease)
+            except LeaseLost:
+                log.warning("export of incident %s: lost the lease to another holder", incident_id)
+                return ExportResult(busy=True)
 
-    async def _export(self, incident_id: int) -> ExportResult:
+    async def _export(self, incident_id: int, lease: Lease) -> ExportResult:
         """Every step not yet recorded as done, in order; a failure leaves the rest."""
         step = "compiling the post-mortem"
         row: Postmortem | None = None
@@ -110,21 +115,21 @@ class PostmortemExport:
                     latest=ts_of(incident.closed_at or row.created_at),
                 )
                 markdown = self._template.markdown(document)
-                await self._save(row, markdown=markdown, document=document)
+                await self._save(lease, row, markdown=markdown, document=document)
             step = "writing the file"
             if not row.written_path or not Path(row.written_path).exists():
-                await self._save(row, written_path=str(self._write(incident, row)))
+                await self._save(lease, row, written_path=str(self._write(incident, row)))
             if incident.channel_id and (not row.file_id or row.file_id == PENDING):
                 step = "uploading it to the incident channel"
-                await self._upload(incident, row)
+                await self._upload(lease, incident, row)
             if not row.announced_ts or row.announced_ts == PENDING:
                 step = "announcing it"
-                await self._announce(incident, row)
+                await self._announce(lease, incident, row)
             if self._archive_on_close and incident.channel_id:
                 step = "archiving the channel"
                 await self._chat.archive(incident.channel_id)
             await self._save(
-                row, status=records.EXPORTED, exported_at=self._clock.now(), last_error=None
+                lease, row, status=records.EXPORTED, exported_at=self._clock.now(), last_error=None
             )
             return ExportResult(row)
         except (ChatError, OSError, RunbookError) as exc:
@@ -133,7 +138,7 @@ class PostmortemExport:
                 "post-mortem export of incident %s stopped while %s: %s", incident_id, step, exc
             )
             if row is not None:
-                await self._save(row, last_error=f"{step}: {code}"[:255])
+                await self._save(lease, row, last_error=f"{step}: {code}"[:255])
             return ExportResult(row, error=f"{step}: `{code}`")
 
     def _write(self, incident: Incident, row: Postmortem) -> Path:
@@ -149,7 +154,7 @@ class PostmortemExport:
             partial.replace(target)
         return path
 
-    async def _upload(self, incident: Incident, row: Postmortem) -> None:
+    async def _upload(self, lease: Lease, incident: Incident, row: Postmortem) -> None:
         channel, name = str(incident.channel_id), filename(incident)
         if row.file_id == PENDING:  # tried before: Slack may have taken it
             bot = await self._chat.bot_user_id()
@@ -157,10 +162,10 @@ class PostmortemExport:
                 for message in page:
                     found = [f.id for f in message.files if f.name == name]
                     if message.user == bot and found:
-                        await self._save(row, file_id=found[0])
+                        await self._save(lease, row, file_id=found[0])
                         return
                 break  # the upload would be among the newest messages
-        await self._save(row, file_id=PENDING)
+        await self._save(lease, row, file_id=PENDING)
         file_id = await self._chat.upload_file(
             channel,
             name,
@@ -169,16 +174,16 @@ class PostmortemExport:
             comment=":memo: The post-mortem draft, compiled from this channel and the "
             "incident's log. Fill in the ✍️ sections.",
         )
-        await self._save(row, file_id=file_id)
+        await self._save(lease, row, file_id=file_id)
 
-    async def _announce(self, incident: Incident, row: Postmortem) -> None:
+    async def _announce(self, lease: Lease, incident: Incident, row: Postmortem) -> None:
         marker = f"{MARKER_PREFIX}{incident.id}"
         if row.announced_ts == PENDING:
             for message in await self._chat.recent_messages(self._announce_channel, limit=50):
                 if marker in message.block_ids:
-                    await self._save(row, announced_ts=message.ts)
+                    await self._save(lease, row, announced_ts=message.ts)
                     return
-        await self._save(row, announced_ts=PENDING)
+        await self._save(lease, row, announced_ts=PENDING)
         where = channel_link(incident.channel_id, incident.channel_name)
         title = escape(incident.title)
         text = f":memo: The post-mortem of {where} ({escape(incident.severity)}) *{title}* is ready"
@@ -188,9 +193,11 @@ class PostmortemExport:
                 text += f": <{url}|{escape(filename(incident))}>"
         blocks = [{"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": text}}]
         ts = await self._chat.post(self._announce_channel, fallback_text(blocks), blocks)
-        await self._save(row, announced_ts=ts)
+        await self._save(lease, row, announced_ts=ts)
 
-    async def _save(self, row: Postmortem, **values: Any) -> None:
-        await self._db.run(records.save, row.incident_id, values)
+    async def _save(self, lease: Lease, row: Postmortem, **values: Any) -> None:
+        """Record a step; refused (`LeaseLost`) if another holder has the lease now."""
+        lease.check()
+        await self._db.run(records.save, row.incident_id, values, lease.token)
         for key, value in values.items():
             setattr(row, key, value)

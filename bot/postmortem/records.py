@@ -91,7 +91,9 @@ def begin_close(session: Session, channel_id: str, actor: str, now: datetime) ->
     return CloseStart(incident.id)
 
 
-def save(session: Session, incident_id: int, values: dict[str, Any]) -> None:
+def save(session: Session, incident_id: int, values: dict[str, Any], token: int) -> None:
+    """Record export progress, if the lease with `token` is still held (else `LeaseLost`)."""
+    store.leased(session, incident_id, token)
     row = row_for(session, incident_id)
     assert row is not None
     for key, value in values.items():
