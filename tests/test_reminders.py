@@ -217,7 +217,6 @@ async def test_a_stalled_nudge_holder_cannot_record_its_send(
     row = await incident(slack)
     stalled = await db.run(reminder_store.claim, row.id, "replica-a", clock.now(), CLAIM_TTL)
     assert stalled is not None
-    due_at, _, stale_token = stalled
 
     clock.advance(CLAIM_TTL + timedelta(seconds=1))
     assert await reminders.send(row.id)  # replica B: the claim lapsed, B sends
@@ -225,8 +224,8 @@ async def test_a_stalled_nudge_holder_cannot_record_its_send(
     assert len(nudges(slack, channel)) == 1
 
     # Replica A wakes up and records what it was doing; both writes are refused.
-    assert not await db.run(reminders._sent, row.id, stale_token, due_at, False, False)
-    await db.run(reminders._failed, row.id, stale_token, "ratelimited", clock.now())
+    assert not await db.run(reminders._sent, row.id, stalled, False, False, row.last_update_at)
+    await db.run(reminders._failed, row.id, stalled.token, "ratelimited", clock.now())
     assert len(await event_log(slack, "nudge")) == 1
     assert await event_log(slack, "nudge_failed") == []
     after = await incident(slack)
