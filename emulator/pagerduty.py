@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import socket
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +24,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from emulator.loopback import LoopbackServer
 
 Obj = dict[str, Any]
 HTML = "https://firebreak-demo.pagerduty.com"
@@ -160,20 +161,18 @@ def demo_state() -> PagerDutyState:
     return state
 
 
-class PagerDutyEmulator:
+class PagerDutyEmulator(LoopbackServer):
     """Serves a :class:`PagerDutyState` on an ephemeral 127.0.0.1 port (``async with``)."""
 
     def __init__(self, state: PagerDutyState | None = None, *, host: str = "127.0.0.1") -> None:
+        super().__init__(host=host)
         self.state = state or demo_state()
-        self._host = host
-        self._port: int | None = None
-        self._runner: web.AppRunner | None = None
         self._faults: deque[tuple[int, float]] = deque()
         self._holds: dict[tuple[str, str], float] = {}
         self.webhook_url: str | None = None
         self.webhook_secret: str = ""
 
-    async def start(self) -> None:
+    def build(self) -> web.Application:
         app = web.Application(middlewares=[self._gate])
         app.router.add_get("/incidents", self._list_incidents)
         app.router.add_post("/incidents", self._create_incident)
@@ -181,29 +180,12 @@ class PagerDutyEmulator:
         app.router.add_put("/incidents/{id}", self._update_incident)
         app.router.add_get("/oncalls", self._oncalls)
         app.router.add_get("/users/{id}", self._get_user)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((self._host, 0))
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-        self._port = sock.getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> PagerDutyEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        return app
 
     @property
     def api_url(self) -> str:
         """What `PAGERDUTY_API_URL` should be."""
-        return f"http://{self._host}:{self._port}"
+        return self.base_url
 
     def fail_next(self, count: int = 1, *, status: int = 503, delay: float = 0.0) -> None:
         """The next `count` API calls answer `status` (0: carry them out) after `delay` s."""

@@ -11,12 +11,13 @@ check that an update waits and is delivered later.
 from __future__ import annotations
 
 import itertools
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+
+from emulator.loopback import LoopbackServer
 
 Obj = dict[str, Any]
 INCIDENT_STATUSES = ("investigating", "identified", "monitoring", "resolved")
@@ -113,17 +114,15 @@ def demo_state() -> StatuspageState:
     return state
 
 
-class StatuspageEmulator:
+class StatuspageEmulator(LoopbackServer):
     """Serves a :class:`StatuspageState` on an ephemeral 127.0.0.1 port (``async with``)."""
 
     def __init__(self, state: StatuspageState | None = None, *, host: str = "127.0.0.1") -> None:
+        super().__init__(host=host)
         self.state = state or demo_state()
         self.down = False
-        self._host = host
-        self._port: int | None = None
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
+    def build(self) -> web.Application:
         app = web.Application(middlewares=[self._gate])
         base = "/pages/{page}"
         app.router.add_get(f"{base}/components", self._components)
@@ -132,29 +131,12 @@ class StatuspageEmulator:
         app.router.add_post(f"{base}/incidents", self._create)
         app.router.add_get(f"{base}/incidents/{{id}}", self._get)
         app.router.add_patch(f"{base}/incidents/{{id}}", self._patch)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((self._host, 0))
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-        self._port = sock.getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> StatuspageEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        return app
 
     @property
     def api_url(self) -> str:
         """What `STATUSPAGE_API_URL` should be (the `/v1` prefix is the real one's)."""
-        return f"http://{self._host}:{self._port}"
+        return self.base_url
 
     @web.middleware
     async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
