@@ -1,15 +1,17 @@
-"""Alert to incident: from an Alertmanager delivery to the channel and the pinned checklist.
+"""Alert to incident: from an Alertmanager delivery to the channel, the pinned checklist
+and the on-call paged.
 
 A real `firebreak serve` (its own process) gets Alertmanager webhook deliveries
 (the bundled critical example, one distinct group each, so each declares an
-incident) over loopback HTTP with the bearer token; the Slack emulator runs in
-this process and timestamps every Web API call it answers. For each alert:
-the answer (202) time, and the time from sending it to `conversations.create`
-for its channel and to `pins.add` of its checklist.
+incident) over loopback HTTP with the bearer token; the Slack emulator and the
+PagerDuty fake run in this process and timestamp what they are asked. For each
+alert: the answer (202) time, and the time from sending it to `conversations.create`
+for its channel, to `pins.add` of its checklist and to the PagerDuty incident that
+pages checkout's on-call (the alert is P1, and P1 pages).
 
 Two runs per database: 50 alerts one after another (the next sent once the
-previous checklist is pinned), and 50 alerts sent at the same moment. Paging
-is not part of this build, so it is not measured. Without rate limits by
+previous one is pinned and paged), and 50 alerts sent at the same moment. Without
+rate limits by
 default (the bot's own latency); `--tier2` adds Slack's Tier 2 limit (20 a
 minute) on conversations.create and pins.add, which then dominates.
 
@@ -44,6 +46,7 @@ from common import (
 
 from emulator import Workspace
 from emulator.alerts import example
+from emulator.pagerduty import PagerDutyEmulator
 
 TOKEN = "bench-alert-token"
 TIER_2 = 20
@@ -54,6 +57,7 @@ class Timing:
     answered: float  # seconds from sending the alert to its 202
     created: float  # … to conversations.create of its channel
     pinned: float  # … to pins.add of its checklist
+    paged: float  # … to the PagerDuty incident for it
 
 
 class SlackClock:
@@ -82,6 +86,22 @@ class SlackClock:
         return None
 
 
+class PagedClock(dict[str, Any]):
+    """PagerDuty's incidents, noting when each was created, by title."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: dict[str, float] = {}
+
+    def __setitem__(self, key: str, incident: Any) -> None:
+        self.at.setdefault(str(incident["title"]), time.monotonic())
+        super().__setitem__(key, incident)
+
+    def paged(self, n: int, run: str) -> float | None:
+        suffix = f"{run} {n:03d}"
+        return next((at for title, at in self.at.items() if title.endswith(suffix)), None)
+
+
 def alert(n: int, run: str) -> dict[str, Any]:
     body = example("checkout-5xx", datetime.now(UTC) - timedelta(minutes=2))
     body["groupKey"] = f"{body['groupKey']}:{run}:{n}"
@@ -106,34 +126,41 @@ async def send(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> t
     return started, time.monotonic() - started
 
 
-async def until_done(clock: SlackClock, slugs: list[str], limit: float = 600) -> None:
+async def until_done(
+    clock: SlackClock, paging: PagedClock, run: str, numbers: list[int], limit: float = 600
+) -> None:
     deadline = time.monotonic() + limit
-    while any(clock.done(s) is None for s in slugs):
+    while any(clock.done(slug(n, run)) is None or paging.paged(n, run) is None for n in numbers):
         if time.monotonic() > deadline:
             raise RuntimeError("not every alert became an incident in time")
         await asyncio.sleep(0.01)
 
 
-async def sequential(url: str, clock: SlackClock, count: int) -> list[Timing]:
+def timing(
+    clock: SlackClock, paging: PagedClock, n: int, run: str, sent: float, answered: float
+) -> Timing:
+    created, pinned = clock.done(slug(n, run)) or (0.0, 0.0)
+    paged = paging.paged(n, run) or 0.0
+    return Timing(answered, created - sent, pinned - sent, paged - sent)
+
+
+async def sequential(url: str, clock: SlackClock, paging: PagedClock, count: int) -> list[Timing]:
     timings = []
     async with aiohttp.ClientSession() as http:
         for n in range(count):
             sent, answered = await send(http, url, alert(n, "seq"))
-            await until_done(clock, [slug(n, "seq")])
-            created, pinned = clock.done(slug(n, "seq")) or (0.0, 0.0)
-            timings.append(Timing(answered, created - sent, pinned - sent))
+            await until_done(clock, paging, "seq", [n])
+            timings.append(timing(clock, paging, n, "seq", sent, answered))
     return timings
 
 
-async def at_once(url: str, clock: SlackClock, count: int) -> list[Timing]:
+async def at_once(url: str, clock: SlackClock, paging: PagedClock, count: int) -> list[Timing]:
     async with aiohttp.ClientSession() as http:
         sent = await asyncio.gather(*(send(http, url, alert(n, "burst")) for n in range(count)))
-        await until_done(clock, [slug(n, "burst") for n in range(count)])
-    timings = []
-    for n, (at, answered) in enumerate(sent):
-        created, pinned = clock.done(slug(n, "burst")) or (0.0, 0.0)
-        timings.append(Timing(answered, created - at, pinned - at))
-    return timings
+        await until_done(clock, paging, "burst", list(range(count)))
+    return [
+        timing(clock, paging, n, "burst", at, answered) for n, (at, answered) in enumerate(sent)
+    ]
 
 
 def rows(name: str, timings: list[Timing]) -> list[list[object]]:
@@ -147,31 +174,45 @@ def rows(name: str, timings: list[Timing]) -> list[list[object]]:
             cell([t.answered for t in timings]),
             cell([t.created for t in timings]),
             cell([t.pinned for t in timings]),
+            cell([t.paged for t in timings]),
         ]
     ]
 
 
 async def measure(db: str, count: int, tier2: bool, folder: Path) -> list[str]:
     with fresh_database(db, folder) as database_url:
-        async with emulator() as (slack, _, _):
+        async with emulator() as (slack, _, _), PagerDutyEmulator() as pagerduty:
+            paging = PagedClock()
+            pagerduty.state.incidents = paging
             if tier2:
                 for method in ("conversations.create", "pins.add"):
                     slack.set_rate_limit(method, TIER_2)
             clock = SlackClock(slack.workspace)
             serve = serve_process(api_url=slack.api_url, database_url=database_url, folder=folder)
             serve.env["FIREBREAK_ALERT_TOKEN"] = TOKEN
+            serve.env["PAGERDUTY_API_TOKEN"] = pagerduty.state.token
+            serve.env["PAGERDUTY_FROM_EMAIL"] = "alice@example.com"
+            serve.env["PAGERDUTY_API_URL"] = pagerduty.api_url
             await serve.start()
             url = f"{serve.url}/alerts/alertmanager"
             try:
                 found = rows(
-                    f"{db}: {count} one after another", await sequential(url, clock, count)
+                    f"{db}: {count} one after another",
+                    await sequential(url, clock, paging, count),
                 )
-                found += rows(f"{db}: {count} at once", await at_once(url, clock, count))
+                found += rows(f"{db}: {count} at once", await at_once(url, clock, paging, count))
             finally:
                 await serve.stop()
     return [
         table(
-            ["run", "alerts", "answer p50 / p99 ms", "channel created", "checklist pinned"],
+            [
+                "run",
+                "alerts",
+                "answer p50 / p99 ms",
+                "channel created",
+                "checklist pinned",
+                "on-call paged",
+            ],
             found,
         )
     ]
