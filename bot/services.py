@@ -11,6 +11,7 @@ from bot.alerts.service import AlertService
 from bot.clock import Clock
 from bot.gateway import ChatGateway
 from bot.incidents.declare import DeclareFlow
+from bot.incidents.hooks import AllHooks
 from bot.incidents.outbox import Outbox
 from bot.incidents.reminders import ReminderService, ReminderSettings
 from bot.incidents.service import IncidentService
@@ -113,6 +114,16 @@ def build_services(
         outbox=outbox,
         pager=pager,
     )
+    statuspage = StatusPageService(
+        db=db,
+        chat=chat,
+        runbooks=runbooks,
+        clock=clock,
+        catalog=catalog,
+        outbox=outbox,
+        paging=paging,
+        configured=status_page is not None,
+    )
     incidents = IncidentService(
         db=db,
         chat=chat,
@@ -121,7 +132,7 @@ def build_services(
         outbox=outbox,
         declare_flow=declare_flow,
         announce_channel=settings.announce_channel,
-        hooks=paging,
+        hooks=AllHooks(paging, statuspage),
     )
     actions = ActionService(
         db=db,
@@ -173,14 +184,5 @@ def build_services(
             announce_channel=settings.announce_channel,
         ),
         paging=paging,
-        statuspage=StatusPageService(
-            db=db,
-            chat=chat,
-            runbooks=runbooks,
-            clock=clock,
-            catalog=catalog,
-            outbox=outbox,
-            paging=paging,
-            configured=status_page is not None,
-        ),
+        statuspage=statuspage,
     )

@@ -42,7 +42,6 @@ MESSAGE_TEMPLATES = (
     "oncall.j2",
     "statuspage_preview.j2",
     "statuspage_published.j2",
-    "statuspage_offer.j2",
     "statuspage_investigating.j2",
     "statuspage_identified.j2",
     "statuspage_monitoring.j2",

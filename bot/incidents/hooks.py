@@ -1,7 +1,8 @@
 """What other parts of the domain add to a declaration or a resolve, in its transaction.
 
-Paging is the one today (`bot/paging`): a page owed by a declaration is written with
-the declaration, so no crash can declare without paging or page twice.
+Paging (`bot/paging`) and the status page are the ones today: a page owed by a
+declaration is written with the declaration, so no crash can declare without paging or
+page twice; a resolve owes the status page's resolved update its preview.
 """
 
 from __future__ import annotations
@@ -22,3 +23,24 @@ class IncidentHooks(Protocol):
     def severity_changed(self, session: Session, incident: Incident, now: datetime) -> None: ...
 
     def resolved(self, session: Session, incident: Incident, actor: str, now: datetime) -> None: ...
+
+
+class AllHooks:
+    """Several parts' hooks as one, called in the order given."""
+
+    def __init__(self, *hooks: IncidentHooks) -> None:
+        self._hooks = hooks
+
+    def declared(
+        self, session: Session, incident: Incident, now: datetime, service: str | None
+    ) -> None:
+        for hook in self._hooks:
+            hook.declared(session, incident, now, service)
+
+    def severity_changed(self, session: Session, incident: Incident, now: datetime) -> None:
+        for hook in self._hooks:
+            hook.severity_changed(session, incident, now)
+
+    def resolved(self, session: Session, incident: Incident, actor: str, now: datetime) -> None:
+        for hook in self._hooks:
+            hook.resolved(session, incident, actor, now)

@@ -15,6 +15,7 @@ before it is sent again, so a retry never doubles a message.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -243,7 +244,7 @@ class Outbox:
         return "\n".join(lines)
 
     async def _send(self, row: OutboxMessage) -> str | None:
-        if row.kind in ("post", "notice"):
+        if row.kind in ("post", "notice", "post_blocks"):
             return await self._post(row)
         incident = await self._db.run(incident_store.get, row.incident_id)
         if incident is None or not incident.channel_id:
@@ -269,12 +270,21 @@ class Outbox:
             for message in await self._chat.recent_messages(row.channel, limit=50):
                 if marker in message.block_ids:
                     return message.ts
-        blocks = [
-            {"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": row.text}}
-        ]
+        blocks = _marked_blocks(row, marker)
         return await self._chat.post(
             row.channel, fallback_text(blocks), blocks, thread_ts=row.thread_ts
         )
+
+
+def _marked_blocks(row: OutboxMessage, marker: str) -> list[dict[str, object]]:
+    """The message's blocks, the first carrying the row's marker: a `post` is one mrkdwn
+    section; a `post_blocks` row holds its own blocks as JSON (a preview with buttons)."""
+    if row.kind != "post_blocks":
+        return [
+            {"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": row.text}}
+        ]
+    first, *rest = json.loads(row.text)
+    return [{**first, "block_id": marker}, *rest]
 
 
 def _what(row: OutboxMessage) -> str:

@@ -106,7 +106,7 @@ class PagingService:
                 self._request_page(session, incident, target, actor, now, "")
 
     def resolved(self, session: Session, incident: Incident, actor: str, now: datetime) -> None:
-        """Resolve the pages in PagerDuty; offer the resolved status page update."""
+        """Resolve the pages in PagerDuty (the status page's offer is its own hook)."""
         for service in paged_services(session, incident.id):
             target = self._catalog.targets.get(service)
             if target is not None and target.pagerduty is not None:
@@ -119,11 +119,6 @@ class PagingService:
                     service_id=target.pagerduty.service_id,
                     actor=actor,
                 )
-        published = paging_store.events(session, incident.id, "statuspage.published")
-        last = published[-1].payload.get("status") if published else "resolved"
-        if last != "resolved" and incident.channel_id:
-            text = self._runbooks.templates.render("statuspage_offer.j2", incident=incident)
-            enqueue(session, incident.id, "post", now, channel=str(incident.channel_id), text=text)
 
     def services_named(self, text: str) -> list[Target]:
         """Configured services named as a word of `text` (`checkout API down` → checkout)."""

@@ -10,7 +10,9 @@ affected components, later ones add updates, and an outage only delays them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -30,6 +32,7 @@ from storage import incidents as store
 from storage import paging as paging_store
 from storage.db import Database
 from storage.models import Incident
+from storage.outbox import enqueue
 
 PUBLISH_ACTION = "statuspage_publish"
 CANCEL_ACTION = "statuspage_cancel"
@@ -37,12 +40,6 @@ NOT_CONFIGURED = "Statuspage is not configured (set STATUSPAGE_API_KEY; see the 
 PUBLISHERS = ("commander", "comms")
 # Component status by severity while the incident is open (the issue's mapping).
 OUTAGE = {"P0": "major_outage", "P1": "partial_outage"}
-
-
-@dataclass(frozen=True)
-class Draft:
-    text: str
-    blocks: Blocks
 
 
 class StatusPageService:
@@ -71,29 +68,68 @@ class StatusPageService:
         """Record the draft and post its preview with Publish and Cancel."""
         if not self._configured:
             return NOT_CONFIGURED
-        draft_id, draft = await self._db.run(self._record_draft, command, request)
-        if draft_id is None:
+        preview = await self._db.run(self._record_draft, command, request)
+        if preview is None:
             return ""  # a redelivery: the preview is already posted
-        await self._chat.post(request.channel_id, fallback_text(draft.blocks), draft.blocks)
+        await self._chat.post(request.channel_id, fallback_text(preview), preview)
         return ""
 
     def _record_draft(
         self, session: Session, command: c.DraftStatusPage, request: Request
-    ) -> tuple[int | None, Draft]:
+    ) -> Blocks | None:
         incident = store.by_channel(session, request.channel_id, for_update=True)
         if incident is None:
             raise UserError(NOT_AN_INCIDENT_CHANNEL)
         now = self._clock.now()
+        if not store.claim_request(session, request.key, now):
+            return None
+        return self._drafted(session, incident, command, request.actor, now)
+
+    # Hooks called inside the incident service's transactions ------------------------
+
+    def declared(
+        self, session: Session, incident: Incident, now: datetime, service: str | None
+    ) -> None:
+        """Nothing: what customers read about a new incident is a person's call."""
+
+    def severity_changed(self, session: Session, incident: Incident, now: datetime) -> None:
+        """Nothing: a new severity changes the components' status at the next publish."""
+
+    def resolved(self, session: Session, incident: Incident, actor: str, now: datetime) -> None:
+        """Customers still read an unresolved update: queue the resolved update's preview,
+        with Publish and Cancel, as `/incident statuspage resolved` would post it."""
+        published = paging_store.events(session, incident.id, "statuspage.published")
+        if not self._configured or not incident.channel_id or not published:
+            return
+        if published[-1].payload.get("status") == "resolved":
+            return
+        preview = self._drafted(session, incident, c.DraftStatusPage("resolved", ""), actor, now)
+        enqueue(
+            session,
+            incident.id,
+            "post_blocks",
+            now,
+            channel=incident.channel_id,
+            text=json.dumps(preview),
+        )
+
+    def _drafted(
+        self,
+        session: Session,
+        incident: Incident,
+        command: c.DraftStatusPage,
+        actor: str,
+        now: datetime,
+    ) -> Blocks:
+        """Record the draft; its preview, with Publish and Cancel."""
         components = self._components(session, incident, command.status)
         body = public_plain(command.message) or self._default_text(session, incident, command)
         first = not paging_store.events(session, incident.id, "statuspage.published")
-        if not store.claim_request(session, request.key, now):
-            return None, Draft("", [])
         event = store.append_event(
             session,
             incident,
             "statuspage.drafted",
-            request.actor,
+            actor,
             now,
             status=command.status,
             body=body,
@@ -110,7 +146,7 @@ class StatusPageService:
             first=first,
             incident_name=public_plain(incident.title),
         )
-        return event.id, Draft(text, _buttons(text, event.id))
+        return _buttons(text, event.id)
 
     def _components(self, session: Session, incident: Incident, status: str) -> dict[str, str]:
         """The affected services' components and the status customers will see."""
