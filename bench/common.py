@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: processes, databases, the load generator, tables.
 
-The benchmarks measure a real `firebreak serve` process (``python -m bot.cli
+The benchmarks measure a real `firebreak serve` process (``python -m firebreak.cli
 serve``) talking to the Slack emulator, which runs in the benchmark process
 and is reached through ``SLACK_API_URL``. Requests are signed exactly as Slack
 signs them and sent with aiohttp (`generate`), from a child process of its own
@@ -366,7 +366,7 @@ def serve_process(
     if runbooks is not None:
         env["FIREBREAK_RUNBOOKS"] = str(runbooks)
     return Process(
-        [sys.executable, "-m", "bot.cli", "serve"],
+        [sys.executable, "-m", "firebreak.cli", "serve"],
         port=port,
         env=env,
         log=folder / f"serve-{port}.log",

@@ -65,7 +65,7 @@ class ServeProcess:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "bot.cli",
+                "firebreak.cli",
                 "serve",
                 env=self._env,
                 stdout=handle,

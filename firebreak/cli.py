@@ -1,7 +1,7 @@
-"""`firebreak` command line: serve, check, db upgrade.
+"""`firebreak` command line: serve, check, db upgrade, postmortem, shell, demo.
 
-This is the composition root, so it may import the Slack layer (`handlers`);
-the rest of `bot/` never does.
+It sits above the layers it starts, so it may import the Slack layer
+(`handlers`) and the developer tools; nothing below imports it.
 """
 
 from __future__ import annotations
