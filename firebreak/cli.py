@@ -35,13 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     postmortem = sub.add_parser("postmortem", help="print an incident's post-mortem")
     postmortem.add_argument("incident", help="incident ID or channel name")
     postmortem.add_argument("--format", choices=["md", "json"], default="md")
-    # shell and demo take their own options (see handlers/local.py and handlers/demo.py).
+    # shell and demo take their own options (see devtools/shell.py and devtools/demo.py).
     sub.add_parser("shell", add_help=False, help="try Firebreak in a terminal, no Slack needed")
     sub.add_parser("demo", add_help=False, help="play a scripted incident to its post-mortem")
     args, rest = parser.parse_known_args(argv)
     if args.command in ("shell", "demo"):
-        from handlers.demo import run_demo
-        from handlers.local import run_shell
+        from devtools.demo import run_demo
+        from devtools.shell import run_shell
 
         return (run_shell if args.command == "shell" else run_demo)(rest)
     if rest:

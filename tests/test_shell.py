@@ -17,13 +17,13 @@ from pathlib import Path
 
 from bot.executors.base import KubernetesTarget
 from bot.executors.kubernetes import KubernetesExecutor
+from devtools.text import Style, to_text
 from emulator.kubernetes import SimulatedCluster
-from emulator.text import Style, to_text
 from tests.harness import seeded_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 # `firebreak shell|demo` as modules, so they run from the checkout without installing.
-MODULES = {"shell": ("handlers.local", "shell"), "demo": ("handlers.demo",)}
+MODULES = {"shell": ("devtools.shell", "shell"), "demo": ("devtools.demo",)}
 
 
 async def firebreak(

@@ -1,6 +1,6 @@
 """`firebreak demo`: a scripted incident, declared to post-mortem, in a few seconds.
 
-The script is typed into the same session `firebreak shell` runs (handlers.session),
+The script is typed into the same session `firebreak shell` runs (devtools.session),
 line by line as a person would, so the demo shows what this build of Firebreak
 really does. Steps it does not handle yet are marked as such instead of failing
 the demo, and when no post-mortem is compiled the incident's event timeline is
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from handlers.local import guarded, log_to, running, say, terminal_style
+from devtools.session import Local, Session
+from devtools.shell import guarded, log_to, running, say, terminal_style
 from handlers.replies import failure_text
-from handlers.session import Local, Session
 from storage.models import Event, Incident
 
 # (caption, line typed); a caption starts a new step on screen.
