@@ -28,7 +28,7 @@ from emulator.alerts import example, names
 from emulator.api import ApiError
 from emulator.composer import encode
 from emulator.pagerduty import PagerDutyEmulator
-from handlers.app import Firebreak
+from firebreak.app import Firebreak
 
 # The people at the emulated Slack: devtools.shell seeds them, `:as` switches between them.
 USERS = (

@@ -40,7 +40,7 @@ from emulator import SlackDriver, SlackEmulator, Workspace
 from emulator.kubernetes import SimulatedCluster
 from emulator.pagerduty import PagerDutyEmulator
 from emulator.statuspage import StatuspageEmulator
-from handlers.app import create_app
+from firebreak.app import create_app
 from storage.db import make_engine
 from storage.migrate import upgrade
 

@@ -81,14 +81,12 @@ def _check() -> int:
 
 async def _postmortem(reference: str, fmt: str) -> None:
     """Print a post-mortem; a stored one needs no Slack connection."""
-    from handlers.app import create_services, default_executors
-    from handlers.slack_gateway import make_client
+    from firebreak.app import create_services, default_executors
 
     settings = load_settings(require_slack=False)
     upgrade_database(settings.database_url)
     executors = default_executors()
-    client = make_client(settings.slack_bot_token, settings.slack_api_url)
-    services = create_services(settings, client=client, executors=executors)
+    services = create_services(settings, executors=executors)
     try:
         print(await services.postmortems.render(reference, fmt), end="")
     finally:
@@ -99,7 +97,7 @@ async def _postmortem(reference: str, fmt: str) -> None:
 def _serve(settings: Settings) -> int:
     from aiohttp import web
 
-    from handlers.app import create_app
+    from firebreak.app import create_app
 
     configure_logging(settings.log_format, settings.log_level)
     runbooks = load_runbooks(settings.runbooks_dir)
@@ -120,7 +118,7 @@ async def _socket_mode(app: object, settings: Settings) -> None:
     from aiohttp import web
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    from handlers.app import Firebreak
+    from firebreak.app import Firebreak
 
     assert isinstance(app, Firebreak)
     runner = web.AppRunner(app.web)

@@ -19,7 +19,7 @@ from bot.clock import Clock
 from bot.config import load_settings
 from emulator import AppResponse, SlackDriver, SlackEmulator, Workspace
 from emulator.models import Channel
-from handlers.app import Firebreak, create_app
+from firebreak.app import Firebreak, create_app
 from storage.migrate import upgrade_database
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"

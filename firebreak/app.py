@@ -1,4 +1,10 @@
-"""The app factory: Bolt app, aiohttp server and services, wired explicitly."""
+"""The one place that wires the app: gateways, services, Bolt app and aiohttp server.
+
+bot.services builds the domain's service graph from its collaborators; this module
+chooses those collaborators (the Slack client and gateway, the paging clients, the
+database, the executors) from settings and puts the listeners in front of them.
+`serve`, the shell, the demo and the tests all start the bot through `create_app`.
+"""
 
 from __future__ import annotations
 
@@ -67,14 +73,12 @@ def create_app(
     """Build everything from settings; tests pass their own clock and executors."""
     executors = executors or default_executors()
     metrics = Metrics()
-    client = make_client(settings.slack_bot_token, settings.slack_api_url, metrics)
     pager = PagerDutyClient(settings.paging.pagerduty) if settings.paging.pagerduty else None
     status_page = (
         StatuspageClient(settings.paging.statuspage) if settings.paging.statuspage else None
     )
     services = create_services(
         settings,
-        client=client,
         metrics=metrics,
         clock=clock,
         runbooks=runbooks,
@@ -138,7 +142,6 @@ def default_executors() -> Executors:
 def create_services(
     settings: Settings,
     *,
-    client: AsyncWebClient,
     executors: Executors,
     metrics: Metrics | None = None,
     clock: Clock | None = None,
@@ -149,6 +152,7 @@ def create_services(
 ) -> Services:
     """The services without the Bolt app (the CLI's `postmortem` needs no Slack token)."""
     runbooks = runbooks or load_runbooks(settings.runbooks_dir)
+    client = make_client(settings.slack_bot_token, settings.slack_api_url, metrics)
     return build_services(
         db=Database(make_engine(settings.database_url)),
         chat=SlackGateway(client, metrics),
