@@ -35,7 +35,7 @@ from common import (
     wait_for_quiet,
 )
 
-IMPORTS = "import firebreak.cli, firebreak.app, storage.migrate"
+IMPORTS = "import firebreak.cli, app.wiring, storage.migrate"
 
 
 async def python_time(code: str) -> float:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from app.wiring import Firebreak
 from bot.clock import OffsetClock
 from bot.durations import format_duration, parse_duration
 from devtools import console, prompts
@@ -28,7 +29,6 @@ from emulator.alerts import example, names
 from emulator.api import ApiError
 from emulator.composer import encode
 from emulator.pagerduty import PagerDutyEmulator
-from firebreak.app import Firebreak
 
 # The people at the emulated Slack: devtools.shell seeds them, `:as` switches between them.
 USERS = (

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from app.wiring import create_app
 from bot.clock import OffsetClock
 from bot.config import ConfigError, load_settings
 from bot.yamlfile import RunbookError
@@ -40,7 +41,6 @@ from emulator import SlackDriver, SlackEmulator, Workspace
 from emulator.kubernetes import SimulatedCluster
 from emulator.pagerduty import PagerDutyEmulator
 from emulator.statuspage import StatuspageEmulator
-from firebreak.app import create_app
 from storage.db import make_engine
 from storage.migrate import upgrade
 

@@ -1,7 +1,7 @@
 """`firebreak` command line: serve, check, db upgrade, postmortem, shell, demo.
 
-It sits above the layers it starts, so it may import the Slack layer
-(`handlers`) and the developer tools; nothing below imports it.
+It sits above what it starts: the app (app.wiring) and the developer tools
+(devtools); nothing imports it.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _check() -> int:
 
 async def _postmortem(reference: str, fmt: str) -> None:
     """Print a post-mortem; a stored one needs no Slack connection."""
-    from firebreak.app import create_services, default_executors
+    from app.wiring import create_services, default_executors
 
     settings = load_settings(require_slack=False)
     upgrade_database(settings.database_url)
@@ -97,7 +97,7 @@ async def _postmortem(reference: str, fmt: str) -> None:
 def _serve(settings: Settings) -> int:
     from aiohttp import web
 
-    from firebreak.app import create_app
+    from app.wiring import create_app
 
     configure_logging(settings.log_format, settings.log_level)
     runbooks = load_runbooks(settings.runbooks_dir)
@@ -118,7 +118,7 @@ async def _socket_mode(app: object, settings: Settings) -> None:
     from aiohttp import web
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    from firebreak.app import Firebreak
+    from app.wiring import Firebreak
 
     assert isinstance(app, Firebreak)
     runner = web.AppRunner(app.web)

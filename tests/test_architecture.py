@@ -1,4 +1,4 @@
-"""The dependency arrows run one way: firebreak/devtools → handlers → bot → storage.
+"""The dependency arrows run one way: firebreak → devtools → app → handlers → bot → storage.
 
 Read from the source with `ast`, so a lazy import inside a function counts as much
 as one at the top of a module. `bot/` says what an incident is and does, so it must
@@ -18,10 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # The Slack layer, the web framework and the developer tools (shell, demo, emulator).
 ABOVE_THE_DOMAIN = {"handlers", "slack_bolt", "slack_sdk", "aiohttp", "devtools", "emulator"}
 FORBIDDEN = {
-    # The Slack listeners are started by the composition root, never the other way.
-    "handlers": {"firebreak", "devtools", "emulator"},
-    "bot": ABOVE_THE_DOMAIN | {"firebreak"},
-    "storage": ABOVE_THE_DOMAIN | {"firebreak", "bot"},
+    # The dev tools start the app, the app wires the listeners: never the other way.
+    "devtools": {"firebreak"},
+    "app": {"firebreak", "devtools", "emulator"},
+    "handlers": {"app", "firebreak", "devtools", "emulator"},
+    "bot": ABOVE_THE_DOMAIN | {"app", "firebreak"},
+    "storage": ABOVE_THE_DOMAIN | {"app", "firebreak", "bot"},
 }
 # Exact (module, imported package) pairs allowed, each with its reason.
 EXCEPTIONS = {
