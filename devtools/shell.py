@@ -38,7 +38,7 @@ from devtools.prompts import Ask
 from devtools.session import USERS, Local, Session
 from devtools.text import Style
 from emulator import SlackDriver, SlackEmulator, Workspace
-from emulator.kubernetes import SimulatedCluster
+from emulator.cluster import SimulatedCluster
 from emulator.pagerduty import PagerDutyEmulator
 from emulator.statuspage import StatuspageEmulator
 from storage.db import make_engine
