@@ -94,6 +94,7 @@ class Session:
         self.prompted: set[str] = set()  # view id + hash already asked for
         self.alert_starts: dict[str, datetime] = {}  # example alert -> when it started
         self.alert_resolved: set[str] = set()
+        self.warnings = 0  # lines refused or failed so far (the demo fails on any)
 
     @property
     def prompt(self) -> str:
@@ -120,6 +121,7 @@ class Session:
         return keep_going
 
     def warn(self, text: str) -> None:
+        self.warnings += 1
         self.say(self.style.warn(text))
 
     async def settle(self) -> None:
