@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot import commands as c
+from bot import logs
 from bot.actions import ActionService
 from bot.clock import Clock
 from bot.errors import UserError
@@ -111,6 +112,7 @@ class PostmortemService:
                 needs_resolution=True,
                 resolved=start.resolved,
             )
+        logs.incident_id.set(start.incident_id)
         # Before the export, so the post-mortem shows the retirements.
         await self._actions.retire_open(start.incident_id, request.actor)
         result = await self._export.run(start.incident_id)
