@@ -30,6 +30,7 @@ from bot.clock import Clock, SystemClock
 from bot.commands import command_word
 from bot.config import Settings
 from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from bot.health import readiness
 from bot.incidents.reminders import ReminderSettings
 from bot.metrics import Metrics
 from bot.paging.gateways import PagerGateway, StatusPageGateway
@@ -229,9 +230,8 @@ def _web_app(
         return web.json_response({"ok": True})
 
     async def readyz(_: web.Request) -> web.Response:
-        if not await services.db.ping():
-            return web.json_response({"ok": False, "database": "unreachable"}, status=503)
-        return web.json_response({"ok": True, "database": "ok", "runbooks": "loaded"})
+        ready = await readiness(services.db, services.runbooks)
+        return web.json_response({"ok": ready.ok, **ready.checks}, status=200 if ready.ok else 503)
 
     async def prometheus(_: web.Request) -> web.Response:
         # Without the database the other metrics are still served; /readyz reports it.
