@@ -40,9 +40,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("demo", add_help=False, help="play a scripted incident to its post-mortem")
     args, rest = parser.parse_known_args(argv)
     if args.command in ("shell", "demo"):
-        from devtools.demo import run_demo
-        from devtools.shell import run_shell
-
+        try:
+            from devtools.demo import run_demo
+            from devtools.shell import run_shell
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("devtools", "emulator"):
+                raise
+            # The production image (deploy/Dockerfile) leaves the dev tools out.
+            print(
+                f"firebreak: {args.command} is a developer tool, not installed here; "
+                f"run `make {args.command}` in a checkout",
+                file=sys.stderr,
+            )
+            return 2
         return (run_shell if args.command == "shell" else run_demo)(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
