@@ -28,6 +28,7 @@ from bot.postmortem.forms import RESOLUTION_CALLBACK, resolution_form, resolutio
 from bot.postmortem.history import ts_of
 from bot.postmortem.render import PostmortemTemplate, as_json
 from bot.runbooks import Runbooks
+from storage import postmortems as exports
 from storage.db import Database
 
 __all__ = ["RESOLUTION_CALLBACK", "CloseOutcome", "PostmortemService", "resolution_form"]
@@ -127,7 +128,7 @@ class PostmortemService:
 
     async def resume_pending_exports(self) -> None:
         """Finish exports a failure interrupted (periodic sweep and start-up)."""
-        for incident_id in await self._db.run(records.pending_exports):
+        for incident_id in await self._db.run(exports.pending_exports):
             result = await self._export.run(incident_id)
             if result.error:
                 log.warning(
