@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from emulator.kubernetes import FakeKubernetes, pod_metrics
+from emulator.kubernetes import FakeKubernetes, pod_metrics, timestamp
 
 Obj = dict[str, Any]
 NAMESPACE, NAME, CONTEXT = "shop", "checkout", "firebreak-demo"
@@ -41,14 +40,10 @@ LOG_CRASH = [
 ]
 
 
-def _time(ago: float = 0) -> str:
-    return (datetime.now(UTC) - timedelta(seconds=ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _meta(name: str, ago: float, **extra: Any) -> Obj:
     uid = hashlib.sha256(name.encode()).hexdigest()
     uid = f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:32]}"
-    created = _time(ago)
+    created = timestamp(ago)
     return {"name": name, "namespace": NAMESPACE, "uid": uid, "creationTimestamp": created, **extra}
 
 
@@ -186,7 +181,7 @@ class SimulatedCluster:
         """The Deployment's status as the API server reports it."""
         ready = sum(_ready(p) for p in pods)
         healthy = ready == len(pods)
-        since = {"lastUpdateTime": _time(90), "lastTransitionTime": _time(90)}
+        since = {"lastUpdateTime": timestamp(90), "lastTransitionTime": timestamp(90)}
         rs_name = self._current()["metadata"]["name"]
         available = {
             "type": "Available",
@@ -263,12 +258,12 @@ def _ready(pod: Obj) -> bool:
 
 
 def _pod(name: str, template: Obj, *, crashing: bool) -> Obj:
-    started = _time(1400)
+    started = timestamp(1400)
     state: Obj = {"running": {"startedAt": started}}
     last: Obj = {}
     if crashing:
         state = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}}
-        times = {"startedAt": _time(140), "finishedAt": _time(95)}
+        times = {"startedAt": timestamp(140), "finishedAt": timestamp(95)}
         last = {"terminated": {"exitCode": 137, "reason": "OOMKilled", **times}}
     image = _image({"spec": {"template": template}})
     status = {
@@ -305,7 +300,7 @@ def _event(pod: str, reason: str, message: str, ago: float, count: int) -> Obj:
         "message": message,
         "type": "Warning",
         "count": count,
-        "firstTimestamp": _time(1400),
-        "lastTimestamp": _time(ago),
+        "firstTimestamp": timestamp(1400),
+        "lastTimestamp": timestamp(ago),
         "source": {"component": "kubelet", "host": "node-eu-1b"},
     }
