@@ -61,6 +61,28 @@ def test_layer_imports_nothing_above_it(layer: str) -> None:
     assert violations(layer) == []
 
 
+def sqlalchemy_names(path: Path) -> set[str]:
+    """What a module takes from SQLAlchemy, as `module.name`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "sqlalchemy")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_bot_holds_no_sql() -> None:
+    """Queries live in storage/; bot/ hands plain functions a Session and nothing more."""
+    found = {
+        f"{path.relative_to(ROOT).as_posix()}: {name}"
+        for path in sorted((ROOT / "bot").rglob("*.py"))
+        for name in sqlalchemy_names(path) - {"sqlalchemy.orm.Session"}
+    }
+    assert found == set()
+
+
 def test_exceptions_are_still_needed() -> None:
     """An exception nobody needs any more is removed, so the list stays the truth."""
     for module, package in EXCEPTIONS:
