@@ -24,7 +24,7 @@ serve: $(STAMP)  ## run the bot against real Slack (needs SLACK_* settings)
 test: $(STAMP)  ## the whole test suite (SQLite and Postgres)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bot storage handlers
+	$(BIN)/mypy bot storage handlers app firebreak devtools
 	$(BIN)/python -m pytest -q
 
 check: $(STAMP)

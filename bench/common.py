@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: processes, databases, the load generator, tables.
 
-The benchmarks measure a real `firebreak serve` process (``python -m bot.cli
+The benchmarks measure a real `firebreak serve` process (``python -m firebreak.cli
 serve``) talking to the Slack emulator, which runs in the benchmark process
 and is reached through ``SLACK_API_URL``. Requests are signed exactly as Slack
 signs them and sent with aiohttp (`generate`), from a child process of its own
@@ -372,7 +372,7 @@ def serve_process(
     if runbooks is not None:
         env["FIREBREAK_RUNBOOKS"] = str(runbooks)
     return Process(
-        [sys.executable, "-m", "bot.cli", "serve"]
+        [sys.executable, "-m", "firebreak.cli", "serve"]
         + ([] if workers is None else ["--workers", str(workers)]),
         port=port,
         env=env,

@@ -1,12 +1,12 @@
 """Start-up time of `firebreak serve`: from spawning the process to `/readyz` answering 200.
 
-Each run spawns `python -m bot.cli serve` (SLACK_API_URL pointing at the
+Each run spawns `python -m firebreak.cli serve` (SLACK_API_URL pointing at the
 Slack emulator in this process) and polls `GET /readyz` every 5 ms. Two
 cases per database: an empty one (serve applies every migration first, as on
 a first deploy) and one already migrated (a restart). The resident memory of
 the process is read from /proc once it is ready and has been idle for a
 second. For scale, the table starts with what the interpreter alone and the
-imports of `bot.cli serve` cost (`python -c ...`, timed the same way).
+imports of `firebreak.cli serve` cost (`python -c ...`, timed the same way).
 
     .venv/bin/python bench/startup.py                  # 5 runs per case, about 1 minute
     .venv/bin/python bench/startup.py --runs 10 --db sqlite
@@ -35,7 +35,7 @@ from common import (
     wait_for_quiet,
 )
 
-IMPORTS = "import bot.cli, handlers.app, storage.migrate"
+IMPORTS = "import firebreak.cli, app.wiring, storage.migrate"
 
 
 async def python_time(code: str) -> float:

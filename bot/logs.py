@@ -2,7 +2,10 @@
 
 The incident, Slack request and user IDs live in context variables, so a
 log line written deep inside background work still says which request and
-incident it belongs to (asyncio copies the context into each task).
+incident it belongs to (asyncio copies the context into each task). The
+services set `incident_id` as soon as they have loaded the request's incident
+(after the transaction: a change made inside Database.run's thread would not
+come back), and the outbox and reminders set it for the incident they serve.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class TextFormatter(logging.Formatter):
 # Our own loggers; everything else (APScheduler, aiohttp, slack_sdk, Bolt) stays at
 # WARNING, so an idle bot writes nothing (APScheduler alone logged two INFO lines
 # every 2 s: 86,000 a day).
-OWN_LOGGERS = ("bot", "handlers", "storage", "firebreak")
+OWN_LOGGERS = ("bot", "handlers", "storage", "app", "firebreak", "devtools")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 

@@ -1,19 +1,37 @@
-"""A simulated Kubernetes cluster for `firebreak shell` and `firebreak demo`.
+"""The fake Kubernetes API server (aiohttp, loopback, ephemeral port): tests, shell and demo.
 
-One `checkout` Deployment in namespace `shop`: revision 7 (image 1.4.2) has a
-pod in CrashLoopBackOff after OOMKills; revision 6 (1.4.1) was healthy. It
-answers the calls Firebreak's Kubernetes executor makes (pods, logs, events,
-deployment, ReplicaSets, scale, metrics) with objects the official client
-deserialises, over loopback HTTP, so runbook actions run the real executor end
-to end. Mitigations behave: rolling back to 1.4.1 heals the pods, restarting
-1.4.2 does not, and `dryRun=All` changes nothing. It also serves checkout's
-health and readiness URLs, which fail while a pod is down.
+It speaks just enough of the real API for the `kubernetes` client to deserialise every
+answer into its models: complete objects, `Status` bodies for errors, `text/plain` logs.
+Behaviour that the executors rely on is real: label and field selectors, `dryRun=All`
+(validated and answered, never persisted), JSON patch / merge patch / strategic merge
+patch (lists are replaced whole, which is all the executors need), validation of the
+patched Deployment, `generation` moving with every spec change, bearer-token auth.
+Every request and every PATCH (even a refused one) is recorded so tests can assert on
+what was sent. Fault switches: `forbidden`, `delay` (before answering anything),
+`write_delay` (a write is applied, then its answer held back; with `apply_late`, held
+before it is applied, as a write stuck in admission is), `metrics_available`, and
+`stop()` / `start()` for a server that is down. `rollout()` lands a new revision, as a
+deploy between a dry run and its confirmation would. `controller`, when set, runs after
+every write that lands, as the cluster's controllers would (emulator/cluster.py uses it
+to replace the pods of a rolled-back Deployment).
+
+    async with FakeKubernetes() as kube:
+        kube.add(deployment("checkout"))
+        config = kube.write_kubeconfig(tmp_path / "kubeconfig")
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import hashlib
+import itertools
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,354 +39,771 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+TOKEN = "fake-kubernetes-test-token"
+USER = "system:serviceaccount:firebreak:firebreak"
+_GROUPS = {"deployments": "apps", "replicasets": "apps", "pods.metrics.k8s.io": "metrics.k8s.io"}
 Obj = dict[str, Any]
-NAMESPACE, NAME, CONTEXT = "shop", "checkout", "firebreak-demo"
-REGISTRY = "registry.example.com/checkout"
-BAD, GOOD = f"{REGISTRY}:1.4.2", f"{REGISTRY}:1.4.1"
-REVISION = "deployment.kubernetes.io/revision"
-SUFFIXES = ("x7k2p", "q9w4m", "b3n8z", "h5t6r", "c1v0d", "m2l9s", "t4g7k", "w8e3j")
-LOG_OK = [
-    '{"level":"info","msg":"GET /health 200","duration_ms":2}',
-    '{"level":"info","msg":"POST /api/checkout 200","duration_ms":84,"order":"ord_81f2"}',
-]
-LOG_CRASH = [
-    '{"level":"info","msg":"checkout starting","version":"1.4.2"}',
-    '{"level":"info","msg":"connected to postgres","host":"checkout-db","pool":20}',
-    '{"level":"info","msg":"warming cart cache","entries":1200000}',
-    '{"level":"warn","msg":"heap at 243Mi of the 256Mi limit"}',
-    "fatal error: runtime: out of memory",
-]
 
 
-def _time(ago: float = 0) -> str:
+@dataclass(frozen=True)
+class PatchRecord:
+    path: str
+    content_type: str
+    body: Any
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    query: dict[str, str]
+
+
+class _Reply(Exception):
+    """Raised inside handlers to answer with a `Status` object."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.response = web.json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": message,
+                "reason": reason,
+                "code": code,
+            },
+            status=code,
+        )
+
+
+def timestamp(ago: float = 0) -> str:
+    """RFC 3339 in UTC, `ago` seconds before now, as the API server writes times."""
     return (datetime.now(UTC) - timedelta(seconds=ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _meta(name: str, ago: float, **extra: Any) -> Obj:
-    uid = hashlib.sha256(name.encode()).hexdigest()
-    uid = f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:32]}"
-    created = _time(ago)
-    return {"name": name, "namespace": NAMESPACE, "uid": uid, "creationTimestamp": created, **extra}
+def _meta(name: str, namespace: str, ago: float = 3600, **extra: Any) -> Obj:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "uid": str(uuid.uuid4()),
+        "resourceVersion": "1",
+        "creationTimestamp": timestamp(ago),
+        **extra,
+    }
 
 
-def _image(obj: Obj) -> str:
-    """The image of an object's pod template (or a pod's spec)."""
-    spec = obj["spec"].get("template", obj)["spec"]
-    return str(spec["containers"][0]["image"])
-
-
-def _template(image: str, pod_hash: str | None = None) -> Obj:
-    labels = {"app": NAME} | ({"pod-template-hash": pod_hash} if pod_hash else {})
-    container = {
-        "name": "app",
+def _container(name: str, image: str) -> Obj:
+    return {
+        "name": name,
         "image": image,
+        "imagePullPolicy": "IfNotPresent",
         "ports": [{"containerPort": 8080, "protocol": "TCP"}],
         "resources": {"limits": {"memory": "256Mi"}, "requests": {"cpu": "100m"}},
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
     }
-    return {"metadata": {"labels": labels}, "spec": {"containers": [container]}}
 
 
-def _list(kind: str, items: list[Obj], api: str = "v1") -> web.Response:
-    return web.json_response({"kind": kind, "apiVersion": api, "metadata": {}, "items": items})
-
-
-class SimulatedCluster:
-    """The cluster's state plus an aiohttp server on an ephemeral 127.0.0.1 port."""
-
-    def __init__(self) -> None:
-        self.deployment: Obj = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": _meta(
-                NAME, 86400 * 30, generation=1, labels={"app": NAME}, annotations={REVISION: "7"}
-            ),
-            "spec": {
-                "replicas": 3,
-                "selector": {"matchLabels": {"app": NAME}},
-                "template": _template(BAD),
-                "strategy": {"type": "RollingUpdate"},
-            },
-        }
-        self.replicasets = [self._replicaset(GOOD, 6, 86400 * 2), self._replicaset(BAD, 7, 1500)]
-        self.replicasets[-1]["spec"]["replicas"] = self.deployment["spec"]["replicas"]
-        crashing = self.pods()[-1]["metadata"]["name"]
-        self.events = [
-            _event(crashing, "BackOff", "Back-off restarting failed container app", 40, 31),
-            _event(crashing, "OOMKilled", "Container app exceeded its 256Mi memory limit", 95, 7),
-            _event(crashing, "Unhealthy", "Readiness probe failed: statuscode: 503", 30, 52),
-        ]
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-
-    def _replicaset(self, image: str, revision: int, ago: float) -> Obj:
-        pod_hash = hashlib.sha256(image.encode()).hexdigest()[:9]
-        owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": NAME, "controller": True}
-        owner["uid"] = self.deployment["metadata"]["uid"]
-        template = _template(image, pod_hash)
-        labels = dict(template["metadata"]["labels"])
-        metadata = _meta(f"{NAME}-{pod_hash}", ago, labels=labels, ownerReferences=[owner])
-        metadata["annotations"] = {REVISION: str(revision)}
-        spec = {"replicas": 0, "selector": {"matchLabels": labels}, "template": template}
-        return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": metadata, "spec": spec}
-
-    def _current(self) -> Obj:
-        return next(rs for rs in self.replicasets if _image(rs) == _image(self.deployment))
-
-    def pods(self) -> list[Obj]:
-        """The current ReplicaSet's pods; on the bad image the last one crash-loops."""
-        rs = self._current()
-        replicas = int(self.deployment["spec"]["replicas"])
-        return [
-            _pod(
-                f"{rs['metadata']['name']}-{SUFFIXES[i % len(SUFFIXES)]}",
-                rs["spec"]["template"],
-                crashing=_image(rs) == BAD and i == replicas - 1,
-            )
-            for i in range(replicas)
-        ]
-
-    def status(self) -> Obj:
-        """The Deployment as the API server reports it, status included."""
-        pods = self.pods()
-        ready = sum(_ready(p) for p in pods)
-        healthy = ready == len(pods)
-        since = {"lastUpdateTime": _time(90), "lastTransitionTime": _time(90)}
-        rs_name = self._current()["metadata"]["name"]
-        available = {
-            "type": "Available",
-            "status": str(healthy),
-            "reason": "MinimumReplicasAvailable" if healthy else "MinimumReplicasUnavailable",
-            "message": f"{ready}/{len(pods)} replicas ready",
-            **since,
-        }
-        progressing = {
-            "type": "Progressing",
-            "status": "True",
-            "reason": "NewReplicaSetAvailable",
-            "message": f'ReplicaSet "{rs_name}" has successfully progressed.',
-            **since,
-        }
-        counts = {"replicas": len(pods), "updatedReplicas": len(pods)}
-        counts |= {"readyReplicas": ready, "availableReplicas": ready}
-        return {**self.deployment, "status": {**counts, "conditions": [available, progressing]}}
-
-    def patch(self, body: Any, dry_run: bool) -> Obj:
-        """Apply a JSON patch (a list, as rollback sends) or a merge patch (a dict)."""
-        dep = copy.deepcopy(self.deployment)
-        if isinstance(body, list):
-            for op in body:  # only add/replace of whole members, which is what is sent
-                *parents, key = op["path"].strip("/").split("/")
-                target = dep
-                for part in parents:
-                    target = target[part]
-                target[key] = op["value"]
-        else:
-            _merge(dep, body)
-        if dry_run:
-            return dep
-        image_changed = _image(dep) != _image(self.deployment)
-        rs = next((rs for rs in self.replicasets if _image(rs) == _image(dep)), None)
-        if rs is None:
-            raise web.HTTPUnprocessableEntity(text="the simulated cluster has no such image")
-        if image_changed:  # a template the deployment ran before gets the next revision
-            revision = 1 + max(
-                int(r["metadata"]["annotations"][REVISION]) for r in self.replicasets
-            )
-            rs["metadata"]["annotations"][REVISION] = str(revision)
-            dep["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
-        dep["spec"]["template"]["metadata"]["labels"].pop("pod-template-hash", None)
-        if dep["spec"] != self.deployment["spec"]:  # what a confirmation checks it still sees
-            dep["metadata"]["generation"] = self.deployment["metadata"].get("generation", 1) + 1
-        self.deployment = dep
-        for each in self.replicasets:
-            each["spec"]["replicas"] = dep["spec"]["replicas"] if each is rs else 0
-        return self.status()
-
-    # ---------------------------------------------------------------- http
-
-    async def _pods(self, request: web.Request) -> web.Response:
-        return _list("PodList", self.pods())
-
-    async def _log(self, request: web.Request) -> web.Response:
-        name = request.match_info["n"]
-        pod = next((p for p in self.pods() if p["metadata"]["name"] == name), None)
-        if pod is None:
-            raise web.HTTPNotFound(text="pod not found")
-        crashed = not _ready(pod)
-        lines = (LOG_CRASH if crashed else LOG_OK)[-int(request.query.get("tailLines", "100")) :]
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
-
-    async def _events(self, request: web.Request) -> web.Response:
-        return _list("EventList", self.events)
-
-    async def _deployment(self, request: web.Request) -> web.Response:
-        dry_run = request.query.get("dryRun") == "All"
-        if request.method == "PATCH":
-            return web.json_response(self.patch(await request.json(), dry_run))
-        return web.json_response(self.status())
-
-    async def _scale(self, request: web.Request) -> web.Response:
-        replicas = self.deployment["spec"]["replicas"]
-        if request.method == "PATCH":
-            wanted = int((await request.json())["spec"]["replicas"])
-            dry_run = request.query.get("dryRun") == "All"
-            replicas = self.patch({"spec": {"replicas": wanted}}, dry_run)["spec"]["replicas"]
-        scale = {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": _meta(NAME, 0)}
-        count = {"replicas": replicas}
-        return web.json_response({**scale, "spec": count, "status": count})
-
-    async def _replicasets(self, request: web.Request) -> web.Response:
-        items = copy.deepcopy(self.replicasets)
-        for rs in items:
-            replicas = rs["spec"]["replicas"]
-            crashing = 1 if _image(rs) == BAD and replicas else 0
-            rs["status"] = {"replicas": replicas, "readyReplicas": replicas - crashing}
-        return _list("ReplicaSetList", items, "apps/v1")
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        items = []
-        for pod in self.pods():
-            ready = _ready(pod)
-            usage = {"cpu": "40m", "memory": "180Mi"}
-            if not ready:
-                usage = {"cpu": "310m", "memory": "251Mi"}
-            items.append(
-                {
-                    "metadata": {"name": pod["metadata"]["name"], "namespace": NAMESPACE},
-                    "timestamp": _time(10),
-                    "window": "15s",
-                    "containers": [{"name": "app", "usage": usage}],
+def pod(
+    name: str,
+    namespace: str = "shop",
+    labels: Mapping[str, str] | None = None,
+    *,
+    image: str = "registry.example.com/checkout:1.4.2",
+    containers: tuple[str, ...] = ("app",),
+    phase: str = "Running",
+    ready: bool = True,
+    restarts: int = 0,
+    waiting: str | None = None,
+    last_terminated: str | None = None,
+    ago: float = 600,
+) -> Obj:
+    """A Pod whose containers all share the given state: `waiting="CrashLoopBackOff"`,
+    `last_terminated="OOMKilled"` give the shapes a crash-looping pod really has."""
+    start = timestamp(ago - 5)
+    statuses = []
+    for cname in containers:
+        state = (
+            {"waiting": {"reason": waiting, "message": f"back-off restarting {cname}"}}
+            if waiting
+            else {"running": {"startedAt": start}}
+        )
+        last = (
+            {
+                "terminated": {
+                    "exitCode": 137 if last_terminated == "OOMKilled" else 1,
+                    "reason": last_terminated,
+                    "startedAt": timestamp(ago / 2),
+                    "finishedAt": timestamp(ago / 3),
                 }
-            )
-        return _list("PodMetricsList", items, "metrics.k8s.io/v1beta1")
-
-    async def _health(self, request: web.Request) -> web.Response:
-        down = [p["metadata"]["name"] for p in self.pods() if not _ready(p)]
-        body = {"status": "degraded", "unready_pods": down} if down else {"status": "ok"}
-        return web.json_response(body, status=503 if down else 200)
-
-    async def start(self) -> None:
-        app = web.Application()
-        core, apps = f"/api/v1/namespaces/{NAMESPACE}", f"/apis/apps/v1/namespaces/{NAMESPACE}"
-        app.router.add_get(f"{core}/pods", self._pods)
-        app.router.add_get(f"{core}/pods/{{n}}/log", self._log)
-        app.router.add_get(f"{core}/events", self._events)
-        app.router.add_route("*", f"{apps}/deployments/{NAME}", self._deployment)
-        app.router.add_route("*", f"{apps}/deployments/{NAME}/scale", self._scale)
-        app.router.add_get(f"{apps}/replicasets", self._replicasets)
-        metrics = f"/apis/metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/pods"
-        app.router.add_get(metrics, self._metrics)
-        app.router.add_get(f"/{NAME}/health", self._health)
-        app.router.add_get(f"/{NAME}/ready", self._health)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> SimulatedCluster:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def write_demo_files(self, folder: Path) -> Path:
-        """`kubeconfig` and `targets.yml` in `folder` pointing checkout here; returns the latter."""
-        kubeconfig = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "current-context": CONTEXT,
-            "clusters": [{"name": CONTEXT, "cluster": {"server": self.url}}],
-            "users": [{"name": CONTEXT, "user": {"token": "firebreak-demo"}}],
-            "contexts": [
-                {"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT}},
-            ],
-        }
-        (folder / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
-        kubernetes = {"namespace": NAMESPACE, "deployment": NAME, "selector": f"app={NAME}"}
-        http = {"health": f"{self.url}/{NAME}/health", "readiness": f"{self.url}/{NAME}/ready"}
-        service = {
-            "kubernetes": {**kubernetes, "max_replicas": 10},
-            "postgres": {"url_env": "CHECKOUT_DATABASE_URL"},
-            "http": http,
-            # The PagerDuty and Statuspage fakes' checkout (emulator/pagerduty.py, statuspage.py).
-            "pagerduty": {"service_id": "PCHKOUT", "escalation_policy_id": "PEPCHK1"},
-            "statuspage": {"component_id": "cmpchk01"},
-        }
-        targets = {
-            "services": {NAME: service},
-            "mitigators": ["U0ALICE", "U0BOB"],
-            "require_distinct_confirmer": ["P0"],
-        }
-        path = folder / "targets.yml"
-        path.write_text("# The simulated cluster of `firebreak shell`.\n" + yaml.safe_dump(targets))
-        return path
-
-
-def _ready(pod: Obj) -> bool:
-    return bool(pod["status"]["containerStatuses"][0]["ready"])
-
-
-def _pod(name: str, template: Obj, *, crashing: bool) -> Obj:
-    started = _time(1400)
-    state: Obj = {"running": {"startedAt": started}}
-    last: Obj = {}
-    if crashing:
-        state = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}}
-        times = {"startedAt": _time(140), "finishedAt": _time(95)}
-        last = {"terminated": {"exitCode": 137, "reason": "OOMKilled", **times}}
-    image = _image({"spec": {"template": template}})
-    status = {
-        "name": "app",
-        "image": image,
-        "imageID": f"{image}@sha256:{'ab' * 32}",
-        "ready": not crashing,
-        "started": not crashing,
-        "restartCount": 7 if crashing else 0,
-        "state": state,
-        "lastState": last,
-    }
+            }
+            if last_terminated
+            else {}
+        )
+        statuses.append(
+            {
+                "name": cname,
+                "image": image,
+                "imageID": f"{image}@sha256:{'0' * 64}",
+                "containerID": f"containerd://{uuid.uuid4().hex}",
+                "ready": ready,
+                "started": ready,
+                "restartCount": restarts,
+                "state": state,
+                "lastState": last,
+            }
+        )
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _meta(name, 1500, labels=dict(template["metadata"]["labels"])),
-        "spec": {**copy.deepcopy(template["spec"]), "nodeName": "node-eu-1b"},
+        "metadata": _meta(name, namespace, ago, labels=dict(labels or {"app": "checkout"})),
+        "spec": {
+            "containers": [_container(c, image) for c in containers],
+            "nodeName": "node-1",
+            "restartPolicy": "Always",
+            "serviceAccountName": "default",
+        },
         "status": {
-            "phase": "Running",
-            "startTime": started,
-            "containerStatuses": [status],
-            "conditions": [{"type": "Ready", "status": str(not crashing)}],
+            "phase": phase,
+            "podIP": "10.1.2.3",
+            "hostIP": "192.0.2.10",
+            "startTime": start,
+            "qosClass": "Burstable",
+            "containerStatuses": statuses,
+            "conditions": [{"type": "Ready", "status": str(ready), "lastTransitionTime": start}],
         },
     }
 
 
-def _event(pod: str, reason: str, message: str, ago: float, count: int) -> Obj:
+def deployment(
+    name: str = "checkout",
+    namespace: str = "shop",
+    *,
+    replicas: int = 3,
+    image: str = "registry.example.com/checkout:1.4.2",
+    revision: int = 1,
+    ready: int | None = None,
+    paused: bool = False,
+) -> Obj:
+    """An apps/v1 Deployment labelled and selecting `app=<name>`."""
+    labels = {"app": name}
+    ready = replicas if ready is None else ready
+    cond = {"lastUpdateTime": timestamp(60), "lastTransitionTime": timestamp(60)}
     return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": _meta(f"{pod}.{reason.lower()}", ago),
-        "involvedObject": {"kind": "Pod", "name": pod, "namespace": NAMESPACE},
-        "reason": reason,
-        "message": message,
-        "type": "Warning",
-        "count": count,
-        "firstTimestamp": _time(1400),
-        "lastTimestamp": _time(ago),
-        "source": {"component": "kubelet", "host": "node-eu-1b"},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(
+            name,
+            namespace,
+            86400,
+            generation=revision,
+            labels=labels,
+            annotations={"deployment.kubernetes.io/revision": str(revision)},
+        ),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "paused": paused,
+            "revisionHistoryLimit": 10,
+            "progressDeadlineSeconds": 600,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+            },
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [_container("app", image)],
+                    "restartPolicy": "Always",
+                    "dnsPolicy": "ClusterFirst",
+                },
+            },
+        },
+        "status": {
+            "observedGeneration": revision,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "conditions": [
+                {
+                    "type": "Available",
+                    "status": str(ready >= replicas),
+                    "reason": "MinimumReplicasAvailable",
+                    "message": "ok",
+                    **cond,
+                },
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "reason": "NewReplicaSetAvailable",
+                    "message": f'ReplicaSet "{name}" has successfully progressed.',
+                    **cond,
+                },
+            ],
+        },
     }
 
 
-def _merge(target: Obj, patch: Obj) -> None:
-    """RFC 7386 merge patch: dicts merge, everything else (lists too) replaces."""
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        elif value is None:
-            target.pop(key, None)
+def replicaset(owner: Obj, revision: int, image: str, replicas: int = 0, ago: float = 7200) -> Obj:
+    """A ReplicaSet owned by `owner` for one revision: the owner's template with `image`,
+    plus the `pod-template-hash` label the deployment controller adds."""
+    template = copy.deepcopy(owner["spec"]["template"])
+    template["spec"]["containers"][0]["image"] = image
+    pth = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+    template["metadata"]["labels"]["pod-template-hash"] = pth
+    meta = owner["metadata"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": _meta(
+            f"{meta['name']}-{pth}",
+            meta["namespace"],
+            ago,
+            generation=1,
+            labels=dict(template["metadata"]["labels"]),
+            annotations={
+                "deployment.kubernetes.io/revision": str(revision),
+                "deployment.kubernetes.io/desired-replicas": str(replicas),
+            },
+            ownerReferences=[
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        ),
+        "spec": {
+            "replicas": replicas,
+            "template": template,
+            "selector": {"matchLabels": dict(template["metadata"]["labels"])},
+        },
+        "status": {
+            "replicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "fullyLabeledReplicas": replicas,
+            "observedGeneration": 1,
+        },
+    }
+
+
+def event(
+    name: str,
+    reason: str,
+    message: str,
+    namespace: str = "shop",
+    *,
+    type: str = "Warning",
+    kind: str = "Pod",
+    object_name: str = "checkout-1",
+    count: int = 1,
+    ago: float = 60,
+) -> Obj:
+    """A core/v1 Event about `kind/object_name`, last seen `ago` seconds ago."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": _meta(name, namespace, ago),
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": kind,
+            "name": object_name,
+            "namespace": namespace,
+            "uid": str(uuid.uuid4()),
+        },
+        "reason": reason,
+        "message": message,
+        "type": type,
+        "count": count,
+        "firstTimestamp": timestamp(ago + 600),
+        "lastTimestamp": timestamp(ago),
+        "source": {"component": "kubelet", "host": "node-1"},
+        "reportingComponent": "kubelet",
+        "reportingInstance": "node-1",
+        "eventTime": None,
+    }
+
+
+def pod_metrics(
+    name: str,
+    usage: Mapping[str, tuple[str, str]],
+    namespace: str = "shop",
+    labels: Mapping[str, str] | None = None,
+) -> Obj:
+    """A metrics.k8s.io PodMetrics; `usage` maps container → (cpu, memory) quantities."""
+    return {
+        "apiVersion": "metrics.k8s.io/v1beta1",
+        "kind": "PodMetrics",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "creationTimestamp": timestamp(),
+            "labels": dict(labels or {"app": "checkout"}),
+        },
+        "timestamp": timestamp(10),
+        "window": "15s",
+        "containers": [
+            {"name": c, "usage": {"cpu": cpu, "memory": mem}} for c, (cpu, mem) in usage.items()
+        ],
+    }
+
+
+def write_kubeconfig(
+    path: Path, contexts: Mapping[str, tuple[str, str, str]], current: str | None = None
+) -> Path:
+    """Write a kubeconfig; `contexts` maps a context name to (server URL, token, namespace)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "current-context": current or next(iter(contexts)),
+        "clusters": [{"name": n, "cluster": {"server": s}} for n, (s, _, _) in contexts.items()],
+        "users": [{"name": n, "user": {"token": t}} for n, (_, t, _) in contexts.items()],
+        "contexts": [
+            {"name": n, "context": {"cluster": n, "user": n, "namespace": ns}}
+            for n, (_, _, ns) in contexts.items()
+        ],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _selector(text: str) -> Callable[[Mapping[str, str]], bool]:
+    """Compile a label selector: `a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x)`.
+    As in Kubernetes, `!=` and `notin` also match objects without the label."""
+    requirements: list[tuple[str, str, set[str]]] = []  # (in | notin | exists | !exists)
+    for req in (r.strip() for r in re.split(r",(?![^(]*\))", text) if r.strip()):
+        if m := re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", req):
+            requirements.append((m[2], m[1], {v.strip() for v in m[3].split(",")}))
+        elif m := re.fullmatch(r"([\w./-]+)\s*(!=|==|=)\s*([\w.-]*)", req):
+            requirements.append(("notin" if m[2] == "!=" else "in", m[1], {m[3]}))
+        elif m := re.fullmatch(r"(!?)([\w./-]+)", req):
+            requirements.append((f"{m[1]}exists", m[2], set()))
         else:
-            target[key] = value
+            raise _Reply(400, "BadRequest", f"unable to parse requirement: {req!r}")
+
+    def matches(labels: Mapping[str, str]) -> bool:
+        for op, key, values in requirements:
+            found = labels.get(key) in values if op in ("in", "notin") else key in labels
+            if found != (op in ("in", "exists")):
+                return False
+        return True
+
+    return matches
+
+
+def _field(obj: Obj, path: str) -> str:
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def _merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 merge patch; also the fake's strategic merge (lists replaced whole)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge(result.get(key), value)
+    return result
+
+
+def _json_patch(doc: Obj, ops: list[Obj]) -> Obj:
+    """RFC 6902 `add`, `remove`, `replace` and `test` on object members: enough for
+    kubectl's rollback patch."""
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        *parents, last = [
+            p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]
+        ]
+        node: Any = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.get(part)
+            if node is None:
+                raise _Reply(422, "Invalid", f"jsonpatch {op['op']}: missing path {op['path']}")
+        kind, exists = op["op"], (last in node if isinstance(node, dict) else True)
+        if kind in ("remove", "replace", "test") and not exists:
+            raise _Reply(
+                422,
+                "Invalid",
+                f"jsonpatch {kind} operation does not apply: doc is missing key: {op['path']}",
+            )
+        if kind == "test" and node[last] != op["value"]:
+            raise _Reply(422, "Invalid", f"jsonpatch test failed at {op['path']}")
+        if kind == "remove":
+            del node[last]
+        elif kind in ("add", "replace"):
+            node[last] = copy.deepcopy(op["value"])
+        elif kind != "test":
+            raise _Reply(422, "Invalid", f"unsupported jsonpatch op {kind!r}")
+    return doc
+
+
+def _apply_patch(obj: Obj, content_type: str, body: Any) -> Obj:
+    if content_type == "application/json-patch+json" and isinstance(body, list):
+        return _json_patch(obj, body)
+    merge_types = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+    if content_type in merge_types and isinstance(body, dict):
+        return _merge(copy.deepcopy(obj), body)  # a dry run must not touch the stored one
+    if content_type.startswith("application/") and content_type.endswith("patch+json"):
+        raise _Reply(400, "BadRequest", f"invalid {content_type} body")
+    raise _Reply(415, "UnsupportedMediaType", f"unsupported patch type {content_type}")
+
+
+def _validate_deployment(dep: Obj) -> None:
+    name, spec = dep["metadata"]["name"], dep.get("spec", {})
+    problems = []
+    if not isinstance(spec.get("replicas"), int) or spec["replicas"] < 0:
+        problems.append("spec.replicas: Invalid value: must be a non-negative integer")
+    labels = spec.get("template", {}).get("metadata", {}).get("labels") or {}
+    if any(labels.get(k) != v for k, v in spec["selector"]["matchLabels"].items()):
+        problems.append(
+            "spec.template.metadata.labels: Invalid value: `selector` does not "
+            "match template `labels`"
+        )
+    containers = spec.get("template", {}).get("spec", {}).get("containers") or []
+    if not containers or not all(c.get("name") and c.get("image") for c in containers):
+        problems.append("spec.template.spec.containers: Required value")
+    if problems:
+        raise _Reply(422, "Invalid", f'Deployment.apps "{name}" is invalid: ' + "; ".join(problems))
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FakeKubernetes:
+    """The server and its mutable state; see the module docstring."""
+
+    def __init__(self, token: str = TOKEN) -> None:
+        self.token = token
+        self.objects: dict[str, dict[tuple[str, str], Obj]] = {}
+        self.logs: dict[tuple[str, str, str, bool], str] = {}
+        self.forbidden: set[tuple[str, str]] = set()  # (verb or "*", resource)
+        self.delay = 0.0
+        self.write_delay = 0.0
+        self.apply_late = False
+        self.metrics_available = True
+        self.patches: list[PatchRecord] = []
+        self.requests: list[RequestRecord] = []
+        self.port = 0
+        self._versions = itertools.count(100)
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._closing = asyncio.Event()
+        self.controller: Callable[[], None] | None = None
+
+    # -- test-facing state -------------------------------------------------------------
+    def add(self, *objs: Obj) -> None:
+        for obj in objs:
+            meta = obj["metadata"]
+            self.objects.setdefault(obj["kind"], {})[(meta["namespace"], meta["name"])] = obj
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj:
+        return self.objects[kind][(namespace, name)]
+
+    def set_log(
+        self,
+        namespace: str,
+        pod_name: str,
+        text: str,
+        container: str = "app",
+        previous: bool = False,
+    ) -> None:
+        self.logs[(namespace, pod_name, container, previous)] = text
+
+    def forbid(self, verb: str, resource: str) -> None:
+        """Answer 403 to `verb` ("get", "list", "patch" or "*") on `resource` ("pods",
+        "pods/log", "events", "deployments", "deployments/scale", "replicasets",
+        "pods.metrics.k8s.io")."""
+        self.forbidden.add((verb, resource))
+
+    def pause(self, namespace: str, name: str, paused: bool = True) -> None:
+        """`kubectl rollout pause` (or resume) a stored Deployment."""
+        self.get("Deployment", namespace, name)["spec"]["paused"] = paused
+
+    def rollout(self, namespace: str, name: str, image: str) -> int:
+        """A deploy lands: the Deployment takes `image` in a new revision with its own
+        ReplicaSet (the old ones scaled to 0), as the controller does. Returns the revision."""
+        dep = self.get("Deployment", namespace, name)
+        meta = dep["metadata"]
+        revision = int(meta["annotations"]["deployment.kubernetes.io/revision"]) + 1
+        for rs in self.objects.get("ReplicaSet", {}).values():
+            if any(ref["uid"] == meta["uid"] for ref in rs["metadata"]["ownerReferences"]):
+                rs["spec"]["replicas"] = rs["status"]["replicas"] = 0
+        dep["spec"]["template"]["spec"]["containers"][0]["image"] = image
+        meta["annotations"]["deployment.kubernetes.io/revision"] = str(revision)
+        meta["generation"] = meta.get("generation", 1) + 1
+        meta["resourceVersion"] = str(next(self._versions))
+        self.add(replicaset(dep, revision, image, replicas=dep["spec"]["replicas"], ago=0))
+        self._written()
+        return revision
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_kubeconfig(self, path: Path, contexts: Mapping[str, str] | None = None) -> Path:
+        """A kubeconfig whose contexts (name → namespace) all point at this server."""
+        contexts = contexts or {"fake": "shop"}
+        return write_kubeconfig(path, {n: (self.url, self.token, ns) for n, ns in contexts.items()})
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start (or, after `stop()`, restart on the same port) listening on loopback."""
+        if self._runner is None:
+            app = web.Application(middlewares=[self._middleware])
+            core, apps = "/api/v1/namespaces/{ns}", "/apis/apps/v1/namespaces/{ns}"
+            app.router.add_get(f"{core}/pods", self._list_pods)
+            app.router.add_get(f"{core}/pods/{{name}}/log", self._pod_log)
+            app.router.add_get(f"{core}/events", self._list_events)
+            app.router.add_get(f"{apps}/deployments/{{name}}", self._get_deployment)
+            app.router.add_patch(f"{apps}/deployments/{{name}}", self._patch_deployment)
+            app.router.add_get(f"{apps}/deployments/{{name}}/scale", self._get_scale)
+            app.router.add_patch(f"{apps}/deployments/{{name}}/scale", self._patch_scale)
+            app.router.add_get(f"{apps}/replicasets", self._list_replicasets)
+            app.router.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", self._metrics)
+            self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+            await self._runner.setup()
+        self._closing.clear()
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await self._site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Stop listening: clients now get 'connection refused', like an API server that's down."""
+        self._closing.set()
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+
+    async def close(self) -> None:
+        await self.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeKubernetes:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- plumbing ----------------------------------------------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.requests.append(RequestRecord(request.method, request.path, dict(request.query)))
+        if request.method == "PATCH":
+            text = await request.text()
+            try:
+                body = json.loads(text)
+            except ValueError:
+                body = text
+            dry_run = "dryRun" in request.query
+            self.patches.append(PatchRecord(request.path, request.content_type, body, dry_run))
+        await self._hold(self.delay)
+        try:
+            if request.headers.get("Authorization") != f"Bearer {self.token}":
+                raise _Reply(401, "Unauthorized", "Unauthorized")
+            write = request.method == "PATCH" and "dryRun" not in request.query
+            if write and self.apply_late:
+                await self._hold(self.write_delay)
+            response = await handler(request)
+            if write and not self.apply_late:
+                await self._hold(self.write_delay)  # applied; the answer comes late
+            return response
+        except _Reply as reply:
+            return reply.response
+        except web.HTTPNotFound:
+            return _Reply(
+                404, "NotFound", "the server could not find the requested resource"
+            ).response
+
+    def _written(self) -> None:
+        if self.controller is not None:
+            self.controller()
+
+    async def _hold(self, seconds: float) -> None:
+        if seconds:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), seconds)
+
+    def _authorize(self, verb: str, resource: str, ns: str, name: str | None = None) -> None:
+        if (verb, resource) in self.forbidden or ("*", resource) in self.forbidden:
+            group = _GROUPS.get(resource.split("/")[0], "")
+            plural = resource.split("/")[0].removesuffix(".metrics.k8s.io")
+            what = f"{plural}{'.' + group if group else ''}" + (f' "{name}"' if name else "")
+            raise _Reply(
+                403,
+                "Forbidden",
+                f'{what} is forbidden: User "{USER}" cannot {verb} '
+                f'resource "{resource.removesuffix(".metrics.k8s.io")}"'
+                f' in API group "{group}" in the namespace "{ns}"',
+            )
+
+    def _find(self, kind: str, ns: str, name: str, plural: str) -> Obj:
+        try:
+            return self.objects[kind][(ns, name)]
+        except KeyError:
+            raise _Reply(404, "NotFound", f'{plural} "{name}" not found') from None
+
+    def _list(self, request: web.Request, kind: str, api_version: str) -> web.Response:
+        ns, query = request.match_info["ns"], request.query
+        labels = _selector(query.get("labelSelector", ""))
+        fields = [
+            re.fullmatch(r"([\w.]+)\s*(!=|==|=)\s*(.*)", f.strip())
+            for f in query.get("fieldSelector", "").split(",")
+            if f.strip()
+        ]
+        if not all(fields):
+            raise _Reply(400, "BadRequest", "invalid field selector")
+        items = [
+            copy.deepcopy(o)
+            for (ons, _), o in self.objects.get(kind, {}).items()
+            if ons == ns
+            and labels(o["metadata"].get("labels") or {})
+            and all((_field(o, m[1]) == m[3]) != (m[2] == "!=") for m in fields if m)
+        ]
+        return web.json_response(
+            {
+                "apiVersion": api_version,
+                "kind": f"{kind}List",
+                "metadata": {"resourceVersion": str(next(self._versions))},
+                "items": items,
+            }
+        )
+
+    async def _read_patch(self, request: web.Request) -> tuple[Any, bool]:
+        dry = request.query.getall("dryRun", [])
+        if any(d != "All" for d in dry):
+            raise _Reply(400, "BadRequest", f"Invalid dry run value: {dry}")
+        try:
+            return json.loads(await request.text()), bool(dry)
+        except ValueError:
+            raise _Reply(400, "BadRequest", "the request body is not valid JSON") from None
+
+    # -- handlers ----------------------------------------------------------------------
+    async def _list_pods(self, request: web.Request) -> web.Response:
+        self._authorize("list", "pods", request.match_info["ns"])
+        return self._list(request, "Pod", "v1")
+
+    async def _list_events(self, request: web.Request) -> web.Response:
+        self._authorize("list", "events", request.match_info["ns"])
+        return self._list(request, "Event", "v1")
+
+    async def _list_replicasets(self, request: web.Request) -> web.Response:
+        self._authorize("list", "replicasets", request.match_info["ns"])
+        return self._list(request, "ReplicaSet", "apps/v1")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if not self.metrics_available:
+            raise web.HTTPNotFound()
+        self._authorize("list", "pods.metrics.k8s.io", request.match_info["ns"])
+        return self._list(request, "PodMetrics", "metrics.k8s.io/v1beta1")
+
+    async def _pod_log(self, request: web.Request) -> web.Response:
+        ns, name, query = request.match_info["ns"], request.match_info["name"], request.query
+        self._authorize("get", "pods/log", ns, name)
+        containers = [c["name"] for c in self._find("Pod", ns, name, "pods")["spec"]["containers"]]
+        container = query.get("container") or (containers[0] if len(containers) == 1 else "")
+        if not container:
+            raise _Reply(
+                400,
+                "BadRequest",
+                f"a container name must be specified for pod {name}, "
+                f"choose one of: [{' '.join(containers)}]",
+            )
+        if container not in containers:
+            raise _Reply(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        previous = query.get("previous", "").lower() == "true"
+        text = self.logs.get((ns, name, container, previous))
+        if text is None and previous:
+            raise _Reply(
+                400,
+                "BadRequest",
+                f'previous terminated container "{container}" in pod "{name}" not found',
+            )
+        lines = (text or "").splitlines(keepends=True)
+        if "tailLines" in query:
+            lines = lines[-int(query["tailLines"]) :] if int(query["tailLines"]) else []
+        body = "".join(lines)[: int(query.get("limitBytes", 0)) or None]
+        return web.Response(text=body, content_type="text/plain")
+
+    async def _get_deployment(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        self._authorize("get", "deployments", ns, name)
+        return web.json_response(self._find("Deployment", ns, name, "deployments.apps"))
+
+    async def _patch_deployment(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        self._authorize("patch", "deployments", ns, name)
+        current = self._find("Deployment", ns, name, "deployments.apps")
+        body, dry_run = await self._read_patch(request)
+        patched = _apply_patch(current, request.content_type, body)
+        if patched["metadata"].get("name") != name:
+            raise _Reply(422, "Invalid", f'Deployment.apps "{name}" is invalid: metadata.name')
+        _validate_deployment(patched)
+        patched["metadata"]["resourceVersion"] = str(next(self._versions))
+        if patched["spec"] != current["spec"]:
+            patched["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        if not dry_run:
+            self.add(patched)
+            self._written()
+            patched = self._find("Deployment", ns, name, "deployments.apps")
+        return web.json_response(patched)
+
+    def _scale(self, dep: Obj) -> Obj:
+        meta = dep["metadata"]
+        selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+        return {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            },
+            "spec": {"replicas": dep["spec"]["replicas"]},
+            "status": {"replicas": dep["status"]["replicas"], "selector": selector},
+        }
+
+    async def _get_scale(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        self._authorize("get", "deployments/scale", ns, name)
+        return web.json_response(
+            self._scale(self._find("Deployment", ns, name, "deployments.apps"))
+        )
+
+    async def _patch_scale(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        self._authorize("patch", "deployments/scale", ns, name)
+        dep = self._find("Deployment", ns, name, "deployments.apps")
+        body, dry_run = await self._read_patch(request)
+        scale = _apply_patch(self._scale(dep), request.content_type, body)
+        replicas = scale.get("spec", {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise _Reply(
+                422,
+                "Invalid",
+                f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
+                f"Invalid value: {replicas!r}: must be greater than or "
+                f"equal to 0",
+            )
+        if not dry_run:
+            dep["spec"]["replicas"] = replicas
+            dep["metadata"]["generation"] = dep["metadata"].get("generation", 1) + 1
+            dep["metadata"]["resourceVersion"] = str(next(self._versions))
+            self._written()
+        scale["metadata"]["resourceVersion"] = str(next(self._versions))
+        return web.json_response(scale)

@@ -45,6 +45,10 @@ def by_channel(session: Session, channel_id: str, *, for_update: bool = False) -
     return session.scalar(query)
 
 
+def by_channel_name(session: Session, name: str) -> Incident | None:
+    return session.scalar(select(Incident).where(Incident.channel_name == name))
+
+
 def open_incidents(session: Session) -> list[Incident]:
     query = select(Incident).where(Incident.status != "resolved").order_by(Incident.declared_at)
     return list(session.scalars(query))

@@ -15,6 +15,17 @@ from sqlalchemy.orm import Session
 from storage.models import PendingAction
 
 
+def get(session: Session, action_id: int) -> PendingAction | None:
+    return session.get(PendingAction, action_id)
+
+
+def add(session: Session, pending: PendingAction) -> PendingAction:
+    """Insert a proposal and give it its ID (the event about it names it)."""
+    session.add(pending)
+    session.flush()
+    return pending
+
+
 def transition(
     session: Session, action_id: int, status: str, actor: str | None, now: datetime
 ) -> bool:

@@ -1,5 +1,5 @@
 """The runbook-action rig shared by the action tests: Firebreak over signed HTTP with the
-Slack emulator, the real kubernetes client against tests/fake_kubernetes.py, a local
+Slack emulator, the real kubernetes client against emulator/kubernetes.py, a local
 health endpoint and the real Postgres as a target; an incident declared, with Bob
 and Carol in its channel."""
 
@@ -22,10 +22,10 @@ from bot.clock import OffsetClock
 from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
 from bot.incidents.service import Request
 from emulator.driver import AppResponse
+from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
 from emulator.models import Channel
 from storage.models import Event, PendingAction
 from tests.databases import POSTGRES_URL
-from tests.fake_kubernetes import FakeKubernetes, deployment, pod, replicaset
 from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak
 
 # Test modules import the fixtures under these names (with a noqa for F401), and

@@ -14,12 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
+from app.wiring import Firebreak, create_app
 from bot.actions import Executors
 from bot.clock import Clock
 from bot.config import load_settings
 from emulator import AppResponse, SlackDriver, SlackEmulator, Workspace
 from emulator.models import Channel
-from handlers.app import Firebreak, create_app
 from storage.migrate import upgrade_database
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"

@@ -67,7 +67,7 @@ class ServeProcess:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "bot.cli",
+                "firebreak.cli",
                 "serve",
                 *self._args,
                 env=self._env,

@@ -1,6 +1,6 @@
 """Runbook actions end to end: the real grammar, ActionService, the Bolt button listeners
 over signed HTTP, the Slack emulator, the real kubernetes client against
-tests/fake_kubernetes.py, a local aiohttp health endpoint and the real Postgres."""
+emulator/kubernetes.py, a local aiohttp health endpoint and the real Postgres."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from runbooks import BUNDLED
 def firebreak(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "FIREBREAK_"))}
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
+        [sys.executable, "-m", "firebreak.cli", *args],
         cwd=cwd,
         env={**clean, "PYTHONPATH": str(Path(__file__).parent.parent), **env},
         capture_output=True,

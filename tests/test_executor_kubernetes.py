@@ -1,4 +1,4 @@
-"""KubernetesExecutor through the real `kubernetes` client against tests/fake_kubernetes.py."""
+"""KubernetesExecutor through the real `kubernetes` client against emulator/kubernetes.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 
 from bot.executors.base import ExecutorError, KubernetesTarget, StateChanged
 from bot.executors.kubernetes import API_CALLS, RESTARTED_AT, KubernetesExecutor
-from tests.fake_kubernetes import (
+from emulator.kubernetes import (
     FakeKubernetes,
     deployment,
     event,

@@ -25,10 +25,10 @@ from sqlalchemy.engine import make_url
 
 from bot.actions import Executors
 from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from emulator.kubernetes import FakeKubernetes, deployment, pod, write_kubeconfig
 from emulator.models import Channel
 from storage.models import Event, PendingAction
 from tests.databases import POSTGRES_URL, postgres_or_skip
-from tests.fake_kubernetes import FakeKubernetes, deployment, pod, write_kubeconfig
 from tests.harness import ALICE, Harness, running_firebreak
 from tests.tcp_proxy import TcpProxy
 

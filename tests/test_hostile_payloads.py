@@ -31,10 +31,10 @@ from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
 from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
 from bot.incidents.reminders import POST_UPDATE_ACTION
 from emulator import AppResponse, payloads
+from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
 from emulator.models import Channel
 from storage.models import Event, Incident, PendingAction
 from tests.databases import fresh_database
-from tests.fake_kubernetes import FakeKubernetes, deployment, pod, replicaset
 from tests.harness import ALICE, BOB, Harness, running_firebreak
 from tests.test_hostile_grammar import HOSTILE, commands_text
 

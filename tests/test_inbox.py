@@ -17,9 +17,9 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
+from app.wiring import Firebreak, create_app
 from bot.clock import Clock, OffsetClock
 from bot.config import load_settings
-from handlers.app import Firebreak, create_app
 from handlers.inbox import GroupCommit
 from storage import incidents as incident_store
 from storage.db import DatabaseUnavailable

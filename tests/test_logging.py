@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 
+from app.wiring import SWEEP_SECONDS
 from bot.config import ConfigError, load_settings
 from bot.logs import OWN_LOGGERS, configure_logging
 from bot.scheduling import SYNC_SECONDS
-from handlers.app import SWEEP_SECONDS
 from tests.harness import running_firebreak
 
 IDLE_SECONDS = SWEEP_SECONDS + SYNC_SECONDS  # every periodic job runs at least once

@@ -1,7 +1,7 @@
 """A confirmation authorises exactly what its dry run showed: once, while the incident is
 open (issue 18). End to end: the real grammar and ActionService, the Bolt button
 listeners over signed HTTP, the Slack emulator, the real kubernetes client against
-tests/fake_kubernetes.py, on SQLite and Postgres."""
+emulator/kubernetes.py, on SQLite and Postgres."""
 
 from __future__ import annotations
 

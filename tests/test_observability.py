@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 
 import aiohttp
 
 from bot import logs
+from storage.incidents import by_channel
 from tests.harness import Harness
 
 
@@ -35,6 +37,11 @@ async def test_metrics_count_incidents_acks_slack_calls_and_retries(slack: Harne
 
 
 def test_json_logs_carry_context_and_never_a_secret() -> None:
+    # In a context of its own, so the IDs don't leak into the tests that follow.
+    contextvars.copy_context().run(json_logs_carry_context_and_never_a_secret)
+
+
+def json_logs_carry_context_and_never_a_secret() -> None:
     formatter = logs.JsonFormatter()
     logs.incident_id.set(42)
     logs.request_id.set("13345224609.738474920.8088930838d88f008e0")
@@ -68,3 +75,32 @@ async def test_metrics_time_commands_and_count_runbook_actions(slack: Harness) -
     ) in text
     assert 'firebreak_command_seconds_count{command="diag"} 1.0' in text
     assert 'firebreak_command_seconds_count{command="declare"} 1.0' in text
+
+
+class ContextRecorder(logging.Handler):
+    """Each record with the incident ID its task had when it was logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, int | None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append((record.getMessage(), logs.incident_id.get()))
+
+
+async def test_log_lines_about_an_incident_carry_its_id(slack: Harness) -> None:
+    """The outbox gives up a post into the archived channel: its warning names the incident,
+    though the request that caused it arrived without one."""
+    await slack.command("declare P1 checkout down")
+    channel = slack.only_incident_channel()
+    incident = await slack.app.services.db.run(by_channel, channel.id)
+    assert incident is not None
+    channel.archived = True
+    recorder = ContextRecorder()
+    logging.getLogger("bot").addHandler(recorder)
+    try:
+        await slack.command("update failing over to the standby", channel=channel.id)
+    finally:
+        logging.getLogger("bot").removeHandler(recorder)
+    given_up = [context for message, context in recorder.seen if "undeliverable" in message]
+    assert given_up and set(given_up) == {incident.id}, recorder.seen

@@ -27,9 +27,9 @@ from sqlalchemy.engine import make_url
 
 from bot.actions import Executors
 from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from emulator.kubernetes import FakeKubernetes, deployment, pod
 from storage.models import Event, Postmortem
 from tests.databases import POSTGRES_URL, fresh_database
-from tests.fake_kubernetes import FakeKubernetes, deployment, pod
 from tests.harness import ALICE, BOB, BOT_TOKEN, Harness, running_firebreak
 from tests.tcp_proxy import TcpProxy
 

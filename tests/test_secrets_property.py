@@ -1,7 +1,7 @@
 """A secret of every listed form, planted in random pod log lines, never leaves Firebreak.
 
 Through the real path: `/incident diag logs` with the real kubernetes client against
-tests/fake_kubernetes.py, the output posted in a thread and uploaded whole, then the
+emulator/kubernetes.py, the output posted in a thread and uploaded whole, then the
 post-mortem compiled from the channel. Searched: the arguments of every Web API call
 the Slack emulator recorded, every uploaded file, every log record, and the post-mortem
 in both formats. On SQLite and Postgres.

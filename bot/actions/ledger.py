@@ -96,7 +96,7 @@ def log(
 
 
 def load(session: Session, action_id: int) -> tuple[PendingAction, IncidentView] | None:
-    pending = session.get(PendingAction, action_id)
+    pending = pending_actions.get(session, action_id)
     if pending is None:
         return None
     incident = store.get(session, pending.incident_id)
@@ -109,7 +109,7 @@ def load(session: Session, action_id: int) -> tuple[PendingAction, IncidentView]
 
 
 def save_message_ts(session: Session, action_id: int, ts: str) -> None:
-    pending = session.get(PendingAction, action_id)
+    pending = pending_actions.get(session, action_id)
     if pending is not None:
         pending.message_ts = ts
 
@@ -144,8 +144,7 @@ def add_pending(
         dry_run=f"{' '.join(dry.summary.split())}\n{dry.output}",
         pinned=dict(pinned) if isinstance(pinned, dict) else {},
     )
-    session.add(pending)
-    session.flush()
+    pending_actions.add(session, pending)
     payload = {**about(invocation), "action_id": pending.id, "summary": dry.summary}
     store.append_event(session, incident, "mitigation_dry_run", actor, now, ok=True, **payload)
     superseded = []
@@ -182,7 +181,7 @@ def settle(
     refusal: str | None,
 ) -> Settled:
     """Count the click once: a conditional UPDATE from `pending` decides it."""
-    pending = session.get(PendingAction, action_id)
+    pending = pending_actions.get(session, action_id)
     assert pending is not None  # rows are never deleted while their incident lives
     incident = store.get(session, pending.incident_id)
     assert incident is not None and incident.channel_id
@@ -227,7 +226,7 @@ def finish(
     outcome: str,
 ) -> None:
     """Record the run, its event, and the result reply in the proposal's thread."""
-    pending = session.get(PendingAction, settled.pending.id)
+    pending = pending_actions.get(session, settled.pending.id)
     assert pending is not None
     pending.status, pending.result = STATUS_OF[outcome], result.summary
     payload = {**about(invocation), "action_id": pending.id, "summary": result.summary}

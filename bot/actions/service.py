@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot import commands as c
+from bot import logs
 from bot.actions import ledger, views
 from bot.actions.catalog import ActionCatalog
 from bot.actions.params import Executors, Invocation, as_words, resolve
@@ -78,6 +79,7 @@ class ActionService:
         if started is None:  # a redelivery of a request already handled
             return ""
         incident_id, channel = started
+        logs.incident_id.set(incident_id)
         result, error = await self._run(invocation, dry_run=False)
         name = invocation.command()
         thread_ts, reply = None, ""
@@ -140,6 +142,7 @@ class ActionService:
         if started is None:
             return ""
         incident_id, channel = started
+        logs.incident_id.set(incident_id)
         dry, error = await self._run(invocation, dry_run=True)
         if error or not dry.ok:
             payload = {**ledger.about(invocation), "summary": dry.summary}

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
+from bot import logs
 from bot.clock import Clock
 from bot.gateway import ChatError, ChatGateway
 from bot.incidents import undeliverable, views
@@ -96,6 +97,8 @@ class Outbox:
 
     async def deliver(self, incident_id: int | None = None) -> DeliveryReport:
         """Send what is due in every destination `incident_id` has messages for (or all)."""
+        if incident_id is not None:
+            logs.incident_id.set(incident_id)
         if self._external is not None:
             await self._external(incident_id)
         report = DeliveryReport()

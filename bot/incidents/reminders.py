@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from bot import logs
 from bot.clock import Clock
 from bot.durations import format_duration
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
@@ -137,6 +138,7 @@ class ReminderService:
         due_at = claimed.due_at
         incident = await self._db.run(incident_store.get, incident_id)
         assert incident is not None and incident.channel_id
+        logs.incident_id.set(incident_id)
         marker = f"fb-nudge-{incident.id}-{int(due_at.timestamp())}"
         escalate = incident.nudges_missed >= self._settings.escalate_after
         late = now - due_at > LATE_AFTER

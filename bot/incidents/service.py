@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from bot import commands as c
+from bot import logs
 from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError, ChatGateway
@@ -502,6 +503,7 @@ class IncidentService:
             return incident.id, reply, incident.setup_complete, owed
 
         incident_id, reply, set_up, owed = await self._db.run(work)
+        logs.incident_id.set(incident_id)
         try:
             if not set_up:
                 await self._declare_flow.resume(incident_id)

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from bot import commands as c
+from bot import logs
 from bot.actions.catalog import ActionCatalog, Target
 from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
@@ -227,6 +228,7 @@ class PagingService:
             self._record_webhook, int(match.group(1)), event, commander
         )
         if incident_id is not None:
+            logs.incident_id.set(incident_id)
             await self._outbox.deliver(incident_id)
 
     def _record_webhook(
@@ -310,6 +312,7 @@ class PagingService:
             return incident.id, reply, calls
 
         incident_id, reply, calls = await self._db.run(work)
+        logs.incident_id.set(incident_id)
         await self._outbox.deliver(incident_id)
         failed = await self._db.run(_failures, calls)
         if failed:

@@ -29,6 +29,7 @@ from bot.postmortem.compiler import compile_document
 from bot.postmortem.history import ts_of
 from bot.postmortem.render import PostmortemTemplate, as_json
 from bot.yamlfile import RunbookError
+from storage import postmortems as exports
 from storage.db import Database
 from storage.incidents import LeaseLost
 from storage.models import Incident, Postmortem
@@ -56,7 +57,7 @@ class ExportResult:
 
     @property
     def done(self) -> bool:
-        return self.row is not None and self.row.status == records.EXPORTED
+        return self.row is not None and self.row.status == exports.EXPORTED
 
 
 class PostmortemExport:
@@ -104,7 +105,7 @@ class PostmortemExport:
         try:
             incident, events, row = await self._db.run(records.load, incident_id)
             assert row is not None, f"incident {incident_id} has no export record"
-            if row.status == records.EXPORTED:
+            if row.status == exports.EXPORTED:
                 return ExportResult(row, earlier=True)
             if not row.markdown:
                 document = await compile_document(
@@ -129,7 +130,7 @@ class PostmortemExport:
                 step = "archiving the channel"
                 await self._chat.archive(incident.channel_id)
             await self._save(
-                lease, row, status=records.EXPORTED, exported_at=self._clock.now(), last_error=None
+                lease, row, status=exports.EXPORTED, exported_at=self._clock.now(), last_error=None
             )
             return ExportResult(row)
         except (ChatError, OSError, RunbookError) as exc:
@@ -198,6 +199,6 @@ class PostmortemExport:
     async def _save(self, lease: Lease, row: Postmortem, **values: Any) -> None:
         """Record a step; refused (`LeaseLost`) if another holder has the lease now."""
         lease.check()
-        await self._db.run(records.save, row.incident_id, values, lease.token)
+        await self._db.run(exports.save, row.incident_id, values, lease.token)
         for key, value in values.items():
             setattr(row, key, value)

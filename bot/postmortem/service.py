@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot import commands as c
+from bot import logs
 from bot.actions import ActionService
 from bot.clock import Clock
 from bot.errors import UserError
@@ -27,6 +28,7 @@ from bot.postmortem.forms import RESOLUTION_CALLBACK, resolution_form, resolutio
 from bot.postmortem.history import ts_of
 from bot.postmortem.render import PostmortemTemplate, as_json
 from bot.runbooks import Runbooks
+from storage import postmortems as exports
 from storage.db import Database
 
 __all__ = ["RESOLUTION_CALLBACK", "CloseOutcome", "PostmortemService", "resolution_form"]
@@ -111,6 +113,7 @@ class PostmortemService:
                 needs_resolution=True,
                 resolved=start.resolved,
             )
+        logs.incident_id.set(start.incident_id)
         # Before the export, so the post-mortem shows the retirements.
         await self._actions.retire_open(start.incident_id, request.actor)
         result = await self._export.run(start.incident_id)
@@ -125,7 +128,7 @@ class PostmortemService:
 
     async def resume_pending_exports(self) -> None:
         """Finish exports a failure interrupted (periodic sweep and start-up)."""
-        for incident_id in await self._db.run(records.pending_exports):
+        for incident_id in await self._db.run(exports.pending_exports):
             result = await self._export.run(incident_id)
             if result.error:
                 log.warning(

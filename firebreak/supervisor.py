@@ -57,7 +57,7 @@ class Workers:
     async def _keep(self, slot: int) -> None:
         while not self._stopping:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot.cli", "worker"
+                sys.executable, "-m", "firebreak.cli", "worker"
             )
             self._processes[slot] = process
             self.pids = [p.pid for p in self._processes.values()]

@@ -1,14 +1,14 @@
 """`firebreak shell`: the real bot, an in-process Slack, a terminal.
 
-A composition root like bot/cli.py, so it may import handlers and the emulator.
+A developer tool above the app it starts, so it may import handlers and the emulator.
 In one asyncio loop it runs the Slack emulator, Firebreak's own app from
 `create_app` (the handlers and services `serve` runs) on a loopback port with
 SLACK_API_URL pointing at the emulator, and a SQLite database. Input reaches
 the bot the way Slack sends it (signed slash commands and interactions through
-SlackDriver), and what Slack would show comes back as text (emulator.console),
+SlackDriver), and what Slack would show comes back as text (devtools.console),
 so what you try here is what happens in a real workspace. What a typed line
-does is handlers.session; this module starts everything and wires the session
-to the terminal. `firebreak demo` (handlers.demo) types a script into this
+does is devtools.session; this module starts everything and wires the session
+to the terminal. `firebreak demo` (devtools.demo) types a script into this
 same session.
 """
 
@@ -30,17 +30,17 @@ from typing import Any
 
 from aiohttp import web
 
+from app.wiring import create_app
 from bot.clock import OffsetClock
 from bot.config import ConfigError, load_settings
 from bot.yamlfile import RunbookError
+from devtools.prompts import Ask
+from devtools.session import USERS, Local, Session
+from devtools.text import Style
 from emulator import SlackDriver, SlackEmulator, Workspace
-from emulator.kubernetes import SimulatedCluster
+from emulator.cluster import SimulatedCluster
 from emulator.pagerduty import PagerDutyEmulator
-from emulator.prompts import Ask
 from emulator.statuspage import StatuspageEmulator
-from emulator.text import Style
-from handlers.app import create_app
-from handlers.session import USERS, Local, Session
 from storage.db import make_engine
 from storage.migrate import upgrade
 
@@ -253,5 +253,5 @@ def run_shell(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["shell"]:
-        sys.exit("usage: python -m handlers.local shell [options]")
+        sys.exit("usage: python -m devtools.shell shell [options]")
     sys.exit(run_shell(sys.argv[2:]))

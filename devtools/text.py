@@ -1,7 +1,7 @@
 """Slack's text as a terminal shows it: mrkdwn, mentions, emoji and colour.
 
-The lowest layer of the terminal client. emulator.console lays out messages,
-controls and history, emulator.prompts asks for modal fields, and the shell
+The lowest layer of the terminal client. devtools.console lays out messages,
+controls and history, devtools.prompts asks for modal fields, and the shell
 names users in its prompt; all of them draw text through these functions, so
 a mention, a `code` span or an emoji reads the same wherever it appears.
 Colour is a :class:`Style` passed in, never global, so the same text can be

@@ -1,4 +1,10 @@
-"""The app factory: Bolt app, aiohttp server and services, wired explicitly."""
+"""The one place that wires the app: gateways, services, Bolt app and aiohttp server.
+
+bot.services builds the domain's service graph from its collaborators; this module
+chooses those collaborators (the Slack client and gateway, the paging clients, the
+database, the executors) from settings and puts the listeners in front of them.
+`serve`, the shell, the demo and the tests all start the bot through `create_app`.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from bot.clock import Clock, SystemClock
 from bot.commands import command_word
 from bot.config import Settings
 from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from bot.health import readiness
 from bot.incidents.reminders import ReminderSettings
 from bot.metrics import Metrics
 from bot.paging.gateways import PagerGateway, StatusPageGateway
@@ -77,14 +84,12 @@ def create_app(
     assert role in ROLES, role
     executors = executors or default_executors()
     metrics = Metrics()
-    client = make_client(settings.slack_bot_token, settings.slack_api_url, metrics)
     pager = PagerDutyClient(settings.paging.pagerduty) if settings.paging.pagerduty else None
     status_page = (
         StatuspageClient(settings.paging.statuspage) if settings.paging.statuspage else None
     )
     services = create_services(
         settings,
-        client=client,
         metrics=metrics,
         clock=clock,
         runbooks=runbooks,
@@ -160,7 +165,6 @@ def default_executors() -> Executors:
 def create_services(
     settings: Settings,
     *,
-    client: AsyncWebClient,
     executors: Executors,
     metrics: Metrics | None = None,
     clock: Clock | None = None,
@@ -171,6 +175,7 @@ def create_services(
 ) -> Services:
     """The services without the Bolt app (the CLI's `postmortem` needs no Slack token)."""
     runbooks = runbooks or load_runbooks(settings.runbooks_dir)
+    client = make_client(settings.slack_bot_token, settings.slack_api_url, metrics)
     return build_services(
         db=Database(make_engine(settings.database_url)),
         chat=SlackGateway(client, metrics),
@@ -251,9 +256,8 @@ def _web_app(
         return web.json_response({"ok": True})
 
     async def readyz(_: web.Request) -> web.Response:
-        if not await services.db.ping():
-            return web.json_response({"ok": False, "database": "unreachable"}, status=503)
-        return web.json_response({"ok": True, "database": "ok", "runbooks": "loaded"})
+        ready = await readiness(services.db, services.runbooks)
+        return web.json_response({"ok": ready.ok, **ready.checks}, status=200 if ready.ok else 503)
 
     async def prometheus(_: web.Request) -> web.Response:
         # Without the database the other metrics are still served; /readyz reports it.

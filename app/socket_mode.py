@@ -11,7 +11,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
-from handlers.app import Firebreak
+from app.wiring import Firebreak
 
 
 class InboxSocketModeHandler(AsyncSocketModeHandler):

@@ -1,7 +1,7 @@
-"""`firebreak` command line: serve, worker, check, db upgrade.
+"""`firebreak` command line: serve, worker, check, db upgrade, postmortem, shell, demo.
 
-This is the composition root, so it may import the Slack layer (`handlers`);
-the rest of `bot/` never does.
+It sits above what it starts: the app (app.wiring) and the developer tools
+(devtools); nothing imports it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.errors import UserError
 from bot.logs import configure_logging
 from bot.runbooks import load_runbooks
-from bot.supervisor import Workers, default_workers, die_with_parent
 from bot.yamlfile import RunbookError
+from firebreak.supervisor import Workers, default_workers, die_with_parent
 from storage.migrate import upgrade_database
 
 log = logging.getLogger("firebreak")
@@ -46,14 +46,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     postmortem = sub.add_parser("postmortem", help="print an incident's post-mortem")
     postmortem.add_argument("incident", help="incident ID or channel name")
     postmortem.add_argument("--format", choices=["md", "json"], default="md")
-    # shell and demo take their own options (see handlers/local.py and handlers/demo.py).
+    # shell and demo take their own options (see devtools/shell.py and devtools/demo.py).
     sub.add_parser("shell", add_help=False, help="try Firebreak in a terminal, no Slack needed")
     sub.add_parser("demo", add_help=False, help="play a scripted incident to its post-mortem")
     args, rest = parser.parse_known_args(argv)
     if args.command in ("shell", "demo"):
-        from handlers.demo import run_demo
-        from handlers.local import run_shell
-
+        try:
+            from devtools.demo import run_demo
+            from devtools.shell import run_shell
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("devtools", "emulator"):
+                raise
+            # The production image (deploy/Dockerfile) leaves the dev tools out.
+            print(
+                f"firebreak: {args.command} is a developer tool, not installed here; "
+                f"run `make {args.command}` in a checkout",
+                file=sys.stderr,
+            )
+            return 2
         return (run_shell if args.command == "shell" else run_demo)(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -97,14 +107,12 @@ def _check() -> int:
 
 async def _postmortem(reference: str, fmt: str) -> None:
     """Print a post-mortem; a stored one needs no Slack connection."""
-    from handlers.app import create_services, default_executors
-    from handlers.slack_gateway import make_client
+    from app.wiring import create_services, default_executors
 
     settings = load_settings(require_slack=False)
     upgrade_database(settings.database_url)
     executors = default_executors()
-    client = make_client(settings.slack_bot_token, settings.slack_api_url)
-    services = create_services(settings, client=client, executors=executors)
+    services = create_services(settings, executors=executors)
     try:
         print(await services.postmortems.render(reference, fmt), end="")
     finally:
@@ -115,7 +123,7 @@ async def _postmortem(reference: str, fmt: str) -> None:
 def _serve(settings: Settings, workers: int) -> int:
     from aiohttp import web
 
-    from handlers.app import create_app
+    from app.wiring import create_app
 
     configure_logging(settings.log_format, settings.log_level)
     runbooks = load_runbooks(settings.runbooks_dir)
@@ -140,7 +148,7 @@ async def _started(workers: Workers) -> None:
 
 
 def _worker(settings: Settings) -> int:
-    from handlers.app import create_app, run_worker
+    from app.wiring import create_app, run_worker
 
     die_with_parent()
     configure_logging(settings.log_format)
@@ -153,8 +161,8 @@ async def _socket_mode(app: object, settings: Settings) -> None:
     """Socket Mode for Slack traffic; health endpoints still served on $PORT."""
     from aiohttp import web
 
-    from handlers.app import Firebreak
-    from handlers.socket_mode import InboxSocketModeHandler
+    from app.socket_mode import InboxSocketModeHandler
+    from app.wiring import Firebreak
 
     assert isinstance(app, Firebreak) and settings.slack_app_token
     runner = web.AppRunner(app.web)

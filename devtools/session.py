@@ -5,8 +5,8 @@ interaction sent to Firebreak the way Slack sends it, a chat message posted
 as the current user, or a shell command (`:join`, `:tick`, `:wait`…); then
 whatever changed is printed and any modal opened for the user is filled in.
 It reads and prints only through `ask` and `say`, and knows nothing of how
-the bot was started, so `firebreak shell` (handlers.local) drives it from the
-terminal and `firebreak demo` (handlers.demo) from a script, and both show
+the bot was started, so `firebreak shell` (devtools.shell) drives it from the
+terminal and `firebreak demo` (devtools.demo) from a script, and both show
 the same thing.
 """
 
@@ -18,18 +18,19 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from app.wiring import Firebreak
 from bot.clock import OffsetClock
 from bot.durations import format_duration, parse_duration
-from emulator import SlackDriver, Workspace, console, prompts
+from devtools import console, prompts
+from devtools.prompts import Ask, Say
+from devtools.text import Style, user_name
+from emulator import SlackDriver, Workspace
 from emulator.alerts import example, names
 from emulator.api import ApiError
 from emulator.composer import encode
 from emulator.pagerduty import PagerDutyEmulator
-from emulator.prompts import Ask, Say
-from emulator.text import Style, user_name
-from handlers.app import Firebreak
 
-# The people at the emulated Slack: handlers.local seeds them, `:as` switches between them.
+# The people at the emulated Slack: devtools.shell seeds them, `:as` switches between them.
 USERS = (
     ("U0ALICE", "alice", "Alice Example"),
     ("U0BOB", "bob", "Bob Example"),
@@ -60,7 +61,7 @@ Shell commands:
 
 @dataclass
 class Local:
-    """The running pieces of one local session, as handlers.local starts them.
+    """The running pieces of one local session, as devtools.shell starts them.
 
     Defined here, with the Session that uses them, so that the session does not
     depend on how they were started.
@@ -93,6 +94,7 @@ class Session:
         self.prompted: set[str] = set()  # view id + hash already asked for
         self.alert_starts: dict[str, datetime] = {}  # example alert -> when it started
         self.alert_resolved: set[str] = set()
+        self.warnings = 0  # lines refused or failed so far (the demo fails on any)
 
     @property
     def prompt(self) -> str:
@@ -119,6 +121,7 @@ class Session:
         return keep_going
 
     def warn(self, text: str) -> None:
+        self.warnings += 1
         self.say(self.style.warn(text))
 
     async def settle(self) -> None:

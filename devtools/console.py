@@ -7,8 +7,8 @@ see can be tested without a terminal. Interactive elements get numbers
 (checkboxes ``[ ] 3.``, buttons ``(1)``) that the session maps back to the
 element through :func:`controls`, so the numbers printed and the numbers
 acted on always come from the same enumeration. The text inside a message
-(mrkdwn, mentions, emoji, colour) is emulator.text, shared with
-emulator.prompts, where modals ask as well as show.
+(mrkdwn, mentions, emoji, colour) is devtools.text, shared with
+devtools.prompts, where modals ask as well as show.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from devtools.text import Style, to_text, user_name
 from emulator.blockkit import iter_elements
 from emulator.models import is_top_level
 from emulator.state import Workspace
-from emulator.text import Style, to_text, user_name
 
 Message = dict[str, Any]
 

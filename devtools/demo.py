@@ -1,10 +1,10 @@
 """`firebreak demo`: a scripted incident, declared to post-mortem, in a few seconds.
 
-The script is typed into the same session `firebreak shell` runs (handlers.session),
+The script is typed into the same session `firebreak shell` runs (devtools.session),
 line by line as a person would, so the demo shows what this build of Firebreak
-really does. Steps it does not handle yet are marked as such instead of failing
-the demo, and when no post-mortem is compiled the incident's event timeline is
-written in its place, so the demo always ends with a file to read.
+really does. A step that Firebreak answers with its failure reply, or that the
+session refuses, is marked and makes the demo exit 1, as does a close that
+writes no post-mortem: `make demo` is a check, not only a show.
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import select
-
-from handlers.local import guarded, log_to, running, say, terminal_style
+from devtools.session import Local, Session
+from devtools.shell import guarded, log_to, running, say, terminal_style
 from handlers.replies import failure_text
-from handlers.session import Local, Session
-from storage.models import Event, Incident
 
 # (caption, line typed); a caption starts a new step on screen.
 DEMO: tuple[tuple[str, str], ...] = (
@@ -51,7 +48,10 @@ DEMO: tuple[tuple[str, str], ...] = (
 )
 
 
-async def _demo(out: Path) -> int:
+Script = Sequence[tuple[str, str]]
+
+
+async def _demo(out: Path, script: Script = DEMO) -> int:
     style = terminal_style()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="firebreak-demo-") as workdir:
@@ -63,22 +63,26 @@ async def _demo(out: Path) -> int:
                 + f" — a scripted incident; kubernetes: {local.kubernetes}"
             )
             session = Session(local, say, _no_answers, style)
-            for caption, line in DEMO:
+            failed = []
+            for caption, line in script:
                 if caption:
                     say("\n" + style.bold(f"━━ {caption}"))
                 say(style.dim(session.prompt) + line)
                 replies = len(local.workspace.ephemerals(session.user))
+                warnings = session.warnings
                 await session.handle(line)
-                if _failed(local, session.user, replies):
-                    say(style.dim("   (not available in this build of Firebreak)"))
-            path, compiled = await _postmortem(local, out, started)
+                if session.warnings > warnings or _failed(local, session.user, replies):
+                    say(style.warn(f"✗ step failed: {line}"))
+                    failed.append(line)
+            path = _postmortem(local, out, started)
     say("")
-    if compiled:
+    if path is not None:
         say(style.bold(f"Post-mortem: {path}"))
     else:
-        say(style.dim("/incident close is not wired yet, so no post-mortem was compiled."))
-        say(style.bold(f"Timeline: {path}"))
-    return 0
+        say(style.warn("✗ no post-mortem was written"))
+    if failed:
+        say(style.warn(f"✗ {len(failed)} of {len(script)} steps failed: {'; '.join(failed)}"))
+    return 1 if failed or path is None else 0
 
 
 async def _no_answers(prompt: str) -> str | None:
@@ -92,42 +96,21 @@ def _failed(local: Local, user: str, before: int) -> bool:
     return any(e["text"] == failure_text(Exception()) for e in fresh)
 
 
-async def _postmortem(local: Local, out: Path, since: float) -> tuple[Path, bool]:
-    """The post-mortem `/incident close` wrote or uploaded, else the event timeline."""
+def _postmortem(local: Local, out: Path, since: float) -> Path | None:
+    """The post-mortem `/incident close` wrote or uploaded during this run, if any."""
     written = [
         p
         for p in out.rglob("*")
         if p.is_file() and p.suffix != ".log" and p.stat().st_mtime >= since
     ]
     if written:  # the Markdown one when there are several (e.g. .md and .json)
-        return max(written, key=lambda p: (p.suffix == ".md", p.stat().st_mtime)), True
+        return max(written, key=lambda p: (p.suffix == ".md", p.stat().st_mtime))
     uploads = [f for f in local.workspace.files.values() if f.data and "post" in f.name.lower()]
     if uploads:
         path = out / uploads[-1].name
         path.write_bytes(uploads[-1].data or b"")
-        return path, True
-    return await _write_timeline(local, out), False
-
-
-async def _write_timeline(local: Local, out: Path) -> Path:
-    """The incident's event log, read from the database: the post-mortem's raw material."""
-
-    def read(session):  # type: ignore[no-untyped-def]
-        incident = session.scalars(select(Incident).order_by(Incident.id.desc())).first()
-        events = session.scalars(
-            select(Event).where(Event.incident_id == incident.id).order_by(Event.id)
-        )
-        return incident.id, incident.title, [(e.at, e.type, e.actor, e.payload) for e in events]
-
-    incident_id, title, events = await local.app.services.db.run(read)
-    names = {u["id"]: u["name"] for u in local.workspace.users.values()}
-    lines = [f"# Incident #{incident_id} timeline: {title}", ""]
-    for at, kind, actor, payload in events:
-        details = ", ".join(f"{k}={names.get(str(v), v)}" for k, v in payload.items() if v)
-        lines.append(f"- {at:%H:%M:%S} **{kind}** by {names.get(actor, actor)}: {details}")
-    path = out / f"incident-{incident_id}-timeline.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+        return path
+    return None
 
 
 def run_demo(argv: Sequence[str]) -> int:

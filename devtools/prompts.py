@@ -1,7 +1,7 @@
 """Modals as a terminal asks for them: one prompt per input, answers as Slack submits them.
 
 A modal in Slack is a form filled in all at once; in a terminal it becomes a
-dialogue, one field at a time. This is kept apart from emulator.console, which
+dialogue, one field at a time. This is kept apart from devtools.console, which
 only turns Slack's state into lines: here answers come back, are checked
 the way Slack's client checks them (required fields, options that exist,
 users by name) and become the `view_submission` values the driver sends.
@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.console import render_blocks
+from devtools.console import render_blocks
+from devtools.text import Style, user_name
 from emulator.state import Workspace
-from emulator.text import Style, user_name
 
 Say = Callable[[str], None]  # print one line
 Ask = Callable[[str], Awaitable[str | None]]  # prompt -> the line typed, None at end of input

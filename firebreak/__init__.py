@@ -1,0 +1,1 @@
+"""The `firebreak` command line, above everything it starts (app, devtools)."""
