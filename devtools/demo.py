@@ -1,4 +1,4 @@
-"""`firebreak demo`: a scripted incident, declared to post-mortem, in a few seconds.
+"""`firebreak demo`: a scripted incident, from an alert to its post-mortem, in a few seconds.
 
 The script is typed into the same session `firebreak shell` runs (devtools.session),
 line by line as a person would, so the demo shows what this build of Firebreak
@@ -22,8 +22,8 @@ from handlers.replies import failure_text
 
 # (caption, line typed); a caption starts a new step on screen.
 DEMO: tuple[tuple[str, str], ...] = (
-    ("Alice declares a P1 from #general", "/incident declare P1 Checkout API returning 502s"),
-    ("She opens the incident channel Firebreak created", ":join #incident-"),
+    ("Alertmanager fires: checkout's 502 rate is critical", ":alert checkout-5xx"),
+    ("Alice opens the incident channel Firebreak declared from it", ":join #incident-"),
     ("Two checklist boxes ticked", ":tick 1 2"),
     ("Bob, paged for checkout, acknowledges in PagerDuty and takes command", ":ack"),
     ("Carol handles communication", "/incident comms @carol"),
@@ -114,7 +114,7 @@ def _postmortem(local: Local, out: Path, since: float) -> Path | None:
 
 
 def run_demo(argv: Sequence[str]) -> int:
-    """`firebreak demo`: a scripted incident, declare to post-mortem, in a few seconds."""
+    """`firebreak demo`: a scripted incident, from an alert to its post-mortem, in a few seconds."""
     parser = argparse.ArgumentParser(
         prog="firebreak demo",
         description="Play a scripted incident from declaration to post-mortem in a few seconds.",

@@ -141,7 +141,7 @@ async def test_demo_plays_an_incident_to_its_write_up(tmp_path: Path) -> None:
     code, out = await firebreak("demo", "--out", "out", cwd=tmp_path)
 
     assert code == 0, out
-    assert "━━ Alice declares a P1 from #general" in out
+    assert "━━ Alertmanager fires: checkout's 502 rate is critical" in out
     assert "The new pods are crash-looping: OOMKilled" in out  # the thread reply
     assert ":pushpin: 1 (alice)" in out
     assert "changed the severity from P1 to P0" in out
@@ -161,6 +161,8 @@ async def test_demo_plays_an_incident_to_its_write_up(tmp_path: Path) -> None:
         "502s started right after the checkout 1.4.2 deploy",  # the pinned finding
     ):
         assert scripted in text
+    # Opened from the alert: when impact began, how long detection took, and its links.
+    assert "| Time to detect |" in text and "runbooks.example.com" in text
     public = text.split("## Public communication")[1].split("\n## ")[0]
     assert "**Identified** · The issue affecting Checkout has been identified" in public
 
