@@ -9,6 +9,7 @@ from pathlib import Path
 from bot.actions import ActionCatalog, ActionService, Executors
 from bot.alerts.service import AlertService
 from bot.clock import Clock
+from bot.context import Context
 from bot.gateway import ChatGateway
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.hooks import AllHooks
@@ -46,6 +47,10 @@ class Services:
     paging: PagingService
     statuspage: StatusPageService
 
+    @property
+    def context(self) -> Context:
+        return Context(self.db, self.chat, self.runbooks, self.clock)
+
     async def sweep(self) -> None:
         """Finish whatever is half-done (declare sagas, queued messages, exports); prune."""
         await self.incidents.resume_unfinished()
@@ -77,6 +82,7 @@ def build_services(
     status_page: StatusPageGateway | None = None,
 ) -> Services:
     metrics = metrics or Metrics()
+    context = Context(db, chat, runbooks, clock)
     delivery = ExternalDelivery(
         db=db,
         clock=clock,
@@ -87,58 +93,40 @@ def build_services(
         announce_channel=settings.announce_channel,
     )
     outbox = Outbox(
-        db=db,
-        chat=chat,
-        runbooks=runbooks,
-        clock=clock,
+        context,
         owner=settings.replica_id,
         external=delivery.deliver,
         announce_channel=settings.announce_channel,
         metrics=metrics,
     )
     declare_flow = DeclareFlow(
-        db=db,
-        chat=chat,
-        runbooks=runbooks,
-        clock=clock,
+        context,
         outbox=outbox,
         owner=settings.replica_id,
         announce_channel=settings.announce_channel,
     )
     paging = PagingService(
-        db=db,
-        chat=chat,
-        runbooks=runbooks,
-        clock=clock,
+        context,
         catalog=catalog,
         outbox=outbox,
         pager=pager,
     )
     statuspage = StatusPageService(
-        db=db,
-        chat=chat,
-        runbooks=runbooks,
-        clock=clock,
+        context,
         catalog=catalog,
         outbox=outbox,
         paging=paging,
         configured=status_page is not None,
     )
     incidents = IncidentService(
-        db=db,
-        chat=chat,
-        runbooks=runbooks,
-        clock=clock,
+        context,
         outbox=outbox,
         declare_flow=declare_flow,
         announce_channel=settings.announce_channel,
         hooks=AllHooks(paging, statuspage),
     )
     actions = ActionService(
-        db=db,
-        chat=chat,
-        runbooks=runbooks,
-        clock=clock,
+        context,
         catalog=catalog,
         executors=executors,
         outbox=outbox,
@@ -152,10 +140,7 @@ def build_services(
         incidents=incidents,
         outbox=outbox,
         reminders=ReminderService(
-            db=db,
-            chat=chat,
-            runbooks=runbooks,
-            clock=clock,
+            context,
             owner=settings.replica_id,
             settings=settings.reminders,
             outbox=outbox,
@@ -163,10 +148,7 @@ def build_services(
         ),
         actions=actions,
         postmortems=PostmortemService(
-            db=db,
-            chat=chat,
-            runbooks=runbooks,
-            clock=clock,
+            context,
             incidents=incidents,
             actions=actions,
             announce_channel=settings.announce_channel,
@@ -174,10 +156,7 @@ def build_services(
             archive_on_close=settings.archive_on_close,
         ),
         alerts=AlertService(
-            db=db,
-            chat=chat,
-            runbooks=runbooks,
-            clock=clock,
+            context,
             outbox=outbox,
             declare_flow=declare_flow,
             incidents=incidents,

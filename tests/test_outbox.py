@@ -310,10 +310,7 @@ def replica(slack: Harness, owner: str, **timing: Any) -> Outbox:
     """Another replica's outbox on the same database and Slack."""
     services = slack.app.services
     return Outbox(
-        db=services.db,
-        chat=services.chat,
-        runbooks=services.runbooks,
-        clock=services.clock,
+        services.context,
         owner=owner,
         announce_channel="incidents",
         metrics=Metrics(),

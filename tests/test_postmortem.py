@@ -82,10 +82,7 @@ def fixed_workspace(clock: FixedClock) -> Workspace:
 def make_service(slack: Harness, folder: Path, *, archive: bool = False) -> PostmortemService:
     services = slack.app.services
     return PostmortemService(
-        db=services.db,
-        chat=services.chat,
-        runbooks=services.runbooks,
-        clock=services.clock,
+        services.context,
         incidents=services.incidents,
         actions=services.actions,
         announce_channel="incidents",
@@ -377,11 +374,9 @@ async def test_an_operator_template_replaces_the_default(scene: Scene, tmp_path:
     services = scene.slack.app.services
 
     def service() -> PostmortemService:
+        templates = replace(services.runbooks, templates=Templates(folder))
         return PostmortemService(
-            db=services.db,
-            chat=services.chat,
-            runbooks=replace(services.runbooks, templates=Templates(folder)),
-            clock=services.clock,
+            replace(services.context, runbooks=templates),
             incidents=services.incidents,
             actions=services.actions,
             announce_channel="incidents",

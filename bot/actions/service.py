@@ -22,41 +22,33 @@ from bot import logs
 from bot.actions import ledger, views
 from bot.actions.catalog import ActionCatalog
 from bot.actions.params import Executors, Invocation, as_words, resolve
-from bot.clock import Clock
+from bot.context import Context, Service
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.executors import ExecutionResult
-from bot.gateway import ChatError, ChatGateway
+from bot.gateway import ChatError
 from bot.incidents import followup
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
 from bot.metrics import Metrics
 from bot.mrkdwn import escape
-from bot.runbooks import Runbooks
 from storage import incidents as store
-from storage.db import Database
 from storage.models import PendingAction
 
 log = logging.getLogger(__name__)
 
 
-class ActionService:
+class ActionService(Service):
     def __init__(
         self,
+        context: Context,
         *,
-        db: Database,
-        chat: ChatGateway,
-        runbooks: Runbooks,
-        clock: Clock,
         catalog: ActionCatalog,
         executors: Executors,
         outbox: Outbox,
         metrics: Metrics,
         timeout: float = 45.0,
     ) -> None:
-        self._db = db
-        self._chat = chat
-        self._runbooks = runbooks
-        self._clock = clock
+        super().__init__(context)
         self._catalog = catalog
         self._executors = executors
         self._outbox = outbox

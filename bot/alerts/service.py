@@ -25,17 +25,15 @@ from bot import commands as c
 from bot.alerts import views
 from bot.alerts.episodes import SYSTEM, Episodes
 from bot.alerts.payloads import Delivery
-from bot.clock import Clock
+from bot.context import Context, Service
 from bot.errors import UserError
-from bot.gateway import ChatError, ChatGateway
+from bot.gateway import ChatError
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import IncidentService, Request
 from bot.mrkdwn import channel_link
-from bot.runbooks import Runbooks
 from storage import alerts as store
 from storage import incidents as incident_store
-from storage.db import Database
 from storage.models import PENDING
 from storage.outbox import enqueue
 
@@ -52,28 +50,24 @@ class Receipt:
     duplicate: bool  # the same as the last delivery of its key: nothing to do
 
 
-class AlertService:
+class AlertService(Service):
     def __init__(
         self,
+        context: Context,
         *,
-        db: Database,
-        chat: ChatGateway,
-        runbooks: Runbooks,
-        clock: Clock,
         outbox: Outbox,
         declare_flow: DeclareFlow,
         incidents: IncidentService,
         announce_channel: str,
     ) -> None:
-        self._db = db
-        self._chat = chat
-        self._runbooks = runbooks
-        self._clock = clock
+        super().__init__(context)
         self._outbox = outbox
         self._declare_flow = declare_flow
         self._incidents = incidents
         self._announce_channel = announce_channel
-        self._episodes = Episodes(runbooks=runbooks, clock=clock, incidents=incidents)
+        self._episodes = Episodes(
+            runbooks=context.runbooks, clock=context.clock, incidents=incidents
+        )
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     # In the request ----------------------------------------------------------

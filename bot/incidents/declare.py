@@ -22,15 +22,13 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot.clock import Clock
-from bot.gateway import ChatError, ChatGateway
+from bot.context import Context, Service
+from bot.gateway import ChatError
 from bot.incidents import followup, views
 from bot.incidents.lease import Lease, incident_lease
 from bot.incidents.outbox import Outbox
 from bot.mrkdwn import channel_link
-from bot.runbooks import Runbooks
 from storage import incidents as store
-from storage.db import Database
 from storage.models import PENDING, Incident
 from storage.outbox import enqueue
 
@@ -65,22 +63,16 @@ def channel_name(base: str, attempt: int) -> str:
     return base[: CHANNEL_NAME_MAX - len(suffix)].rstrip("-") + suffix
 
 
-class DeclareFlow:
+class DeclareFlow(Service):
     def __init__(
         self,
+        context: Context,
         *,
-        db: Database,
-        chat: ChatGateway,
-        runbooks: Runbooks,
-        clock: Clock,
         outbox: Outbox,
         owner: str,
         announce_channel: str,
     ) -> None:
-        self._db = db
-        self._chat = chat
-        self._runbooks = runbooks
-        self._clock = clock
+        super().__init__(context)
         self._outbox = outbox
         self._owner = owner
         self._announce_channel = announce_channel

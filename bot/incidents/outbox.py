@@ -26,15 +26,14 @@ from typing import TypeVar
 from sqlalchemy.orm import Session
 
 from bot import logs
-from bot.clock import Clock
-from bot.gateway import ChatError, ChatGateway
+from bot.context import Context, Service
+from bot.gateway import ChatError
 from bot.incidents import undeliverable, views
 from bot.metrics import Metrics
 from bot.mrkdwn import fallback_text, mention
-from bot.runbooks import Runbooks
 from storage import incidents as incident_store
 from storage import outbox as store
-from storage.db import Database, DatabaseUnavailable
+from storage.db import DatabaseUnavailable
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -65,14 +64,11 @@ class DeliveryReport:
     stalled: set[str] = field(default_factory=set)  # destinations not retried in this call
 
 
-class Outbox:
+class Outbox(Service):
     def __init__(
         self,
+        context: Context,
         *,
-        db: Database,
-        chat: ChatGateway,
-        runbooks: Runbooks,
-        clock: Clock,
         owner: str,
         external: Callable[[int | None], Awaitable[object]] | None = None,
         announce_channel: str,
@@ -81,13 +77,10 @@ class Outbox:
         renew_seconds: float = RENEW_SECONDS,
         settle_wait: float = SETTLE_WAIT,
     ) -> None:
-        self._db = db
+        super().__init__(context)
         # Calls owed to other systems (PagerDuty, Statuspage: bot/paging/delivery.py)
         # go first: their outcome is itself a message for this delivery to post.
         self._external = external
-        self._chat = chat
-        self._runbooks = runbooks
-        self._clock = clock
         self._owner = owner
         self._announce_channel = announce_channel
         self._metrics = metrics

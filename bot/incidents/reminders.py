@@ -16,19 +16,17 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from bot import logs
-from bot.clock import Clock
+from bot.context import Context, Service
 from bot.durations import format_duration
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
-from bot.gateway import ChatError, ChatGateway
+from bot.gateway import ChatError
 from bot.incidents import undeliverable
 from bot.incidents.outbox import Outbox, backoff
 from bot.metrics import Metrics
 from bot.mrkdwn import Mrkdwn, fallback_text, mention, user_text
-from bot.runbooks import Runbooks
 from bot.severities import SeverityTable
 from storage import incidents as incident_store
 from storage import reminders as store
-from storage.db import Database
 from storage.models import Incident
 from storage.outbox import enqueue
 
@@ -97,23 +95,17 @@ class ReminderSettings:
     announce_channel: str
 
 
-class ReminderService:
+class ReminderService(Service):
     def __init__(
         self,
+        context: Context,
         *,
-        db: Database,
-        chat: ChatGateway,
-        runbooks: Runbooks,
-        clock: Clock,
         owner: str,
         settings: ReminderSettings,
         outbox: Outbox,
         metrics: Metrics,
     ) -> None:
-        self._db = db
-        self._chat = chat
-        self._runbooks = runbooks
-        self._clock = clock
+        super().__init__(context)
         self._owner = owner
         self._settings = settings
         self._outbox = outbox

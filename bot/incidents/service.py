@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from bot import commands as c
 from bot import logs
-from bot.clock import Clock
+from bot.context import Context, Service
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
-from bot.gateway import ChatError, ChatGateway
+from bot.gateway import ChatError
 from bot.incidents import followup, views
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.hooks import IncidentHooks
@@ -28,9 +28,8 @@ from bot.incidents.outbox import Outbox
 from bot.incidents.people import check_assignable
 from bot.incidents.reminders import retime, retime_keeping_snooze
 from bot.mrkdwn import mention, user_text
-from bot.runbooks import Runbooks
 from storage import incidents as store
-from storage.db import Database, DatabaseUnavailable
+from storage.db import DatabaseUnavailable
 from storage.models import Event, Incident
 from storage.outbox import enqueue, outbox_rows, queued_in
 
@@ -53,23 +52,17 @@ class Request:
     reply_until: datetime | None = None
 
 
-class IncidentService:
+class IncidentService(Service):
     def __init__(
         self,
+        context: Context,
         *,
-        db: Database,
-        chat: ChatGateway,
-        runbooks: Runbooks,
-        clock: Clock,
         outbox: Outbox,
         declare_flow: DeclareFlow,
         announce_channel: str,
         hooks: IncidentHooks | None = None,
     ) -> None:
-        self._db = db
-        self._chat = chat
-        self._runbooks = runbooks
-        self._clock = clock
+        super().__init__(context)
         self._outbox = outbox
         self._declare_flow = declare_flow
         self._announce_channel = announce_channel

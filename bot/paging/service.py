@@ -19,19 +19,17 @@ from sqlalchemy.orm import Session
 from bot import commands as c
 from bot import logs
 from bot.actions.catalog import ActionCatalog, Target
-from bot.clock import Clock
+from bot.context import Context, Service
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
-from bot.gateway import ChatError, ChatGateway
+from bot.gateway import ChatError
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
 from bot.mrkdwn import escape
 from bot.paging.delivery import PAGE, RESOLVE, SYSTEM_NAMES, enqueue_call
 from bot.paging.gateways import ExternalError, PagerGateway
 from bot.paging.webhook import PagerDutyEvent
-from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage import paging as paging_store
-from storage.db import Database
 from storage.models import Incident
 from storage.outbox import enqueue
 
@@ -56,22 +54,16 @@ class PageRequest:
     escalation_policy_id: str
 
 
-class PagingService:
+class PagingService(Service):
     def __init__(
         self,
+        context: Context,
         *,
-        db: Database,
-        chat: ChatGateway,
-        runbooks: Runbooks,
-        clock: Clock,
         catalog: ActionCatalog,
         outbox: Outbox,
         pager: PagerGateway | None,
     ) -> None:
-        self._db = db
-        self._chat = chat
-        self._runbooks = runbooks
-        self._clock = clock
+        super().__init__(context)
         self._catalog = catalog
         self._outbox = outbox
         self._pager = pager

@@ -18,19 +18,17 @@ from sqlalchemy.orm import Session
 
 from bot import commands as c
 from bot.actions.catalog import ActionCatalog
-from bot.clock import Clock
+from bot.context import Context, Service
 from bot.durations import format_duration
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
-from bot.gateway import Blocks, ChatGateway
+from bot.gateway import Blocks
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
 from bot.mrkdwn import escape, fallback_text, mention
 from bot.paging.delivery import PUBLISH, enqueue_call
 from bot.paging.service import PagingService, paged_services, public_plain
-from bot.runbooks import Runbooks
 from storage import incidents as store
 from storage import paging as paging_store
-from storage.db import Database
 from storage.models import Incident
 from storage.outbox import enqueue
 
@@ -42,23 +40,17 @@ PUBLISHERS = ("commander", "comms")
 OUTAGE = {"P0": "major_outage", "P1": "partial_outage"}
 
 
-class StatusPageService:
+class StatusPageService(Service):
     def __init__(
         self,
+        context: Context,
         *,
-        db: Database,
-        chat: ChatGateway,
-        runbooks: Runbooks,
-        clock: Clock,
         catalog: ActionCatalog,
         outbox: Outbox,
         paging: PagingService,
         configured: bool,
     ) -> None:
-        self._db = db
-        self._chat = chat
-        self._runbooks = runbooks
-        self._clock = clock
+        super().__init__(context)
         self._catalog = catalog
         self._outbox = outbox
         self._paging = paging

@@ -16,9 +16,8 @@ from pathlib import Path
 from bot import commands as c
 from bot import logs
 from bot.actions import ActionService
-from bot.clock import Clock
+from bot.context import Context, Service
 from bot.errors import UserError
-from bot.gateway import ChatGateway
 from bot.incidents.service import IncidentService, Request
 from bot.mrkdwn import escape, mention
 from bot.postmortem import records
@@ -27,9 +26,7 @@ from bot.postmortem.export import ExportResult, PostmortemExport, filename
 from bot.postmortem.forms import RESOLUTION_CALLBACK, resolution_form, resolution_prompt
 from bot.postmortem.history import ts_of
 from bot.postmortem.render import PostmortemTemplate, as_json
-from bot.runbooks import Runbooks
 from storage import postmortems as exports
-from storage.db import Database
 
 __all__ = ["RESOLUTION_CALLBACK", "CloseOutcome", "PostmortemService", "resolution_form"]
 
@@ -47,32 +44,27 @@ class CloseOutcome:
     resolved: bool = False  # … in its form for a resolved incident that lacks a summary
 
 
-class PostmortemService:
+class PostmortemService(Service):
     def __init__(
         self,
+        context: Context,
         *,
-        db: Database,
-        chat: ChatGateway,
-        runbooks: Runbooks,
-        clock: Clock,
         incidents: IncidentService,
         actions: ActionService,
         announce_channel: str,
         postmortem_dir: Path,
         archive_on_close: bool,
     ) -> None:
-        self._db = db
-        self._chat = chat
-        self._clock = clock
+        super().__init__(context)
         self._incidents = incidents
         self._actions = actions
         self._announce_channel = announce_channel
         self._archive_on_close = archive_on_close
-        self._template = PostmortemTemplate(runbooks.templates.folder)
+        self._template = PostmortemTemplate(context.runbooks.templates.folder)
         self._export = PostmortemExport(
-            db=db,
-            chat=chat,
-            clock=clock,
+            db=context.db,
+            chat=context.chat,
+            clock=context.clock,
             template=self._template,
             announce_channel=announce_channel,
             folder=postmortem_dir,
