@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -22,25 +22,12 @@ from bot.metrics import Metrics
 from emulator.models import Channel
 from storage import outbox as store
 from storage.models import Event, OutboxMessage
+from tests import test_reminders
 from tests.harness import ALICE, Harness, running_firebreak
+from tests.test_reminders import ManualClock
 
-
-class ManualClock:
-    """Time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self._now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, delta: timedelta) -> None:
-        self._now += delta
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+# The movable clock of the reminder tests.
+clock = test_reminders.clock
 
 
 @pytest.fixture
