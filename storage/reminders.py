@@ -42,7 +42,9 @@ def due_ids(session: Session, now: datetime) -> list[int]:
 class Claim:
     due_at: datetime
     version: int  # the schedule version the send read; it reschedules only from this
-    lapsed: bool  # a previous claim ran out: look in Slack before posting again
+    # A previous send may have reached Slack (its holder died or stalled, or its post
+    # failed without an answer): look in Slack before posting again.
+    lapsed: bool
     token: int  # fences the holder's writes (`held`): a stalled holder cannot record late
 
 
@@ -59,7 +61,9 @@ def claim(
     incident = session.get(Incident, incident_id)
     if incident is None or incident.next_update_due_at is None:
         return None
-    lapsed = incident.nudge_claimed_by is not None
+    # A claim left held, or released with a retry time after a failed post: either way
+    # Slack may have the reminder. A recorded or answered send clears both.
+    lapsed = incident.nudge_claimed_by is not None or incident.nudge_claimed_until is not None
     result = session.execute(
         update(Incident)
         .where(

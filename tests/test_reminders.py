@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.incidents.reminders import CLAIM_TTL
+from bot.mrkdwn import Mrkdwn
 from emulator.models import Channel
 from storage import reminders as reminder_store
 from storage.models import Event, Incident
@@ -232,3 +233,28 @@ async def test_a_stalled_nudge_holder_cannot_record_its_send(
     assert after.nudges_missed == 1 and after.next_update_due_at == clock.now() + timedelta(
         minutes=15
     )
+
+
+async def test_a_reminder_whose_answer_was_lost_is_not_posted_twice(
+    slack: Harness, clock: ManualClock
+) -> None:
+    """Slack took the reminder but its answer never came back (a timeout): the send is
+    released for a retry, and the retry finds the reminder in the channel by its marker
+    instead of posting it a second time."""
+    channel = await declare(slack)
+    clock.advance(timedelta(minutes=16))
+    db, reminders = slack.app.services.db, slack.app.services.reminders
+    row = await incident(slack)
+    claimed = await db.run(reminder_store.claim, row.id, "replica-a", clock.now(), CLAIM_TTL)
+    assert claimed is not None
+    marker = f"fb-nudge-{row.id}-{int(claimed.due_at.timestamp())}"
+    text = "@alice, a status update is due: 16m since the last one."
+    blocks = [{"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": text}}]
+    await slack.app.background.run(slack.app.services.chat.post(channel.id, Mrkdwn(text), blocks))
+    retry_at = clock.now() + timedelta(seconds=2)
+    await db.run(reminders._failed, row.id, claimed.token, "timeout", retry_at)
+    clock.advance(timedelta(seconds=3))
+    assert await reminders.send(row.id)
+    await slack.settle()
+    assert len(nudges(slack, channel)) == 1
+    assert len(await event_log(slack, "nudge")) == 1
