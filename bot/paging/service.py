@@ -21,6 +21,7 @@ from bot.actions.catalog import ActionCatalog, Target
 from bot.clock import Clock
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError, ChatGateway
+from bot.incidents import followup
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
 from bot.mrkdwn import escape
@@ -236,6 +237,10 @@ class PagingService:
         now = self._clock.now()
         if incident is None or not store.claim_request(session, f"pagerduty:{event.id}", now):
             return None
+        if incident.closed_at is not None:
+            # Its post-mortem covers it until the close: PagerDuty's news comes too late.
+            log.info("PagerDuty %s for closed incident #%s: ignored", event.type, incident.id)
+            return None
         acknowledged = event.type == "incident.acknowledged"
         store.append_event(
             session,
@@ -300,6 +305,8 @@ class PagingService:
             incident = store.by_channel(session, request.channel_id, for_update=True)
             if incident is None:
                 raise UserError(NOT_AN_INCIDENT_CHANNEL)
+            if incident.closed_at is not None:
+                raise UserError(followup.refusal(incident))
             now = self._clock.now()
             if not store.claim_request(session, request.key, now):
                 return incident.id, "", []
