@@ -56,6 +56,11 @@ class Rig:
         await self.slack.settle()
         return status
 
+    async def sweep_later(self, delta: timedelta = timedelta(minutes=6)) -> None:
+        self.clock.advance(delta)
+        await self.slack.app.background.run(self.slack.app.services.sweep())
+        await self.slack.settle()
+
     async def events(self) -> list[Event]:
         def query(session: Any) -> list[Event]:
             return list(session.scalars(select(Event).order_by(Event.id)))
@@ -200,3 +205,32 @@ async def test_a_closed_incident_answers_late_webhooks_alerts_and_clicks_and_sta
     assert [e.type for e in await rig.events()] == kinds_at_close
     assert len(rig.pd.state.incidents) == 1
     assert not [r for r in caplog.records if r.exc_info or r.levelname == "CRITICAL"]
+
+
+# 3. No broadcast channel, PagerDuty down, and an alert offer at once ------------------
+
+
+async def test_without_the_broadcast_channel_and_pagerduty_the_incident_channel_still_works(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with seam_rig(database_url, FIREBREAK_ANNOUNCE_CHANNEL="no-such-channel") as rig:
+        rig.pd.fail_next(4, status=503)  # the first attempt and three sweeps' retries
+        assert await rig.alert(example("disk-filling", datetime.now(UTC))) == 202
+        assert await rig.alert(critical()) == 202
+        for _ in range(3):
+            await rig.sweep_later()
+        channel = rig.slack.only_incident_channel().id
+        said = " ".join(rig.slack.texts(channel))
+        # The incident channel has its messages, and each failure is said there once.
+        assert "Opened from an alert" in said and "Detection &amp; Triage" in said
+        assert said.count("PagerDuty did not answer (`http_503`)") == 1
+        assert said.count("Could not announce this incident in #no-such-channel") == 1
+        # The offer has no incident channel to report to: logged once, not once a sweep.
+        offer_failures = [r for r in caplog.records if "offer" in r.getMessage()]
+        assert len(offer_failures) == 1, [r.getMessage() for r in caplog.records]
+        assert "FIREBREAK_ANNOUNCE_CHANNEL" in offer_failures[0].getMessage()
+        assert not [r for r in caplog.records if "refused conversations" in r.getMessage()]
+        # PagerDuty back: the page goes out, once.
+        await rig.sweep_later()
+        assert len(rig.pd.state.incidents) == 1
+        assert " ".join(rig.slack.texts(channel)).count("Paged *checkout*") == 1
