@@ -234,3 +234,51 @@ async def test_without_the_broadcast_channel_and_pagerduty_the_incident_channel_
         await rig.sweep_later()
         assert len(rig.pd.state.incidents) == 1
         assert " ".join(rig.slack.texts(channel)).count("Paged *checkout*") == 1
+
+
+# 4. Hostile text through every lane ---------------------------------------------------
+
+HOSTILE = "<!channel> see <https://evil.example|click> &amp; &lt;b&gt; x"
+# What Slack sends when someone types `see https://evil.example & <b>&amp;</b> *x*`.
+SLACK_TYPED = "see <https://evil.example|click> &amp; &lt;b&gt;&amp;amp;&lt;/b&gt; *x*"
+
+
+def slack_payloads(rig: Rig) -> list[str]:
+    """Everything Firebreak sent to Slack, as JSON text: messages and ephemerals."""
+    workspace = rig.slack.workspace
+    sent = [m for c in workspace.channels.values() for m in workspace.messages(c.id)]
+    sent += [e for u in (ALICE,) for e in workspace.ephemerals(u)]
+    return [json.dumps(m) for m in sent]
+
+
+async def test_hostile_text_reaches_slack_pagerduty_and_statuspage_inert(rig: Rig) -> None:
+    body = critical()
+    body["commonAnnotations"]["summary"] = f"Checkout down {HOSTILE}"
+    body["commonAnnotations"]["description"] = HOSTILE
+    body["alerts"][0]["annotations"]["summary"] = f"Checkout down {HOSTILE}"
+    await rig.alert(body)
+    channel = rig.slack.only_incident_channel().id
+    await rig.slack.command(f"commander <@{ALICE}>", channel=channel)
+    await rig.slack.command(f"page payments {HOSTILE}", channel=channel)
+    await rig.slack.command(f"statuspage identified {HOSTILE}", channel=channel)
+    await rig.slack.command(f"page payments {SLACK_TYPED}", channel=channel)
+    await rig.slack.command(f"statuspage identified {SLACK_TYPED}", channel=channel)
+    await rig.click_last(channel, "Status page preview", "statuspage_publish", ALICE)
+    # Typed @-mentions (and a typed `<!channel>`, the same once decoded) are refused.
+    refusals = rig.slack.ephemeral_texts()
+    assert sum("goes outside Slack" in t for t in refusals) == 2, refusals
+    # Slack: nothing of the text is live markup anywhere Firebreak posted.
+    for payload in slack_payloads(rig):
+        assert "<!channel>" not in payload and "<https://evil.example" not in payload, payload
+    preview = next(p for p in slack_payloads(rig) if "Publish confirmed" in p)
+    assert "&lt;https://evil.example|click&gt; &amp;amp; &amp;lt;b&amp;gt;" in preview
+    # PagerDuty and Statuspage: the text as the alert or the person wrote it, plain,
+    # with none of Slack's escaping leaking in.
+    alert_page, typed_page = sorted(rig.pd.state.incidents.values(), key=lambda i: i["id"])
+    assert alert_page["title"] == f"[P1] Checkout down {HOSTILE}"
+    assert alert_page["body"]["details"] == HOSTILE
+    assert typed_page["body"]["details"] == SLACK_TYPED
+    [update] = rig.sp.state.updates()
+    assert update["body"] == SLACK_TYPED
+    [public] = rig.sp.state.incidents.values()
+    assert public["name"] == f"Checkout down {HOSTILE}"
