@@ -282,3 +282,32 @@ async def test_hostile_text_reaches_slack_pagerduty_and_statuspage_inert(rig: Ri
     assert update["body"] == SLACK_TYPED
     [public] = rig.sp.state.incidents.values()
     assert public["name"] == f"Checkout down {HOSTILE}"
+
+
+# 5. An offered alert, declared by a click, then raised to a paging severity -----------
+
+
+async def test_an_offered_alert_raised_to_a_paging_severity_pages_the_alerts_service(
+    rig: Rig,
+) -> None:
+    """The title does not name the service; the alert's service label is enough, also
+    when the page comes from raising the severity rather than from the declaration."""
+    body = {
+        "title": "Card authorisations slower than usual",
+        "severity": "warning",
+        "service": "payments",
+        "dedup_key": "card-auth-slow",
+    }
+    headers = {"Authorization": f"Bearer {ALERT_TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{rig.base_url}/alerts/generic", json=body, headers=headers) as r,
+    ):
+        assert r.status == 202
+    await rig.slack.settle()
+    await rig.click_last(rig.slack.announce, "Card authorisations", "alert_declare", ALICE)
+    channel = rig.slack.only_incident_channel().id
+    assert rig.pd.state.incidents == {}
+    await rig.slack.command("severity P1", channel=channel)
+    [paged] = rig.pd.state.incidents.values()
+    assert paged["service"]["id"] == "PPAYMNT"

@@ -86,8 +86,11 @@ class PagingService:
         self._page_named(session, incident, incident.declared_by, now, service)
 
     def severity_changed(self, session: Session, incident: Incident, now: datetime) -> None:
-        """Raised to a paging severity: page the named services not paged yet."""
-        self._page_named(session, incident, "firebreak", now)
+        """Raised to a paging severity: page the named services not paged yet, the
+        service its source named at the declaration (an alert's label) included."""
+        declared = paging_store.events(session, incident.id, "declared")
+        service = declared[0].payload.get("service") if declared else None
+        self._page_named(session, incident, "firebreak", now, service)
 
     def _page_named(
         self,
