@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from emulator.pagerduty import PagerDutyEmulator, sign
 from emulator.statuspage import StatuspageEmulator
 from storage.models import Event, Incident
 from tests.harness import ALICE, Harness, running_firebreak
+from tests.test_alerts import runbooks_with
 
 ALERT_TOKEN = "alert-token-for-seams"
 PD_SECRET = "webhook-secret"
@@ -311,3 +313,23 @@ async def test_an_offered_alert_raised_to_a_paging_severity_pages_the_alerts_ser
     await rig.slack.command("severity P1", channel=channel)
     [paged] = rig.pd.state.incidents.values()
     assert paged["service"]["id"] == "PPAYMNT"
+
+
+# 6. An alert that resolves itself resolves the page too ------------------------------
+
+
+async def test_an_auto_resolved_alert_resolves_its_page_in_pagerduty(
+    database_url: str, tmp_path: Path
+) -> None:
+    folder = runbooks_with(
+        tmp_path,
+        "rules:\n  - name: critical\n    match: {severity: critical}\n"
+        "    action: declare\n    severity: P1\n    auto_resolve: true\n",
+    )
+    async with seam_rig(database_url, FIREBREAK_RUNBOOKS=str(folder)) as rig:
+        await rig.alert(critical())
+        [paged] = rig.pd.state.incidents.values()
+        await rig.alert(critical("resolved"))
+        assert (await rig.incident()).status == "resolved"
+        assert paged["status"] == "resolved"
+        assert len(rig.pd.state.incidents) == 1
