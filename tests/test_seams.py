@@ -333,3 +333,19 @@ async def test_an_auto_resolved_alert_resolves_its_page_in_pagerduty(
         assert (await rig.incident()).status == "resolved"
         assert paged["status"] == "resolved"
         assert len(rig.pd.state.incidents) == 1
+
+
+async def test_the_resolved_update_can_still_be_published_after_the_close(rig: Rig) -> None:
+    """Closed before anyone clicked Publish on the resolved update: customers must not be
+    left reading an unresolved incident, so that one preview still works."""
+    await rig.alert(critical())
+    channel = rig.slack.only_incident_channel().id
+    await rig.slack.command(f"commander <@{ALICE}>", channel=channel)
+    await rig.slack.command("statuspage investigating", channel=channel)
+    await rig.click_last(channel, "Status page preview", "statuspage_publish", ALICE)
+    await rig.slack.command("resolve rolled back", channel=channel)
+    await rig.slack.command("close", channel=channel)
+    await rig.click_last(channel, "Status page preview", "statuspage_publish", ALICE)
+    [public] = rig.sp.state.incidents.values()
+    assert public["status"] == "resolved"
+    assert rig.sp.state.components["cmpchk01"]["status"] == "operational"

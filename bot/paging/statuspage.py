@@ -210,7 +210,9 @@ class StatusPageService:
         draft = paging_store.event(session, draft_id)
         if incident is None or draft is None or draft.incident_id != incident.id:
             return _Decision(refusal="That preview is no longer valid; draft it again.")
-        if incident.closed_at is not None:
+        if incident.closed_at is not None and draft.payload.get("status") != "resolved":
+            # Only the resolved update may still go out: customers must not be left
+            # reading an unresolved incident because it was closed before publishing.
             return _Decision(refusal=followup.refusal(incident))
         holders = [incident.role(r) for r in PUBLISHERS]
         if publish and request.actor not in holders:
