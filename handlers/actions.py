@@ -14,6 +14,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
+from bot.gateway import ChatError
 from bot.incidents.service import Request
 from bot.services import Services
 from handlers import payload
@@ -31,7 +32,10 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             return  # not something Slack sends; nobody to answer
 
         async def tell(text: str) -> None:
-            await respond(text=text, response_type="ephemeral", replace_original=False)
+            try:
+                await respond(text=text, response_type="ephemeral", replace_original=False)
+            except Exception as exc:  # a forged response_url: aiohttp's URL and client errors
+                raise ChatError("response_url", "connection_error") from exc
 
         value = str(action.get("value", ""))
         if not value.isdigit():

@@ -28,6 +28,7 @@ from bot.alerts.payloads import Delivery
 from bot.context import Context, Service
 from bot.errors import UserError
 from bot.gateway import ChatError
+from bot.incidents import undeliverable
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import IncidentService, Request
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # A delivery still unprocessed this long after it came has lost its worker (a crash).
 STALE_AFTER = timedelta(seconds=30)
+# offer_ts of an offer Slack refused for good (no such channel, say): not tried again.
+UNDELIVERABLE = "undeliverable"
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class AlertService(Service):
             if group.resolve_due:
                 await self._auto_resolve(group_id)
         except ChatError as exc:
-            log.warning("alert group %s: Slack refused %s (%s); retried", group_id, exc, exc.code)
+            log.warning("alert group %s: Slack refused it (%s); retried", group_id, exc)
 
     def _queue_source(self, session: Session, group_id: int) -> None:
         group = store.group(session, group_id, for_update=True)
@@ -176,20 +179,36 @@ class AlertService(Service):
             incident = await self._db.run(incident_store.get, group.incident_id)
         text, blocks = views.offer_message(self._runbooks.templates, group, incident)
         channel = self._announce_channel
+        if group.offer_ts == UNDELIVERABLE:
+            return
         if group.offer_ts not in (None, PENDING):
             if refresh:
                 await self._chat.update(channel, str(group.offer_ts), text, blocks)
             return
-        if group.offer_ts == PENDING:
-            marker = f"{views.OFFER_MARKER}{group.id}"
-            for message in await self._chat.recent_messages(channel, limit=100):
-                if marker in message.block_ids:
-                    await self._db.run(_save_offer, group_id, message.ts)
-                    if refresh:
-                        await self._chat.update(channel, message.ts, text, blocks)
-                    return
-        await self._db.run(_save_offer, group_id, PENDING)
-        ts = await self._chat.post(channel, text, blocks)
+        try:
+            if group.offer_ts == PENDING:
+                marker = f"{views.OFFER_MARKER}{group.id}"
+                for message in await self._chat.recent_messages(channel, limit=100):
+                    if marker in message.block_ids:
+                        await self._db.run(_save_offer, group_id, message.ts)
+                        if refresh:
+                            await self._chat.update(channel, message.ts, text, blocks)
+                        return
+            await self._db.run(_save_offer, group_id, PENDING)
+            ts = await self._chat.post(channel, text, blocks)
+        except ChatError as exc:
+            if not undeliverable.is_permanent(exc.code):
+                raise
+            # No incident yet, so no channel to say it in: the log, once, not every sweep.
+            await self._db.run(_save_offer, group_id, UNDELIVERABLE)
+            log.error(
+                "alert group %s: the offer could not be posted to #%s: %s. %s",
+                group_id,
+                channel,
+                undeliverable.explain(exc.code),
+                undeliverable.remedy(channel, exc.code, channel),
+            )
+            return
         await self._db.run(_save_offer, group_id, ts)
 
     async def _auto_resolve(self, group_id: int) -> None:

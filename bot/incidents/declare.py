@@ -132,6 +132,9 @@ class DeclareFlow(Service):
         so its answer goes where the form was opened; failing those, the new channel.
         """
         lease.check()
+        if incident.declared_by == "firebreak":  # opened from an alert: nobody to answer
+            await self._record(lease, declarer_answered=True)
+            return
         channel = str(incident.channel_id)
         link = channel_link(channel, incident.channel_name)
         text = f"Declared *{incident.severity}* incident {link}."

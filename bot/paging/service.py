@@ -22,6 +22,7 @@ from bot.actions.catalog import ActionCatalog, Target
 from bot.context import Context, Service
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError
+from bot.incidents import followup
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
 from bot.mrkdwn import escape
@@ -78,8 +79,11 @@ class PagingService(Service):
         self._page_named(session, incident, incident.declared_by, now, service)
 
     def severity_changed(self, session: Session, incident: Incident, now: datetime) -> None:
-        """Raised to a paging severity: page the named services not paged yet."""
-        self._page_named(session, incident, "firebreak", now)
+        """Raised to a paging severity: page the named services not paged yet, the
+        service its source named at the declaration (an alert's label) included."""
+        declared = paging_store.events(session, incident.id, "declared")
+        service = declared[0].payload.get("service") if declared else None
+        self._page_named(session, incident, "firebreak", now, service)
 
     def _page_named(
         self,
@@ -230,6 +234,10 @@ class PagingService(Service):
         now = self._clock.now()
         if incident is None or not store.claim_request(session, f"pagerduty:{event.id}", now):
             return None
+        if incident.closed_at is not None:
+            # Its post-mortem covers it until the close: PagerDuty's news comes too late.
+            log.info("PagerDuty %s for closed incident #%s: ignored", event.type, incident.id)
+            return None
         acknowledged = event.type == "incident.acknowledged"
         store.append_event(
             session,
@@ -294,6 +302,8 @@ class PagingService(Service):
             incident = store.by_channel(session, request.channel_id, for_update=True)
             if incident is None:
                 raise UserError(NOT_AN_INCIDENT_CHANNEL)
+            if incident.closed_at is not None:
+                raise UserError(followup.refusal(incident))
             now = self._clock.now()
             if not store.claim_request(session, request.key, now):
                 return incident.id, "", []

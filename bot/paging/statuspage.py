@@ -22,6 +22,7 @@ from bot.context import Context, Service
 from bot.durations import format_duration
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import Blocks
+from bot.incidents import followup
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
 from bot.mrkdwn import escape, fallback_text, mention
@@ -72,6 +73,8 @@ class StatusPageService(Service):
         incident = store.by_channel(session, request.channel_id, for_update=True)
         if incident is None:
             raise UserError(NOT_AN_INCIDENT_CHANNEL)
+        if incident.closed_at is not None:
+            raise UserError(followup.refusal(incident))
         now = self._clock.now()
         if not store.claim_request(session, request.key, now):
             return None
@@ -199,6 +202,10 @@ class StatusPageService(Service):
         draft = paging_store.event(session, draft_id)
         if incident is None or draft is None or draft.incident_id != incident.id:
             return _Decision(refusal="That preview is no longer valid; draft it again.")
+        if incident.closed_at is not None and draft.payload.get("status") != "resolved":
+            # Only the resolved update may still go out: customers must not be left
+            # reading an unresolved incident because it was closed before publishing.
+            return _Decision(refusal=followup.refusal(incident))
         holders = [incident.role(r) for r in PUBLISHERS]
         if publish and request.actor not in holders:
             who = " or ".join(mention(u) for u in holders if u) or "nobody yet"
