@@ -8,6 +8,7 @@ no delivery left unprocessed).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -57,7 +58,9 @@ class Intake:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         url = f"{self.url}/alerts/{path}"
-        async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
+        # A stream, not bytes: aiohttp warns that a large raw body may block its loop.
+        data = io.BytesIO(body)
+        async with aiohttp.ClientSession() as http, http.post(url, data=data, headers=headers) as r:
             return r.status, await r.json(content_type=None)
 
     async def counts(self) -> tuple[int, int, int]:
