@@ -88,6 +88,12 @@ class BackgroundWork:
         try:
             self._loop.run_forever()
         finally:
+            # Cancel what is still running and let it unwind, as asyncio.run does: a task
+            # dropped mid-call would leave its sockets open and its coroutine unfinished.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.run_until_complete(self._loop.shutdown_default_executor())
             self._loop.close()
 
@@ -211,7 +217,7 @@ class BackgroundWork:
             await self.run(settle())
 
     def close(self) -> None:
-        """Stop the worker loop (after `drain()`); what is still running is abandoned."""
+        """Stop the worker loop (after `drain()`); what is still running is cancelled."""
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
