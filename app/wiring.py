@@ -31,7 +31,7 @@ from bot.actions import Executors, load_catalog
 from bot.clock import Clock, SystemClock
 from bot.commands import command_word
 from bot.config import Settings
-from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from bot.executors import KubernetesExecutor, PostgresExecutor
 from bot.health import readiness
 from bot.incidents.reminders import ReminderSettings
 from bot.metrics import Metrics
@@ -41,6 +41,7 @@ from bot.scheduling import NudgeScheduler
 from bot.services import Services, ServiceSettings, build_services
 from handlers import actions, alerts, commands, interactions, paging, payload, postmortem
 from handlers.background import BackgroundWork
+from handlers.http_check import HttpExecutor
 from handlers.inbox import Inbox, replaying
 from handlers.paging_clients import PagerDutyClient, StatuspageClient
 from handlers.slack_gateway import SlackGateway, make_client

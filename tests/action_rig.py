@@ -19,11 +19,12 @@ from bot import commands as c
 from bot.actions import ActionService, Executors
 from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
 from bot.clock import OffsetClock
-from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from bot.executors import KubernetesExecutor, PostgresExecutor
 from bot.incidents.service import Request
 from emulator.driver import AppResponse
 from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
 from emulator.models import Channel
+from handlers.http_check import HttpExecutor
 from storage.models import Event, PendingAction
 from tests.databases import POSTGRES_URL
 from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak

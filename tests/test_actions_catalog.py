@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.actions.catalog import OPERATIONS, load_catalog
-from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from bot.executors import KubernetesExecutor, PostgresExecutor
 from bot.yamlfile import RunbookError
+from handlers.http_check import HttpExecutor
 from runbooks import BUNDLED
 
 ACTION = """\

@@ -25,13 +25,8 @@ FORBIDDEN = {
     "bot": ABOVE_THE_DOMAIN | {"app", "firebreak"},
     "storage": ABOVE_THE_DOMAIN | {"app", "firebreak", "bot"},
 }
-# Exact (module, imported package) pairs allowed, each with its reason.
-EXCEPTIONS = {
-    # The HTTP health-check executor is an outbound client at the process boundary,
-    # like the kubernetes and psycopg clients beside it; aiohttp is its HTTP client
-    # here, not the web server, and nothing in it knows about Slack.
-    ("bot/executors/http.py", "aiohttp"),
-}
+# Exact (module, imported package) pairs allowed, each with its reason: none today.
+EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def imported_packages(path: Path) -> set[str]:

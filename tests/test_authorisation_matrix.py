@@ -29,9 +29,10 @@ from sqlalchemy import select
 
 from bot.actions import Executors
 from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
-from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from bot.executors import KubernetesExecutor, PostgresExecutor
 from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
 from emulator.models import Channel
+from handlers.http_check import HttpExecutor
 from storage.models import Event, PendingAction
 from tests.databases import POSTGRES_URL, postgres_or_skip
 from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak

@@ -12,7 +12,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from bot.executors.base import ExecutorError, HttpTarget
-from bot.executors.http import HttpExecutor
+from handlers.http_check import HttpExecutor
 
 
 def redirect(location: str) -> web.Response:

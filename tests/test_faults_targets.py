@@ -24,9 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from bot.actions import Executors
-from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from bot.executors import KubernetesExecutor, PostgresExecutor
 from emulator.kubernetes import FakeKubernetes, deployment, pod, write_kubeconfig
 from emulator.models import Channel
+from handlers.http_check import HttpExecutor
 from storage.models import Event, PendingAction
 from tests.databases import POSTGRES_URL, postgres_or_skip
 from tests.harness import ALICE, Harness, running_firebreak

@@ -28,11 +28,12 @@ from sqlalchemy import select
 
 from bot.actions import Executors
 from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
-from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from bot.executors import KubernetesExecutor, PostgresExecutor
 from bot.incidents.reminders import POST_UPDATE_ACTION
 from emulator import AppResponse, payloads
 from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
 from emulator.models import Channel
+from handlers.http_check import HttpExecutor
 from storage.models import Event, Incident, PendingAction
 from tests.databases import fresh_database
 from tests.harness import ALICE, BOB, Harness, running_firebreak

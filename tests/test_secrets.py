@@ -26,8 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from bot.actions import Executors
-from bot.executors import HttpExecutor, KubernetesExecutor, PostgresExecutor
+from bot.executors import KubernetesExecutor, PostgresExecutor
 from emulator.kubernetes import FakeKubernetes, deployment, pod
+from handlers.http_check import HttpExecutor
 from storage.models import Event, Postmortem
 from tests.databases import POSTGRES_URL, fresh_database
 from tests.harness import ALICE, BOB, BOT_TOKEN, Harness, running_firebreak

@@ -24,7 +24,7 @@ from bot.errors import UserError
 from bot.executors import (
     ExecutionResult,
     ExecutorError,
-    HttpExecutor,
+    HttpChecker,
     KubernetesExecutor,
     OutcomeUnknown,
     PostgresExecutor,
@@ -67,7 +67,7 @@ class Executors:
 
     kubernetes: KubernetesExecutor
     postgres: PostgresExecutor
-    http: HttpExecutor
+    http: HttpChecker
 
     async def run(
         self,

@@ -1,4 +1,5 @@
-"""Executors: the code that talks to Kubernetes, Postgres and HTTP endpoints.
+"""Executors: the code that talks to Kubernetes and Postgres, and the HTTP check's contract
+(its aiohttp client is `handlers/http_check.py`, outside the domain).
 
 Each executor method takes a target (from runbooks/targets.yml) plus the action's
 parameters and returns an `ExecutionResult`, or raises `ExecutorError` with a message
@@ -8,20 +9,20 @@ fit to show the user as-is. Validation, confirmation and audit happen before thi
 from bot.executors.base import (
     ExecutionResult,
     ExecutorError,
+    HttpChecker,
     HttpTarget,
     KubernetesTarget,
     OutcomeUnknown,
     PostgresTarget,
     StateChanged,
 )
-from bot.executors.http import HttpExecutor
 from bot.executors.kubernetes import KubernetesExecutor
 from bot.executors.postgres import PostgresExecutor
 
 __all__ = [
     "ExecutionResult",
     "ExecutorError",
-    "HttpExecutor",
+    "HttpChecker",
     "HttpTarget",
     "KubernetesExecutor",
     "KubernetesTarget",

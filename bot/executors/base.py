@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bot.redact import redact
 
@@ -96,3 +97,9 @@ def format_age(seconds: float) -> str:
 def truncate(text: str, limit: int) -> str:
     """Cut to `limit` characters with an ellipsis, so a table cell or excerpt stays short."""
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+class HttpChecker(Protocol):
+    """GETs a service's health or readiness URL (`handlers/http_check.py` over aiohttp)."""
+
+    async def check(self, target: HttpTarget, which: str = "health") -> ExecutionResult: ...
