@@ -91,11 +91,6 @@ def group(session: Session, group_id: int, *, for_update: bool = False) -> Alert
     return session.scalar(query)
 
 
-def groups_of_incident(session: Session, incident_id: int) -> list[AlertGroup]:
-    query = select(AlertGroup).where(AlertGroup.incident_id == incident_id)
-    return list(session.scalars(query.order_by(AlertGroup.id)))
-
-
 def unfinished_groups(session: Session) -> list[int]:
     """Groups owing Slack something: an offer not posted, details not posted, a resolve."""
     query = select(AlertGroup.id).where(
