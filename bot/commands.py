@@ -317,10 +317,18 @@ def _duration(word: str) -> timedelta:
         raise CommandError(message.replace(quoted, f"`{_shown(word)}`", 1)) from exc
 
 
+# A word is a run of non-space characters and quoted stretches: `grep="conn reset"`.
+# Slack's clients often turn straight quotes into curly ones, so both kinds count.
+_QUOTED = re.compile(r'"([^"]*)"|“([^”]*)”')
+_WORD = re.compile(r'(?:[^\s"“”]|"[^"]*"|“[^”]*”)+')
+
+
 def _action_words(rest: str) -> tuple[str | None, str | None, tuple[str, ...]]:
     """`<action> <service> [args…]` as words; the action catalog validates them."""
-    words = rest.split()
-    if len(words) > 8 or any(len(w) > 64 for w in words):
+    if rest.count('"') % 2 or rest.count("“") != rest.count("”"):
+        raise CommandError('A quote is not closed: write text with spaces as `grep="a b"`.')
+    words = [_QUOTED.sub(lambda m: m.group(1) or m.group(2) or "", w) for w in _WORD.findall(rest)]
+    if len(words) > 8 or any(len(w) > 256 for w in words):
         raise CommandError("Too many or too long arguments for a runbook action.")
     if len(words) == 1:
         raise CommandError(f"Name the service too, e.g. `{_shown(words[0])} checkout`.")

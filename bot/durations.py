@@ -50,3 +50,19 @@ def format_duration(delta: timedelta) -> str:
         f"{minutes}m" if minutes else "",
     ]
     return " ".join(p for p in parts if p)
+
+
+def compact_duration(seconds: int) -> str:
+    """`5400` as `1h30m`, a day as `24h`: one word, which `parse_duration` reads back."""
+    return (
+        "".join(
+            f"{amount}{unit}"
+            for amount, unit in zip(
+                (seconds // 3600, seconds % 3600 // 60, seconds % 60),
+                "hms",
+                strict=True,
+            )
+            if amount
+        )
+        or "0s"
+    )

@@ -111,7 +111,7 @@ ACTION_MISTAKES = [
     ("type: int", "type: float", 14, "parameter type `float` must be one of"),
     ("name: replicas,", "name: count,", 14, "takes no parameter `count`"),
     ("required: true}", "required: true, shell: yes}", 14, "unknown key `shell`"),
-    ("required: true}", "default: 99}", 14, "must be an integer from 0 to 50"),
+    ("required: true}", "default: 99}", 14, "default of `replicas` must be from 0 to 50"),
     ("required: true}", "required: false}", 8, "`replicas` must be declared required"),
     ("help: List pods", "help: [unclosed", 8, "expected ',' or ']'"),
 ]
@@ -175,3 +175,49 @@ def test_a_missing_targets_file_is_named(tmp_path: Path) -> None:
     folder, _ = write(tmp_path)
     with pytest.raises(RunbookError, match="targets file not found"):
         load_catalog(folder, tmp_path / "nowhere.yml")
+
+
+LOGS_ACTION = """\
+scenario: Test
+actions:
+  - name: logs
+    kind: diagnostic
+    executor: kubernetes
+    operation: logs
+    help: Logs
+    params:
+      - {name: tail, type: int, min: 1, max: 100, default: 10}
+      - {name: since, type: duration, min: 1m, max: 24h, default: 1h}
+      - {name: grep, type: text, max: 200}
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("min: 1m", "min: 1 minute", "min of `since`: `1 minute` is not a duration"),
+        ("max: 24h", "max: 0s", "max of `since`: `0s` must be longer than zero"),
+        ("max: 24h", "max: 30s", "needs integer min <= max"),
+        ("default: 1h", "default: 2d", "default of `since` must be from 1m to 24h"),
+        ("type: text, max: 200", "type: text", "needs a max length from 1 to 200"),
+        ("type: text, max: 200", "type: text, max: 5000", "needs a max length from 1 to 200"),
+        ("type: text, max: 200", "type: text, max: 9, min: 1", "takes a max length, no min"),
+        ("type: text, max: 200", "type: text, max: 9, default: x", "can't have a default"),
+    ],
+)
+def test_duration_and_text_mistakes_name_the_line(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    assert old in LOGS_ACTION
+    action = LOGS_ACTION.replace(old, new, 1)
+    folder, targets = write(tmp_path, action=action)
+    with pytest.raises(RunbookError) as caught:
+        load_catalog(folder, targets)
+    assert caught.value.line == line_of(action, new.split(",")[0])
+    assert message in caught.value.message
+
+
+def test_a_duration_default_is_kept_as_typed(tmp_path: Path) -> None:
+    folder, targets = write(tmp_path, action=LOGS_ACTION.replace("default: 1h", "default: 90m"))
+    since = load_catalog(folder, targets).actions["logs"].params[1]
+    assert (since.min, since.max, since.default) == (60, 86400, "1h30m")

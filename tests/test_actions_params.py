@@ -11,6 +11,8 @@ from bot.actions.params import resolve, usage
 from bot.errors import UserError
 from runbooks import BUNDLED
 
+NO_LOG_ARGS = {"tail": 100, "previous": False, "pod": None, "since": None, "grep": None}
+
 
 @pytest.fixture(scope="module")
 def catalog() -> ActionCatalog:
@@ -20,14 +22,20 @@ def catalog() -> ActionCatalog:
 @pytest.mark.parametrize(
     ("kind", "action", "words", "args"),
     [
-        ("diagnostic", "logs", (), {"tail": 100, "previous": False, "pod": None}),
-        ("diagnostic", "logs", ("50", "previous"), {"tail": 50, "previous": True, "pod": None}),
+        ("diagnostic", "logs", (), {**NO_LOG_ARGS}),
+        ("diagnostic", "logs", ("50", "previous"), {**NO_LOG_ARGS, "tail": 50, "previous": True}),
         (
             "diagnostic",
             "logs",
             ("pod=checkout-7d9f.x", "--previous"),
-            {"tail": 100, "previous": True, "pod": "checkout-7d9f.x"},
+            {**NO_LOG_ARGS, "previous": True, "pod": "checkout-7d9f.x"},
         ),
+        ("diagnostic", "logs", ("since=1h30m",), {**NO_LOG_ARGS, "since": "1h30m"}),
+        ("diagnostic", "logs", ("since=24h",), {**NO_LOG_ARGS, "since": "24h"}),
+        ("diagnostic", "logs", ("grep=conn reset",), {**NO_LOG_ARGS, "grep": "conn reset"}),
+        # Slack escapes <, > and & in command text; the search is for what was typed.
+        ("diagnostic", "logs", ("grep=a&lt;b&amp;c",), {**NO_LOG_ARGS, "grep": "a<b&c"}),
+        ("diagnostic", "logs", ("grep=.*(x",), {**NO_LOG_ARGS, "grep": ".*(x"}),
         ("diagnostic", "health", ("READINESS",), {"which": "readiness"}),
         ("mitigation", "scale", ("20",), {"replicas": 20}),
         ("mitigation", "scale", ("replicas=0",), {"replicas": 0}),
@@ -65,7 +73,43 @@ def test_accepted(
         ("diagnostic", "logs", "checkout", ("pod=" + "a" * 254,), "must be an RFC 1123 name"),
         ("diagnostic", "logs", "checkout", ("tail=1001",), "`tail` must be from 1 to 1000"),
         ("diagnostic", "logs", "checkout", ("previous=maybe",), "`previous` is on or off"),
-        ("diagnostic", "logs", "checkout", ("since=1h",), "`logs` has no parameter `since`"),
+        (
+            "diagnostic",
+            "logs",
+            "checkout",
+            ("since=1y",),
+            "`since` must be a duration from 1m to 24h",
+        ),
+        (
+            "diagnostic",
+            "logs",
+            "checkout",
+            ("since=forever",),
+            "`since` must be a duration from 1m to 24h",
+        ),
+        (
+            "diagnostic",
+            "logs",
+            "checkout",
+            ("since=25h",),
+            "`since` must be a duration from 1m to 24h",
+        ),
+        (
+            "diagnostic",
+            "logs",
+            "checkout",
+            ("since=30s",),
+            "`since` must be a duration from 1m to 24h",
+        ),
+        (
+            "diagnostic",
+            "logs",
+            "checkout",
+            ("grep=" + "x" * 201,),
+            "at most 200 characters; got 201",
+        ),
+        ("diagnostic", "logs", "checkout", ("grep=",), "`grep` is empty"),
+        ("diagnostic", "logs", "checkout", ("since=1h",) * 2, "`since` is given twice"),
         ("diagnostic", "health", "checkout", ("liveness",), "one of health, readiness"),
         ("diagnostic", "pods", "checkout", ("<!channel>",), "Unexpected argument `&lt;!channel"),
         ("diagnostic", "pods", "checkout", ("`x`",), "Unexpected argument `'x'`"),
@@ -95,7 +139,8 @@ def test_refused_with_a_specific_message_and_the_usage(
 def test_usage_names_later_optional_values(catalog: ActionCatalog) -> None:
     text = usage(catalog.actions["logs"], catalog.targets["payments"])
     assert text.splitlines()[0] == (
-        "Usage: `/incident diag logs <service> [<tail>] [previous] [pod=<pod>]`"
+        "Usage: `/incident diag logs <service> [<tail>] [previous] [pod=<pod>] [since=<since>]"
+        " [grep=<grep>]`"
     )
     assert "`tail`: a whole number from 1 to 1000 (default 100)" in text
     scale = usage(catalog.actions["scale"], catalog.targets["payments"])

@@ -115,3 +115,29 @@ def test_paging_grammar(text: str, expected: c.Command, runbooks: Runbooks) -> N
 def test_paging_grammar_errors(text: str, message: str, runbooks: Runbooks) -> None:
     with pytest.raises(c.CommandError, match=message):
         parse(text, runbooks)
+
+
+@pytest.mark.parametrize(
+    ("text", "args"),
+    [
+        ('diag logs checkout grep="conn reset" since=1h', ("grep=conn reset", "since=1h")),
+        ("diag logs checkout grep=“conn reset” previous", ("grep=conn reset", "previous")),
+        ('diag logs checkout "grep=a b"', ("grep=a b",)),
+        ("diag logs checkout grep=it's", ("grep=it's",)),
+    ],
+)
+def test_runbook_arguments_may_quote_text(text: str, args: tuple, runbooks: Runbooks) -> None:
+    assert parse(text, runbooks) == c.RunDiagnostic("logs", "checkout", args)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('diag logs checkout grep="conn reset', "A quote is not closed"),
+        ("diag logs checkout grep=“conn", "A quote is not closed"),
+        ("diag logs checkout grep=" + "x" * 10_000, "Too many or too long arguments"),
+    ],
+)
+def test_runbook_argument_mistakes(text: str, message: str, runbooks: Runbooks) -> None:
+    with pytest.raises(c.CommandError, match=message):
+        parse(text, runbooks)

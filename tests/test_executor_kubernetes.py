@@ -90,6 +90,17 @@ async def test_logs_of_newest_pod_are_tailed_and_redacted(kube, executor):
     assert kube.requests[-1].query["tailLines"] == "2"
 
 
+async def test_grep_keeps_the_last_matching_lines_literally_in_any_case(kube, executor):
+    lines = [f"{i} ERROR conn reset .*" if i % 3 == 0 else f"{i} ok" for i in range(30)]
+    kube.set_log("shop", "checkout-c", "\n".join(lines) + "\n")
+    result = await executor.logs(TARGET, tail=2, grep="error CONN reset .*", since=3600)
+    assert result.output == "24 ERROR conn reset .*\n27 ERROR conn reset .*"
+    query = kube.requests[-1].query
+    assert query["sinceSeconds"] == "3600" and "tailLines" not in query  # tail after the filter
+    nothing = await executor.logs(TARGET, grep="(")
+    assert nothing.summary.startswith("no log lines")
+
+
 async def test_previous_logs_of_a_named_pod(kube, executor):
     kube.set_log("shop", "checkout-a", "current\n")
     kube.set_log("shop", "checkout-a", "fatal: out of memory\n", previous=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.durations import compact_duration, parse_duration
 from bot.executors import HttpTarget, KubernetesTarget, PostgresTarget
 from bot.paging.settings import (
     PagerDutyTarget,
@@ -25,7 +26,7 @@ from bot.paging.settings import (
 from bot.yamlfile import Node, RunbookError, load_mapping
 
 KINDS = ("diagnostic", "mitigation")
-PARAM_TYPES = ("int", "flag", "name", "choice")
+PARAM_TYPES = ("int", "flag", "name", "choice", "duration", "text")
 EXECUTORS = ("kubernetes", "postgres", "http")
 INTEGRATIONS = ("pagerduty", "statuspage")  # where a service is paged and shown publicly
 
@@ -34,6 +35,7 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
+MAX_TEXT = 200  # a text parameter is a short literal (a grep string), never a script
 _ACTION_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
@@ -62,7 +64,16 @@ class Operation:
 OPERATIONS: dict[str, dict[str, Operation]] = {
     "kubernetes": {
         "pods": Operation("diagnostic"),
-        "logs": Operation("diagnostic", {"tail": "int", "previous": "flag", "pod": "name?"}),
+        "logs": Operation(
+            "diagnostic",
+            {
+                "tail": "int",
+                "previous": "flag",
+                "pod": "name?",
+                "since": "duration?",
+                "grep": "text?",
+            },
+        ),
         "events": Operation("diagnostic"),
         "deployment": Operation("diagnostic"),
         "history": Operation("diagnostic"),
@@ -236,21 +247,37 @@ def _param(raw: Node, action: str, operation: Operation) -> ParamSpec:
         raise raw.error(f"`{action}`: parameter `{name}` must have type {wanted.rstrip('?')}")
     required = bool(raw.expect("required", bool, False))
     default: Any = raw.get("default")
-    lo, hi = raw.expect("min", int), raw.expect("max", int)
+    if kind == "duration":
+        lo, hi, default = (_seconds(raw, action, name, key) for key in ("min", "max", "default"))
+    elif kind == "text":
+        lo, hi = None, raw.expect("max", int)
+        if raw.get("min") is not None:
+            raise raw.error(f"`{action}`: text parameter `{name}` takes a max length, no min")
+    else:
+        lo, hi = raw.expect("min", int), raw.expect("max", int)
     choices = tuple(str(c) for c in raw.expect("choices", list, []))
-    if kind != "int" and (lo is not None or hi is not None):
-        raise raw.error(f"`{action}`: only int parameters take min/max")
+    if kind not in ("int", "duration", "text") and (lo is not None or hi is not None):
+        raise raw.error(f"`{action}`: only int and duration parameters take min/max")
     if kind != "choice" and choices:
         raise raw.error(f"`{action}`: only choice parameters take choices")
     if required and default is not None:
         raise raw.error(f"`{action}`: parameter `{name}` is required, so it can't have a default")
     if kind == "flag" and (required or default is not None):
         raise raw.error(f"`{action}`: flag `{name}` is off unless given; no required/default")
-    if kind == "int":
+    if kind == "text" and (hi is None or isinstance(hi, bool) or not 1 <= hi <= MAX_TEXT):
+        raise raw.error(
+            f"`{action}`: text parameter `{name}` needs a max length from 1 to {MAX_TEXT}"
+        )
+    if kind == "text" and default is not None:
+        raise raw.error(f"`{action}`: text parameter `{name}` can't have a default")
+    if kind in ("int", "duration"):
         if lo is None or hi is None or isinstance(lo, bool) or isinstance(hi, bool) or lo > hi:
             raise raw.error(f"`{action}`: int parameter `{name}` needs integer min <= max")
         if default is not None and (type(default) is not int or not lo <= default <= hi):
-            raise raw.error(f"`{action}`: default of `{name}` must be an integer from {lo} to {hi}")
+            low, high = (compact_duration(b) if kind == "duration" else b for b in (lo, hi))
+            raise raw.error(f"`{action}`: default of `{name}` must be from {low} to {high}")
+        if kind == "duration" and default is not None:
+            default = compact_duration(default)  # kept as typed; executors get seconds
     if (
         kind == "name"
         and default is not None
@@ -273,6 +300,17 @@ def _param(raw: Node, action: str, operation: Operation) -> ParamSpec:
         max=hi,
         choices=choices,
     )
+
+
+def _seconds(raw: Node, action: str, name: str, key: str) -> int | None:
+    """A duration bound or default written as `15m`, read as whole seconds."""
+    text = raw.get(key)
+    if text is None:
+        return None
+    try:
+        return int(parse_duration(str(text)).total_seconds())
+    except ValueError as exc:
+        raise raw.error(f"`{action}`: {key} of `{name}`: {exc}") from None
 
 
 def _targets(path: Path, actions: dict[str, ActionSpec]) -> ActionCatalog:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.actions.catalog import DNS_SUBDOMAIN, ActionCatalog, ActionSpec, ParamSpec, Target
+from bot.durations import compact_duration, parse_duration
 from bot.errors import UserError
 from bot.executors import (
     ExecutionResult,
@@ -51,14 +52,7 @@ class Invocation:
 
     def command(self) -> str:
         """The invocation as one line, e.g. `logs checkout tail=50 previous`."""
-        words = [self.action.name, self.target.name]
-        for param in self.action.params:
-            value = self.args.get(param.name)
-            if param.type == "flag":
-                words += [param.name] if value else []
-            elif value is not None:
-                words.append(f"{param.name}={value}")
-        return " ".join(words)
+        return " ".join([self.action.name, self.target.name, *as_words(self.args)])
 
 
 @dataclass(frozen=True)
@@ -111,6 +105,9 @@ class Executors:
             raise ExecutorError(f"{invocation.target.name} has no {action.executor} section")
         method = getattr(getattr(self, action.executor), action.operation)
         kwargs: dict[str, Any] = dict(invocation.args)
+        for param in action.params:  # kept as typed (`1h30m`), given to executors as seconds
+            if param.type == "duration" and isinstance(kwargs.get(param.name), str):
+                kwargs[param.name] = int(parse_duration(kwargs[param.name]).total_seconds())
         if action.kind == "mitigation":
             kwargs["dry_run"] = dry_run
             if pinned is not None:
@@ -126,12 +123,19 @@ class Executors:
 
 
 def as_words(args: Mapping[str, Value]) -> list[str]:
-    """Stored args back as the words `parse_args` reads, e.g. `["replicas=8", "previous"]`."""
+    """Args back as the words `parse_args` reads, e.g. `["replicas=8", "since=1h", "previous"]`."""
     return [
-        name if value is True else f"{name}={value}"
+        name
+        if value is True
+        else f"{name}={quote_text(value) if isinstance(value, str) else value}"
         for name, value in args.items()
         if value is not None and value is not False
     ]
+
+
+def quote_text(text: str) -> str:
+    """Text as one shell-like word: quoted when it holds spaces (`"connection reset"`)."""
+    return f'"{text}"' if any(c.isspace() for c in text) or not text else text
 
 
 def shown(word: str) -> str:
@@ -236,6 +240,14 @@ def describe(action: ActionSpec, param: ParamSpec, target: Target | None = None)
         text = f"add the word `{param.name}` to turn it on"
     elif param.type == "name":
         text = "a Kubernetes name (lowercase letters, digits, `-` and `.`)"
+    elif param.type == "duration":
+        assert param.min is not None and param.max is not None
+        text = (
+            f"a duration from {compact_duration(param.min)} to {compact_duration(param.max)}, "
+            "like 30m or 2h"
+        )
+    elif param.type == "text":
+        text = f'literal text up to {param.max} characters; quote it if it has spaces ("a b")'
     else:
         text = f"one of {', '.join(param.choices)}"
     if param.default is not None:
@@ -274,6 +286,10 @@ def _convert(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> 
                 f"`.`, starting and ending with a letter or digit; got `{shown(raw)}`.",
             )
         return raw
+    if param.type == "duration":
+        return _duration(action, target, param, raw)
+    if param.type == "text":
+        return _text(action, target, param, raw)
     choice = next((c for c in param.choices if c == raw.lower()), None)
     if choice is None:
         raise _error(
@@ -282,6 +298,44 @@ def _convert(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> 
             f"`{param.name}` must be one of {', '.join(param.choices)}; got `{shown(raw)}`.",
         )
     return choice
+
+
+def _duration(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> str:
+    """The duration in its one-word form (`90m` becomes `1h30m`); executors get seconds."""
+    assert param.min is not None and param.max is not None  # the catalog guarantees both
+    low, high = compact_duration(param.min), compact_duration(param.max)
+    try:
+        seconds = int(parse_duration(raw).total_seconds())
+    except ValueError:
+        seconds = -1
+    if not param.min <= seconds <= param.max:
+        raise _error(
+            action,
+            target,
+            f"`{param.name}` must be a duration from {low} to {high}, like 30m or 2h; "
+            f"got `{shown(raw)}`.",
+        )
+    return compact_duration(seconds)
+
+
+# Slack escapes these three in command text; a literal search means what was typed.
+_SLACK_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+
+
+def _text(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> str:
+    assert param.max is not None  # the catalog guarantees a max length
+    text = raw
+    for entity, char in _SLACK_ENTITIES:
+        text = text.replace(entity, char)
+    if not text.strip():
+        raise _error(action, target, f"`{param.name}` is empty.")
+    if len(text) > param.max:
+        raise _error(
+            action,
+            target,
+            f"`{param.name}` must be at most {param.max} characters; got {len(text)}.",
+        )
+    return text
 
 
 def _error(action: ActionSpec, target: Target, problem: str) -> UserError:

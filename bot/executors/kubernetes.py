@@ -171,9 +171,13 @@ class KubernetesExecutor:
         tail: int = 100,
         previous: bool = False,
         pod: str | None = None,
+        since: int | None = None,
+        grep: str | None = None,
     ) -> ExecutionResult:
         """The last `tail` log lines of `pod` (default: the service's newest pod),
-        redacted. Only pods matching the service's selector can be read."""
+        redacted. Only pods matching the service's selector can be read. `since` (seconds)
+        is the API's own window; `grep` keeps the lines that contain that literal text,
+        in any case: a user's text is never a pattern."""
         pods, where = await self._pods(target), f"{target.selector} in {target.namespace}"
         if pod:
             chosen = next((p for p in pods if p.metadata.name == pod), None)
@@ -186,16 +190,24 @@ class KubernetesExecutor:
         name = chosen.metadata.name
         container = (chosen.metadata.annotations or {}).get(DEFAULT_CONTAINER)
         container = container or chosen.spec.containers[0].name
+        window: dict[str, Any] = {"limit_bytes": LOG_LIMIT_BYTES}
+        if not grep:  # with a filter, the last `tail` *matching* lines of the window
+            window["tail_lines"] = tail
+        if since:
+            window["since_seconds"] = since
         text = await self._call(
             target,
             "read_namespaced_pod_log",
             name,
             target.namespace,
             container=container,
-            tail_lines=tail,
             previous=previous,
-            limit_bytes=LOG_LIMIT_BYTES,
+            **window,
         )
+        if grep:
+            needle = grep.casefold()
+            kept = [line for line in text.splitlines() if needle in line.casefold()]
+            text = "\n".join(kept[-tail:])
         lines = len(text.splitlines())
         source = f"{name}/{container}" + (" (previous container)" if previous else "")
         summary = f"last {lines} log lines of {source}" if lines else f"no log lines from {source}"
