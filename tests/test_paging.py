@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.clock import OffsetClock
+from bot.paging.service import public_plain
 from emulator.pagerduty import PagerDutyEmulator, sign
 from emulator.statuspage import StatuspageEmulator
 from storage.models import Event, Incident, OutboxMessage
@@ -360,3 +361,24 @@ async def test_an_incident_from_an_alert_pages_the_alerts_service(database_url: 
         [paged] = pd.state.incidents.values()
         assert paged["service"]["id"] == "PPAYMNT"
         assert paged["title"] == "[P1] Card authorisations failing"
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        (
+            "see <https://grafana.example.com/d/1|the dashboard>",
+            "see the dashboard (https://grafana.example.com/d/1)",
+        ),
+        (
+            "<https://status.example.com|status.example.com> is red",
+            "https://status.example.com is red",
+        ),
+        ("<https://x.example.com/a?b=1&c=2>", "https://x.example.com/a?b=1&c=2"),
+        ("mail <mailto:ops@example.com|ops@example.com>", "mail ops@example.com"),
+        ("in <#C0123ABCD|ops-war-room>  now", "in #ops-war-room now"),
+        ("a < b and c > d", "a < b and c > d"),
+    ],
+)
+def test_slack_markup_reaches_pagerduty_and_statuspage_as_plain_text(text: str, plain: str) -> None:
+    assert public_plain(text) == plain

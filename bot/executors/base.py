@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.mrkdwn import truncate as truncate  # re-exported for the executors' cells
 from bot.redact import redact
 
 
@@ -92,11 +93,6 @@ def format_age(seconds: float) -> str:
     if seconds < 48 * 3600:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut to `limit` characters with an ellipsis, so a table cell or excerpt stays short."""
-    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
 
 
 class HttpChecker(Protocol):

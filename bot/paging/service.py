@@ -25,7 +25,7 @@ from bot.gateway import ChatError
 from bot.incidents import followup
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
-from bot.mrkdwn import escape
+from bot.mrkdwn import escape, truncate
 from bot.paging.delivery import PAGE, RESOLVE, SYSTEM_NAMES, enqueue_call
 from bot.paging.gateways import ExternalError, PagerGateway
 from bot.paging.webhook import PagerDutyEvent
@@ -41,10 +41,24 @@ _INCIDENT_KEY = re.compile(r"^firebreak-(\d{1,12})$")
 DETAILS_MAX = 1024  # what PagerDuty shows in a phone call or SMS
 
 
+# Slack's own markup that can arrive in command text: `<https://x|label>`, `<#C1|name>`.
+_SLACK_LINK = re.compile(r"<((?:https?|mailto):[^|<>\s]+)(?:\|([^<>]*))?>")
+_SLACK_CHANNEL = re.compile(r"<#[A-Z0-9]+\|([^<>]*)>")
+
+
 def public_plain(text: str) -> str:
     """User text bound for PagerDuty or Statuspage: plain text, not mrkdwn. Slack's
     entities are decoded where the payload is read; mentions mean nothing outside
-    Slack, so they are refused by the callers; here, whitespace is normalised."""
+    Slack, so they are refused by the callers. Here Slack's link markup becomes what a
+    reader there expects (`label (https://…)`, `#channel`) and whitespace is normalised."""
+
+    def link(match: re.Match[str]) -> str:
+        url, label = match.group(1), (match.group(2) or "").strip()
+        bare = url.removeprefix("mailto:")
+        same = label.rstrip("/") in (bare.rstrip("/"), bare.split("://", 1)[-1].rstrip("/"))
+        return bare if not label or same else f"{label} ({bare})"
+
+    text = _SLACK_CHANNEL.sub(lambda m: f"#{m.group(1)}", _SLACK_LINK.sub(link, text))
     return " ".join(text.split())
 
 
@@ -290,7 +304,7 @@ class PagingService(Service):
             service=target.name,
             service_id=target.pagerduty.service_id,
             escalation_policy_id=target.pagerduty.escalation_policy_id,
-            title=f"[{incident.severity}] {public_plain(incident.title)}",
+            title=truncate(f"[{incident.severity}] {public_plain(incident.title)}", DETAILS_MAX),
             details=details[:DETAILS_MAX],
             actor=actor,
         )
