@@ -140,10 +140,11 @@ class RedisExecutor:
             for name, value in sorted(info.items())
             if name.startswith("db") and name[2:].isdigit() and isinstance(value, dict)
         )
+        uptime = int(info.get("uptime_in_seconds", 0))
         lines = [
             (
                 "version",
-                f"{info.get('redis_version', '?')}, up {format_age(info.get('uptime_in_seconds', 0))}",
+                f"{info.get('redis_version', '?')}, up {format_age(uptime)}",
             ),
             ("ping", f"{ping_ms:.1f} ms"),
             (
