@@ -63,11 +63,10 @@ DEFAULT_QUERIES: dict[str, tuple[str, str]] = {
 
 
 def _number(value: float) -> str:
+    """Three significant figures (`9.09`, `725`, `0.085`), thousands grouped."""
     if not math.isfinite(value):
         return "n/a"
-    if value != 0 and abs(value) < 0.01:
-        return f"{value:.2g}"
-    return f"{value:,.2f}".rstrip("0").rstrip(".")
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 FORMATS: dict[str, Callable[[float], str]] = {

@@ -30,7 +30,9 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, AuthorizationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.executors.base import (
     ExecutionResult,
@@ -105,6 +107,16 @@ class RedisExecutor:
             raise ExecutorError(
                 f"Redis did not answer within {self._timeout:g}s ({where})"
             ) from None
+        except (AuthenticationError, AuthorizationError):
+            raise ExecutorError(f"Redis refused Firebreak's credentials ({where})") from None
+        except RedisTimeoutError:
+            why = f"did not answer within {self._timeout / 2:g}s"
+            raise ExecutorError(f"Redis {why} ({where})") from None
+        except RedisConnectionError as exc:
+            cause = exc.__cause__ or exc.__context__
+            strerror = cause.strerror if isinstance(cause, OSError) else None
+            why = strerror or truncate(_scrub(exc, url), 200)
+            raise ExecutorError(f"Redis unreachable ({where}): {why}") from None
         except RedisError as exc:
             why = _scrub(exc, url) or type(exc).__name__
             raise ExecutorError(f"Redis failed ({where}): {truncate(why, 200)}") from None
@@ -250,16 +262,15 @@ def _slow_entries(raw: object) -> list[tuple[int, int, int, str]]:
 
 
 def _command(args: list[object]) -> str:
-    """`GET session:42 (+0 args)`, `AUTH *** (1 arg)`: a name, maybe a key, a count."""
+    """`GET cart:42`, `SET cart:42 (+1 hidden)`, `AUTH (2 args hidden)`: a name, for
+    the data commands their key (redacted), and how many arguments are not shown."""
     if not args:
         return "?"
     name, rest = str(args[0]).upper()[:32], args[1:]
     if name in _KEY_COMMANDS and rest:
-        key, hidden = truncate(redact(str(rest[0])), 60), len(rest) - 1
-    else:
-        key, hidden = (MASK if rest else ""), len(rest)
-    count = f" (+{hidden} args)" if hidden else ""
-    return " ".join(part for part in (name, key) if part) + count
+        key = truncate(redact(str(rest[0])), 60)
+        return f"{name} {key} (+{len(rest) - 1} hidden)" if len(rest) > 1 else f"{name} {key}"
+    return f"{name} ({len(rest)} args hidden)" if rest else name
 
 
 def _where(url: str) -> str:
