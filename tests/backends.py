@@ -128,6 +128,13 @@ groups:
 """
 
 
+@pytest.fixture(name="prometheus", scope="module")
+def prometheus_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Prometheus per test module (it takes seconds to have data): its base URL."""
+    with running_prometheus(tmp_path_factory.mktemp("prometheus")) as url:
+        yield url
+
+
 def _get(url: str) -> object:
     with urllib.request.urlopen(url, timeout=2) as response:
         return json.load(response)

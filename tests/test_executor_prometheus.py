@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,19 +16,13 @@ from bot.executors.prometheus import DEFAULT_QUERIES
 from bot.yamlfile import RunbookError
 from handlers.prometheus_api import PrometheusHttpApi
 from runbooks import BUNDLED
-from tests.backends import PLANTED, running_prometheus
+from tests.backends import PLANTED, prometheus_fixture  # noqa: F401
 from tests.tcp_proxy import TcpProxy
 
 ENV = "FIREBREAK_TEST_PROMETHEUS"
 CHECKOUT = PrometheusTarget(
     ENV, (("app", "=", "checkout"),), tuple((n, q) for n, (q, _) in DEFAULT_QUERIES.items())
 )
-
-
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_prometheus(tmp_path_factory.mktemp("prometheus")) as url:
-        yield url
 
 
 def executor(url: str, timeout: float = 5.0) -> PrometheusExecutor:
