@@ -65,7 +65,7 @@ class CheckoutMetrics:
         good, bad = _LEVELS[name]
 
         def value(t: float) -> float:
-            wobble = 1 + 0.06 * math.sin(t / 97) + 0.03 * math.sin(t / 23)
+            wobble = 1 + 0.03 * math.sin(t / 97) + 0.015 * math.sin(t / 23)
             return (good if self._healthy_at(t) else bad) * wobble
 
         return value

@@ -71,7 +71,7 @@ async def test_metrics_posts_values_in_the_channel_and_the_chart_in_the_thread(r
     assert logged["ok"] is True and logged["thread_ts"] == summary["ts"]
 
 
-async def test_bad_since_is_refused_before_anything_runs(rig: Rig) -> None:
+async def test_bad_parameters_are_refused_before_anything_runs(rig: Rig) -> None:
     before = len(rig.messages())
     for word, shown in (("forever", "forever"), ("8d", "8d"), ("1m", "1m")):
         reply = await rig.diag(f"metrics checkout since={word}")
@@ -79,6 +79,8 @@ async def test_bad_since_is_refused_before_anything_runs(rig: Rig) -> None:
             f"`since` must be a duration from 5m to 168h, like 30m or 2h; got `{shown}`."
         )
         assert "Usage: `/incident diag metrics <service> [<since>]`" in reply
+    reply = await rig.mitigate("flush-cache checkout db=16")
+    assert reply.startswith("`db` must be from 0 to 15; got `16`.")
     assert len(rig.messages()) == before and not rig.slack.workspace.files
 
 

@@ -1,6 +1,6 @@
 """Trend charts for `metrics`: one small line panel per query, rendered to a PNG.
 
-matplotlib with its Agg backend: it draws without a display or a browser (plotly
+matplotlib, drawing with Agg: it draws without a display or a browser (plotly
 needs a headless Chrome to export a PNG, and SVG from pygal is not previewed inline
 by Slack), and its output is an ordinary image any Slack client shows in the thread.
 It is imported on first use, so start-up and the other actions don't pay for it.
@@ -26,9 +26,8 @@ class Panel:
 
 def render(title: str, panels: Sequence[Panel]) -> bytes:
     """A PNG of `panels` on a two-column grid with a shared time axis (UTC)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
+    # The object API, not pyplot: no global figure state shared between threads, and
+    # `savefig(format="png")` draws with Agg whatever backend is configured.
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
