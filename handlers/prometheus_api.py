@@ -46,8 +46,10 @@ class PrometheusHttpApi:
                 ) as session,
                 session.get(url, params=dict(params), allow_redirects=False) as resp,
             ):
-                body = await resp.content.read(MAX_BODY + 1)
-                status = resp.status
+                status, body = resp.status, bytearray()
+                # read(n) returns what has arrived, up to n: loop to the end, or past the cap
+                while len(body) <= MAX_BODY and (chunk := await resp.content.read(2**16)):
+                    body += chunk
         except TimeoutError:
             raise ExecutorError(f"Prometheus did not answer within {elapsed()} ({shown})") from None
         except aiohttp.ClientConnectorError as exc:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from aiohttp import web
 
 from bot.actions.catalog import load_catalog
 from bot.executors import ExecutorError, PrometheusExecutor, PrometheusTarget
@@ -105,6 +108,39 @@ async def test_prometheus_down_or_hanging_is_answered_within_the_timeout(
         with pytest.raises(ExecutorError, match="did not answer within 1"):
             await executor(url, timeout=1).metrics(CHECKOUT, since=3600)
         assert time.monotonic() - started < 3
+
+
+async def test_answers_that_are_not_prometheus_json_are_refused_clearly(
+    aiohttp_answer: str,
+) -> None:
+    with pytest.raises(ExecutorError, match=r"Prometheus answered 502 without its JSON"):
+        await executor(f"{aiohttp_answer}/proxy-error").alerts(CHECKOUT)
+    with pytest.raises(ExecutorError, match=r"Prometheus answered more than 8 MiB"):
+        await executor(f"{aiohttp_answer}/huge").alerts(CHECKOUT)
+
+
+@pytest_asyncio.fixture(name="aiohttp_answer")
+async def aiohttp_answer_fixture() -> AsyncIterator[str]:
+    """A server in Prometheus's place: a proxy's error page, and an endless answer."""
+
+    async def proxy_error(_: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html>Bad Gateway</html>")
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(200):
+            await response.write(b"[" * 2**16)
+        return response
+
+    application = web.Application()
+    application.router.add_get("/proxy-error/api/v1/alerts", proxy_error)
+    application.router.add_get("/huge/api/v1/alerts", huge)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
 
 
 async def test_an_unset_url_variable_is_named() -> None:
