@@ -157,23 +157,26 @@ class PrometheusExecutor:
     async def _run(
         self, base: str, name: str, promql: str, start: float, end: float, step: int
     ) -> _Outcome:
+        """Both reads of one query; a failure is this query's row, not the whole answer
+        (the other read is cancelled, not left running)."""
+        window = {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": str(step)}
+        error = None
         try:
-            instant, ranged = await asyncio.gather(
-                self._api.get(base, "/api/v1/query", {"query": promql, "time": f"{end:.3f}"}),
-                self._api.get(
-                    base,
-                    "/api/v1/query_range",
-                    {
-                        "query": promql,
-                        "start": f"{start:.3f}",
-                        "end": f"{end:.3f}",
-                        "step": str(step),
-                    },
-                ),
-            )
+            async with asyncio.TaskGroup() as group:
+                instant = group.create_task(
+                    self._api.get(base, "/api/v1/query", {"query": promql, "time": f"{end:.3f}"})
+                )
+                ranged = group.create_task(
+                    self._api.get(base, "/api/v1/query_range", {"query": promql, **window})
+                )
+        except* ExecutorError as failed:
+            error = str(failed.exceptions[0])
+        if error is not None:
+            return _Outcome(name, promql, [], [], error=error)
+        try:
+            return _Outcome(name, promql, _vector(instant.result()), _matrix(ranged.result()))
         except ExecutorError as exc:
             return _Outcome(name, promql, [], [], error=str(exc))
-        return _Outcome(name, promql, _vector(instant), _matrix(ranged))
 
     async def alerts(self, target: PrometheusTarget) -> ExecutionResult:
         """The service's firing alerts: those whose labels satisfy its matchers."""
@@ -256,12 +259,20 @@ def _vector(data: Any) -> list[tuple[str, float]]:
 
 
 def _matrix(data: Any) -> list[tuple[str, list[tuple[float, float]]]]:
+    """A range answer as (legend, [(unix time, value)]); malformed points are skipped."""
     if not isinstance(data, dict) or data.get("resultType") != "matrix":
         return []
     series = data.get("result")
     return [
-        (_legend(s.get("metric")), [(float(t), _float(v)) for t, v in s["values"]])
-        for s in series or []
+        (
+            _legend(s.get("metric")),
+            [
+                (t, _float(v))
+                for t, v in (p for p in s["values"] if isinstance(p, list) and len(p) == 2)
+                if isinstance(t, int | float)
+            ],
+        )
+        for s in (series if isinstance(series, list) else [])
         if isinstance(s, dict) and isinstance(s.get("values"), list)
     ]
 
