@@ -3,6 +3,8 @@ and behind tests/tcp_proxy.py when it is down or hanging."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -10,7 +12,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from bot.executors import ExecutorError, RedisExecutor, RedisTarget, StateChanged
+from bot.executors import ExecutorError, OutcomeUnknown, RedisExecutor, RedisTarget, StateChanged
 from bot.executors.redis import _command
 from tests.backends import PLANTED, REDIS_URL, redis_or_skip
 from tests.tcp_proxy import TcpProxy
@@ -142,3 +144,55 @@ async def test_an_unset_or_broken_url_is_named_without_its_password() -> None:
     with pytest.raises(ExecutorError, match="is not a Redis URL") as refused:
         await RedisExecutor({ENV: f"http://user:{PLANTED}@cache"}).report(TARGET)
     assert PLANTED not in str(refused.value)
+
+
+class SwallowedFlush:
+    """A RESP server that answers like Redis but never answers FLUSHDB: the write that
+    times out. `lands` says whether that FLUSHDB took effect all the same."""
+
+    def __init__(self, keys: int, lands: bool) -> None:
+        self.keys, self.lands, self.flushes = keys, lands, 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/14"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ValueError):
+            while True:
+                count = int((await reader.readline())[1:])
+                args = []
+                for _ in range(count):
+                    size = int((await reader.readline())[1:])
+                    args.append((await reader.readexactly(size + 2))[:-2].decode().upper())
+                if args[0] == "FLUSHDB":
+                    self.flushes += 1
+                    self.keys = 0 if self.lands else self.keys
+                    continue  # never answered
+                if args[0] == "DBSIZE":
+                    writer.write(f":{self.keys}\r\n".encode())
+                elif args[0] == "INFO":
+                    body = "# Server\r\nrun_id:0123abcd\r\n"
+                    writer.write(f"${len(body)}\r\n{body}\r\n".encode())
+                else:  # CLIENT SETNAME, CLIENT SETINFO, SELECT
+                    writer.write(b"+OK\r\n")
+                await writer.drain()
+        writer.close()
+
+
+async def test_an_unanswered_flush_is_read_back_landed_or_unknown() -> None:
+    pinned = {"db": 14, "keys": 5, "run_id": "0123abcd"}
+    fake = SwallowedFlush(keys=5, lands=False)
+    async with fake as url:
+        with pytest.raises(OutcomeUnknown, match="a read-back finds 5 keys"):
+            await executor(url, timeout=1).flush(TARGET, dry_run=False, pinned=pinned)
+    assert fake.flushes == 1
+
+    async with SwallowedFlush(keys=5, lands=True) as url:
+        done = await executor(url, timeout=1).flush(TARGET, dry_run=False, pinned=pinned)
+    assert done.summary == "flushed db 14: 5 keys deleted"

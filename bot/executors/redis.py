@@ -209,8 +209,8 @@ class RedisExecutor:
             try:
                 await client.flushdb()
                 unanswered = False
-            except (RedisError, OSError):
-                unanswered = True
+            except (RedisTimeoutError, RedisConnectionError, OSError):
+                unanswered = True  # an error *answer* (a renamed FLUSHDB) is a plain failure
         if unanswered and (left := await self._read_back(target, selected)) != 0:
             raise OutcomeUnknown(
                 f"FLUSHDB on {what} was sent but not answered, and a read-back finds "
