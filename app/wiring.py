@@ -31,7 +31,12 @@ from bot.actions import Executors, load_catalog
 from bot.clock import Clock, SystemClock
 from bot.commands import command_word
 from bot.config import Settings
-from bot.executors import KubernetesExecutor, PostgresExecutor
+from bot.executors import (
+    KubernetesExecutor,
+    PostgresExecutor,
+    PrometheusExecutor,
+    RedisExecutor,
+)
 from bot.health import readiness
 from bot.incidents.reminders import ReminderSettings
 from bot.metrics import Metrics
@@ -44,6 +49,7 @@ from handlers.background import BackgroundWork
 from handlers.http_check import HttpExecutor
 from handlers.inbox import Inbox, replaying
 from handlers.paging_clients import PagerDutyClient, StatuspageClient
+from handlers.prometheus_api import PrometheusHttpApi
 from handlers.slack_gateway import SlackGateway, make_client
 from storage.db import Database, DatabaseUnavailable, make_engine
 from storage.incidents import incident_counts
@@ -160,7 +166,13 @@ def create_app(
 
 def default_executors() -> Executors:
     """Executors configured from the environment (KUBECONFIG or in-cluster, env-var URLs)."""
-    return Executors(KubernetesExecutor(), PostgresExecutor(), HttpExecutor())
+    return Executors(
+        KubernetesExecutor(),
+        PostgresExecutor(),
+        HttpExecutor(),
+        redis=RedisExecutor(),
+        prometheus=PrometheusExecutor(PrometheusHttpApi()),
+    )
 
 
 def create_services(

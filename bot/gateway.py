@@ -124,13 +124,14 @@ class ChatGateway(Protocol):
         self,
         channel: str,
         filename: str,
-        content: str,
+        content: str | bytes,
         *,
         title: str | None = None,
         comment: str | None = None,
         thread_ts: str | None = None,
     ) -> str:
-        """Upload a text file into a channel (or thread); return the file ID."""
+        """Upload a file (text, or bytes such as a PNG) into a channel or thread; return
+        the file ID."""
         ...
 
     async def usergroup_members(self, group_id: str) -> list[str]: ...

@@ -40,6 +40,7 @@ DEMO: tuple[tuple[str, str], ...] = (
     ("", ":click 1"),
     ("", ":as alice"),
     ("Diagnostics from the simulated cluster", "/incident diag pods checkout"),
+    ("", "/incident diag metrics checkout since=2h"),
     ("A status update", "/incident update Rolled back checkout to 1.4.1; error rate falling"),
     ("16 minutes pass without another update", ":wait 16m"),
     ("Monitoring, then resolved", "/incident status monitoring"),

@@ -38,7 +38,7 @@ from devtools.prompts import Ask
 from devtools.session import USERS, Local, Session
 from devtools.text import Style
 from emulator import SlackDriver, SlackEmulator, Workspace
-from emulator.cluster import SimulatedCluster
+from emulator.cluster import PROMETHEUS_ENV, SimulatedCluster
 from emulator.pagerduty import PagerDutyEmulator
 from emulator.statuspage import StatuspageEmulator
 from storage.db import make_engine
@@ -70,7 +70,12 @@ async def running(database: Path, workdir: Path, **env: str) -> AsyncIterator[Lo
         if "FIREBREAK_TARGETS" not in settings_env:
             cluster = await stack.enter_async_context(SimulatedCluster())
             targets = cluster.write_demo_files(workdir)
-            stack.enter_context(_environment(KUBECONFIG=str(workdir / "kubeconfig")))
+            stack.enter_context(
+                _environment(
+                    KUBECONFIG=str(workdir / "kubeconfig"),
+                    **{PROMETHEUS_ENV: cluster.prometheus.base_url},
+                )
+            )
             settings_env["FIREBREAK_TARGETS"] = str(targets)
             kubernetes = f"simulated cluster at {cluster.url} (service checkout)"
         pagerduty = None

@@ -6,7 +6,8 @@ is emulator/kubernetes.py, the same fake the tests use, so runbook actions run
 the real executor end to end; this module seeds it and plays the deployment
 controller after each write: rolling back to 1.4.1 heals the pods, restarting
 1.4.2 does not, and `dryRun=All` changes nothing. It also serves checkout's
-health and readiness URLs, which fail while a pod is down.
+health and readiness URLs, which fail while a pod is down, and a Prometheus
+(emulator/prometheus.py) whose metrics and alert follow the pods' health.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from emulator.cluster_metrics import QUERIES, CheckoutMetrics
 from emulator.kubernetes import FakeKubernetes, pod_metrics, timestamp
+from emulator.prometheus import FakePrometheus
 
 Obj = dict[str, Any]
 NAMESPACE, NAME, CONTEXT = "shop", "checkout", "firebreak-demo"
+PROMETHEUS_ENV = "FIREBREAK_DEMO_PROMETHEUS_URL"  # set by the shell to `prometheus.base_url`
 REGISTRY = "registry.example.com/checkout"
 BAD, GOOD = f"{REGISTRY}:1.4.2", f"{REGISTRY}:1.4.1"
 REVISION = "deployment.kubernetes.io/revision"
@@ -69,6 +73,8 @@ class SimulatedCluster:
 
     def __init__(self) -> None:
         self.api = FakeKubernetes(token="firebreak-demo")
+        self.metrics = CheckoutMetrics(bad_for=1500)  # since the 1.4.2 deploy below
+        self.prometheus = FakePrometheus(self.metrics.series(), self.metrics.alerts)
         deployment: Obj = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -176,6 +182,7 @@ class SimulatedCluster:
             if not ready:
                 self.api.set_log(NAMESPACE, name, log, previous=True)
         dep["status"] = self._status(pods)
+        self.metrics.healthy(all(_ready(p) for p in pods))
 
     def _status(self, pods: list[Obj]) -> Obj:
         """The Deployment's status as the API server reports it."""
@@ -208,6 +215,7 @@ class SimulatedCluster:
 
     async def start(self) -> None:
         await self.api.start()
+        await self.prometheus.start()
         app = web.Application()
         app.router.add_get(f"/{NAME}/health", self._health)
         app.router.add_get(f"/{NAME}/ready", self._health)
@@ -220,6 +228,7 @@ class SimulatedCluster:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.prometheus.stop()
         await self.api.close()
 
     async def __aenter__(self) -> SimulatedCluster:
@@ -239,6 +248,7 @@ class SimulatedCluster:
             "kubernetes": {**kubernetes, "max_replicas": 10},
             "postgres": {"url_env": "CHECKOUT_DATABASE_URL"},
             "http": http,
+            "prometheus": {"url_env": PROMETHEUS_ENV, "queries": QUERIES},
             # The PagerDuty and Statuspage fakes' checkout (emulator/pagerduty.py, statuspage.py).
             "pagerduty": {"service_id": "PCHKOUT", "escalation_policy_id": "PEPCHK1"},
             "statuspage": {"component_id": "cmpchk01"},
@@ -249,7 +259,8 @@ class SimulatedCluster:
             "require_distinct_confirmer": ["P0"],
         }
         path = folder / "targets.yml"
-        path.write_text("# The simulated cluster of `firebreak shell`.\n" + yaml.safe_dump(targets))
+        text = yaml.safe_dump(targets, sort_keys=False)  # queries in the order written
+        path.write_text("# The simulated cluster of `firebreak shell`.\n" + text)
         return path
 
 

@@ -290,7 +290,7 @@ class SlackGateway:
         self,
         channel: str,
         filename: str,
-        content: str,
+        content: str | bytes,
         *,
         title: str | None = None,
         comment: str | None = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,26 +143,38 @@ class Rig:
 async def rig_fixture(
     database_url: str, kube: FakeKubernetes, health: str, tmp_path: Path
 ) -> AsyncIterator[Rig]:
-    targets = tmp_path / "targets.yml"
-    targets.write_text(
-        f"""
-services:
+    services = f"""
   checkout:
     kubernetes: {{namespace: shop, deployment: checkout, selector: app=checkout, max_replicas: 8}}
     postgres: {{url_env: {DB_ENV}}}
     http: {{health: "{health}/health", readiness: "{health}/ready"}}
   billing:
     http: {{health: "{health}/health"}}
-mitigators: [{BOB}, S0SRE]
-require_distinct_confirmer: [P0]
 """
-    )
-    clock = OffsetClock()
     executors = Executors(
         kubernetes=KubernetesExecutor(str(kube.write_kubeconfig(tmp_path / "kube")), timeout=1),
         postgres=PostgresExecutor({DB_ENV: POSTGRES_URL.replace("+psycopg", "")}, timeout=3),
         http=HttpExecutor(timeout=2),
     )
+    async with running_rig(database_url, kube, services, executors, tmp_path) as rig:
+        yield rig
+
+
+@asynccontextmanager
+async def running_rig(
+    database_url: str, kube: FakeKubernetes, services: str, executors: Executors, folder: Path
+) -> AsyncIterator[Rig]:
+    """Firebreak with these `services` (targets.yml's, indented) and executors, and a P2
+    incident declared on checkout with Bob and Carol in its channel."""
+    targets = folder / "targets.yml"
+    targets.write_text(
+        f"""
+services:{services}
+mitigators: [{BOB}, S0SRE]
+require_distinct_confirmer: [P0]
+"""
+    )
+    clock = OffsetClock()
     async with running_firebreak(
         database_url, clock=clock, executors=executors, FIREBREAK_TARGETS=str(targets)
     ) as slack:

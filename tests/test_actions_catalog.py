@@ -63,7 +63,7 @@ def test_the_bundled_runbooks_load() -> None:
     diagnostics = {a.name for a in catalog.of_kind("diagnostic")}
     mitigations = {a.name for a in catalog.of_kind("mitigation")}
     assert {"pods", "logs", "db-activity", "health", "events"} <= diagnostics
-    assert mitigations == {"restart", "rollback", "scale", "terminate-query"}
+    assert mitigations == {"restart", "rollback", "scale", "terminate-query", "flush-cache"}
     checkout = catalog.targets["checkout"]
     assert checkout.kubernetes and checkout.kubernetes.namespace == "shop"
     assert checkout.max_replicas == 20 and checkout.postgres

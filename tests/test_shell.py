@@ -16,11 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.actions.catalog import load_catalog
+from bot.executors import PrometheusExecutor
 from bot.executors.base import KubernetesTarget
 from bot.executors.kubernetes import KubernetesExecutor
 from devtools import demo
 from devtools.text import Style, to_text
-from emulator.cluster import SimulatedCluster
+from emulator.cluster import PROMETHEUS_ENV, SimulatedCluster
+from handlers.prometheus_api import PrometheusHttpApi
+from runbooks import BUNDLED
 from tests.harness import seeded_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,6 +155,7 @@ async def test_demo_plays_an_incident_to_its_write_up(tmp_path: Path) -> None:
     assert "Published to the status page (identified), confirmed by @carol" in out
     assert "✗" not in out
     assert "CrashLoopBackOff" in after(out, "/incident diag pods checkout")
+    assert "last 2h: error ratio " in after(out, "/incident diag metrics checkout since=2h")
     written = re.search(r"^Post-mortem: (.+\.md)$", out, re.MULTILINE)
     assert written, out[-2000:]
     text = (tmp_path / written[1]).read_text()
@@ -208,6 +213,32 @@ async def test_the_demo_cluster_answers_the_real_kubernetes_executor(tmp_path: P
             assert (await executor.pods(target)).summary == "3 pods: 3 Running"
         finally:
             executor.close()
+
+
+async def test_the_demo_prometheus_follows_the_cluster(tmp_path: Path) -> None:
+    async with SimulatedCluster() as cluster:
+        catalog = load_catalog(BUNDLED / "actions", cluster.write_demo_files(tmp_path))
+        target = catalog.targets["checkout"].prometheus
+        assert target is not None
+        environ = {PROMETHEUS_ENV: cluster.prometheus.base_url}
+        executor = PrometheusExecutor(PrometheusHttpApi(), environ)
+        kubernetes = KubernetesExecutor(str(tmp_path / "kubeconfig"))
+        try:
+            bad = await executor.metrics(target, since=7200)
+            found = r"last 2h: error ratio (2\d|3\d)\.?\d*% · p95 latency (1|2),\d+ ms"
+            assert re.match(found, bad.summary), bad.summary
+            assert (
+                bad.files and (await executor.alerts(target)).summary == "1 firing: CheckoutHigh5xx"
+            )
+
+            await kubernetes.rollback(
+                KubernetesTarget("shop", "checkout", "app=checkout"), None, dry_run=False
+            )
+            good = await executor.metrics(target, since=7200)
+            assert re.match(r"last 2h: error ratio 0\.\d+% · p95 latency 1\d\d ms", good.summary)
+            assert (await executor.alerts(target)).summary == "no firing alerts"
+        finally:
+            kubernetes.close()
 
 
 async def test_alert_fires_a_bundled_example_into_the_shell(tmp_path: Path) -> None:

@@ -16,7 +16,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.durations import compact_duration, parse_duration
-from bot.executors import HttpTarget, KubernetesTarget, PostgresTarget
+from bot.executors import (
+    HttpTarget,
+    KubernetesTarget,
+    PostgresTarget,
+    PrometheusTarget,
+    RedisTarget,
+)
+from bot.executors.prometheus import DEFAULT_QUERIES, SELECTOR
 from bot.paging.settings import (
     PagerDutyTarget,
     StatuspageTarget,
@@ -27,7 +34,7 @@ from bot.yamlfile import Node, RunbookError, load_mapping
 
 KINDS = ("diagnostic", "mitigation")
 PARAM_TYPES = ("int", "flag", "name", "choice", "duration", "text")
-EXECUTORS = ("kubernetes", "postgres", "http")
+EXECUTORS = ("kubernetes", "postgres", "http", "prometheus", "redis")
 INTEGRATIONS = ("pagerduty", "statuspage")  # where a service is paged and shown publicly
 
 # RFC 1123 label (Kubernetes namespaces, our service names) and subdomain (object names).
@@ -44,6 +51,11 @@ _LEVEL = re.compile(r"^P[0-9]$")
 _LABEL_KEY = r"(?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_VALUE = r"(?:[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"
 _SELECTOR_TERM = re.compile(rf"^{_LABEL_KEY}(?:!=|==|=){_LABEL_VALUE}$")
+# A Prometheus matcher from a selector term: neither part can hold a quote or backslash.
+_PROM_TERM = re.compile(r"^([A-Za-z_][A-Za-z0-9_./-]{0,127})(!=|==|=)([A-Za-z0-9_.-]{0,63})$")
+_PROM_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+_QUERY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+MAX_PROMQL, MAX_QUERIES = 1000, 8
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,14 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
     "http": {
         "check": Operation("diagnostic", {"which": "choice"}, {"which": ("health", "readiness")}),
     },
+    "prometheus": {
+        "metrics": Operation("diagnostic", {"since": "duration"}),
+        "alerts": Operation("diagnostic"),
+    },
+    "redis": {
+        "report": Operation("diagnostic"),
+        "flush": Operation("mitigation", {"db": "int?"}),
+    },
 }
 
 
@@ -117,7 +137,7 @@ class ActionSpec:
     params: tuple[ParamSpec, ...] = ()
 
 
-Section = KubernetesTarget | PostgresTarget | HttpTarget
+Section = KubernetesTarget | PostgresTarget | HttpTarget | PrometheusTarget | RedisTarget
 
 
 @dataclass(frozen=True)
@@ -128,14 +148,21 @@ class Target:
     kubernetes: KubernetesTarget | None = None
     postgres: PostgresTarget | None = None
     http: HttpTarget | None = None
+    prometheus: PrometheusTarget | None = None
+    redis: RedisTarget | None = None
     max_replicas: int | None = None
     pagerduty: PagerDutyTarget | None = None
     statuspage: StatuspageTarget | None = None
 
     def section(self, executor: str) -> Section | None:
-        return {"kubernetes": self.kubernetes, "postgres": self.postgres, "http": self.http}[
-            executor
-        ]
+        sections: dict[str, Section | None] = {
+            "kubernetes": self.kubernetes,
+            "postgres": self.postgres,
+            "http": self.http,
+            "prometheus": self.prometheus,
+            "redis": self.redis,
+        }
+        return sections[executor]
 
     def executors(self) -> tuple[str, ...]:
         return tuple(e for e in EXECUTORS if self.section(e) is not None)
@@ -357,8 +384,15 @@ def _target(name: str, spec: Node) -> Target:
             f"(use {', '.join(EXECUTORS)}; or {', '.join(INTEGRATIONS)})"
         )
     kube, pg, http = spec.get("kubernetes"), spec.get("postgres"), spec.get("http")
+    prom, cache = spec.get("prometheus"), spec.get("redis")
     pd, sp = spec.get("pagerduty"), spec.get("statuspage")
-    sections = (("kubernetes", kube), ("postgres", pg), ("http", http))
+    sections = (
+        ("kubernetes", kube),
+        ("postgres", pg),
+        ("http", http),
+        ("prometheus", prom),
+        ("redis", cache),
+    )
     for key, section in (*sections, ("pagerduty", pd), ("statuspage", sp)):
         if section is not None and not isinstance(section, Node):
             raise spec.error(f"`{name}.{key}` must be a mapping")
@@ -370,6 +404,8 @@ def _target(name: str, spec: Node) -> Target:
         kubernetes=kubernetes,
         postgres=_postgres(name, pg) if pg is not None else None,
         http=_http(name, http) if http is not None else None,
+        prometheus=_prometheus(name, prom, kubernetes) if prom is not None else None,
+        redis=RedisTarget(_url_env(name, cache)) if cache is not None else None,
         max_replicas=max_replicas,
         pagerduty=pagerduty_target(name, pd) if pd is not None else None,
         statuspage=statuspage_target(name, sp) if sp is not None else None,
@@ -395,7 +431,12 @@ def _kubernetes(name: str, node: Node) -> tuple[KubernetesTarget, int | None]:
 
 
 def _postgres(name: str, node: Node) -> PostgresTarget:
-    _only(node, {"url_env"})
+    return PostgresTarget(_url_env(name, node))
+
+
+def _url_env(name: str, node: Node, also: frozenset[str] = frozenset()) -> str:
+    """The section's `url_env`: the NAME of the variable with the URL, never the URL."""
+    _only(node, {"url_env", *also})
     url_env = node.require("url_env")
     if not _ENV_NAME.match(url_env):
         hint = " (never the URL itself)" if "://" in url_env or "@" in url_env else ""
@@ -403,7 +444,44 @@ def _postgres(name: str, node: Node) -> PostgresTarget:
             f"`{name}`: url_env must be the NAME of an environment variable, like "
             f"CHECKOUT_DATABASE_URL{hint}"
         )
-    return PostgresTarget(url_env)
+    return str(url_env)
+
+
+def _prometheus(name: str, node: Node, kube: KubernetesTarget | None) -> PrometheusTarget:
+    """`{url_env, selector?, queries?}`. The selector defaults to the Kubernetes one
+    (label names as Prometheus's service discovery rewrites them: `app.kubernetes.io/name`
+    becomes `app_kubernetes_io_name`), else `service=<name>`; the queries default to
+    the bundled ones. Each query must scope itself with `$selector`."""
+    url_env = _url_env(name, node, frozenset({"selector", "queries"}))
+    selector = node.expect("selector", str) or (kube.selector if kube else f"service={name}")
+    labels = []
+    for term in selector.split(","):
+        match = _PROM_TERM.match(term.strip())
+        if match is None:
+            raise node.error(
+                f"`{name}`: prometheus selector `{selector}` must be label=value[,label!=value…]"
+            )
+        key, op, value = match.groups()
+        labels.append((_PROM_UNSAFE.sub("_", key), "!=" if op == "!=" else "=", value))
+    raw = node.expect("queries", dict)
+    if raw is None:
+        queries = tuple((q, promql) for q, (promql, _unit) in DEFAULT_QUERIES.items())
+    else:
+        queries = tuple((str(q), promql) for q, promql in raw.items())
+        if not queries:
+            raise node.error(f"`{name}`: prometheus queries is empty (leave it out for defaults)")
+    for query, promql in queries:
+        if not _QUERY_NAME.match(query):
+            raise node.error(f"`{name}`: query name `{query}` must be lowercase letters, digits, _")
+        if not isinstance(promql, str) or not 0 < len(promql) <= MAX_PROMQL:
+            raise node.error(f"`{name}`: query `{query}` must be PromQL up to {MAX_PROMQL} chars")
+        if SELECTOR not in promql:
+            raise node.error(
+                f"`{name}`: query `{query}` must scope itself to the service with {SELECTOR}"
+            )
+    if len(queries) > MAX_QUERIES:
+        raise node.error(f"`{name}`: at most {MAX_QUERIES} prometheus queries")
+    return PrometheusTarget(url_env, tuple(labels), queries)
 
 
 def _http(name: str, node: Node) -> HttpTarget:

@@ -16,7 +16,7 @@ import logging
 import re
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.actions.catalog import DNS_SUBDOMAIN, ActionCatalog, ActionSpec, ParamSpec, Target
@@ -29,6 +29,8 @@ from bot.executors import (
     KubernetesExecutor,
     OutcomeUnknown,
     PostgresExecutor,
+    PrometheusExecutor,
+    RedisExecutor,
     StateChanged,
 )
 from bot.mrkdwn import escape
@@ -57,11 +59,15 @@ class Invocation:
 
 @dataclass(frozen=True)
 class Executors:
-    """The three executors; built from settings by the app factory (or by tests)."""
+    """The executors; built from settings by the app factory (or by tests)."""
 
     kubernetes: KubernetesExecutor
     postgres: PostgresExecutor
     http: HttpChecker
+    # Defaults, so rigs that exercise other executors need not build these: Redis
+    # reads its URL from the environment; Prometheus needs the app's HTTP client.
+    redis: RedisExecutor = field(default_factory=RedisExecutor)
+    prometheus: PrometheusExecutor | None = None
 
     async def run(
         self,
@@ -103,7 +109,10 @@ class Executors:
         section = invocation.target.section(action.executor)
         if section is None:
             raise ExecutorError(f"{invocation.target.name} has no {action.executor} section")
-        method = getattr(getattr(self, action.executor), action.operation)
+        executor = getattr(self, action.executor)
+        if executor is None:
+            raise ExecutorError(f"Firebreak runs without a {action.executor} client")
+        method = getattr(executor, action.operation)
         kwargs: dict[str, Any] = dict(invocation.args)
         for param in action.params:  # kept as typed (`1h30m`), given to executors as seconds
             if param.type == "duration" and isinstance(kwargs.get(param.name), str):

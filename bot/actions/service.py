@@ -87,7 +87,8 @@ class ActionService(Service):
     async def _show(
         self, channel: str, invocation: Invocation, actor: str, result: ExecutionResult, error: bool
     ) -> str:
-        """Summary in the channel, output in its thread (the full text as a file if cut)."""
+        """Summary in the channel, output in its thread (the full text as a file if cut),
+        and the files the action made (a chart) in the thread too."""
         name = invocation.command()
         summary = views.diagnostic_summary(name, actor, result, error)
         ts = await self._chat.post(channel, summary.text, summary.blocks)
@@ -102,6 +103,11 @@ class ActionService(Service):
                     result.output,
                     title=f"Output of {escape(name)}",
                     thread_ts=ts,
+                )
+        if not error:
+            for file in result.files:  # a chart: read faster than the numbers
+                await self._chat.upload_file(
+                    channel, file.filename, file.content, title=escape(file.title), thread_ts=ts
                 )
         return ts
 

@@ -1,5 +1,5 @@
-"""Executors: the code that talks to Kubernetes and Postgres, and the HTTP check's contract
-(its aiohttp client is `handlers/http_check.py`, outside the domain).
+"""Executors: the code that talks to Kubernetes, Postgres, Prometheus and Redis, and the
+HTTP clients' contracts (their aiohttp clients are in `handlers/`, outside the domain).
 
 Each executor method takes a target (from runbooks/targets.yml) plus the action's
 parameters and returns an `ExecutionResult`, or raises `ExecutorError` with a message
@@ -14,10 +14,16 @@ from bot.executors.base import (
     KubernetesTarget,
     OutcomeUnknown,
     PostgresTarget,
+    PrometheusApi,
+    PrometheusTarget,
+    RedisTarget,
+    ResultFile,
     StateChanged,
 )
 from bot.executors.kubernetes import KubernetesExecutor
 from bot.executors.postgres import PostgresExecutor
+from bot.executors.prometheus import PrometheusExecutor
+from bot.executors.redis import RedisExecutor
 
 __all__ = [
     "ExecutionResult",
@@ -29,5 +35,11 @@ __all__ = [
     "OutcomeUnknown",
     "PostgresExecutor",
     "PostgresTarget",
+    "PrometheusApi",
+    "PrometheusExecutor",
+    "PrometheusTarget",
+    "RedisExecutor",
+    "RedisTarget",
+    "ResultFile",
     "StateChanged",
 ]

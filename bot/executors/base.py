@@ -7,9 +7,10 @@ masked before it can reach Slack, the audit log or a log line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.mrkdwn import truncate as truncate  # re-exported for the executors' cells
 from bot.redact import redact
@@ -31,6 +32,17 @@ class ExecutionResult:
     # A write sent but never answered, whose effect a read-back could not confirm: it
     # may still complete, so it is neither a success nor a failure.
     unknown: bool = False
+    # Images and the like, uploaded to the result's thread (a metrics chart).
+    files: tuple[ResultFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """A file an action made for people to look at, uploaded beside its output."""
+
+    filename: str
+    content: bytes
+    title: str
 
 
 class ExecutorError(Exception):
@@ -58,6 +70,27 @@ class KubernetesTarget:
 
 @dataclass(frozen=True)
 class PostgresTarget:
+    url_env: str
+
+
+@dataclass(frozen=True)
+class PrometheusTarget:
+    """Where a service's metrics are: the NAME of the environment variable holding the
+    Prometheus base URL, the label matchers its series carry (validated names and
+    values, rendered by `matchers`), and named PromQL templates with `$selector`."""
+
+    url_env: str
+    labels: tuple[tuple[str, str, str], ...]  # (name, "=" or "!=", value)
+    queries: tuple[tuple[str, str], ...]
+
+    def matchers(self) -> str:
+        """`app="checkout",env!="dev"`: safe to splice, as the catalog allows no quote,
+        backslash or brace in a label name or value."""
+        return ",".join(f'{name}{op}"{value}"' for name, op, value in self.labels)
+
+
+@dataclass(frozen=True)
+class RedisTarget:
     url_env: str
 
 
@@ -95,7 +128,26 @@ def format_age(seconds: float) -> str:
     return f"{seconds // 86400}d"
 
 
+def format_bytes(value: float) -> str:
+    """Binary units the way `redis-cli` and Grafana show them: `512 B`, `1.5 MiB`."""
+    if not math.isfinite(value):
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}".replace(".0 ", " ")
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
 class HttpChecker(Protocol):
     """GETs a service's health or readiness URL (`handlers/http_check.py` over aiohttp)."""
 
     async def check(self, target: HttpTarget, which: str = "health") -> ExecutionResult: ...
+
+
+class PrometheusApi(Protocol):
+    """Prometheus's HTTP API (`handlers/prometheus_api.py` over aiohttp). Each method
+    returns the `data` of a successful answer and raises `ExecutorError` otherwise
+    (unreachable, timeout, an error status, a query Prometheus rejects)."""
+
+    async def get(self, base_url: str, path: str, params: Mapping[str, str]) -> Any: ...
