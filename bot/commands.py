@@ -21,6 +21,7 @@ from bot.severities import SeverityTable
 # With `should_escape: true` Slack sends `<@U123|alice>`; older clients `<@U123>`.
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^<>]*)?>$")
 _LOOKS_LIKE_SEVERITY = re.compile(r"^(p|sev)\d+$", re.IGNORECASE)
+PRIVATE_FLAG = "--private"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ListIncidents:
 @dataclass(frozen=True)
 class OpenDeclareForm:
     severity: str | None = None
+    private: bool = False  # the form opens with "Private (security) incident" ticked
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class Declare:
     description: str = ""
     commander: str | None = None
     service: str | None = None  # when the source names it: an alert's service label
+    # A security incident (`--private`, the modal's checkbox, or a caller such as a
+    # triage rule): a private channel and nothing in the broadcast channel but a
+    # notice that it exists (bot/incidents/privacy.py).
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -252,15 +258,20 @@ def parse(text: str, severities: SeverityTable) -> Command:
 
 
 def _declare(rest: str, severities: SeverityTable) -> Declare | OpenDeclareForm:
-    first, _, title = rest.partition(" ")
-    if first and _LOOKS_LIKE_SEVERITY.match(first):
-        severity = _severity(first, severities)
-        title = title.strip()
-    else:
-        severity, title = severities.default.level, rest
-    if not title:
-        return OpenDeclareForm(severity if first else None)
-    return Declare(severity, validate_title(title))
+    """`[severity] [--private] <title>`, the flag before or after the severity."""
+    severity, private = None, False
+    while rest:
+        first, _, remainder = rest.partition(" ")
+        if first.lower() == PRIVATE_FLAG and not private:
+            private = True
+        elif severity is None and _LOOKS_LIKE_SEVERITY.match(first):
+            severity = _severity(first, severities)
+        else:
+            break
+        rest = remainder.strip()
+    if not rest:
+        return OpenDeclareForm(severity, private)
+    return Declare(severity or severities.default.level, validate_title(rest), private=private)
 
 
 def validate_title(title: str) -> str:

@@ -104,6 +104,7 @@ def build_services(
         outbox=outbox,
         owner=settings.replica_id,
         announce_channel=settings.announce_channel,
+        security_responders=catalog.security_responders,
     )
     paging = PagingService(
         context,

@@ -67,7 +67,9 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         if isinstance(parsed, c.OpenDeclareForm):
             await ack()
             # trigger_id expires 3 s after the click: open the modal before anything slow.
-            view = declare_form(services.runbooks.severities, parsed.severity, request.channel_id)
+            view = declare_form(
+                services.runbooks.severities, parsed.severity, request.channel_id, parsed.private
+            )
             background.answer(
                 _nothing_after(services.chat.open_view(command.get("trigger_id", ""), view)),
                 reply,
