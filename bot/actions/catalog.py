@@ -55,6 +55,9 @@ class Operation:
     kind: str
     params: dict[str, str] = field(default_factory=dict)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Only the incident commander may confirm it: a property of the operation, which
+    # no action file or mitigators list can widen.
+    commander_only: bool = False
 
 
 # The allow-list. An action file can only name these; the service calls exactly
@@ -70,6 +73,8 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
         "restart": Operation("mitigation"),
         "rollback": Operation("mitigation", {"revision": "int?"}),
         "scale": Operation("mitigation", {"replicas": "int"}),
+        "isolate": Operation("mitigation", commander_only=True),
+        "unisolate": Operation("mitigation", commander_only=True),
     },
     "postgres": {
         "activity": Operation("diagnostic", {"min_seconds": "int"}),
@@ -138,6 +143,11 @@ class ActionCatalog:
     require_distinct_confirmer: frozenset[str] = frozenset()  # severity levels
     # Invited to every private (security) incident: Slack user and user-group IDs.
     security_responders: tuple[str, ...] = ()
+
+    def commander_only(self, action: str) -> bool:
+        """Whether only the incident commander may confirm `action` (see `Operation`)."""
+        spec = self.actions.get(action)
+        return spec is not None and OPERATIONS[spec.executor][spec.operation].commander_only
 
     def of_kind(self, kind: str) -> list[ActionSpec]:
         return [a for a in self.actions.values() if a.kind == kind]

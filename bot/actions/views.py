@@ -216,6 +216,8 @@ def refusal(
             f"This is a {escape(severity)} incident: someone other than the requester "
             f"({mention(pending.requested_by)}) must confirm {what}. {who_can_act(who)}"
         )
+    if outcome == "commander_only":
+        return f"Only the incident commander may confirm {what}. {who_can_act(who)}"
     if outcome == "not_authorised":
         verb = "confirm" if confirm else "cancel"
         return f"You may not {verb} {what}. {who_can_act(who)}"

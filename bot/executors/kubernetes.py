@@ -17,6 +17,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
+from bot.executors import isolation
 from bot.executors.base import (
     ExecutionResult,
     ExecutorError,
@@ -476,3 +477,17 @@ class KubernetesExecutor:
         return _mitigation(
             dry_run, action, output, late, **{"from": before, "to": replicas}, pinned=pin
         )
+
+    async def isolate(
+        self, target: KubernetesTarget, dry_run: bool, pinned: Pinned = None
+    ) -> ExecutionResult:
+        """Deny all ingress to the service's pods with a NetworkPolicy (`isolation`)."""
+        change = await isolation.isolate(self._api, target, dry_run, pinned)
+        return _mitigation(dry_run, change.action, change.output, change.late, **change.details)
+
+    async def unisolate(
+        self, target: KubernetesTarget, dry_run: bool, pinned: Pinned = None
+    ) -> ExecutionResult:
+        """Remove the NetworkPolicy `isolate` made (`isolation`)."""
+        change = await isolation.unisolate(self._api, target, dry_run, pinned)
+        return _mitigation(dry_run, change.action, change.output, change.late, **change.details)
