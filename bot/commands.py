@@ -113,6 +113,14 @@ class RequestMitigation:
 
 
 @dataclass(frozen=True)
+class CollectEvidence:
+    """`/incident evidence <service> [since=24h]`: an archive on disk, its hash in Slack."""
+
+    service: str
+    since: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
 class AddActionItem:
     text: str
     owner: str | None = None
@@ -162,6 +170,7 @@ Command = (
     | Snooze
     | RunDiagnostic
     | RequestMitigation
+    | CollectEvidence
     | AddActionItem
     | PreviewPostmortem
     | Close
@@ -184,7 +193,7 @@ _COMMAND_WORDS = frozenset(
     (
         "help list declare severity sev status update note assign commander comms lead "
         "resolve reminders snooze diag diagnose mitigate action postmortem post-mortem close "
-        "page oncall statuspage"
+        "page oncall statuspage evidence"
     ).split()
 )
 
@@ -238,6 +247,10 @@ def parse(text: str, severities: SeverityTable) -> Command:
         return ShowReminders()
     if verb == "snooze":
         return Snooze(_duration(rest))
+    if verb == "evidence":
+        return _evidence(rest)
+    if verb in ("diag", "diagnose") and rest.split(" ", 1)[0].lower() == "evidence":
+        return _evidence(rest.partition(" ")[2].strip())  # kept off Slack, unlike a diag
     if verb in ("diag", "diagnose"):
         return RunDiagnostic(*_action_words(rest))
     if verb == "mitigate":
@@ -338,6 +351,26 @@ def _action_words(rest: str) -> tuple[str | None, str | None, tuple[str, ...]]:
     if not words:
         return None, None, ()
     return words[0].lower(), words[1].lower(), tuple(words[2:])
+
+
+EVIDENCE_SINCE_MAX = timedelta(days=7)
+
+
+def _evidence(rest: str) -> CollectEvidence:
+    """`<service> [since=<duration>]`; the duration also bare, e.g. `checkout 6h`."""
+    words = rest.split()
+    if not words or len(words) > 2:
+        raise CommandError(
+            "Name one service and, if you like, how far back: "
+            "`/incident evidence checkout since=24h`."
+        )
+    service = _service_word(words[0])
+    if len(words) == 1:
+        return CollectEvidence(service)
+    since = _duration(words[1].removeprefix("since="))
+    if not timedelta(minutes=1) <= since <= EVIDENCE_SINCE_MAX:
+        raise CommandError("`since` must be from 1m to 7d, e.g. `since=24h`.")
+    return CollectEvidence(service, since)
 
 
 def _action_item(rest: str) -> AddActionItem:

@@ -122,6 +122,8 @@ async def _dispatch(services: Services, command: c.Command, request: Request) ->
             return await services.actions.diagnose(command, request)
         case c.RequestMitigation():
             return await services.actions.propose(command, request)
+        case c.CollectEvidence():
+            return await services.evidence.collect(command, request)
         case c.PreviewPostmortem():
             return await services.postmortems.preview(request)
         case c.Page():

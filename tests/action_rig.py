@@ -162,8 +162,14 @@ require_distinct_confirmer: [P0]
         postgres=PostgresExecutor({DB_ENV: POSTGRES_URL.replace("+psycopg", "")}, timeout=3),
         http=HttpExecutor(timeout=2),
     )
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
     async with running_firebreak(
-        database_url, clock=clock, executors=executors, FIREBREAK_TARGETS=str(targets)
+        database_url,
+        clock=clock,
+        executors=executors,
+        FIREBREAK_TARGETS=str(targets),
+        FIREBREAK_EVIDENCE_DIR=str(evidence),
     ) as slack:
         await slack.command("declare P2 checkout errors")
         channel = slack.only_incident_channel()
