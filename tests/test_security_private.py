@@ -8,6 +8,7 @@ must hold the one notice and nothing else."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +25,8 @@ from emulator.models import Channel
 from storage.models import Event, Incident, OutboxMessage, Postmortem
 from storage.outbox import enqueue
 from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak
+from tests.test_paging import Rig as PagingRig
+from tests.test_paging import rig  # noqa: F401  (the PagerDuty + Statuspage rig)
 from tests.test_reminders import ManualClock
 
 DAVE, ERIN = "U0DAVE", "U0ERIN"
@@ -244,6 +247,31 @@ async def test_a_private_follow_up_is_not_announced_in_the_earlier_channel(
     assert slack.texts(earlier.id) == before  # nothing of the private one there
     assert any("Follow-up of incident #1" in t for t in slack.texts(follow_up.id))
     assert not any(TITLE in t for t in broadcast(slack))
+
+
+async def test_a_public_follow_up_of_a_private_incident_omits_its_title(
+    slack: Harness,
+) -> None:
+    earlier = await declare_private(slack)
+    await slack.command("resolve contained", channel=earlier.id)
+    await slack.command("close", channel=earlier.id)
+    await slack.command("declare P2 harden the admin login", channel=earlier.id)
+    [public] = [ch for ch in slack.incident_channels() if not ch.is_private]
+    [link] = [t for t in slack.texts(public.id) if "Follow-up of incident #1" in t]
+    assert TITLE not in link
+    assert not any(TITLE in t for t in broadcast(slack))
+
+
+async def test_pagerduty_is_paged_without_the_title(rig: PagingRig) -> None:  # noqa: F811
+    channel = await rig.declare("P1 --private checkout admin credentials leaked")
+    [paged] = rig.pd.state.incidents.values()
+    assert paged["service"]["id"] == "PCHKOUT"  # the service's on-call is still paged
+    assert paged["title"] == "[P1] Private incident #1: details in its Slack channel"
+    assert "leaked" not in json.dumps(rig.pd.state.incidents)
+    assert any("Paged *checkout* on PagerDuty" in t for t in rig.slack.texts(channel))
+    await rig.slack.command("page payments rotate the payments keys now", channel=channel)
+    typed = [i for i in rig.pd.state.incidents.values() if i["service"]["id"] == "PPAYMNT"]
+    assert typed[0]["body"]["details"] == "rotate the payments keys now"
 
 
 async def test_the_outbox_withholds_what_a_path_forgot(slack: Harness) -> None:

@@ -7,7 +7,8 @@ service, no severity, no status changes, no resolution, no post-mortem.
 
 Every path that writes to the broadcast channel asks `broadcasts` first (declare,
 status and severity changes, updates, resolve, escalated reminders, undeliverable
-notices, the post-mortem's announcement, paging outcomes). The outbox checks again
+notices, the post-mortem's announcement, paging outcomes, a follow-up's links), and
+PagerDuty gets `outside_title` instead of the title and description. The outbox checks again
 before sending (`withheld`): a path added later that forgets to ask still cannot
 leak, because a private incident's rows may reach only its own channel, except the
 one notice queued as `NOTICE_KIND`.
@@ -19,7 +20,7 @@ from bot.mrkdwn import mention
 from storage.models import Incident
 from storage.outbox import WITHHELD
 
-__all__ = ["NOTICE_KIND", "WITHHELD", "broadcasts", "notice", "withheld"]
+__all__ = ["NOTICE_KIND", "WITHHELD", "broadcasts", "notice", "outside_title", "withheld"]
 
 # The outbox kind of the one message a private incident may post outside its channel.
 NOTICE_KIND = "private_notice"
@@ -35,6 +36,11 @@ def notice(incident: Incident) -> str:
     lead = incident.role("commander") or incident.declared_by
     who = f" ({mention(lead)})" if lead and lead != "firebreak" else ""
     return f":lock: A private incident was declared; ask the commander{who} for access."
+
+
+def outside_title(incident: Incident) -> str:
+    """What systems outside Slack (PagerDuty) are told of a private incident."""
+    return f"Private incident #{incident.id}: details in its Slack channel"
 
 
 def withheld(incident: Incident, channel: str, kind: str) -> bool:
