@@ -171,6 +171,20 @@ async def test_an_unticked_checkbox_declares_a_public_incident(slack: Harness) -
     assert any("checkout down" in t for t in broadcast(slack))
 
 
+async def test_a_private_channel_made_before_a_crash_is_adopted(slack: Harness) -> None:
+    """conversations.create answered `name_taken` for a channel of ours the last try
+    made: it is found among the bot's private channels (groups:read) and adopted."""
+    bot = slack.workspace.bot_user_id
+    made = slack.workspace.add_channel(
+        "incident-20261123-private-1", members=[bot], is_private=True, creator=bot
+    )
+    channel = await declare_private(slack)
+    assert channel.id == made.id and len(slack.incident_channels()) == 1
+    listed = {c.args["types"] for c in slack.workspace.calls("conversations.list", ok=True)}
+    assert "private_channel" in listed, listed
+    assert ALICE in channel.members and (await incident(slack)).channel_id == made.id
+
+
 async def test_without_the_groups_scopes_the_declare_says_so(slack: Harness) -> None:
     """Slack checks `groups:write` for a private channel: a manifest without it fails
     the declare with Slack's own error, and the incident is kept to be finished."""
@@ -272,6 +286,15 @@ async def test_pagerduty_is_paged_without_the_title(rig: PagingRig) -> None:  # 
     await rig.slack.command("page payments rotate the payments keys now", channel=channel)
     typed = [i for i in rig.pd.state.incidents.values() if i["service"]["id"] == "PPAYMNT"]
     assert typed[0]["body"]["details"] == "rotate the payments keys now"
+
+
+async def test_the_incident_list_names_no_private_title(slack: Harness) -> None:
+    await declare_private(slack)
+    await slack.command("declare P2 checkout slow", user=BOB)
+    await slack.command("list", user=CAROL)
+    listed = slack.ephemeral_texts(CAROL)[-1]
+    assert "checkout slow" in listed and TITLE not in listed
+    assert f":lock: A private incident · ask the commander (<@{ALICE}>) for access" in listed
 
 
 async def test_the_outbox_withholds_what_a_path_forgot(slack: Harness) -> None:
