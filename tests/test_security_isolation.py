@@ -111,6 +111,22 @@ async def test_a_confirmation_covers_only_what_its_dry_run_saw(rig: Rig) -> None
     assert [p.dry_run for p in rig.kube.patches if p.path.endswith(POLICY)] == [True]
 
 
+async def test_an_isolation_made_meanwhile_is_not_made_again(rig: Rig) -> None:
+    await rig.slack.command(f"commander <@{ALICE}>", channel=rig.channel.id)
+    await mitigate(rig, "isolate checkout")
+    by_hand = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": POLICY, "namespace": "shop", "uid": "by-hand"},
+        "spec": {"podSelector": {"matchLabels": {"app": "checkout"}}, "policyTypes": ["Ingress"]},
+    }
+    rig.kube.add(by_hand)  # someone isolated it by hand between the dry run and the click
+    await rig.click(ALICE)
+    assert "appeared since this dry run; propose again" in str(rig.messages()[-1])
+    assert rig.kube.get("NetworkPolicy", "shop", POLICY) is by_hand
+    assert [p.dry_run for p in rig.kube.patches] == [True]
+
+
 async def test_an_rbac_refusal_gets_a_clear_answer(rig: Rig) -> None:
     await rig.slack.command(f"commander <@{ALICE}>", channel=rig.channel.id)
     rig.kube.forbid("create", "networkpolicies")
