@@ -117,6 +117,11 @@ async def test_an_archive_on_disk_and_its_hash_in_slack(rig: Rig) -> None:
     assert SECRET not in everything
 
 
+async def test_the_diagnostics_list_points_to_evidence(rig: Rig) -> None:
+    await rig.slack.command("diag", channel=rig.channel.id)
+    assert "`evidence <service> [since=24h]` archives" in rig.last_ephemeral(ALICE)
+
+
 async def test_bad_services_and_a_down_cluster_write_nothing(rig: Rig) -> None:
     assert "Unknown service `cart`. Configured: checkout, billing." in await evidence(rig, "cart")
     assert "`billing` has no kubernetes section" in await evidence(rig, "billing")

@@ -25,6 +25,9 @@ def policies(rig: Rig) -> dict[tuple[str, str], dict[str, object]]:
 
 
 async def test_isolate_dry_runs_then_only_the_commander_confirms(rig: Rig) -> None:
+    await mitigate(rig, "")
+    listing = rig.last_ephemeral(ALICE)
+    assert "`isolate`, `unisolate`: only the incident commander may confirm." in listing
     await mitigate(rig, "isolate checkout", user=BOB)
     [dry] = rig.kube.patches
     assert dry.dry_run and dry.path.endswith("/namespaces/shop/networkpolicies")
