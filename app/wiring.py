@@ -209,6 +209,7 @@ def create_services(
             ),
             postmortem_dir=settings.postmortem_dir,
             archive_on_close=settings.archive_on_close,
+            evidence_dir=settings.evidence_dir,
         ),
     )
 

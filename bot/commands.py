@@ -21,6 +21,7 @@ from bot.severities import SeverityTable
 # With `should_escape: true` Slack sends `<@U123|alice>`; older clients `<@U123>`.
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^<>]*)?>$")
 _LOOKS_LIKE_SEVERITY = re.compile(r"^(p|sev)\d+$", re.IGNORECASE)
+PRIVATE_FLAG = "--private"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ListIncidents:
 @dataclass(frozen=True)
 class OpenDeclareForm:
     severity: str | None = None
+    private: bool = False  # the form opens with "Private (security) incident" ticked
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class Declare:
     description: str = ""
     commander: str | None = None
     service: str | None = None  # when the source names it: an alert's service label
+    # A security incident (`--private`, the modal's checkbox, or a caller such as a
+    # triage rule): a private channel and nothing in the broadcast channel but a
+    # notice that it exists (bot/incidents/privacy.py).
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,14 @@ class RequestMitigation:
 
 
 @dataclass(frozen=True)
+class CollectEvidence:
+    """`/incident evidence <service> [since=24h]`: an archive on disk, its hash in Slack."""
+
+    service: str
+    since: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
 class AddActionItem:
     text: str
     owner: str | None = None
@@ -156,6 +170,7 @@ Command = (
     | Snooze
     | RunDiagnostic
     | RequestMitigation
+    | CollectEvidence
     | AddActionItem
     | PreviewPostmortem
     | Close
@@ -178,7 +193,7 @@ _COMMAND_WORDS = frozenset(
     (
         "help list declare severity sev status update note assign commander comms lead "
         "resolve reminders snooze diag diagnose mitigate action postmortem post-mortem close "
-        "page oncall statuspage"
+        "page oncall statuspage evidence"
     ).split()
 )
 
@@ -232,6 +247,10 @@ def parse(text: str, severities: SeverityTable) -> Command:
         return ShowReminders()
     if verb == "snooze":
         return Snooze(_duration(rest))
+    if verb == "evidence":
+        return _evidence(rest)
+    if verb in ("diag", "diagnose") and rest.split(" ", 1)[0].lower() == "evidence":
+        return _evidence(rest.partition(" ")[2].strip())  # kept off Slack, unlike a diag
     if verb in ("diag", "diagnose"):
         return RunDiagnostic(*_action_words(rest))
     if verb == "mitigate":
@@ -252,15 +271,20 @@ def parse(text: str, severities: SeverityTable) -> Command:
 
 
 def _declare(rest: str, severities: SeverityTable) -> Declare | OpenDeclareForm:
-    first, _, title = rest.partition(" ")
-    if first and _LOOKS_LIKE_SEVERITY.match(first):
-        severity = _severity(first, severities)
-        title = title.strip()
-    else:
-        severity, title = severities.default.level, rest
-    if not title:
-        return OpenDeclareForm(severity if first else None)
-    return Declare(severity, validate_title(title))
+    """`[severity] [--private] <title>`, the flag before or after the severity."""
+    severity, private = None, False
+    while rest:
+        first, _, remainder = rest.partition(" ")
+        if first.lower() == PRIVATE_FLAG and not private:
+            private = True
+        elif severity is None and _LOOKS_LIKE_SEVERITY.match(first):
+            severity = _severity(first, severities)
+        else:
+            break
+        rest = remainder.strip()
+    if not rest:
+        return OpenDeclareForm(severity, private)
+    return Declare(severity or severities.default.level, validate_title(rest), private=private)
 
 
 def validate_title(title: str) -> str:
@@ -335,6 +359,26 @@ def _action_words(rest: str) -> tuple[str | None, str | None, tuple[str, ...]]:
     if not words:
         return None, None, ()
     return words[0].lower(), words[1].lower(), tuple(words[2:])
+
+
+EVIDENCE_SINCE_MAX = timedelta(days=7)
+
+
+def _evidence(rest: str) -> CollectEvidence:
+    """`<service> [since=<duration>]`; the duration also bare, e.g. `checkout 6h`."""
+    words = rest.split()
+    if not words or len(words) > 2:
+        raise CommandError(
+            "Name one service and, if you like, how far back: "
+            "`/incident evidence checkout since=24h`."
+        )
+    service = _service_word(words[0])
+    if len(words) == 1:
+        return CollectEvidence(service)
+    since = _duration(words[1].removeprefix("since="))
+    if not timedelta(minutes=1) <= since <= EVIDENCE_SINCE_MAX:
+        raise CommandError("`since` must be from 1m to 7d, e.g. `since=24h`.")
+    return CollectEvidence(service, since)
 
 
 def _action_item(rest: str) -> AddActionItem:

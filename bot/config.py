@@ -42,6 +42,9 @@ class Settings:
     snooze_max: timedelta
     paging: PagingSettings
     alert_token: str | None = None  # FIREBREAK_ALERT_TOKEN; None: alert intake off
+    # FIREBREAK_EVIDENCE_DIR: where `/incident evidence` writes its (unredacted)
+    # archives; None: evidence collection is off.
+    evidence_dir: Path | None = None
 
     def __repr__(self) -> str:  # never print secrets, even by accident
         return f"Settings(database={self.database_url.split('@')[-1]!r}, port={self.port})"
@@ -121,5 +124,8 @@ def load_settings(
         nudge_escalate_after=int(escalate_after),
         snooze_max=snooze_max,
         alert_token=env.get("FIREBREAK_ALERT_TOKEN", "").strip() or None,
+        evidence_dir=Path(evidence)
+        if (evidence := env.get("FIREBREAK_EVIDENCE_DIR", "").strip())
+        else None,
         paging=paging,
     )

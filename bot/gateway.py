@@ -80,11 +80,14 @@ class Pin:
 class ChatGateway(Protocol):
     async def bot_user_id(self) -> str: ...
 
-    async def create_channel(self, name: str) -> str:
-        """Create a public channel and return its ID (`ChatError('…', 'name_taken')`)."""
+    async def create_channel(self, name: str, *, private: bool = False) -> str:
+        """Create a public (or private) channel and return its ID
+        (`ChatError('…', 'name_taken')`)."""
         ...
 
-    async def find_channel(self, name: str) -> ChannelInfo | None: ...
+    async def find_channel(self, name: str, *, private: bool = False) -> ChannelInfo | None:
+        """A public channel by name (with `private`, one of the bot's private channels)."""
+        ...
 
     async def invite(self, channel: str, user_id: str) -> None:
         """Invite one user; already being a member is not an error."""

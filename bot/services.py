@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot.actions import ActionCatalog, ActionService, Executors
+from bot.actions.evidence import EvidenceService
 from bot.alerts.service import AlertService
 from bot.clock import Clock
 from bot.context import Context
@@ -46,6 +47,7 @@ class Services:
     alerts: AlertService
     paging: PagingService
     statuspage: StatusPageService
+    evidence: EvidenceService
 
     @property
     def context(self) -> Context:
@@ -66,6 +68,7 @@ class ServiceSettings:
     reminders: ReminderSettings
     postmortem_dir: Path
     archive_on_close: bool
+    evidence_dir: Path | None = None
 
 
 def build_services(
@@ -104,6 +107,7 @@ def build_services(
         outbox=outbox,
         owner=settings.replica_id,
         announce_channel=settings.announce_channel,
+        security_responders=catalog.security_responders,
     )
     paging = PagingService(
         context,
@@ -164,4 +168,11 @@ def build_services(
         ),
         paging=paging,
         statuspage=statuspage,
+        evidence=EvidenceService(
+            context,
+            catalog=catalog,
+            kubernetes=executors.kubernetes,
+            outbox=outbox,
+            folder=settings.evidence_dir,
+        ),
     )

@@ -48,8 +48,12 @@ def describe(ws: Workspace, channel: Channel) -> dict[str, Any]:
     }
 
 
-def _channel(ws: Workspace, a: Args) -> Channel:
-    return ws.visible_channel(a.required("channel", "channel_not_found"))
+def _channel(ws: Workspace, a: Args, family: str = "manage") -> Channel:
+    """The channel named by `channel`, if the bot may see it and its token has the scope
+    this method needs for the channel's type."""
+    channel = ws.visible_channel(a.required("channel", "channel_not_found"))
+    ws.require_scope(family, private=channel.is_private)
+    return channel
 
 
 def create(ws: Workspace, a: Args) -> dict[str, Any]:
@@ -62,8 +66,9 @@ def create(ws: Workspace, a: Args) -> dict[str, Any]:
         raise ApiError("invalid_name_specials")
     if not name.strip("-_"):
         raise ApiError("invalid_name_punctuation")
+    ws.require_scope("manage", private=a.flag("is_private"))
     if ws.channel_by_name(name) is not None:
-        raise ApiError("name_taken")
+        raise ApiError("name_taken")  # names are unique across public and private channels
     channel = ws.add_channel(
         name, members=[ws.bot_user_id], is_private=a.flag("is_private"), creator=ws.bot_user_id
     )
@@ -74,7 +79,7 @@ def create(ws: Workspace, a: Args) -> dict[str, Any]:
 
 
 def info(ws: Workspace, a: Args) -> dict[str, Any]:
-    channel = _channel(ws, a)
+    channel = _channel(ws, a, "read")
     result = describe(ws, channel)
     if a.flag("include_num_members"):
         result["num_members"] = len(channel.members)
@@ -85,6 +90,9 @@ def list_(ws: Workspace, a: Args) -> dict[str, Any]:
     types = set(a.ids("types") or ["public_channel"])
     if not types <= CHANNEL_TYPES:
         raise ApiError("invalid_types")
+    for kind, private in (("public_channel", False), ("private_channel", True)):
+        if kind in types:
+            ws.require_scope("read", private=private)
     exclude_archived = a.flag("exclude_archived")
     wanted = [
         c
@@ -101,7 +109,10 @@ def list_(ws: Workspace, a: Args) -> dict[str, Any]:
 
 
 def join(ws: Workspace, a: Args) -> dict[str, Any]:
-    channel = _channel(ws, a)
+    channel = ws.visible_channel(a.required("channel", "channel_not_found"))
+    if channel.is_private:  # only an invitation lets anyone into a private channel
+        raise ApiError("method_not_supported_for_channel_type")
+    ws.require_scope("join", private=False)
     if channel.archived:
         raise ApiError("is_archived")
     if ws.bot_user_id in channel.members:
@@ -175,7 +186,7 @@ def kick(ws: Workspace, a: Args) -> dict[str, Any]:
 
 
 def members(ws: Workspace, a: Args) -> dict[str, Any]:
-    channel = _channel(ws, a)
+    channel = _channel(ws, a, "read")
     page, cursor = paginate(
         channel.members, a, lambda u: u, prefix="user", default=100, maximum=1000
     )

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 def history(ws: Workspace, a: Args) -> dict[str, Any]:
     """Newest first; thread replies are hidden unless they were broadcast to the channel."""
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
+    ws.require_scope("history", private=channel.is_private)
     ws.require_member(channel, allow_archived=True)
     in_channel = [
         m
@@ -38,6 +39,7 @@ def history(ws: Workspace, a: Args) -> dict[str, Any]:
 def replies(ws: Workspace, a: Args) -> dict[str, Any]:
     """The parent first, then replies oldest first; ``ts`` may name the parent or any reply."""
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
+    ws.require_scope("history", private=channel.is_private)
     ws.require_member(channel, allow_archived=True)
     message = channel.messages.get(a.required("ts", "thread_not_found"))
     root = channel.messages.get(message.get("thread_ts", message["ts"])) if message else None

@@ -5,11 +5,13 @@ answer into its models: complete objects, `Status` bodies for errors, `text/plai
 Behaviour that the executors rely on is real: label and field selectors, `dryRun=All`
 (validated and answered, never persisted), JSON patch / merge patch / strategic merge
 patch (lists are replaced whole, which is all the executors need), validation of the
-patched Deployment, `generation` moving with every spec change, bearer-token auth.
-Every request and every PATCH (even a refused one) is recorded so tests can assert on
-what was sent. Fault switches: `forbidden`, `delay` (before answering anything),
-`write_delay` (a write is applied, then its answer held back; with `apply_late`, held
-before it is applied, as a write stuck in admission is), `metrics_available`, and
+patched Deployment, `generation` moving with every spec change, bearer-token auth,
+NetworkPolicy create/get/delete (with a delete's UID precondition). Every request
+and every write (PATCH, POST, DELETE; even a refused one) is recorded in `patches`
+so tests can assert on what was sent. Fault switches: `forbidden`, `delay` (before
+answering anything), `write_delay` (a write is applied, then its answer held back;
+with `apply_late`, held before it is applied, as a write stuck in admission is),
+`metrics_available`, and
 `stop()` / `start()` for a server that is down. `rollout()` lands a new revision, as a
 deploy between a dry run and its confirmation would. `controller`, when set, runs after
 every write that lands, as the cluster's controllers would (emulator/cluster.py uses it
@@ -41,8 +43,14 @@ from aiohttp import web
 
 TOKEN = "fake-kubernetes-test-token"
 USER = "system:serviceaccount:firebreak:firebreak"
-_GROUPS = {"deployments": "apps", "replicasets": "apps", "pods.metrics.k8s.io": "metrics.k8s.io"}
+_GROUPS = {
+    "deployments": "apps",
+    "replicasets": "apps",
+    "pods.metrics.k8s.io": "metrics.k8s.io",
+    "networkpolicies": "networking.k8s.io",
+}
 Obj = dict[str, Any]
+WRITES = ("PATCH", "POST", "DELETE")  # recorded in `patches` (body and dry run) and delayed
 
 
 @dataclass(frozen=True)
@@ -574,6 +582,11 @@ class FakeKubernetes:
             app.router.add_patch(f"{apps}/deployments/{{name}}/scale", self._patch_scale)
             app.router.add_get(f"{apps}/replicasets", self._list_replicasets)
             app.router.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", self._metrics)
+            policies = "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"
+            app.router.add_get(policies, self._list_policies)
+            app.router.add_post(policies, self._create_policy)
+            app.router.add_get(f"{policies}/{{name}}", self._get_policy)
+            app.router.add_delete(f"{policies}/{{name}}", self._delete_policy)
             self._runner = web.AppRunner(app, shutdown_timeout=0.1)
             await self._runner.setup()
         self._closing.clear()
@@ -605,7 +618,7 @@ class FakeKubernetes:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append(RequestRecord(request.method, request.path, dict(request.query)))
-        if request.method == "PATCH":
+        if request.method in WRITES:
             text = await request.text()
             try:
                 body = json.loads(text)
@@ -617,7 +630,7 @@ class FakeKubernetes:
         try:
             if request.headers.get("Authorization") != f"Bearer {self.token}":
                 raise _Reply(401, "Unauthorized", "Unauthorized")
-            write = request.method == "PATCH" and "dryRun" not in request.query
+            write = request.method in WRITES and "dryRun" not in request.query
             if write and self.apply_late:
                 await self._hold(self.write_delay)
             response = await handler(request)
@@ -807,3 +820,117 @@ class FakeKubernetes:
             self._written()
         scale["metadata"]["resourceVersion"] = str(next(self._versions))
         return web.json_response(scale)
+
+    # -- networking.k8s.io/v1 NetworkPolicy ---------------------------------------------
+    async def _list_policies(self, request: web.Request) -> web.Response:
+        self._authorize("list", "networkpolicies", request.match_info["ns"])
+        return self._list(request, "NetworkPolicy", "networking.k8s.io/v1")
+
+    async def _get_policy(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        self._authorize("get", "networkpolicies", ns, name)
+        return web.json_response(self._find("NetworkPolicy", ns, name, _POLICIES))
+
+    async def _create_policy(self, request: web.Request) -> web.Response:
+        """POST: validated, stored with the fields the server sets, 201 (a dry run: 200,
+        not stored); an existing name is 409 AlreadyExists."""
+        ns = request.match_info["ns"]
+        self._authorize("create", "networkpolicies", ns)
+        body, dry_run = await self._read_write(request)
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
+        name = meta.get("name")
+        if not isinstance(name, str) or not name:
+            raise _Reply(
+                422,
+                "Invalid",
+                "NetworkPolicy.networking.k8s.io is invalid: metadata.name: Required value",
+            )
+        if meta.get("namespace", ns) != ns:
+            raise _Reply(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent "
+                "on the request",
+            )
+        _validate_policy(name, body)
+        if (ns, name) in self.objects.get("NetworkPolicy", {}):
+            raise _Reply(409, "AlreadyExists", f'{_POLICIES} "{name}" already exists')
+        stored = copy.deepcopy(body)
+        stored["metadata"] = {
+            **_meta(name, ns, 0, generation=1),
+            **{k: v for k, v in meta.items() if k in ("labels", "annotations")},
+            "resourceVersion": str(next(self._versions)),
+        }
+        if dry_run:
+            return web.json_response(stored)
+        self.add(stored)
+        self._written()
+        return web.json_response(stored, status=201)
+
+    async def _delete_policy(self, request: web.Request) -> web.Response:
+        """DELETE with DeleteOptions: `preconditions.uid` must match (409 otherwise)."""
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        self._authorize("delete", "networkpolicies", ns, name)
+        current = self._find("NetworkPolicy", ns, name, _POLICIES)
+        options, dry_run = await self._read_write(request, optional=True)
+        wanted = ((options or {}).get("preconditions") or {}).get("uid")
+        uid = current["metadata"]["uid"]
+        if wanted is not None and wanted != uid:
+            raise _Reply(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {_POLICIES} "{name}": Precondition '
+                f"failed: UID in precondition: {wanted}, UID in object meta: {uid}",
+            )
+        if not dry_run:
+            del self.objects["NetworkPolicy"][(ns, name)]
+            self._written()
+        return web.json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {
+                    "name": name,
+                    "group": "networking.k8s.io",
+                    "kind": "networkpolicies",
+                    "uid": uid,
+                },
+            }
+        )
+
+    async def _read_write(
+        self, request: web.Request, *, optional: bool = False
+    ) -> tuple[Any, bool]:
+        """A POST's or DELETE's JSON body (optional for a DELETE) and its `dryRun=All`."""
+        if optional and not await request.text():
+            dry = request.query.getall("dryRun", [])
+            if any(d != "All" for d in dry):
+                raise _Reply(400, "BadRequest", f"Invalid dry run value: {dry}")
+            return None, bool(dry)
+        return await self._read_patch(request)
+
+
+_POLICIES = "networkpolicies.networking.k8s.io"
+
+
+def _validate_policy(name: str, policy: Obj) -> None:
+    """What the API server checks of the fields the executor sends."""
+    spec = policy.get("spec")
+    problems = []
+    if not isinstance(spec, dict) or not isinstance(spec.get("podSelector"), dict):
+        problems.append("spec.podSelector: Required value")
+    else:
+        kinds = spec.get("policyTypes", ["Ingress"])
+        if not isinstance(kinds, list) or any(k not in ("Ingress", "Egress") for k in kinds):
+            problems.append('spec.policyTypes: Unsupported value: must be "Ingress" or "Egress"')
+        if not isinstance(spec.get("ingress", []), list):
+            problems.append("spec.ingress: Invalid value: must be a list")
+    if problems:
+        raise _Reply(
+            422,
+            "Invalid",
+            f'NetworkPolicy.networking.k8s.io "{name}" is invalid: ' + "; ".join(problems),
+        )

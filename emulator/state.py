@@ -66,6 +66,9 @@ class Workspace:
         self.triggers: dict[str, interactive.Trigger] = {}
         self.response_hooks: dict[str, interactive.ResponseHook] = {}
         self.usergroups: dict[str, dict[str, Any]] = {}
+        # The bot token's OAuth scopes; None grants every scope. Set it (e.g. to the
+        # manifest's bot scopes) to have methods refuse with `missing_scope` as Slack does.
+        self.scopes: frozenset[str] | None = None
         self.call_log: list[Call] = []
         self.add_user(bot_user_id, bot_name, is_bot=True)
 
@@ -137,6 +140,17 @@ class Workspace:
         if channel is None or (channel.is_private and self.bot_user_id not in channel.members):
             raise ApiError("channel_not_found")
         return channel
+
+    def require_scope(self, family: str, *, private: bool) -> None:
+        """Slack checks a conversation method's scope by the channel's type: `channels:*`
+        for a public channel, `groups:*` for a private one (`family`: manage, read or
+        history; a private channel's manage scope is `groups:write`)."""
+        if private:
+            needed = f"groups:{'write' if family == 'manage' else family}"
+        else:
+            needed = f"channels:{family}"
+        if self.scopes is not None and needed not in self.scopes:
+            raise ApiError("missing_scope", needed=needed, provided=",".join(sorted(self.scopes)))
 
     def require_member(self, channel: Channel, *, allow_archived: bool = False) -> None:
         if channel.archived and not allow_archived:

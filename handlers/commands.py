@@ -67,7 +67,9 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         if isinstance(parsed, c.OpenDeclareForm):
             await ack()
             # trigger_id expires 3 s after the click: open the modal before anything slow.
-            view = declare_form(services.runbooks.severities, parsed.severity, request.channel_id)
+            view = declare_form(
+                services.runbooks.severities, parsed.severity, request.channel_id, parsed.private
+            )
             background.answer(
                 _nothing_after(services.chat.open_view(command.get("trigger_id", ""), view)),
                 reply,
@@ -120,6 +122,8 @@ async def _dispatch(services: Services, command: c.Command, request: Request) ->
             return await services.actions.diagnose(command, request)
         case c.RequestMitigation():
             return await services.actions.propose(command, request)
+        case c.CollectEvidence():
+            return await services.evidence.collect(command, request)
         case c.PreviewPostmortem():
             return await services.postmortems.preview(request)
         case c.Page():

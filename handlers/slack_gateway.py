@@ -180,16 +180,16 @@ class SlackGateway:
             self._bot_user_id = str((await self._call("auth.test"))["user_id"])
         return self._bot_user_id
 
-    async def create_channel(self, name: str) -> str:
-        data = await self._call("conversations.create", name=name, is_private=False)
+    async def create_channel(self, name: str, *, private: bool = False) -> str:
+        data = await self._call("conversations.create", name=name, is_private=private)
         return str(data["channel"]["id"])
 
-    async def find_channel(self, name: str) -> ChannelInfo | None:
+    async def find_channel(self, name: str, *, private: bool = False) -> ChannelInfo | None:
         cursor = None
         while True:
             data = await self._call(
                 "conversations.list",
-                types="public_channel",
+                types="private_channel" if private else "public_channel",
                 exclude_archived=False,
                 limit=200,
                 **({"cursor": cursor} if cursor else {}),

@@ -91,6 +91,7 @@ def add_incident(
     origin_channel_id: str | None,
     reply_url: str | None = None,
     reply_until: datetime | None = None,
+    private: bool = False,
 ) -> Incident | None:
     """Insert a new incident; None if this request key already declared one."""
     incident = Incident(
@@ -107,6 +108,7 @@ def add_incident(
         declarer_answered=False,
         invited=False,
         checklist_pinned=False,
+        private=private,
     )
     try:
         with session.begin_nested():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.types import UTCDateTime
@@ -36,6 +36,9 @@ class Incident(Base):
     origin_channel_id: Mapped[str | None] = mapped_column(String(32), default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     resolution_summary: Mapped[str | None] = mapped_column(Text, default=None)
+    # A security incident: a private channel, and nothing of it in the broadcast channel
+    # but a notice that it exists (bot/incidents/privacy.py).
+    private: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     # Declare-saga progress. Each Slack step is recorded as it completes so
     # `resume` finishes what is missing and never repeats what is done.

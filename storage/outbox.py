@@ -74,6 +74,9 @@ def queued_in(session: Session) -> list[int]:
 
 _QUEUED = "firebreak.outbox.queued"  # session.info key: rows enqueued in the transaction
 SUPERSEDED = "superseded"  # the reason of a row given up for a newer one (collapse_key)
+# The reason of a row kept from a private incident's broadcast (bot/incidents/privacy.py):
+# not a failure to report, like a superseded row.
+WITHHELD = "withheld"
 
 
 def _unsettled() -> list[ColumnElement[bool]]:
@@ -251,7 +254,8 @@ def states(session: Session, row_ids: list[int], now: datetime) -> list[RowState
             status, error = "delivered", None
         elif row.failed_at is not None:
             reason = row.last_error or "unknown_error"
-            status, error = ("superseded" if reason == SUPERSEDED else "failed"), reason
+            status = reason if reason in (SUPERSEDED, WITHHELD) else "failed"
+            error = reason
         else:
             head = session.scalar(
                 select(OutboxMessage)

@@ -174,9 +174,15 @@ mitigators: [{BOB}, S0SRE]
 require_distinct_confirmer: [P0]
 """
     )
+    evidence = folder / "evidence"
+    evidence.mkdir(exist_ok=True)
     clock = OffsetClock()
     async with running_firebreak(
-        database_url, clock=clock, executors=executors, FIREBREAK_TARGETS=str(targets)
+        database_url,
+        clock=clock,
+        executors=executors,
+        FIREBREAK_TARGETS=str(targets),
+        FIREBREAK_EVIDENCE_DIR=str(evidence),
     ) as slack:
         await slack.command("declare P2 checkout errors")
         channel = slack.only_incident_channel()

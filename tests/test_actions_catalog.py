@@ -63,12 +63,22 @@ def test_the_bundled_runbooks_load() -> None:
     diagnostics = {a.name for a in catalog.of_kind("diagnostic")}
     mitigations = {a.name for a in catalog.of_kind("mitigation")}
     assert {"pods", "logs", "db-activity", "health", "events"} <= diagnostics
-    assert mitigations == {"restart", "rollback", "scale", "terminate-query", "flush-cache"}
+    assert mitigations == {
+        "restart",
+        "rollback",
+        "scale",
+        "terminate-query",
+        "isolate",
+        "unisolate",
+        "flush-cache",
+    }
     checkout = catalog.targets["checkout"]
     assert checkout.kubernetes and checkout.kubernetes.namespace == "shop"
     assert checkout.max_replicas == 20 and checkout.postgres
     assert catalog.mitigator_users == {"U0123ABCD"} and catalog.mitigator_groups == ("S0456EFGH",)
     assert catalog.require_distinct_confirmer == {"P0"}
+    assert catalog.security_responders == ("S0789SECR",)
+    assert catalog.commander_only("isolate") and not catalog.commander_only("restart")
 
 
 @pytest.mark.parametrize(
@@ -155,6 +165,12 @@ TARGET_MISTAKES = [
     ("S0456EFGH", "oncall-team", 11, "mitigator `oncall-team` is not a Slack user"),
     ("[P0]", "[SEV1]", 12, "`SEV1` is not a severity level"),
     ("mitigators:", "approvers: [U1]\nmitigators:", 1, "unknown key `approvers`"),
+    (
+        "mitigators:",
+        "security_responders: [S0SEC, secteam]\nmitigators:",
+        11,
+        "security responder `secteam` is not a Slack user (U…) or user-group (S…) ID",
+    ),
 ]
 
 

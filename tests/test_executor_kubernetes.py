@@ -395,7 +395,9 @@ def test_role_grants_what_the_executor_calls_and_nothing_dangerous():
     }
     needed = {(verb, resource) for _, verb, resource in API_CALLS.values()}
     assert needed <= granted
-    assert {verb for verb, _ in granted} <= {"get", "list", "patch"}
+    assert {verb for verb, r in granted if r != "networkpolicies"} <= {"get", "list", "patch"}
+    assert {v for v, r in granted if r == "networkpolicies"} == {"get", "create", "delete"}
+    assert not [d for d in docs if d["kind"].startswith("Cluster")]  # namespaced only
     assert not [r for _, r in granted if "secret" in r or "*" in r]
 
 

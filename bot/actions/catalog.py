@@ -69,6 +69,9 @@ class Operation:
     kind: str
     params: dict[str, str] = field(default_factory=dict)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Only the incident commander may confirm it: a property of the operation, which
+    # no action file or mitigators list can widen.
+    commander_only: bool = False
 
 
 # The allow-list. An action file can only name these; the service calls exactly
@@ -93,6 +96,8 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
         "restart": Operation("mitigation"),
         "rollback": Operation("mitigation", {"revision": "int?"}),
         "scale": Operation("mitigation", {"replicas": "int"}),
+        "isolate": Operation("mitigation", commander_only=True),
+        "unisolate": Operation("mitigation", commander_only=True),
     },
     "postgres": {
         "activity": Operation("diagnostic", {"min_seconds": "int"}),
@@ -174,6 +179,13 @@ class ActionCatalog:
     targets: dict[str, Target]
     mitigators: tuple[str, ...] = ()  # Slack user (U…/W…) and user-group (S…) IDs
     require_distinct_confirmer: frozenset[str] = frozenset()  # severity levels
+    # Invited to every private (security) incident: Slack user and user-group IDs.
+    security_responders: tuple[str, ...] = ()
+
+    def commander_only(self, action: str) -> bool:
+        """Whether only the incident commander may confirm `action` (see `Operation`)."""
+        spec = self.actions.get(action)
+        return spec is not None and OPERATIONS[spec.executor][spec.operation].commander_only
 
     def of_kind(self, kind: str) -> list[ActionSpec]:
         return [a for a in self.actions.values() if a.kind == kind]
@@ -344,7 +356,7 @@ def _targets(path: Path, actions: dict[str, ActionSpec]) -> ActionCatalog:
     if not path.is_file():
         raise RunbookError(path, None, "targets file not found (set FIREBREAK_TARGETS)")
     doc = load_mapping(path)
-    _only(doc, {"services", "mitigators", "require_distinct_confirmer"})
+    _only(doc, {"services", "mitigators", "require_distinct_confirmer", "security_responders"})
     services = doc.require("services", dict)
     targets: dict[str, Target] = {}
     for name, spec in services.items():
@@ -359,21 +371,29 @@ def _targets(path: Path, actions: dict[str, ActionSpec]) -> ActionCatalog:
         targets[name] = _target(str(name), spec)
     if not targets:
         raise doc.error("no services defined")
-    mitigators = tuple(str(m) for m in doc.expect("mitigators", list, []))
-    for mitigator in mitigators:
-        if not (_USER_ID.match(mitigator) or _GROUP_ID.match(mitigator)):
-            raise RunbookError(
-                path,
-                _line_of(path, mitigator),
-                f"mitigator `{mitigator}` is not a Slack user (U…) or user-group (S…) ID",
-            )
+    mitigators = _people(path, doc, "mitigators")
+    responders = _people(path, doc, "security_responders")
     levels = frozenset(str(v) for v in doc.expect("require_distinct_confirmer", list, []))
     for level in sorted(levels):
         if not _LEVEL.match(level):
             raise RunbookError(
                 path, _line_of(path, level), f"`{level}` is not a severity level like P0"
             )
-    return ActionCatalog(actions, targets, mitigators, levels)
+    return ActionCatalog(actions, targets, mitigators, levels, responders)
+
+
+def _people(path: Path, doc: Node, key: str) -> tuple[str, ...]:
+    """A list of Slack user (U…/W…) and user-group (S…) IDs."""
+    people = tuple(str(m) for m in doc.expect(key, list, []))
+    for who in people:
+        if not (_USER_ID.match(who) or _GROUP_ID.match(who)):
+            raise RunbookError(
+                path,
+                _line_of(path, who),
+                f"{key.replace('_', ' ').rstrip('s')} `{who}` is not a Slack user (U…) or "
+                "user-group (S…) ID",
+            )
+    return people
 
 
 def _target(name: str, spec: Node) -> Target:

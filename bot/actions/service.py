@@ -225,6 +225,8 @@ class ActionService(Service):
         distinct = incident.severity in self._catalog.require_distinct_confirmer
         if confirm and distinct and actor == pending.requested_by:
             return "distinct_confirmer_required"
+        if confirm and self._catalog.commander_only(pending.action):
+            return None if actor == incident.commander else "commander_only"
         if actor == incident.commander or actor in self._catalog.mitigator_users:
             return None
         if not confirm and actor == pending.requested_by:
@@ -248,10 +250,13 @@ class ActionService(Service):
             else None
         )
         users = sorted(u for u in self._catalog.mitigator_users if u != excluded)
+        groups = self._catalog.mitigator_groups
+        if confirm and self._catalog.commander_only(pending.action):
+            users, groups = [], ()
         commander = incident.commander if incident.commander != excluded else None
         return views.Deciders(
             users=tuple(users),
-            groups=self._catalog.mitigator_groups,
+            groups=groups,
             commander=commander,
             commander_set=incident.commander is not None,
         )

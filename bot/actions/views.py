@@ -216,6 +216,8 @@ def refusal(
             f"This is a {escape(severity)} incident: someone other than the requester "
             f"({mention(pending.requested_by)}) must confirm {what}. {who_can_act(who)}"
         )
+    if outcome == "commander_only":
+        return f"Only the incident commander may confirm {what}. {who_can_act(who)}"
     if outcome == "not_authorised":
         verb = "confirm" if confirm else "cancel"
         return f"You may not {verb} {what}. {who_can_act(who)}"
@@ -280,11 +282,19 @@ def action_list(catalog: ActionCatalog, kind: str) -> str:
         f"`{t.name}` ({', '.join(t.executors())})" for t in catalog.targets.values()
     )
     lines.append(f"Services: {services}")
+    if kind == "diagnostic":
+        lines.append(
+            "For a security incident, `evidence <service> [since=24h]` archives logs, events "
+            "and rollout history to the evidence folder, not Slack."
+        )
     if kind == "mitigation":
         lines.append(
             "Each shows a server-side dry run first and runs once confirmed (within 10 "
             f"minutes) by {allowed_confirmers(catalog)}."
         )
+        only = [f"`{a.name}`" for a in catalog.of_kind(kind) if catalog.commander_only(a.name)]
+        if only:
+            lines.append(f"{', '.join(only)}: only the incident commander may confirm.")
     return "\n".join(lines)
 
 

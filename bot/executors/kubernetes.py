@@ -17,6 +17,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
+from bot.executors import evidence, isolation
 from bot.executors.base import (
     ExecutionResult,
     ExecutorError,
@@ -28,6 +29,7 @@ from bot.executors.base import (
     format_table,
     truncate,
 )
+from bot.executors.evidence import Evidence
 from bot.executors.kubernetes_api import API_CALLS, KubernetesApi, Unanswered
 from bot.redact import redact
 
@@ -488,3 +490,23 @@ class KubernetesExecutor:
         return _mitigation(
             dry_run, action, output, late, **{"from": before, "to": replicas}, pinned=pin
         )
+
+    async def isolate(
+        self, target: KubernetesTarget, dry_run: bool, pinned: Pinned = None
+    ) -> ExecutionResult:
+        """Deny all ingress to the service's pods with a NetworkPolicy (`isolation`)."""
+        change = await isolation.isolate(self._api, target, dry_run, pinned)
+        return _mitigation(dry_run, change.action, change.output, change.late, **change.details)
+
+    async def unisolate(
+        self, target: KubernetesTarget, dry_run: bool, pinned: Pinned = None
+    ) -> ExecutionResult:
+        """Remove the NetworkPolicy `isolate` made (`isolation`)."""
+        change = await isolation.unisolate(self._api, target, dry_run, pinned)
+        return _mitigation(dry_run, change.action, change.output, change.late, **change.details)
+
+    async def evidence(self, target: KubernetesTarget, since_seconds: int) -> Evidence:
+        """Unredacted logs, events, pods and rollout history for the evidence archive;
+        not an action (it is in no OPERATIONS list), only `/incident evidence` calls it."""
+        dep, owned = await self._history(target)
+        return await evidence.collect(self._api, target, dep, owned, since_seconds=since_seconds)

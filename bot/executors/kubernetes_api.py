@@ -37,11 +37,18 @@ API_CALLS: dict[str, tuple[str, str, str]] = {
     "patch_namespaced_deployment_scale": ("AppsV1Api", "patch", "deployments/scale"),
     "list_namespaced_replica_set": ("AppsV1Api", "list", "replicasets"),
     "list_namespaced_custom_object": ("CustomObjectsApi", "list", "pods.metrics.k8s.io"),
+    "read_namespaced_network_policy": ("NetworkingV1Api", "get", "networkpolicies"),
+    "create_namespaced_network_policy": ("NetworkingV1Api", "create", "networkpolicies"),
+    "delete_namespaced_network_policy": ("NetworkingV1Api", "delete", "networkpolicies"),
 }
 
 
 class Unanswered(ExecutorError):
     """A request was sent and no answer came in time: a write may still land."""
+
+
+class NotFound(ExecutorError):
+    """The API server answered 404: the object (or the API) is not there."""
 
 
 def _connect_failure(exc: urllib3.exceptions.NewConnectionError) -> str:
@@ -147,7 +154,7 @@ def _api_error(exc: ApiException, verb: str, resource: str, namespace: str) -> E
             f"forbidden: the service account may not {verb} {resource} in {namespace}"
         )
     if exc.status == 404:
-        return ExecutorError(f"not found: {message or f'{resource} in {namespace}'}")
+        return NotFound(f"not found: {message or f'{resource} in {namespace}'}")
     if exc.status == 409:
         return ExecutorError(f"conflict: {resource} changed meanwhile, try again")
     if exc.status in (400, 422):

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from bot.context import Context, Service
 from bot.gateway import ChatError
-from bot.incidents import followup, views
+from bot.incidents import followup, privacy, views
 from bot.incidents.lease import Lease, incident_lease
 from bot.incidents.outbox import Outbox
 from bot.mrkdwn import channel_link
@@ -49,8 +49,13 @@ class SetupResult:
 
 
 def channel_base_name(incident: Incident) -> str:
-    """`incident-YYYYMMDD-<slug>`: UTC date, lowercase a-z 0-9 and `-`, at most 80."""
+    """`incident-YYYYMMDD-<slug>`: UTC date, lowercase a-z 0-9 and `-`, at most 80.
+
+    A private incident's name says nothing of its title (`…-private-<id>`): channel
+    names are unique across the workspace, so anyone's `name_taken` would reveal it."""
     slug = re.sub(r"[^a-z0-9]+", "-", incident.title.lower()).strip("-") or str(incident.id)
+    if incident.private:
+        slug = f"private-{incident.id}"
     name = f"incident-{incident.declared_at:%Y%m%d}-{slug}"
     return name[:CHANNEL_NAME_MAX].rstrip("-")
 
@@ -71,11 +76,14 @@ class DeclareFlow(Service):
         outbox: Outbox,
         owner: str,
         announce_channel: str,
+        security_responders: tuple[str, ...] = (),
     ) -> None:
         super().__init__(context)
         self._outbox = outbox
         self._owner = owner
         self._announce_channel = announce_channel
+        # Slack users (U…/W…) and user groups (S…) invited to every private incident.
+        self._security_responders = security_responders
 
     async def resume(self, incident_id: int) -> SetupResult:
         # One lease holder per call: two tasks of one replica must not both run it.
@@ -171,11 +179,11 @@ class DeclareFlow(Service):
             if not await self._db.run(_claim_name, lease.token, incident.id, name):
                 continue  # another incident holds this name
             try:
-                channel_id = await self._chat.create_channel(name)
+                channel_id = await self._chat.create_channel(name, private=incident.private)
             except ChatError as exc:
                 if exc.code != "name_taken":
                     raise
-                found = await self._chat.find_channel(name)
+                found = await self._chat.find_channel(name, private=incident.private)
                 if found is None or found.creator != bot or found.is_archived:
                     continue
                 if not await self._db.run(_unlinked, found.id):
@@ -197,7 +205,17 @@ class DeclareFlow(Service):
         )
         enqueue(session, incident.id, "topic", now)
         severity = self._runbooks.severities.levels[incident.severity]
-        if severity.announce:
+        if severity.announce and not privacy.broadcasts(incident):
+            text = privacy.notice(incident)
+            enqueue(
+                session,
+                incident.id,
+                privacy.NOTICE_KIND,
+                now,
+                channel=self._announce_channel,
+                text=text,
+            )
+        elif severity.announce:
             earlier = store.get(session, incident.follow_up_of) if incident.follow_up_of else None
             text = self._runbooks.templates.render(
                 "announce.j2",
@@ -212,6 +230,8 @@ class DeclareFlow(Service):
         severity = self._runbooks.severities.levels[incident.severity]
         bot = await self._chat.bot_user_id()
         wanted = [incident.declared_by, incident.role("commander"), *severity.responders]
+        if incident.private:
+            wanted += await self._security_team(incident, lease)
         # An incident opened from an alert is declared by "firebreak": nobody to invite.
         users = list(dict.fromkeys(u for u in wanted if u and u not in (bot, "firebreak")))
         channel = str(incident.channel_id)
@@ -233,6 +253,30 @@ class DeclareFlow(Service):
                     self._clock.now(),
                 )
         await self._record(lease, invited=True)
+
+    async def _security_team(self, incident: Incident, lease: Lease) -> list[str]:
+        """The configured security responders, user groups expanded (usergroups.users.list).
+        A group that cannot be read is recorded and skipped, like a bad user ID."""
+        users: list[str] = []
+        for responder in self._security_responders:
+            if not responder.startswith("S"):
+                users.append(responder)
+                continue
+            try:
+                users += await self._chat.usergroup_members(responder)
+            except ChatError as exc:
+                if exc.code in TRANSIENT:
+                    raise
+                log.warning("could not read security group %s: %s", responder, exc.code)
+                await self._db.run(
+                    _note_invite_failure,
+                    lease.token,
+                    incident.id,
+                    responder,
+                    exc.code,
+                    self._clock.now(),
+                )
+        return users
 
     async def _post_checklist(self, incident: Incident, lease: Lease) -> None:
         channel = str(incident.channel_id)

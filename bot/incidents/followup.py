@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from bot.incidents import privacy
 from bot.mrkdwn import channel_link, escape
 from storage import incidents as store
 from storage.models import Incident
@@ -43,14 +44,18 @@ def link_channels(session: Session, incident: Incident, now: datetime) -> None:
         return
     here = channel_link(incident.channel_id, incident.channel_name)
     there = channel_link(earlier.channel_id, earlier.channel_name)
+    # A private incident's title stays in its own channel, either way round.
+    earlier_title = f": {escape(earlier.title)}" if privacy.broadcasts(earlier) else ""
     enqueue(
         session,
         incident.id,
         "post",
         now,
         channel=incident.channel_id,
-        text=f":link: Follow-up of incident #{earlier.id} ({there}): {escape(earlier.title)}",
+        text=f":link: Follow-up of incident #{earlier.id} ({there}){earlier_title}",
     )
+    if not privacy.broadcasts(incident):
+        return
     enqueue(
         session,
         incident.id,

@@ -15,8 +15,18 @@ DECLARE_CALLBACK = "declare_incident"
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 
 
+PRIVATE_OPTION = {
+    "text": {"type": "plain_text", "text": "Private (security) incident"},
+    "description": {
+        "type": "plain_text",
+        "text": "Private channel; the broadcast channel only hears that one was declared",
+    },
+    "value": "private",
+}
+
+
 def declare_form(
-    severities: SeverityTable, severity: str | None, channel_id: str
+    severities: SeverityTable, severity: str | None, channel_id: str, private: bool = False
 ) -> dict[str, Any]:
     options = [
         {
@@ -48,6 +58,16 @@ def declare_form(
                 optional=True,
             ),
             _input("commander", "Incident commander", {"type": "users_select"}, optional=True),
+            _input(
+                "private",
+                "Security",
+                {
+                    "type": "checkboxes",
+                    "options": [PRIVATE_OPTION],
+                    **({"initial_options": [PRIVATE_OPTION]} if private else {}),
+                },
+                optional=True,
+            ),
         ],
     }
 
@@ -86,7 +106,15 @@ def parse_declare_form(
         errors["commander"] = "Choose a person from the list."
     if errors or severity is None:
         return None, errors
-    return Declare(severity.level, title, description, commander), {}
+    return Declare(severity.level, title, description, commander, private=_ticked(values)), {}
+
+
+def _ticked(values: dict[str, Any]) -> bool:
+    """The private checkbox: ticked when its selection holds the `private` option."""
+    selected = _entry(values, "private").get("selected_options")
+    return isinstance(selected, list) and any(
+        isinstance(o, dict) and o.get("value") == "private" for o in selected
+    )
 
 
 def _entry(values: Any, block: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from bot import logs
 from bot.context import Context, Service
 from bot.gateway import ChatError
-from bot.incidents import undeliverable, views
+from bot.incidents import privacy, undeliverable, views
 from bot.metrics import Metrics
 from bot.mrkdwn import fallback_text, mention
 from storage import incidents as incident_store
@@ -115,8 +115,7 @@ class Outbox(Service):
             now = self._clock.now()
             if not await self._db.run(store.claim, row.id, holder, now, self._claim_ttl):
                 return  # held by another, or behind a row that is: it keeps the order
-            if await self._db.run(store.superseded, row):
-                await self._db.run(store.give_up, row.id, store.SUPERSEDED, now)
+            if await self._db.run(self._dropped, row, now):
                 report.settled += 1
                 continue
             try:
@@ -164,6 +163,31 @@ class Outbox(Service):
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+    def _dropped(self, session: Session, row: OutboxMessage, now: datetime) -> bool:
+        """Give up a row that must not go out: superseded by a newer one, or carrying a
+        private incident's news outside its channel (`privacy.withheld`: the backstop
+        for a path that forgot to ask `privacy.broadcasts`, so it is logged as an error)."""
+        if store.superseded(session, row):
+            store.give_up(session, row.id, store.SUPERSEDED, now)
+            return True
+        incident = incident_store.get(session, row.incident_id)
+        if incident is None or not privacy.withheld(incident, row.channel, row.kind):
+            return False
+        log.error(
+            "outbox %s: withheld a private incident's %s from %s", row.id, row.kind, row.channel
+        )
+        store.give_up(session, row.id, privacy.WITHHELD, now)
+        incident_store.append_event(
+            session,
+            incident,
+            "broadcast_withheld",
+            "firebreak",
+            now,
+            channel=row.channel,
+            kind=row.kind,
+        )
+        return True
 
     async def _give_up(self, row: OutboxMessage, code: str) -> None:
         log.warning("outbox %s (%s to %s) undeliverable: %s", row.id, row.kind, row.channel, code)
@@ -240,7 +264,7 @@ class Outbox(Service):
         return "\n".join(lines)
 
     async def _send(self, row: OutboxMessage) -> str | None:
-        if row.kind in ("post", "notice", "post_blocks"):
+        if row.kind in ("post", "notice", "post_blocks", privacy.NOTICE_KIND):
             return await self._post(row)
         incident = await self._db.run(incident_store.get, row.incident_id)
         if incident is None or not incident.channel_id:

@@ -20,7 +20,7 @@ from bot.context import Context, Service
 from bot.durations import format_duration
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError
-from bot.incidents import undeliverable
+from bot.incidents import privacy, undeliverable
 from bot.incidents.outbox import Outbox, backoff
 from bot.metrics import Metrics
 from bot.mrkdwn import Mrkdwn, fallback_text, mention, user_text
@@ -187,9 +187,14 @@ class ReminderService(Service):
         if escalate:
             comms = incident.role("comms")
             who = f" {mention(comms)}" if comms else ""
+            where = (
+                "escalated to the broadcast channel"
+                if privacy.broadcasts(incident)
+                else "a private incident, so not escalated to the broadcast channel"
+            )
             lines.append(
                 f":rotating_light:{who} {incident.nudges_missed} reminders in a row "
-                "have gone unanswered; escalated to the broadcast channel."
+                f"have gone unanswered; {where}."
             )
         text = "\n".join(lines)
         blocks: list[dict[str, object]] = [
@@ -248,7 +253,7 @@ class ReminderService(Service):
             escalated=escalate,
             answered=answered,
         )
-        if escalate:
+        if escalate and privacy.broadcasts(incident):
             text = (
                 f":rotating_light: *{incident.severity}* {incident.channel_name}: "
                 f"{incident.nudges_missed - 1} status reminders unanswered — "

@@ -20,7 +20,7 @@ from bot import logs
 from bot.context import Context, Service
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError
-from bot.incidents import followup, views
+from bot.incidents import followup, privacy, views
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.hooks import IncidentHooks
 from bot.incidents.limits import check_message
@@ -126,6 +126,7 @@ class IncidentService(Service):
             origin_channel_id=request.channel_id,
             reply_url=request.reply_url,
             reply_until=request.reply_until,
+            private=command.private,
         )
         if incident is None:  # the same request, committed by a concurrent delivery
             existing = store.find_by_request(session, request.key)
@@ -150,6 +151,7 @@ class IncidentService(Service):
             description=command.description,
             follow_up_of=follow_up,
             service=command.service,
+            private=command.private,
         )
         if command.commander:
             store.set_role(session, incident, "commander", command.commander, request.actor, now)
@@ -530,7 +532,10 @@ class IncidentService(Service):
         The template sees `broadcast` too, so one template serves both places. With
         `event`, the event records which message it posted, so the post-mortem shows
         the replies to that message under the event instead of the message again.
+        A private incident's broadcasts are not queued at all (`privacy.broadcasts`).
         """
+        if broadcast and not privacy.broadcasts(incident):
+            return
         text = self._runbooks.templates.render(
             template, incident=incident, actor=actor, broadcast=broadcast, **context
         )

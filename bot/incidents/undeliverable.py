@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from bot.incidents import privacy
 from bot.mrkdwn import channel_link, escape
 from storage import incidents as incident_store
 from storage import outbox as store
@@ -143,8 +144,10 @@ def _notice(
         )
         return incident.channel_id, text.rstrip()
     if channel == incident.channel_id and code in CHANNEL_PROBLEMS:
-        if incident.closed_at is not None:
-            return None  # archived after the post-mortem, say: nobody needs telling
+        if incident.closed_at is not None or not privacy.broadcasts(incident):
+            # Archived after the post-mortem, say: nobody needs telling. Or private:
+            # its title must not reach the broadcast channel; the log keeps it.
+            return None
         text = (
             f":warning: Firebreak cannot post in {where(channel)}, the channel of the open "
             f"*{escape(incident.severity)}* incident “{escape(incident.title)}”: "

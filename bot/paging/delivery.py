@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
+from bot.incidents import privacy
 from bot.incidents.outbox import backoff
 from bot.paging.gateways import ExternalError, PagerGateway, PublicUpdate, StatusPageGateway
 from bot.runbooks import Runbooks
@@ -227,7 +228,10 @@ class ExternalDelivery:
     def _post(
         self, session: Session, incident: Incident, now: datetime, template: str, **context: Any
     ) -> None:
-        """A message in the incident channel (the broadcast channel while it has none)."""
+        """A message in the incident channel (the broadcast channel while it has none,
+        unless the incident is private: then the event log alone keeps it)."""
+        if not incident.channel_id and not privacy.broadcasts(incident):
+            return None
         text = self._runbooks.templates.render(template, incident=incident, **context)
         channel = incident.channel_id or self._announce_channel
         outbox_store.enqueue(session, incident.id, "post", now, channel=channel, text=text)

@@ -22,7 +22,7 @@ from bot.actions.catalog import ActionCatalog, Target
 from bot.context import Context, Service
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError
-from bot.incidents import followup
+from bot.incidents import followup, privacy
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
 from bot.mrkdwn import escape, truncate
@@ -292,7 +292,14 @@ class PagingService(Service):
         message: str,
     ) -> None:
         assert target.pagerduty is not None
-        details = message or incident.description or incident.title
+        # PagerDuty is read by more people than a private incident's channel holds: its
+        # title and description stay in Slack; what a responder typed to page is sent.
+        if privacy.broadcasts(incident):
+            title = public_plain(incident.title)
+            details = message or incident.description or incident.title
+        else:
+            title = privacy.outside_title(incident)
+            details = message or title
         store.append_event(
             session, incident, "paging.requested", actor, now, service=target.name, message=message
         )
@@ -304,7 +311,7 @@ class PagingService(Service):
             service=target.name,
             service_id=target.pagerduty.service_id,
             escalation_policy_id=target.pagerduty.escalation_policy_id,
-            title=truncate(f"[{incident.severity}] {public_plain(incident.title)}", DETAILS_MAX),
+            title=truncate(f"[{incident.severity}] {title}", DETAILS_MAX),
             details=details[:DETAILS_MAX],
             actor=actor,
         )

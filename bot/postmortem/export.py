@@ -22,6 +22,7 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.gateway import ChatError, ChatGateway
+from bot.incidents import privacy
 from bot.incidents.lease import Lease, incident_lease
 from bot.mrkdwn import channel_link, escape, fallback_text
 from bot.postmortem import records
@@ -123,7 +124,9 @@ class PostmortemExport:
             if incident.channel_id and (not row.file_id or row.file_id == PENDING):
                 step = "uploading it to the incident channel"
                 await self._upload(lease, incident, row)
-            if not row.announced_ts or row.announced_ts == PENDING:
+            if privacy.broadcasts(incident) and (
+                not row.announced_ts or row.announced_ts == PENDING
+            ):
                 step = "announcing it"
                 await self._announce(lease, incident, row)
             if self._archive_on_close and incident.channel_id:

@@ -162,7 +162,12 @@ class PostmortemService(Service):
                 f"its post-mortem {name} exported then. Nothing was exported again."
             )
         archived = " The channel is archived." if self._archive_on_close else ""
+        where = (
+            f"announced in #{self._announce_channel}"
+            if result.row.announced_ts
+            else f"kept out of #{self._announce_channel} (a private incident)"
+        )
         return (
             f":white_check_mark: Closed. The post-mortem {name} is shared in this channel "
-            f"and announced in #{self._announce_channel}.{archived}"
+            f"and {where}.{archived}"
         )
