@@ -267,7 +267,9 @@ def _web_app(
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
     application = web.Application()
-    application.router.add_post("/slack/events", slack_events)
+    # Without a signing secret (Socket Mode), nothing could be verified: no such route.
+    if signing_secret:
+        application.router.add_post("/slack/events", slack_events)
     application.router.add_get("/metrics", prometheus)
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)

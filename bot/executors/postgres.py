@@ -167,6 +167,12 @@ class PostgresExecutor:
         finally:
             await conn.close()
 
+    async def ping(self, target: PostgresTarget) -> None:
+        """`SELECT 1` in a read-only transaction: the database behind the target answers
+        (`firebreak check --live`). Raises ExecutorError saying why not."""
+        async with self._transaction(target) as cur:
+            await cur.execute("SELECT 1")
+
     async def _blocking(self, cur: psycopg.AsyncCursor[dict[str, Any]]) -> list[dict[str, Any]]:
         await cur.execute(_BLOCKED)
         return await cur.fetchall()
