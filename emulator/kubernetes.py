@@ -762,9 +762,10 @@ class FakeKubernetes:
         resource = plural + (f".{group}" if group == "metrics.k8s.io" else "")
         resource += f"/{sub}" if sub else ""
         allowed = not self._denied(verb, resource)
-        status = {"allowed": allowed}
+        status: Obj = {"allowed": allowed}
         if allowed:
-            status["reason"] = f'RBAC: allowed by RoleBinding "firebreak/{attributes.get("namespace")}"'
+            namespace = attributes.get("namespace")
+            status["reason"] = f'RBAC: allowed by RoleBinding "firebreak" in {namespace}'
         answer = {
             "kind": "SelfSubjectAccessReview",
             "apiVersion": "authorization.k8s.io/v1",

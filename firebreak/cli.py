@@ -56,9 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest = sub.add_parser("manifest", help="print the Slack app manifest for this deployment")
     where = manifest.add_mutually_exclusive_group()
     where.add_argument("--url", help="the bot's public address, e.g. https://bot.example.com")
-    where.add_argument(
-        "--socket-mode", action="store_true", help="Socket Mode on, no request URLs"
-    )
+    where.add_argument("--socket-mode", action="store_true", help="Socket Mode on, no request URLs")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"], help="apply the migrations")
     postmortem = sub.add_parser("postmortem", help="print an incident's post-mortem")

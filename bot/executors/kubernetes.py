@@ -59,6 +59,7 @@ def api_calls_of(operations: Iterable[str]) -> list[str]:
     needed = {call for operation in operations for call in OPERATION_CALLS[operation]}
     return [call for call in API_CALLS if call in needed]
 
+
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"

@@ -13,8 +13,8 @@ import asyncio
 import json
 import os
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -120,7 +120,7 @@ class KubernetesApi:
         """`kubectl auth can-i` for one of `API_CALLS` in the target's namespace, asked
         through a SelfSubjectAccessReview (which every authenticated identity may create):
         whether it is allowed, and the authorizer's reason when it gives one."""
-        _, verb, resource = API_CALLS[method]
+        verb = API_CALLS[method][1]
         group, plural, subresource = rbac_attributes(method)
 
         def run() -> Any:
