@@ -12,6 +12,7 @@ exit non-zero, so a deploy pipeline can gate on it; a `warning` does not.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -223,7 +224,7 @@ async def live_findings(
     try:
         groups = await asyncio.gather(
             _slack(settings, timeout),
-            _database(settings.database_url),
+            _database(settings.database_url, timeout),
             *(_target(t, catalog, executors) for t in catalog.targets.values()),
         )
     finally:
@@ -232,16 +233,16 @@ async def live_findings(
     return [finding for group in groups for finding in group]
 
 
-async def _database(url: str) -> list[Finding]:
-    """`database_finding` off the loop; the driver's connect timeout (5 s) bounds it."""
-    return [await asyncio.to_thread(database_finding, url)]
+async def _database(url: str, timeout: float) -> list[Finding]:
+    """`database_finding` off the loop; the driver's connect timeout bounds it."""
+    return [await asyncio.to_thread(database_finding, url, timeout)]
 
 
 async def _slack(settings: Settings, timeout: float) -> list[Finding]:
     if not settings.slack_bot_token:
         return []  # already a failed setting
     client = AsyncWebClient(
-        token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=int(timeout)
+        token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=_seconds(timeout)
     )
     try:
         response = await client.auth_test()
@@ -309,7 +310,7 @@ async def _broadcast_channel(
 async def _app_token(settings: Settings, timeout: float) -> Finding:
     """Socket Mode: the app-level token may open a connection (the URL is not used)."""
     assert settings.slack_app_token is not None
-    client = AsyncWebClient(base_url=settings.slack_api_url, timeout=int(timeout))
+    client = AsyncWebClient(base_url=settings.slack_api_url, timeout=_seconds(timeout))
     try:
         await client.apps_connections_open(app_token=settings.slack_app_token)
     except SlackApiError as exc:
@@ -330,7 +331,7 @@ def _unreachable(item: str, where: str, exc: BaseException) -> Finding:
     return Finding("failed", item, f"could not reach {where} ({reason})", "check the network")
 
 
-def database_finding(url: str) -> Finding:
+def database_finding(url: str, timeout: float = LIVE_TIMEOUT) -> Finding:
     """Whether the database answers and its schema is this release's (blocking: a thread)."""
     item, where = "database", describe(url)
     try:
@@ -340,7 +341,7 @@ def database_finding(url: str) -> Finding:
     sqlite = parsed.get_backend_name() == "sqlite" and parsed.database
     if sqlite and not Path(str(parsed.database)).is_file():  # connecting would create it
         return Finding("warning", item, f"{where} does not exist yet; `serve` creates it")
-    engine = make_engine(url)
+    engine = make_engine(url, connect_timeout=_seconds(timeout))
     try:
         with Session(engine) as session:
             heads = schema_heads(session)
@@ -365,6 +366,11 @@ def database_finding(url: str) -> Finding:
     )
 
 
+def _seconds(timeout: float) -> int:
+    """Whole seconds, at least one, for clients that take no fractions."""
+    return max(1, math.ceil(timeout))
+
+
 def _names(revisions: frozenset[str]) -> str:
     return ", ".join(sorted(revisions))
 
@@ -374,7 +380,8 @@ async def _target(target: Target, catalog: ActionCatalog, executors: Executors) 
     if target.kubernetes:
         operations = [a.operation for a in catalog.actions.values() if a.executor == "kubernetes"]
         findings.append(await _kubernetes(target, api_calls_of(operations), executors.kubernetes))
-    if target.postgres:
+    # An unset url_env is already a warning of the settings; nothing to call then.
+    if target.postgres and executors.postgres.configured(target.postgres):
         item = f"target {target.name}/postgres"
         try:
             await executors.postgres.ping(target.postgres)

@@ -66,7 +66,7 @@ def failure_reason(url: str, exc: BaseException) -> str:
     return reason.replace(str(password), "***") if password else reason
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, connect_timeout: int = 5) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -78,7 +78,7 @@ def make_engine(url: str) -> Engine:
         pool_size=10,
         max_overflow=10,
         pool_timeout=10,
-        connect_args={"connect_timeout": 5},
+        connect_args={"connect_timeout": connect_timeout},
     )
 
 

@@ -167,6 +167,10 @@ class PostgresExecutor:
         finally:
             await conn.close()
 
+    def configured(self, target: PostgresTarget) -> bool:
+        """Whether the target's environment variable holds a URL at all."""
+        return bool(self._environ.get(target.url_env))
+
     async def ping(self, target: PostgresTarget) -> None:
         """`SELECT 1` in a read-only transaction: the database behind the target answers
         (`firebreak check --live`). Raises ExecutorError saying why not."""
