@@ -46,6 +46,11 @@ class Settings:
     # archives; None: evidence collection is off.
     evidence_dir: Path | None = None
 
+    @property
+    def socket_mode(self) -> bool:
+        """Slack traffic over Socket Mode (an app-level token is set), not signed HTTP."""
+        return self.slack_app_token is not None
+
     def __repr__(self) -> str:  # never print secrets, even by accident
         return f"Settings(database={self.database_url.split('@')[-1]!r}, port={self.port})"
 
@@ -57,13 +62,7 @@ def load_settings(
     env: dict[str, str] = {k: v for k, v in dotenv_values(".env").items() if v is not None}
     env.update(os.environ if environ is None else environ)
 
-    def need(name: str) -> str:
-        value = env.get(name, "").strip()
-        if require_slack and not value:
-            raise ConfigError(f"{name} is not set (see README: Connecting a Slack workspace)")
-        return value
-
-    bot_token = need("SLACK_BOT_TOKEN")
+    bot_token = env.get("SLACK_BOT_TOKEN", "").strip()
     if bot_token and not bot_token.startswith("xoxb-"):
         raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
     app_token = env.get("SLACK_APP_TOKEN", "").strip() or None
@@ -107,9 +106,9 @@ def load_settings(
         paging = load_paging_settings(env)
     except PagingConfigError as exc:
         raise ConfigError(str(exc)) from exc
-    return Settings(
+    settings = Settings(
         slack_bot_token=bot_token,
-        slack_signing_secret=need("SLACK_SIGNING_SECRET"),
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip(),
         slack_app_token=app_token,
         slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
         database_url=database_url,
@@ -129,3 +128,19 @@ def load_settings(
         else None,
         paging=paging,
     )
+    missing = missing_for_serve(settings)
+    if require_slack and missing:
+        raise ConfigError(f"{missing[0]} is not set (see README: Connecting a Slack workspace)")
+    return settings
+
+
+def missing_for_serve(settings: Settings) -> list[str]:
+    """The Slack settings `serve` still needs in the mode chosen (by SLACK_APP_TOKEN).
+
+    Socket Mode requests come over a WebSocket opened with the app-level token and are
+    not signed, so only HTTP mode needs the signing secret.
+    """
+    needed = {"SLACK_BOT_TOKEN": settings.slack_bot_token}
+    if not settings.socket_mode:
+        needed["SLACK_SIGNING_SECRET"] = settings.slack_signing_secret
+    return [name for name, value in needed.items() if not value]

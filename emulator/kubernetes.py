@@ -499,6 +499,8 @@ class FakeKubernetes:
         self.objects: dict[str, dict[tuple[str, str], Obj]] = {}
         self.logs: dict[tuple[str, str, str, bool], str] = {}
         self.forbidden: set[tuple[str, str]] = set()  # (verb or "*", resource)
+        # Every (verb, resource) a request was authorised for, in order: what a caller needs.
+        self.authorized: list[tuple[str, str]] = []
         self.delay = 0.0
         self.write_delay = 0.0
         self.apply_late = False
@@ -534,8 +536,11 @@ class FakeKubernetes:
     def forbid(self, verb: str, resource: str) -> None:
         """Answer 403 to `verb` ("get", "list", "patch" or "*") on `resource` ("pods",
         "pods/log", "events", "deployments", "deployments/scale", "replicasets",
-        "pods.metrics.k8s.io")."""
+        "pods.metrics.k8s.io"); a SelfSubjectAccessReview for it answers not allowed."""
         self.forbidden.add((verb, resource))
+
+    def _denied(self, verb: str, resource: str) -> bool:
+        return (verb, resource) in self.forbidden or ("*", resource) in self.forbidden
 
     def pause(self, namespace: str, name: str, paused: bool = True) -> None:
         """`kubectl rollout pause` (or resume) a stored Deployment."""
@@ -587,6 +592,9 @@ class FakeKubernetes:
             app.router.add_post(policies, self._create_policy)
             app.router.add_get(f"{policies}/{{name}}", self._get_policy)
             app.router.add_delete(f"{policies}/{{name}}", self._delete_policy)
+            app.router.add_post(
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self._access_review
+            )
             self._runner = web.AppRunner(app, shutdown_timeout=0.1)
             await self._runner.setup()
         self._closing.clear()
@@ -654,7 +662,8 @@ class FakeKubernetes:
                 await asyncio.wait_for(self._closing.wait(), seconds)
 
     def _authorize(self, verb: str, resource: str, ns: str, name: str | None = None) -> None:
-        if (verb, resource) in self.forbidden or ("*", resource) in self.forbidden:
+        self.authorized.append((verb, resource))
+        if self._denied(verb, resource):
             group = _GROUPS.get(resource.split("/")[0], "")
             plural = resource.split("/")[0].removesuffix(".metrics.k8s.io")
             what = f"{plural}{'.' + group if group else ''}" + (f' "{name}"' if name else "")
@@ -753,6 +762,31 @@ class FakeKubernetes:
             lines = lines[-int(query["tailLines"]) :] if int(query["tailLines"]) else []
         body = "".join(lines)[: int(query.get("limitBytes", 0)) or None]
         return web.Response(text=body, content_type="text/plain")
+
+    async def _access_review(self, request: web.Request) -> web.Response:
+        """`kubectl auth can-i`: a SelfSubjectAccessReview answered from `forbidden`."""
+        try:
+            review = json.loads(await request.text())
+            attributes = review["spec"]["resourceAttributes"]
+            verb, plural = attributes["verb"], attributes["resource"]
+        except (ValueError, KeyError, TypeError):
+            raise _Reply(400, "BadRequest", "spec.resourceAttributes is required") from None
+        group, sub = attributes.get("group") or "", attributes.get("subresource") or ""
+        resource = plural + (f".{group}" if group == "metrics.k8s.io" else "")
+        resource += f"/{sub}" if sub else ""
+        allowed = not self._denied(verb, resource)
+        status: Obj = {"allowed": allowed}
+        if allowed:
+            namespace = attributes.get("namespace")
+            status["reason"] = f'RBAC: allowed by RoleBinding "firebreak" in {namespace}'
+        answer = {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": review["spec"],
+            "status": status,
+        }
+        return web.json_response(answer, status=201)
 
     async def _get_deployment(self, request: web.Request) -> web.Response:
         ns, name = request.match_info["ns"], request.match_info["name"]

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from app.manifest import bot_scopes, load_manifest
 from emulator.api import Args
 from emulator.files import store_upload
 from emulator.socket_mode import SocketModeHub
@@ -61,8 +62,13 @@ class SlackEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         app_token: str | None = None,
+        scopes: list[str] | None = None,
     ) -> None:
         self.bot_token = bot_token
+        # The bot token's scopes, sent back in `x-oauth-scopes` as Slack does on every Web
+        # API answer; by default what manifest.yml asks for (the app was installed from
+        # it). A test removes one to play an app installed before a scope was added.
+        self.scopes = list(bot_scopes(load_manifest()) if scopes is None else scopes)
         # With an app-level token, `apps.connections.open` hands out the Socket Mode URL.
         self.app_token = app_token
         self.socket_mode = SocketModeHub()
@@ -239,7 +245,9 @@ class SlackEmulator:
         retry_after = self._retry_after(method, args)
         if retry_after is not None:
             return self._fault_response(method, args, Fault(429, retry_after, None, None))
-        return web.json_response(ws.call(method, args))
+        return web.json_response(
+            ws.call(method, args), headers={"x-oauth-scopes": ",".join(self.scopes)}
+        )
 
     def _open_socket_connection(self, request: web.Request, args: dict[str, Any]) -> web.Response:
         """Socket Mode's URL, for the app-level token only (a bot token is refused)."""

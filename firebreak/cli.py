@@ -1,4 +1,4 @@
-"""`firebreak` command line: serve, worker, check, db upgrade, postmortem, shell, demo.
+"""`firebreak` command line: serve, worker, check, manifest, db upgrade, postmortem, shell, demo.
 
 It sits above what it starts: the app (app.wiring) and the developer tools
 (devtools); nothing imports it.
@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from app.manifest import ManifestError, render
 from bot.actions import load_catalog
 from bot.config import ConfigError, Settings, load_settings
 from bot.errors import UserError
@@ -19,6 +20,7 @@ from bot.logs import configure_logging
 from bot.runbooks import load_runbooks
 from bot.yamlfile import RunbookError
 from firebreak.supervisor import Workers, default_workers, die_with_parent
+from storage.db import DatabaseSetupError
 from storage.migrate import upgrade_database
 
 log = logging.getLogger("firebreak")
@@ -40,7 +42,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"default {default_workers()} here: 0 on 2 CPUs or fewer, else one per CPU but one)",
     )
     sub.add_parser("worker", help="run only the work after the acks (serve --workers starts these)")
-    sub.add_parser("check", help="validate configuration and runbooks")
+    check = sub.add_parser(
+        "check", help="before `serve`: each setting, runbook and (--live) connection, with fixes"
+    )
+    check.add_argument(
+        "--live",
+        action="store_true",
+        help="also call Slack, the database and every target in targets.yml",
+    )
+    check.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds for each outside call (default 5)"
+    )
+    manifest = sub.add_parser("manifest", help="print the Slack app manifest for this deployment")
+    where = manifest.add_mutually_exclusive_group()
+    where.add_argument("--url", help="the bot's public address, e.g. https://bot.example.com")
+    where.add_argument("--socket-mode", action="store_true", help="Socket Mode on, no request URLs")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"], help="apply the migrations")
     postmortem = sub.add_parser("postmortem", help="print an incident's post-mortem")
@@ -77,7 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "worker":
             return _worker(load_settings())
         if args.command == "check":
-            return _check()
+            return _check(args.live, args.timeout)
+        if args.command == "manifest":
+            print(render(args.url, socket_mode=args.socket_mode), end="")
+            return 0
         if args.command == "postmortem":
             asyncio.run(_postmortem(args.incident, args.format))
             return 0
@@ -86,23 +105,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade_database(settings.database_url)
             print("database is up to date")
             return 0
-    except (ConfigError, RunbookError, UserError) as exc:
+    except (ConfigError, RunbookError, UserError, ManifestError) as exc:
         print(f"firebreak: {exc}", file=sys.stderr)
         return 2
+    except DatabaseSetupError as exc:
+        print(f"firebreak: {exc}", file=sys.stderr)
+        return 1
     return 1
 
 
-def _check() -> int:
+def _check(live: bool, timeout: float) -> int:
+    """The doctor (app/doctor.py): one line per item; non-zero if anything failed."""
+    from app.doctor import failed, live_findings, settings_findings
+
     settings = load_settings(require_slack=False)
     runbooks = load_runbooks(settings.runbooks_dir)
     catalog = load_catalog(settings.runbooks_dir / "actions", settings.targets_file)
-    levels = ", ".join(runbooks.severities.levels)
-    print(
-        f"ok: severities {levels}; {len(runbooks.severities.items)} checklist items; "
-        f"{len(catalog.actions)} runbook actions; {len(catalog.targets)} services; "
-        f"{len(runbooks.alerts.rules)} alert rules"
-    )
-    return 0
+    findings = settings_findings(settings, runbooks, catalog)
+    if live:
+        findings += asyncio.run(live_findings(settings, catalog, timeout=timeout))
+    for finding in findings:
+        print(finding.line())
+    return 1 if failed(findings) else 0
 
 
 async def _postmortem(reference: str, fmt: str) -> None:
@@ -127,16 +151,22 @@ def _serve(settings: Settings, workers: int) -> int:
 
     configure_logging(settings.log_format, settings.log_level)
     runbooks = load_runbooks(settings.runbooks_dir)
-    upgrade_database(settings.database_url)
+    first_start = upgrade_database(settings.database_url)
     app = create_app(settings, runbooks=runbooks, role="acks" if workers else "all")
     if workers:
         processes = Workers(workers)
         app.web.on_startup.append(lambda _: _started(processes))
         app.web.on_cleanup.append(lambda _: processes.stop())
     if settings.slack_app_token:
-        asyncio.run(_socket_mode(app, settings))
+        asyncio.run(_socket_mode(app, settings, first_start))
         return 0
     log.info("Firebreak listening on :%s (POST /slack/events), %d workers", settings.port, workers)
+    if first_start:
+        log.info(
+            "First start: Slack must send requests to https://<this host>/slack/events "
+            "(`firebreak manifest --url https://<this host>` fills them in); "
+            "then try /incident help in any channel"
+        )
     # No access log: a line per Slack request cost a fifth of the ack path's time;
     # firebreak_ack_seconds counts and times every request instead.
     web.run_app(app.web, port=settings.port, print=None, access_log=None)
@@ -157,7 +187,7 @@ def _worker(settings: Settings) -> int:
     return 0
 
 
-async def _socket_mode(app: object, settings: Settings) -> None:
+async def _socket_mode(app: object, settings: Settings, first_start: bool) -> None:
     """Socket Mode for Slack traffic; health endpoints still served on $PORT."""
     from aiohttp import web
 
@@ -168,10 +198,18 @@ async def _socket_mode(app: object, settings: Settings) -> None:
     runner = web.AppRunner(app.web)
     await runner.setup()
     await web.TCPSite(runner, port=settings.port).start()
-    log.info("Firebreak in Socket Mode; health on :%s", settings.port)
+    handler = InboxSocketModeHandler(app, settings.slack_app_token)
     try:
-        await InboxSocketModeHandler(app, settings.slack_app_token).start_async()
+        await handler.connect_async()
+        log.info("Firebreak connected to Slack over Socket Mode; health on :%s", settings.port)
+        if first_start:
+            log.info(
+                "First start: connected over Socket Mode, no request URL needed; "
+                "try /incident help in any channel"
+            )
+        await asyncio.Event().wait()  # until the process is stopped
     finally:
+        await handler.close_async()
         await runner.cleanup()
 
 

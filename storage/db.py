@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,7 +36,37 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+class DatabaseSetupError(Exception):
+    """The database named by DATABASE_URL can't be used at start-up; one line, no password."""
+
+
+def describe(url: str) -> str:
+    """Where a URL points, for messages: host, port and database, never the credentials."""
+    try:
+        parsed = make_url(normalise_url(url))
+    except (ArgumentError, ValueError):
+        return "an unparsable DATABASE_URL"
+    if parsed.get_backend_name() == "sqlite":
+        return f"sqlite file {parsed.database}" if parsed.database else "in-memory sqlite"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.host or 'localhost'}{port}/{parsed.database or ''}"
+
+
+def failure_reason(url: str, exc: BaseException) -> str:
+    """Why connecting failed, in one line: the driver's own words, minus the boilerplate
+    (`connection to server at …, port … failed:`) that repeats the host, and minus the
+    password should a driver ever echo it."""
+    message = str(getattr(exc, "orig", None) or exc).strip()
+    first = message.splitlines()[0] if message else type(exc).__name__
+    reason = first.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:").strip()
+    try:
+        password = make_url(normalise_url(url)).password
+    except (ArgumentError, ValueError):
+        password = None
+    return reason.replace(str(password), "***") if password else reason
+
+
+def make_engine(url: str, connect_timeout: int = 5) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -48,7 +78,7 @@ def make_engine(url: str) -> Engine:
         pool_size=10,
         max_overflow=10,
         pool_timeout=10,
-        connect_args={"connect_timeout": 5},
+        connect_args={"connect_timeout": connect_timeout},
     )
 
 

@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -25,22 +26,35 @@ def _config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head") -> bool:
+    """Migrate to `revision`; True when the database had no schema before (a first start)."""
     config = _config()
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
+        empty = not MigrationContext.configure(connection).get_current_heads()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+    return empty
 
 
-def upgrade_database(url: str) -> None:
-    """Upgrade the database at `url` and close the connections it used."""
-    from storage.db import make_engine
+def upgrade_database(url: str) -> bool:
+    """Upgrade the database at `url` and close the connections it used; True on its first
+    migration. A database that can't be reached (or a URL that can't be parsed) raises
+    `DatabaseSetupError` in one line naming the host, never the password."""
+    from storage.db import DatabaseSetupError, describe, failure_reason, make_engine
 
-    engine = make_engine(url)
     try:
-        upgrade(engine)
+        engine = make_engine(url)
+    except (ArgumentError, ValueError):
+        # Not the parser's message: it quotes the URL, password and all.
+        raise DatabaseSetupError("DATABASE_URL could not be parsed as a database URL") from None
+    try:
+        return upgrade(engine)
+    except OperationalError as exc:
+        raise DatabaseSetupError(
+            f"cannot reach the database at {describe(url)}: {failure_reason(url, exc)}"
+        ) from None
     finally:
         engine.dispose()
 

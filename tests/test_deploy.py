@@ -6,10 +6,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -70,3 +73,35 @@ def test_alembic_sees_one_head() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.split("(head)")) == 2, done.stdout
+
+
+def locked(name: str) -> dict[str, str]:
+    """Package → pinned version in one of the lock files (`make lock` writes them)."""
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", (ROOT / name).read_text(), re.M)
+    return {canonicalize_name(package): version for package, version in pins}
+
+
+def test_the_locks_cover_pyproject_and_agree() -> None:
+    """A dependency added to pyproject.toml without `make lock` is caught here too (the
+    install from the lock already refuses it, see the Makefile)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime, dev = locked("requirements.lock"), locked("requirements-dev.lock")
+    for lock, wanted in (
+        (runtime, project["dependencies"]),
+        (dev, project["dependencies"] + project["optional-dependencies"]["dev"]),
+    ):
+        for requirement in map(Requirement, wanted):
+            name = canonicalize_name(requirement.name)
+            assert name in lock, f"{requirement} is not locked: run `make lock`"
+            assert requirement.specifier.contains(lock[name]), f"{requirement} vs {lock[name]}"
+    assert {name: dev[name] for name in runtime} == runtime
+
+
+def test_ci_and_the_image_install_from_the_locks() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes --no-deps -r $(DEV_LOCK)" in makefile
+    assert "--no-index --no-build-isolation -e '.[dev]'" in makefile
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in dockerfile
+    assert "pip install --no-deps . && pip check" in dockerfile
+    assert "make test" in (ROOT / ".ci" / "run").read_text()

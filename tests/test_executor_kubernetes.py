@@ -11,8 +11,10 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from bot.actions.catalog import OPERATIONS
 from bot.executors.base import ExecutorError, KubernetesTarget, StateChanged
-from bot.executors.kubernetes import API_CALLS, RESTARTED_AT, KubernetesExecutor
+from bot.executors.kubernetes import API_CALLS, OPERATION_CALLS, RESTARTED_AT, KubernetesExecutor
+from bot.executors.kubernetes_api import rbac_attributes
 from emulator.kubernetes import (
     FakeKubernetes,
     deployment,
@@ -411,3 +413,39 @@ def test_deployment_takes_secrets_by_reference_and_probes_port_3000():
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "firebreak"
+
+
+# -- what each operation needs (`firebreak check --live` asks for exactly this) ------------
+
+ARGS: dict[str, dict[str, object]] = {
+    "rollback": {"revision": None, "dry_run": False},
+    "scale": {"replicas": 4, "dry_run": False},
+    "restart": {"dry_run": False},
+}
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS["kubernetes"]))
+async def test_operation_calls_is_what_each_operation_is_authorised_for(kube, executor, operation):
+    await getattr(executor, operation)(TARGET, **ARGS.get(operation, {}))
+    expected = {API_CALLS[call][1:] for call in OPERATION_CALLS[operation]}
+    assert set(kube.authorized) == expected
+
+
+async def test_can_i_asks_a_self_subject_access_review_per_call(kube, executor):
+    kube.forbid("patch", "deployments/scale")
+    kube.forbid("*", "pods.metrics.k8s.io")
+    answers = {call: (await executor.can_i(TARGET, call))[0] for call in API_CALLS}
+    assert {call for call, allowed in answers.items() if not allowed} == {
+        "patch_namespaced_deployment_scale",
+        "list_namespaced_custom_object",
+    }
+    assert not kube.authorized  # a review reads and changes nothing
+    [review] = [r for r in kube.requests if r.path.endswith("selfsubjectaccessreviews")][:1]
+    assert review.method == "POST"
+
+
+def test_rbac_attributes_name_group_resource_and_subresource_as_rbac_does():
+    assert rbac_attributes("patch_namespaced_deployment_scale") == ("apps", "deployments", "scale")
+    assert rbac_attributes("read_namespaced_pod_log") == ("", "pods", "log")
+    assert rbac_attributes("list_namespaced_custom_object") == ("metrics.k8s.io", "pods", None)
+    assert rbac_attributes("list_namespaced_replica_set") == ("apps", "replicasets", None)

@@ -1,11 +1,14 @@
-"""`firebreak serve` in Socket Mode (SLACK_APP_TOKEN set): commands arrive over the emulator's
-WebSocket instead of signed HTTP, and are acked and carried out the same way."""
+"""`firebreak serve` in Socket Mode (SLACK_APP_TOKEN set, no signing secret): commands arrive
+over the emulator's WebSocket instead of signed HTTP, and are acked and carried out the same
+way."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 from pathlib import Path
+
+import aiohttp
 
 from emulator import SlackEmulator, payloads
 from runbooks import BUNDLED
@@ -27,7 +30,8 @@ async def test_commands_over_socket_mode(tmp_path: Path) -> None:
             database_url=f"sqlite:///{tmp_path / 'firebreak.db'}",
             runbooks=BUNDLED,
             log=tmp_path / "serve.log",
-            env={"SLACK_APP_TOKEN": APP_TOKEN},
+            # Socket Mode requests are not signed: no signing secret is needed.
+            env={"SLACK_APP_TOKEN": APP_TOKEN, "SLACK_SIGNING_SECRET": ""},
         )
         await serve.start()
         try:
@@ -48,6 +52,20 @@ async def test_commands_over_socket_mode(tmp_path: Path) -> None:
                 await asyncio.sleep(0.05)
             [channel] = channels
             assert channel.name.endswith("socket-checkout-down") and channel.pins
+            # With no secret nothing posted to /slack/events can be verified: all refused.
+            form = payloads.slash_command(workspace, ALICE, general.id, "help", "/incident")
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"{serve.url}/slack/events",
+                    data=form,
+                    headers={"X-Slack-Request-Timestamp": "1", "X-Slack-Signature": "v0=0"},
+                ) as response,
+            ):
+                assert response.status == 401
         finally:
             await serve.kill(signal.SIGTERM)
     assert workspace.count("apps.connections.open") >= 1
+    log = (tmp_path / "serve.log").read_text()
+    [hint] = [line for line in log.splitlines() if "First start" in line]
+    assert "connected over Socket Mode" in hint and "/incident help" in hint

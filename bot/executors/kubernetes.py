@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +33,34 @@ from bot.executors.evidence import Evidence
 from bot.executors.kubernetes_api import API_CALLS, KubernetesApi, Unanswered
 from bot.redact import redact
 
-__all__ = ["API_CALLS", "RESTARTED_AT", "KubernetesExecutor"]
+__all__ = ["API_CALLS", "OPERATION_CALLS", "RESTARTED_AT", "KubernetesExecutor", "api_calls_of"]
+
+# The `API_CALLS` each operation (catalog.OPERATIONS["kubernetes"]) makes, so what the
+# actions need can be checked before an incident (`firebreak check --live` asks the API
+# server, SelfSubjectAccessReview, for exactly these). tests/test_executor_kubernetes.py
+# runs every operation against the fake API server and compares with this table.
+OPERATION_CALLS: dict[str, tuple[str, ...]] = {
+    "pods": ("list_namespaced_pod",),
+    "logs": ("list_namespaced_pod", "read_namespaced_pod_log"),
+    "events": ("list_namespaced_event",),
+    "deployment": ("read_namespaced_deployment",),
+    "history": ("read_namespaced_deployment", "list_namespaced_replica_set"),
+    "top": ("list_namespaced_custom_object",),
+    "restart": ("read_namespaced_deployment", "patch_namespaced_deployment"),
+    "rollback": (
+        "read_namespaced_deployment",
+        "list_namespaced_replica_set",
+        "patch_namespaced_deployment",
+    ),
+    "scale": ("read_namespaced_deployment", "patch_namespaced_deployment_scale"),
+}
+
+
+def api_calls_of(operations: Iterable[str]) -> list[str]:
+    """The API calls a set of operations makes, each once, in `API_CALLS` order."""
+    needed = {call for operation in operations for call in OPERATION_CALLS[operation]}
+    return [call for call in API_CALLS if call in needed]
+
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 REVISION = "deployment.kubernetes.io/revision"
@@ -142,6 +169,11 @@ class KubernetesExecutor:
 
     async def warm_up(self) -> None:
         await self._api.warm_up()
+
+    async def can_i(self, target: KubernetesTarget, call: str) -> tuple[bool, str]:
+        """Whether the API server would allow one of `API_CALLS` on the target, and why
+        not (see `KubernetesApi.can_i`); nothing is read or changed."""
+        return await self._api.can_i(target, call)
 
     def close(self) -> None:
         self._api.close()

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,46 @@ class KubernetesApi:
             result = call(*args, _request_timeout=self._timeout, _preload_content=not raw, **kwargs)
             return json.loads(result.data) if raw else result
 
+        return await self._guarded(run, target, method, verb, resource, missing)
+
+    async def can_i(self, target: KubernetesTarget, method: str) -> tuple[bool, str]:
+        """`kubectl auth can-i` for one of `API_CALLS` in the target's namespace, asked
+        through a SelfSubjectAccessReview (which every authenticated identity may create):
+        whether it is allowed, and the authorizer's reason when it gives one."""
+        verb = API_CALLS[method][1]
+        group, plural, subresource = rbac_attributes(method)
+
+        def run() -> Any:
+            review = client.V1SelfSubjectAccessReview(
+                spec=client.V1SelfSubjectAccessReviewSpec(
+                    resource_attributes=client.V1ResourceAttributes(
+                        namespace=target.namespace,
+                        verb=verb,
+                        group=group,
+                        resource=plural,
+                        subresource=subresource,
+                    )
+                )
+            )
+            api = client.AuthorizationV1Api(self._client(target.context))
+            return api.create_self_subject_access_review(review, _request_timeout=self._timeout)
+
+        answer = await self._guarded(
+            run, target, "create_self_subject_access_review", "create", "selfsubjectaccessreviews"
+        )
+        status = answer.status
+        return bool(status and status.allowed), str((status and status.reason) or "")
+
+    async def _guarded(
+        self,
+        run: Callable[[], Any],
+        target: KubernetesTarget,
+        method: str,
+        verb: str,
+        resource: str,
+        missing: str | None = None,
+    ) -> Any:
+        """`run` in a worker thread under the timeout, every failure an ExecutorError."""
         timed_out = f"Kubernetes API unreachable (timeout after {self._timeout:g}s)"
         try:
             return await asyncio.wait_for(asyncio.to_thread(run), self._timeout)
@@ -141,6 +182,18 @@ class KubernetesApi:
             raise ExecutorError(f"Kubernetes configuration error: {redact(str(exc))}") from None
         except ValueError:  # a response the client's models reject
             raise ExecutorError(f"unexpected answer from the Kubernetes API ({method})") from None
+
+
+def rbac_attributes(method: str) -> tuple[str, str, str | None]:
+    """The API group, resource and subresource an `API_CALLS` entry acts on, as RBAC
+    and SelfSubjectAccessReview name them: `deployments/scale` is (apps, deployments,
+    scale); `pods.metrics.k8s.io` is (metrics.k8s.io, pods, None)."""
+    api, _, resource = API_CALLS[method]
+    name, _, subresource = resource.partition("/")
+    plural, _, group = name.partition(".")
+    if not group:
+        group = "apps" if api == "AppsV1Api" else ""
+    return group, plural, subresource or None
 
 
 def _api_error(exc: ApiException, verb: str, resource: str, namespace: str) -> ExecutorError:

@@ -167,6 +167,16 @@ class PostgresExecutor:
         finally:
             await conn.close()
 
+    def configured(self, target: PostgresTarget) -> bool:
+        """Whether the target's environment variable holds a URL at all."""
+        return bool(self._environ.get(target.url_env))
+
+    async def ping(self, target: PostgresTarget) -> None:
+        """`SELECT 1` in a read-only transaction: the database behind the target answers
+        (`firebreak check --live`). Raises ExecutorError saying why not."""
+        async with self._transaction(target) as cur:
+            await cur.execute("SELECT 1")
+
     async def _blocking(self, cur: psycopg.AsyncCursor[dict[str, Any]]) -> list[dict[str, Any]]:
         await cur.execute(_BLOCKED)
         return await cur.fetchall()

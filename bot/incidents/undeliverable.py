@@ -53,7 +53,7 @@ _EXPLAINED = {
     "invalid_blocks_format": "Slack rejected the message's layout",
     "msg_too_long": "the message is longer than Slack allows",
     "no_text": "the message was empty",
-    "missing_scope": "Firebreak's Slack app lacks a permission; reinstall it from manifest.yml",
+    "missing_scope": "Firebreak's Slack app lacks a permission; `firebreak check --live` names it",
     "cant_invite_self": "that is Firebreak itself",
     "user_not_found": "Slack does not know that user",
     "user_is_deactivated": "that user is deactivated",
