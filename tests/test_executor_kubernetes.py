@@ -421,11 +421,16 @@ ARGS: dict[str, dict[str, object]] = {
     "rollback": {"revision": None, "dry_run": False},
     "scale": {"replicas": 4, "dry_run": False},
     "restart": {"dry_run": False},
+    "isolate": {"dry_run": False},
+    "unisolate": {"dry_run": False},
 }
 
 
 @pytest.mark.parametrize("operation", sorted(OPERATIONS["kubernetes"]))
 async def test_operation_calls_is_what_each_operation_is_authorised_for(kube, executor, operation):
+    if operation == "unisolate":  # there is a policy to remove
+        await executor.isolate(TARGET, dry_run=False)
+        kube.authorized.clear()
     await getattr(executor, operation)(TARGET, **ARGS.get(operation, {}))
     expected = {API_CALLS[call][1:] for call in OPERATION_CALLS[operation]}
     assert set(kube.authorized) == expected

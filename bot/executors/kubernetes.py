@@ -53,6 +53,12 @@ OPERATION_CALLS: dict[str, tuple[str, ...]] = {
         "patch_namespaced_deployment",
     ),
     "scale": ("read_namespaced_deployment", "patch_namespaced_deployment_scale"),
+    "isolate": (
+        "list_namespaced_pod",
+        "read_namespaced_network_policy",
+        "create_namespaced_network_policy",
+    ),
+    "unisolate": ("read_namespaced_network_policy", "delete_namespaced_network_policy"),
 }
 
 
