@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from bot.redact import redact
@@ -92,6 +93,15 @@ def format_age(seconds: float) -> str:
     if seconds < 48 * 3600:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
+
+
+def age_of(when: datetime | str | None) -> str:
+    """How long ago an API timestamp (a datetime or RFC 3339 text) was, as `format_age`."""
+    if when is None:
+        return "?"
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    return format_age((datetime.now(UTC) - when).total_seconds())
 
 
 def truncate(text: str, limit: int) -> str:

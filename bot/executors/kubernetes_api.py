@@ -37,7 +37,15 @@ API_CALLS: dict[str, tuple[str, str, str]] = {
     "patch_namespaced_deployment_scale": ("AppsV1Api", "patch", "deployments/scale"),
     "list_namespaced_replica_set": ("AppsV1Api", "list", "replicasets"),
     "list_namespaced_custom_object": ("CustomObjectsApi", "list", "pods.metrics.k8s.io"),
+    "list_node": ("CoreV1Api", "list", "nodes"),
+    "list_pod_for_all_namespaces": ("CoreV1Api", "list", "pods"),
+    "list_cluster_custom_object": ("CustomObjectsApi", "list", "nodes.metrics.k8s.io"),
 }
+# The calls above that read the whole cluster: a ClusterRole grants them
+# (deploy/kubernetes/clusterrole.yaml), the namespaced Roles the rest.
+CLUSTER_SCOPED = frozenset(
+    {"list_node", "list_pod_for_all_namespaces", "list_cluster_custom_object"}
+)
 
 
 class Unanswered(ExecutorError):
@@ -119,7 +127,8 @@ class KubernetesApi:
         except ApiException as exc:
             if exc.status == 404 and missing:
                 raise ExecutorError(missing) from None
-            raise _api_error(exc, verb, resource, target.namespace) from None
+            scope = "the cluster" if method in CLUSTER_SCOPED else target.namespace
+            raise _api_error(exc, verb, resource, scope) from None
         except urllib3.exceptions.NewConnectionError as exc:
             # Checked before TimeoutError: urllib3 2.x makes a refused connection a
             # subclass of ConnectTimeoutError, though it failed at once.
@@ -136,7 +145,7 @@ class KubernetesApi:
             raise ExecutorError(f"unexpected answer from the Kubernetes API ({method})") from None
 
 
-def _api_error(exc: ApiException, verb: str, resource: str, namespace: str) -> ExecutorError:
+def _api_error(exc: ApiException, verb: str, resource: str, scope: str) -> ExecutorError:
     """An API error as one readable line; the server's own message where it has one."""
     try:
         message = truncate(redact(json.loads(exc.body or "{}").get("message") or ""), 300)
@@ -144,10 +153,10 @@ def _api_error(exc: ApiException, verb: str, resource: str, namespace: str) -> E
         message = ""
     if exc.status in (401, 403):
         return ExecutorError(
-            f"forbidden: the service account may not {verb} {resource} in {namespace}"
+            f"forbidden: the service account may not {verb} {resource} in {scope}"
         )
     if exc.status == 404:
-        return ExecutorError(f"not found: {message or f'{resource} in {namespace}'}")
+        return ExecutorError(f"not found: {message or f'{resource} in {scope}'}")
     if exc.status == 409:
         return ExecutorError(f"conflict: {resource} changed meanwhile, try again")
     if exc.status in (400, 422):
