@@ -13,6 +13,7 @@ import yaml
 
 from bot.executors.base import ExecutorError, KubernetesTarget, StateChanged
 from bot.executors.kubernetes import API_CALLS, RESTARTED_AT, KubernetesExecutor
+from bot.executors.kubernetes_api import CLUSTER_SCOPED
 from emulator.kubernetes import (
     FakeKubernetes,
     deployment,
@@ -381,22 +382,52 @@ async def test_unknown_context_is_a_configuration_error(executor):
 # -- deploy manifests ---------------------------------------------------------------------
 
 
-def test_role_grants_what_the_executor_calls_and_nothing_dangerous():
-    docs = list(yaml.safe_load_all((DEPLOY / "role.yaml").read_text()))
-    roles = [d for d in docs if d["kind"] == "Role"]
-    assert {r["metadata"]["namespace"] for r in roles} == {"shop", "payments"}
-    assert all(r["rules"] == roles[0]["rules"] for r in roles)
-    granted = {
+def granted(role: dict) -> set[tuple[str, str]]:
+    """(verb, resource) pairs a Role or ClusterRole grants, metrics resources as
+    `pods.metrics.k8s.io` the way API_CALLS names them."""
+    return {
         (verb, f"{res}.{group}" if group == "metrics.k8s.io" else res)
-        for rule in roles[0]["rules"]
+        for rule in role["rules"]
         for group in rule["apiGroups"]
         for res in rule["resources"]
         for verb in rule["verbs"]
     }
-    needed = {(verb, resource) for _, verb, resource in API_CALLS.values()}
-    assert needed <= granted
-    assert {verb for verb, _ in granted} <= {"get", "list", "patch"}
-    assert not [r for _, r in granted if "secret" in r or "*" in r]
+
+
+def test_roles_grant_exactly_what_the_executor_calls_and_nothing_dangerous():
+    docs = list(yaml.safe_load_all((DEPLOY / "role.yaml").read_text()))
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert {r["metadata"]["namespace"] for r in roles} == {"shop", "payments"}
+    assert all(r["rules"] == roles[0]["rules"] for r in roles)
+    (cluster,) = [
+        d
+        for d in yaml.safe_load_all((DEPLOY / "clusterrole.yaml").read_text())
+        if d["kind"] == "ClusterRole"
+    ]
+
+    def needed(cluster_wide: bool) -> set[tuple[str, str]]:
+        return {
+            (verb, resource)
+            for method, (_, verb, resource) in API_CALLS.items()
+            if (method in CLUSTER_SCOPED) == cluster_wide
+        }
+
+    assert granted(roles[0]) == needed(cluster_wide=False)
+    assert granted(cluster) == needed(cluster_wide=True)
+    for role in (roles[0], cluster):
+        assert {verb for verb, _ in granted(role)} <= {"get", "list", "patch"}
+        assert not [r for _, r in granted(role) if "secret" in r or "*" in r]
+    assert {verb for verb, _ in granted(cluster)} == {"list"}
+
+
+def test_bindings_name_firebreaks_service_account():
+    for name in ("role.yaml", "clusterrole.yaml"):
+        for doc in yaml.safe_load_all((DEPLOY / name).read_text()):
+            if doc["kind"].endswith("Binding"):
+                assert doc["subjects"] == [
+                    {"kind": "ServiceAccount", "name": "firebreak", "namespace": "firebreak"}
+                ]
+                assert doc["roleRef"]["kind"] == doc["kind"].removesuffix("Binding")
 
 
 def test_deployment_takes_secrets_by_reference_and_probes_port_3000():
