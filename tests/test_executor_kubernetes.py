@@ -29,8 +29,8 @@ OLD, NEW = "registry.example.com/checkout:1.4.1", "registry.example.com/checkout
 TARGET = KubernetesTarget(namespace="shop", deployment="checkout", selector="app=checkout")
 
 
-@pytest_asyncio.fixture
-async def kube() -> AsyncIterator[FakeKubernetes]:
+@pytest_asyncio.fixture(name="kube")
+async def kube_fixture() -> AsyncIterator[FakeKubernetes]:
     """checkout at revision 2 (image NEW) with revision 1 (image OLD) in its history,
     two healthy pods, one crash-looping OOMKilled pod, and a pod of another app."""
     async with FakeKubernetes() as server:

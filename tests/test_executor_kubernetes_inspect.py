@@ -14,7 +14,7 @@ import pytest_asyncio
 from bot.executors.base import ExecutorError, StateChanged
 from bot.executors.kubernetes import KubernetesExecutor
 from emulator.kubernetes import FakeKubernetes, event, node, node_metrics, pod
-from tests.test_executor_kubernetes import TARGET, kube  # noqa: F401 (a fixture)
+from tests.test_executor_kubernetes import TARGET, kube_fixture  # noqa: F401 (kube)
 
 GI = 2**30
 
@@ -60,8 +60,7 @@ async def test_nodes_show_conditions_requests_and_usage(nodes, executor):
     result = await executor.nodes(TARGET)
     assert result.ok, result.summary
     assert result.summary == (
-        "3 nodes: 2 Ready, 1 Unknown; MemoryPressure on node-2; "
-        "busiest node-2 (90% memory used)"
+        "3 nodes: 2 Ready, 1 Unknown; MemoryPressure on node-2; busiest node-2 (90% memory used)"
     )
     lines = result.output.splitlines()
     assert lines[1].startswith("node-1*")  # the service's node first, marked

@@ -17,13 +17,13 @@ from urllib.parse import urlsplit
 
 from bot.durations import compact_duration, parse_duration
 from bot.executors import HttpTarget, KubernetesTarget, PostgresTarget
-from bot.quantities import format_memory, parse_memory
 from bot.paging.settings import (
     PagerDutyTarget,
     StatuspageTarget,
     pagerduty_target,
     statuspage_target,
 )
+from bot.quantities import format_memory, parse_memory
 from bot.yamlfile import Node, RunbookError, load_mapping
 
 KINDS = ("diagnostic", "mitigation")

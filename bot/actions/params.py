@@ -270,8 +270,8 @@ def describe(action: ActionSpec, param: ParamSpec, target: Target | None = None)
     elif param.type == "text":
         text = f'literal text up to {param.max} characters; quote it if it has spaces ("a b")'
     elif param.type == "quantity":
-        low, high = (format_memory(b) for b in bounds(action, param, target))
-        text = f"a memory size from {low} to {high}, like 512Mi or 2Gi"
+        smallest, largest = (format_memory(b) for b in bounds(action, param, target))
+        text = f"a memory size from {smallest} to {largest}, like 512Mi or 2Gi"
     else:
         text = f"one of {', '.join(param.choices)}"
     if param.default is not None:
@@ -340,17 +340,16 @@ def _duration(action: ActionSpec, target: Target, param: ParamSpec, raw: str) ->
 def _quantity(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> str:
     """The memory size in its shortest exact form (`1024Mi` becomes `1Gi`); executors
     get bytes."""
+    low, high = bounds(action, param, target)
     try:
         amount = parse_memory(raw)
     except ValueError:
-        low, high = (format_memory(b) for b in bounds(action, param, target))
         raise _error(
             action,
             target,
-            f"`{param.name}` must be a memory size like 512Mi or 2Gi, from {low} to {high}; "
-            f"got `{shown(raw)}`.",
+            f"`{param.name}` must be a memory size like 512Mi or 2Gi, from "
+            f"{format_memory(low)} to {format_memory(high)}; got `{shown(raw)}`.",
         ) from None
-    low, high = bounds(action, param, target)
     if not low <= amount <= high:
         raise _out_of_bounds(action, target, param, raw)
     return format_memory(amount)

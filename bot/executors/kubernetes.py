@@ -17,18 +17,18 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
+from bot.executors import kubernetes_inspect as inspect
 from bot.executors.base import (
     ExecutionResult,
     ExecutorError,
     KubernetesTarget,
     OutcomeUnknown,
     StateChanged,
-    build_result,
     age_of,
+    build_result,
     format_table,
     truncate,
 )
-from bot.executors import kubernetes_inspect as inspect
 from bot.executors.kubernetes_api import API_CALLS, KubernetesApi, Unanswered
 from bot.executors.kubernetes_inspect import pod_status
 from bot.quantities import format_memory

@@ -152,9 +152,7 @@ def _api_error(exc: ApiException, verb: str, resource: str, scope: str) -> Execu
     except (ValueError, AttributeError):
         message = ""
     if exc.status in (401, 403):
-        return ExecutorError(
-            f"forbidden: the service account may not {verb} {resource} in {scope}"
-        )
+        return ExecutorError(f"forbidden: the service account may not {verb} {resource} in {scope}")
     if exc.status == 404:
         return ExecutorError(f"not found: {message or f'{resource} in {scope}'}")
     if exc.status == 409:

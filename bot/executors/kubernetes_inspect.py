@@ -248,7 +248,10 @@ async def describe(call: Call, target: KubernetesTarget, pod: str | None) -> Exe
     found = await call(target, "list_namespaced_pod", ns, label_selector=target.selector)
     chosen = _choose(found.items, pod, where)
     meta, spec, status = chosen.metadata, chosen.spec, chosen.status
-    selector = f"involvedObject.kind=Pod,involvedObject.name={meta.name},involvedObject.uid={meta.uid}"
+    selector = ",".join(
+        f"involvedObject.{key}={value}"
+        for key, value in (("kind", "Pod"), ("name", meta.name), ("uid", meta.uid))
+    )
     events = await call(target, "list_namespaced_event", ns, field_selector=selector)
 
     def seen(ev: Model) -> Any:

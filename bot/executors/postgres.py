@@ -17,12 +17,15 @@ import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
+from bot.durations import compact_duration
 from bot.executors.base import (
     ExecutionResult,
     ExecutorError,
@@ -92,6 +95,54 @@ LIMIT 5
 """
 
 _TERMINATE = "SELECT pg_terminate_backend(%s) AS terminated"
+
+_STATEMENTS_EXTENSION = """
+SELECT extnamespace::regnamespace::text AS schema, extversion AS version
+FROM pg_extension WHERE extname = 'pg_stat_statements'
+"""
+
+# {schema} is the extension's schema from pg_catalog, {total}/{mean} its column names
+# (renamed in 1.8, Postgres 13), {order} one of them: never user text.
+_TOP_STATEMENTS = """
+SELECT calls, {total} AS total_ms, {mean} AS mean_ms, rows, left(query, 4096) AS query
+FROM {schema}.pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY {order} DESC NULLS LAST
+LIMIT %s
+"""
+
+_IDLE_STATES = "('idle in transaction', 'idle in transaction (aborted)')"
+
+# Idle time counts from the last state change: how long the transaction has sat
+# holding its locks and snapshot without doing anything.
+_IDLE_IN_TRANSACTION = f"""
+SELECT pid, usename AS "user", state, wait_event_type, wait_event, backend_start, xact_start,
+       extract(epoch FROM clock_timestamp() - state_change)::float8 AS seconds,
+       left(query, 4096) AS query
+FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend'
+  AND pid <> pg_backend_pid() AND state IN {_IDLE_STATES}
+  AND clock_timestamp() - state_change >= %s * interval '1 second'
+ORDER BY state_change, pid
+LIMIT %s
+"""
+
+_BACKENDS_NOW = """
+SELECT pid, state, backend_start, xact_start FROM pg_stat_activity
+WHERE pid = ANY(%s) AND datname = current_database()
+"""
+
+# Terminates only a backend that is still the one pinned (pid, start) in the very
+# transaction pinned, and still idle in it: checked and signalled in one statement.
+_TERMINATE_PINNED = f"""
+SELECT a.pid, pg_terminate_backend(a.pid) AS terminated
+FROM pg_stat_activity AS a
+JOIN unnest(%s::int[], %s::timestamptz[], %s::timestamptz[]) AS p(pid, backend_start, xact_start)
+  ON a.pid = p.pid AND a.backend_start = p.backend_start AND a.xact_start = p.xact_start
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.state IN {_IDLE_STATES}
+"""
+TOP_STATEMENTS = 10
+MAX_IDLE = 50  # backends one terminate-idle confirmation covers
 
 
 def _query(text: str | None) -> str:
@@ -277,6 +328,170 @@ class PostgresExecutor:
         if not done or not done["terminated"]:
             raise ExecutorError(f"pid {pid} could not be terminated (it may have exited already)")
         return build_result(True, f"terminated {what}", output, pid=pid, dry_run=False)
+
+    async def slow(self, target: PostgresTarget) -> ExecutionResult:
+        """The statements that cost the most in this database, from pg_stat_statements:
+        the top by total time (what loads the server) and by mean time (what users
+        wait on). Says plainly when the extension is missing or not loaded."""
+        async with self._transaction(target) as cur:
+            await cur.execute("SELECT current_database() AS name")
+            (db,) = await cur.fetchall()
+            await cur.execute(_STATEMENTS_EXTENSION)
+            extension = await cur.fetchone()
+            if extension is None:
+                raise ExecutorError(
+                    f"pg_stat_statements is not installed in {db['name']}: add it to "
+                    "shared_preload_libraries, restart Postgres, then run CREATE EXTENSION "
+                    "pg_stat_statements (db-activity shows what runs now)"
+                )
+            old = tuple(int(p) for p in extension["version"].split(".")[:2]) < (1, 8)
+            total, mean = (
+                ("total_time", "mean_time") if old else ("total_exec_time", "mean_exec_time")
+            )
+            top: dict[str, list[dict[str, Any]]] = {}
+            try:
+                for order in (total, mean):
+                    query = sql.SQL(_TOP_STATEMENTS).format(
+                        schema=sql.Identifier(extension["schema"]),
+                        total=sql.Identifier(total),
+                        mean=sql.Identifier(mean),
+                        order=sql.Identifier(order),
+                    )
+                    await cur.execute(query, (TOP_STATEMENTS,))
+                    top[order] = await cur.fetchall()
+            except psycopg.errors.ObjectNotInPrerequisiteState:
+                raise ExecutorError(
+                    f"pg_stat_statements is installed in {db['name']} but not loaded: add it "
+                    "to shared_preload_libraries and restart Postgres"
+                ) from None
+        by_total, by_mean = top[total], top[mean]
+        if not by_total:
+            return build_result(True, f"pg_stat_statements has no statements for {db['name']}", "")
+        headers = ["CALLS", "TOTAL", "MEAN", "ROWS", "QUERY"]
+        output = (
+            f"by total time:\n{format_table(headers, _statement_rows(by_total))}\n\n"
+            f"by mean time:\n{format_table(headers, _statement_rows(by_mean))}"
+        )
+        first, slowest = by_total[0], by_mean[0]
+        summary = (
+            f"most total time: {truncate(_query(first['query']), 60)} "
+            f"({_milliseconds(first['total_ms'])} over {first['calls']} calls); "
+            f"slowest mean: {truncate(_query(slowest['query']), 60)} "
+            f"({_milliseconds(slowest['mean_ms'])})"
+        )
+        return build_result(True, summary, output, statements=len(by_total))
+
+    async def terminate_idle(
+        self,
+        target: PostgresTarget,
+        older_than: int,
+        dry_run: bool,
+        pinned: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Terminate the backends idle in a transaction for `older_than` seconds or more:
+        they hold locks and hold back vacuum while doing nothing (seeds 001 and 002).
+
+        The dry run lists and pins each backend (pid, start time, transaction start);
+        the confirmation terminates exactly those, and skips, naming why, any that ended,
+        moved on to work or to a newer transaction, or whose pid now belongs to another
+        backend. Backends that went idle after the dry run are not touched."""
+        wanted = f"idle in transaction for {compact_duration(older_than)} or more"
+        if pinned is None:
+            async with self._transaction(target) as cur:
+                await cur.execute(_IDLE_IN_TRANSACTION, (older_than, MAX_IDLE + 1))
+                rows = await cur.fetchall()
+            if not rows:
+                raise ExecutorError(f"no backends are {wanted}")
+            more = len(rows) > MAX_IDLE
+            rows = rows[:MAX_IDLE]
+            pins = [
+                {
+                    "pid": r["pid"],
+                    "backend_start": _when(r["backend_start"]),
+                    "xact_start": _when(r["xact_start"]),
+                }
+                for r in rows
+            ]
+            table = format_table(_BACKEND_HEADERS, [_backend_row(r) for r in rows])
+            if more:
+                table += f"\n(more than {MAX_IDLE}: the {MAX_IDLE} idle longest; run again after)"
+            if dry_run:
+                pids = [r["pid"] for r in rows]
+                summary = f"dry run: would have terminated {len(rows)} backends {wanted}: pid "
+                summary += ", ".join(map(str, pids))
+                output = table + "\n(dry run: nothing was terminated)"
+                pin = {"backends": pins}
+                return build_result(True, summary, output, pids=pids, dry_run=True, pinned=pin)
+        else:
+            pins, table = list(pinned["backends"]), ""
+        return await self._terminate_pinned(target, pins, table)
+
+    async def _terminate_pinned(
+        self, target: PostgresTarget, pins: list[dict[str, Any]], table: str
+    ) -> ExecutionResult:
+        pids = [int(p["pid"]) for p in pins]
+        async with self._transaction(target) as cur:
+            await cur.execute(_BACKENDS_NOW, (pids,))
+            now = {r["pid"]: r for r in await cur.fetchall()}
+        skipped = {p["pid"]: why for p in pins if (why := _skipped(p, now.get(p["pid"])))}
+        eligible = [p for p in pins if p["pid"] not in skipped]
+        done: set[int] = set()
+        if eligible:
+            columns = (
+                [p["pid"] for p in eligible],
+                [datetime.fromisoformat(p["backend_start"]) for p in eligible],
+                [datetime.fromisoformat(p["xact_start"]) for p in eligible],
+            )
+            async with self._transaction(target, read_only=False) as cur:
+                await cur.execute(_TERMINATE_PINNED, columns)
+                done = {r["pid"] for r in await cur.fetchall() if r["terminated"]}
+        skipped |= {
+            p["pid"]: "changed as it was terminated" for p in eligible if p["pid"] not in done
+        }
+        summary = f"terminated {len(done)} of {len(pins)} backends idle in transaction"
+        if done:
+            summary += ": pid " + ", ".join(str(p) for p in pids if p in done)
+        lines = [f"skipped pid {pid}: {why}" for pid, why in skipped.items()]
+        output = "\n".join(filter(None, [table, *lines]))
+        details = {"terminated": sorted(done), "skipped": {str(k): v for k, v in skipped.items()}}
+        return build_result(True, summary, output, **details, dry_run=False)
+
+
+def _milliseconds(ms: float | None) -> str:
+    if ms is None:
+        return "?"
+    return f"{ms:.1f}ms" if ms < 1000 else f"{ms / 1000:.1f}s"
+
+
+def _statement_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
+    return [
+        [
+            r["calls"],
+            _milliseconds(r["total_ms"]),
+            _milliseconds(r["mean_ms"]),
+            r["rows"],
+            _query(r["query"]),
+        ]
+        for r in rows
+    ]
+
+
+def _when(value: datetime | None) -> str | None:
+    """A pg_stat_activity timestamp pinned as text: exact to the microsecond."""
+    return value.isoformat() if value is not None else None
+
+
+def _skipped(pin: Mapping[str, Any], now: Mapping[str, Any] | None) -> str | None:
+    """Why a pinned backend no longer qualifies, or None when it still does."""
+    if now is None:
+        return "ended"
+    if _when(now["backend_start"]) != pin["backend_start"]:
+        return "a different backend now"
+    if now["state"] not in ("idle in transaction", "idle in transaction (aborted)"):
+        return f"now {now['state'] or 'gone'}"
+    if _when(now["xact_start"]) != pin["xact_start"]:
+        return "in a newer transaction"
+    return None
 
 
 def _scrub(message: str, url: str) -> str:
