@@ -63,10 +63,17 @@ def test_the_bundled_runbooks_load() -> None:
     diagnostics = {a.name for a in catalog.of_kind("diagnostic")}
     mitigations = {a.name for a in catalog.of_kind("mitigation")}
     assert {"pods", "logs", "db-activity", "health", "events"} <= diagnostics
-    assert mitigations == {"restart", "rollback", "scale", "terminate-query"}
+    assert mitigations == {
+        "restart",
+        "rollback",
+        "scale",
+        "set-memory",
+        "terminate-query",
+        "terminate-idle",
+    }
     checkout = catalog.targets["checkout"]
     assert checkout.kubernetes and checkout.kubernetes.namespace == "shop"
-    assert checkout.max_replicas == 20 and checkout.postgres
+    assert checkout.max_replicas == 20 and checkout.max_memory == 4 * 2**30 and checkout.postgres
     assert catalog.mitigator_users == {"U0123ABCD"} and catalog.mitigator_groups == ("S0456EFGH",)
     assert catalog.require_distinct_confirmer == {"P0"}
 

@@ -282,7 +282,7 @@ def _param(raw: Node, action: str, operation: Operation) -> ParamSpec:
         raise raw.error(f"`{action}`: text parameter `{name}` can't have a default")
     if kind in BOUNDED:
         if lo is None or hi is None or isinstance(lo, bool) or isinstance(hi, bool) or lo > hi:
-            raise raw.error(f"`{action}`: {kind} parameter `{name}` needs min <= max")
+            raise raw.error(f"`{action}`: {kind} parameter `{name}` needs integer min <= max")
         if default is not None and (type(default) is not int or not lo <= default <= hi):
             low, high = (as_typed(kind, b) for b in (lo, hi))
             raise raw.error(f"`{action}`: default of `{name}` must be from {low} to {high}")
