@@ -147,7 +147,8 @@ async def rig_fixture(
         f"""
 services:
   checkout:
-    kubernetes: {{namespace: shop, deployment: checkout, selector: app=checkout, max_replicas: 8}}
+    kubernetes: {{namespace: shop, deployment: checkout, selector: app=checkout, max_replicas: 8,
+                 max_memory: 2Gi}}
     postgres: {{url_env: {DB_ENV}}}
     http: {{health: "{health}/health", readiness: "{health}/ready"}}
   billing:
