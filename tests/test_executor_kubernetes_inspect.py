@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.executors.base import ExecutorError, StateChanged
+from bot.executors.base import ExecutorError, KubernetesTarget, StateChanged
 from bot.executors.kubernetes import KubernetesExecutor
+from emulator.cluster import SimulatedCluster
 from emulator.kubernetes import FakeKubernetes, event, node, node_metrics, pod
 from tests.test_executor_kubernetes import TARGET, kube_fixture  # noqa: F401 (kube)
 
@@ -122,11 +123,16 @@ async def test_describe_a_named_pod_and_refuse_another_services(kube, executor):
 
 async def test_describe_never_shows_env_values(kube, executor):
     secret = "sk_live_51HxSecretValue"
-    kube.get("Pod", "shop", "checkout-c")["spec"]["containers"][0]["env"] = [
+    crashing = kube.get("Pod", "shop", "checkout-c")
+    crashing["spec"]["containers"][0]["env"] = [
         {"name": "STRIPE_KEY", "value": secret}
     ]
+    leak = event("e9", "Failed", "connect postgres://app:s3cr3t-pw@db:5432/shop refused")
+    leak["involvedObject"].update(name="checkout-c", uid=crashing["metadata"]["uid"])
+    kube.add(leak)
     result = await executor.describe(TARGET, pod="checkout-c")
     assert secret not in result.output and "STRIPE_KEY" not in result.output
+    assert "s3cr3t-pw" not in result.output and "connect postgres://" in result.output
 
 
 # -- set-memory ---------------------------------------------------------------------------
@@ -191,3 +197,22 @@ async def test_api_down_is_a_readable_error(nodes, executor: KubernetesExecutor)
     await nodes.stop()
     with pytest.raises(ExecutorError, match="connection refused"):
         await executor.set_memory(TARGET, GI, dry_run=True)
+
+
+async def test_the_shells_simulated_cluster_answers_nodes_and_describe(tmp_path: Path) -> None:
+    async with SimulatedCluster() as cluster:
+        cluster.write_demo_files(tmp_path)
+        executor = KubernetesExecutor(str(tmp_path / "kubeconfig"))
+        target = KubernetesTarget("shop", "checkout", "app=checkout")
+        try:
+            nodes = await executor.nodes(target)
+            assert nodes.summary == (
+                "3 nodes: 3 Ready; MemoryPressure on node-eu-1b; "
+                "busiest node-eu-1b (92% memory used)"
+            )
+            described = await executor.describe(target)
+            assert "OOMKilled" in described.summary and "3 events (3 Warning)" in described.summary
+            raised = await executor.set_memory(target, 2**30, dry_run=True)
+            assert raised.summary.endswith("from 256Mi to 1Gi")
+        finally:
+            executor.close()
