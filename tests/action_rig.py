@@ -26,7 +26,6 @@ from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
 from emulator.models import Channel
 from handlers.http_check import HttpExecutor
 from storage.models import Event, PendingAction
-from tests.databases import POSTGRES_URL
 from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak
 
 # Test modules import the fixtures under these names (with a noqa for F401), and
@@ -140,7 +139,12 @@ class Rig:
 
 @pytest_asyncio.fixture(name="rig")
 async def rig_fixture(
-    database_url: str, kube: FakeKubernetes, health: str, tmp_path: Path
+    database_url: str,
+    kube: FakeKubernetes,
+    health: str,
+    tmp_path: Path,
+    checkout_db_url: str,
+    rig_settings: dict[str, str],
 ) -> AsyncIterator[Rig]:
     targets = tmp_path / "targets.yml"
     targets.write_text(
@@ -160,11 +164,15 @@ require_distinct_confirmer: [P0]
     clock = OffsetClock()
     executors = Executors(
         kubernetes=KubernetesExecutor(str(kube.write_kubeconfig(tmp_path / "kube")), timeout=1),
-        postgres=PostgresExecutor({DB_ENV: POSTGRES_URL.replace("+psycopg", "")}, timeout=3),
+        postgres=PostgresExecutor({DB_ENV: checkout_db_url}, timeout=3),
         http=HttpExecutor(timeout=2),
     )
     async with running_firebreak(
-        database_url, clock=clock, executors=executors, FIREBREAK_TARGETS=str(targets)
+        database_url,
+        clock=clock,
+        executors=executors,
+        FIREBREAK_TARGETS=str(targets),
+        **rig_settings,
     ) as slack:
         await slack.command("declare P2 checkout errors")
         channel = slack.only_incident_channel()

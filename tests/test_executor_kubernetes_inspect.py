@@ -124,9 +124,7 @@ async def test_describe_a_named_pod_and_refuse_another_services(kube, executor):
 async def test_describe_never_shows_env_values(kube, executor):
     secret = "sk_live_51HxSecretValue"
     crashing = kube.get("Pod", "shop", "checkout-c")
-    crashing["spec"]["containers"][0]["env"] = [
-        {"name": "STRIPE_KEY", "value": secret}
-    ]
+    crashing["spec"]["containers"][0]["env"] = [{"name": "STRIPE_KEY", "value": secret}]
     leak = event("e9", "Failed", "connect postgres://app:s3cr3t-pw@db:5432/shop refused")
     leak["involvedObject"].update(name="checkout-c", uid=crashing["metadata"]["uid"])
     kube.add(leak)

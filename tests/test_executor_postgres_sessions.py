@@ -22,8 +22,8 @@ from tests.private_postgres import private_postgres
 from tests.test_executor_postgres import TARGET, postgres  # noqa: F401 (a fixture)
 
 
-@pytest_asyncio.fixture
-async def scratch(postgres: str) -> AsyncIterator[str]:  # noqa: F811
+@pytest_asyncio.fixture(name="scratch")
+async def scratch_fixture(postgres: str) -> AsyncIterator[str]:  # noqa: F811
     """A fresh database's URL; dropped afterwards with whatever sessions remain."""
     name = f"firebreak_scratch_{uuid.uuid4().hex[:10]}"
     async with await psycopg.AsyncConnection.connect(postgres, autocommit=True) as admin:
