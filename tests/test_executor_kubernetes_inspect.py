@@ -77,6 +77,15 @@ async def test_nodes_show_conditions_requests_and_usage(nodes, executor):
     assert "spec.nodeName=node-2,status.phase!=Succeeded,status.phase!=Failed" in asked
 
 
+async def test_a_big_cluster_shows_the_services_and_the_troubled_nodes_first(nodes, executor):
+    nodes.add(*(node(f"node-0{i:02d}") for i in range(30)))
+    result = await executor.nodes(TARGET)
+    shown = [line.split()[0] for line in result.output.splitlines()[1:21]]
+    assert shown[:3] == ["node-1*", "node-2", "node-3"]
+    assert "(13 more nodes not shown)" in result.output
+    assert result.summary.startswith("33 nodes: 32 Ready, 1 Unknown; MemoryPressure on node-2")
+
+
 async def test_nodes_without_metrics_server_still_show_the_table(nodes, executor):
     nodes.metrics_available = False
     result = await executor.nodes(TARGET)

@@ -83,6 +83,14 @@ def _node_status(node: Model) -> str:
     return status + (",SchedulingDisabled" if node.spec and node.spec.unschedulable else "")
 
 
+def _order(node: Model, ours: set[str]) -> tuple[bool, bool, str]:
+    """The service's nodes first, then the troubled ones, so MAX_NODES never hides them."""
+    troubled = _condition(node, "Ready") != "True" or any(
+        _condition(node, p) == "True" for p in PRESSURES
+    )
+    return node.metadata.name not in ours, not troubled, node.metadata.name
+
+
 def _share(used: Decimal, of: Decimal) -> str:
     return f"{int(used * 100 / of)}%" if of else "?"
 
@@ -99,13 +107,13 @@ async def nodes(call: Call, target: KubernetesTarget) -> ExecutionResult:
     """Every node's readiness and pressure conditions, its requests against allocatable
     (summed from the non-terminated pods on it, `spec.nodeName`), and its usage from
     metrics.k8s.io when metrics-server answers; nodes running the service's pods are
-    marked `*` and listed first."""
+    marked `*` and listed first, then the nodes not Ready or under pressure."""
     found = await call(target, "list_node")
     service_pods = await call(
         target, "list_namespaced_pod", target.namespace, label_selector=target.selector
     )
     ours = {p.spec.node_name for p in service_pods.items if p.spec.node_name}
-    listed = sorted(found.items, key=lambda n: (n.metadata.name not in ours, n.metadata.name))
+    listed = sorted(found.items, key=lambda n: _order(n, ours))
     if not listed:
         return build_result(True, "the cluster has no nodes", "")
     usage, note = await _node_usage(call, target)
@@ -145,7 +153,7 @@ async def nodes(call: Call, target: KubernetesTarget) -> ExecutionResult:
     if len(listed) > MAX_NODES:
         output += f"\n({len(listed) - MAX_NODES} more nodes not shown)"
     output += f"\n{note}" if note else ""
-    return build_result(True, _nodes_summary(details, len(listed)), output, nodes=details)
+    return build_result(True, _nodes_summary(listed, usage), output, nodes=details)
 
 
 async def _node_usage(
@@ -173,21 +181,29 @@ async def _node_usage(
     }, ""
 
 
-def _nodes_summary(details: dict[str, dict[str, Any]], total: int) -> str:
+def _nodes_summary(listed: list[Model], usage: dict[str, tuple[Decimal, Decimal]]) -> str:
+    """Counts by status, every pressure, and the node using the largest share of its
+    memory, over all nodes, shown or not."""
     statuses: dict[str, int] = {}
-    for info in details.values():
-        key = info["status"].split(",")[0]
+    for node in listed:
+        key = _node_status(node).split(",")[0]
         statuses[key] = statuses.get(key, 0) + 1
-    summary = f"{total} nodes: " + ", ".join(f"{n} {s}" for s, n in statuses.items())
-    pressed = [f"{p} on {name}" for name, info in details.items() for p in info["pressure"]]
+    summary = f"{len(listed)} nodes: " + ", ".join(f"{n} {s}" for s, n in statuses.items())
+    pressed = [
+        f"{p} on {node.metadata.name}"
+        for node in listed
+        for p in PRESSURES
+        if _condition(node, p) == "True"
+    ]
     summary += f"; {', '.join(pressed)}" if pressed else "; no pressure"
-    busiest = max(
-        (i for i in details.items() if i[1]["memory_used_pct"] is not None),
-        key=lambda i: i[1]["memory_used_pct"],
-        default=None,
-    )
-    if busiest:
-        summary += f"; busiest {busiest[0]} ({busiest[1]['memory_used_pct']}% memory used)"
+    shares = {
+        node.metadata.name: int(usage[node.metadata.name][1] * 100 / memory)
+        for node in listed
+        if node.metadata.name in usage and (memory := _quantity(node.status.allocatable, "memory"))
+    }
+    if shares:
+        busiest = max(shares, key=lambda name: shares[name])
+        summary += f"; busiest {busiest} ({shares[busiest]}% memory used)"
     return summary
 
 
