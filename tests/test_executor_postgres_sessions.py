@@ -19,6 +19,7 @@ from psycopg import sql
 from bot.executors.base import ExecutorError, PostgresTarget
 from bot.executors.postgres import PostgresExecutor
 from tests.private_postgres import private_postgres
+from tests.tcp_proxy import TcpProxy
 from tests.test_executor_postgres import TARGET, postgres  # noqa: F401 (a fixture)
 
 
@@ -169,18 +170,11 @@ async def test_terminate_idle_with_nothing_idle_is_a_clear_refusal(executor, scr
 
 
 async def test_a_hanging_server_answers_within_the_timeout():
-    """A server that accepts the connection and never answers."""
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(30)
-        writer.close()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    executor = PostgresExecutor(
-        environ={"HUNG": f"postgresql://u:hunter2@127.0.0.1:{port}/db"}, timeout=1
-    )
-    try:
+    """A server that accepts the connection and never answers (tests/tcp_proxy.py)."""
+    async with TcpProxy("127.0.0.1", 5432) as proxy:
+        await proxy.hold()
+        url = f"postgresql://u:hunter2@127.0.0.1:{proxy.port}/db"
+        executor = PostgresExecutor(environ={"HUNG": url}, timeout=1)
         for call in (
             executor.slow(PostgresTarget("HUNG")),
             executor.terminate_idle(PostgresTarget("HUNG"), older_than=600, dry_run=True),
@@ -190,5 +184,3 @@ async def test_a_hanging_server_answers_within_the_timeout():
                 await call
             assert time.monotonic() - started < 4
             assert "hunter2" not in str(caught.value)
-    finally:
-        server.close()

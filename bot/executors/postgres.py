@@ -26,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from bot.durations import compact_duration
+from bot.executors import pg_stats
 from bot.executors.base import (
     ExecutionResult,
     ExecutorError,
@@ -95,54 +96,6 @@ LIMIT 5
 """
 
 _TERMINATE = "SELECT pg_terminate_backend(%s) AS terminated"
-
-_STATEMENTS_EXTENSION = """
-SELECT extnamespace::regnamespace::text AS schema, extversion AS version
-FROM pg_extension WHERE extname = 'pg_stat_statements'
-"""
-
-# {schema} is the extension's schema from pg_catalog, {total}/{mean} its column names
-# (renamed in 1.8, Postgres 13), {order} one of them: never user text.
-_TOP_STATEMENTS = """
-SELECT calls, {total} AS total_ms, {mean} AS mean_ms, rows, left(query, 4096) AS query
-FROM {schema}.pg_stat_statements
-WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-ORDER BY {order} DESC NULLS LAST
-LIMIT %s
-"""
-
-_IDLE_STATES = "('idle in transaction', 'idle in transaction (aborted)')"
-
-# Idle time counts from the last state change: how long the transaction has sat
-# holding its locks and snapshot without doing anything.
-_IDLE_IN_TRANSACTION = f"""
-SELECT pid, usename AS "user", state, wait_event_type, wait_event, backend_start, xact_start,
-       extract(epoch FROM clock_timestamp() - state_change)::float8 AS seconds,
-       left(query, 4096) AS query
-FROM pg_stat_activity
-WHERE datname = current_database() AND backend_type = 'client backend'
-  AND pid <> pg_backend_pid() AND state IN {_IDLE_STATES}
-  AND clock_timestamp() - state_change >= %s * interval '1 second'
-ORDER BY state_change, pid
-LIMIT %s
-"""
-
-_BACKENDS_NOW = """
-SELECT pid, state, backend_start, xact_start FROM pg_stat_activity
-WHERE pid = ANY(%s) AND datname = current_database()
-"""
-
-# Terminates only a backend that is still the one pinned (pid, start) in the very
-# transaction pinned, and still idle in it: checked and signalled in one statement.
-_TERMINATE_PINNED = f"""
-SELECT a.pid, pg_terminate_backend(a.pid) AS terminated
-FROM pg_stat_activity AS a
-JOIN unnest(%s::int[], %s::timestamptz[], %s::timestamptz[]) AS p(pid, backend_start, xact_start)
-  ON a.pid = p.pid AND a.backend_start = p.backend_start AND a.xact_start = p.xact_start
-WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.state IN {_IDLE_STATES}
-"""
-TOP_STATEMENTS = 10
-MAX_IDLE = 50  # backends one terminate-idle confirmation covers
 
 
 def _query(text: str | None) -> str:
@@ -336,7 +289,7 @@ class PostgresExecutor:
         async with self._transaction(target) as cur:
             await cur.execute("SELECT current_database() AS name")
             (db,) = await cur.fetchall()
-            await cur.execute(_STATEMENTS_EXTENSION)
+            await cur.execute(pg_stats.STATEMENTS_EXTENSION)
             extension = await cur.fetchone()
             if extension is None:
                 raise ExecutorError(
@@ -351,13 +304,13 @@ class PostgresExecutor:
             top: dict[str, list[dict[str, Any]]] = {}
             try:
                 for order in (total, mean):
-                    query = sql.SQL(_TOP_STATEMENTS).format(
+                    query = sql.SQL(pg_stats.TOP_STATEMENTS_SQL).format(
                         schema=sql.Identifier(extension["schema"]),
                         total=sql.Identifier(total),
                         mean=sql.Identifier(mean),
                         order=sql.Identifier(order),
                     )
-                    await cur.execute(query, (TOP_STATEMENTS,))
+                    await cur.execute(query, (pg_stats.TOP_STATEMENTS,))
                     top[order] = await cur.fetchall()
             except psycopg.errors.ObjectNotInPrerequisiteState:
                 raise ExecutorError(
@@ -375,9 +328,9 @@ class PostgresExecutor:
         first, slowest = by_total[0], by_mean[0]
         summary = (
             f"most total time: {truncate(_query(first['query']), 60)} "
-            f"({_milliseconds(first['total_ms'])} over {first['calls']} calls); "
+            f"({pg_stats.milliseconds(first['total_ms'])} over {first['calls']} calls); "
             f"slowest mean: {truncate(_query(slowest['query']), 60)} "
-            f"({_milliseconds(slowest['mean_ms'])})"
+            f"({pg_stats.milliseconds(slowest['mean_ms'])})"
         )
         return build_result(True, summary, output, statements=len(by_total))
 
@@ -398,23 +351,24 @@ class PostgresExecutor:
         wanted = f"idle in transaction for {compact_duration(older_than)} or more"
         if pinned is None:
             async with self._transaction(target) as cur:
-                await cur.execute(_IDLE_IN_TRANSACTION, (older_than, MAX_IDLE + 1))
+                await cur.execute(pg_stats.IDLE_IN_TRANSACTION, (older_than, pg_stats.MAX_IDLE + 1))
                 rows = await cur.fetchall()
             if not rows:
                 raise ExecutorError(f"no backends are {wanted}")
-            more = len(rows) > MAX_IDLE
-            rows = rows[:MAX_IDLE]
+            more = len(rows) > pg_stats.MAX_IDLE
+            rows = rows[: pg_stats.MAX_IDLE]
             pins = [
                 {
                     "pid": r["pid"],
-                    "backend_start": _when(r["backend_start"]),
-                    "xact_start": _when(r["xact_start"]),
+                    "backend_start": pg_stats.pinned_time(r["backend_start"]),
+                    "xact_start": pg_stats.pinned_time(r["xact_start"]),
                 }
                 for r in rows
             ]
             table = format_table(_BACKEND_HEADERS, [_backend_row(r) for r in rows])
             if more:
-                table += f"\n(more than {MAX_IDLE}: the {MAX_IDLE} idle longest; run again after)"
+                most = pg_stats.MAX_IDLE
+                table += f"\n(more than {most}: the {most} idle longest; run again after)"
             if dry_run:
                 pids = [r["pid"] for r in rows]
                 summary = f"dry run: would have terminated {len(rows)} backends {wanted}: pid "
@@ -431,9 +385,10 @@ class PostgresExecutor:
     ) -> ExecutionResult:
         pids = [int(p["pid"]) for p in pins]
         async with self._transaction(target) as cur:
-            await cur.execute(_BACKENDS_NOW, (pids,))
+            await cur.execute(pg_stats.BACKENDS_NOW, (pids,))
             now = {r["pid"]: r for r in await cur.fetchall()}
-        skipped = {p["pid"]: why for p in pins if (why := _skipped(p, now.get(p["pid"])))}
+        reasons = {p["pid"]: pg_stats.skip_reason(p, now.get(p["pid"])) for p in pins}
+        skipped = {pid: why for pid, why in reasons.items() if why is not None}
         eligible = [p for p in pins if p["pid"] not in skipped]
         done: set[int] = set()
         if eligible:
@@ -443,7 +398,7 @@ class PostgresExecutor:
                 [datetime.fromisoformat(p["xact_start"]) for p in eligible],
             )
             async with self._transaction(target, read_only=False) as cur:
-                await cur.execute(_TERMINATE_PINNED, columns)
+                await cur.execute(pg_stats.TERMINATE_PINNED, columns)
                 done = {r["pid"] for r in await cur.fetchall() if r["terminated"]}
         skipped |= {
             p["pid"]: "changed as it was terminated" for p in eligible if p["pid"] not in done
@@ -457,41 +412,17 @@ class PostgresExecutor:
         return build_result(True, summary, output, **details, dry_run=False)
 
 
-def _milliseconds(ms: float | None) -> str:
-    if ms is None:
-        return "?"
-    return f"{ms:.1f}ms" if ms < 1000 else f"{ms / 1000:.1f}s"
-
-
 def _statement_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
     return [
         [
             r["calls"],
-            _milliseconds(r["total_ms"]),
-            _milliseconds(r["mean_ms"]),
+            pg_stats.milliseconds(r["total_ms"]),
+            pg_stats.milliseconds(r["mean_ms"]),
             r["rows"],
             _query(r["query"]),
         ]
         for r in rows
     ]
-
-
-def _when(value: datetime | None) -> str | None:
-    """A pg_stat_activity timestamp pinned as text: exact to the microsecond."""
-    return value.isoformat() if value is not None else None
-
-
-def _skipped(pin: Mapping[str, Any], now: Mapping[str, Any] | None) -> str | None:
-    """Why a pinned backend no longer qualifies, or None when it still does."""
-    if now is None:
-        return "ended"
-    if _when(now["backend_start"]) != pin["backend_start"]:
-        return "a different backend now"
-    if now["state"] not in ("idle in transaction", "idle in transaction (aborted)"):
-        return f"now {now['state'] or 'gone'}"
-    if _when(now["xact_start"]) != pin["xact_start"]:
-        return "in a newer transaction"
-    return None
 
 
 def _scrub(message: str, url: str) -> str:
