@@ -1,5 +1,6 @@
-"""Postgres diagnostics (connections, long-running queries, lock waits, size) and the
-one mitigation an incident usually needs: terminating a runaway or blocking backend.
+"""Postgres diagnostics (connections, long-running queries, lock waits, size, the costliest
+statements) and the mitigations an incident usually needs: terminating a runaway or
+blocking backend, or the backends left idle in a transaction.
 
 Each call opens its own short connection from the URL in the target's environment
 variable. Diagnostics run in a READ ONLY transaction with a local statement timeout,
