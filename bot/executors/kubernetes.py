@@ -2,10 +2,10 @@
 
 Calls go through `KubernetesApi` (threads, timeouts, failures in words). Mitigations
 follow kubectl's semantics (`rollout restart`, `rollout undo`, `scale`, `set resources
---limits=memory`) so an operator
-reading the audit log sees operations they know, and each takes `dry_run`, which
-becomes a server-side dry run: the API server validates and admits the change without
-persisting it. Secrets are never read.
+--limits=memory`) so an operator reading the audit log sees operations they know, and
+each takes `dry_run`, which becomes a server-side dry run: the API server validates and
+admits the change without persisting it. Secrets are never read. Nodes and one pod in
+detail are read in `kubernetes_inspect`.
 """
 
 from __future__ import annotations
