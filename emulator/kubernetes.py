@@ -492,9 +492,12 @@ def _validate_resources(dep: Obj) -> None:
     name = dep["metadata"]["name"]
     for i, container in enumerate(dep["spec"]["template"]["spec"]["containers"]):
         resources = container.get("resources") or {}
+        parsed: dict[str, dict[str, Any]] = {}
         for kind in ("limits", "requests"):
             for resource, value in (resources.get(kind) or {}).items():
-                if not isinstance(value, str) or not _QUANTITY.fullmatch(value):
+                try:
+                    parsed.setdefault(kind, {})[resource] = parse_quantity(value)
+                except (ValueError, TypeError):
                     raise _Reply(
                         422,
                         "Invalid",
@@ -502,20 +505,18 @@ def _validate_resources(dep: Obj) -> None:
                         f"[{i}].resources.{kind}[{resource}]: Invalid value: {value!r}: "
                         "quantities must match the regular expression "
                         "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
-                    )
-        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
-        for resource in set(limits) & set(requests):
-            if parse_quantity(requests[resource]) > parse_quantity(limits[resource]):
+                    ) from None
+        limits, requests = parsed.get("limits", {}), parsed.get("requests", {})
+        for resource in sorted(set(limits) & set(requests)):
+            if requests[resource] > limits[resource]:
                 raise _Reply(
                     422,
                     "Invalid",
                     f'Deployment.apps "{name}" is invalid: spec.template.spec.containers[{i}]'
-                    f".resources.requests: Invalid value: {requests[resource]!r}: must be less "
-                    f"than or equal to {resource} limit of {limits[resource]}",
+                    f".resources.requests: Invalid value: {resources['requests'][resource]!r}: "
+                    f"must be less than or equal to {resource} limit of "
+                    f"{resources['limits'][resource]}",
                 )
-
-
-_QUANTITY = re.compile(r"([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)")
 
 
 def node(

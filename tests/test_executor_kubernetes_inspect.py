@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from kubernetes import client
+from kubernetes import config as kube_config
+from kubernetes.client.exceptions import ApiException
 
 from bot.executors.base import ExecutorError, KubernetesTarget, StateChanged
 from bot.executors.kubernetes import KubernetesExecutor
@@ -223,3 +226,34 @@ async def test_the_shells_simulated_cluster_answers_nodes_and_describe(tmp_path:
             assert raised.summary.endswith("from 256Mi to 1Gi")
         finally:
             executor.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("limits/memory", "2Gb", "resources.limits[memory]: Invalid value: '2Gb'"),
+        ("limits/memory", "50Mi", "Invalid value: '100Mi': must be less than or equal to memory"),
+    ],
+)
+async def test_the_fake_api_server_validates_resources_as_the_real_one(
+    kube: FakeKubernetes, tmp_path: Path, path: str, value: str, message: str
+) -> None:
+    """So a limit `set-memory` writes is one a real API server would take."""
+    spec = kube.get("Deployment", "shop", "checkout")["spec"]["template"]["spec"]
+    spec["containers"][0]["resources"]["requests"]["memory"] = "100Mi"
+    config = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    patch = [
+        {
+            "op": "replace",
+            "path": f"/spec/template/spec/containers/0/resources/{path}",
+            "value": value,
+        }
+    ]
+
+    def send() -> None:
+        api = client.AppsV1Api(kube_config.new_client_from_config(str(config)))
+        api.patch_namespaced_deployment("checkout", "shop", patch, dry_run="All")
+
+    with pytest.raises(ApiException) as caught:
+        await asyncio.to_thread(send)
+    assert caught.value.status == 422 and message in (caught.value.body or "")
