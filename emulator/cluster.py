@@ -21,7 +21,7 @@ import yaml
 from aiohttp import web
 
 from emulator.cluster_metrics import QUERIES, CheckoutMetrics
-from emulator.kubernetes import FakeKubernetes, pod_metrics, timestamp
+from emulator.kubernetes import FakeKubernetes, node, node_metrics, pod_metrics, timestamp
 from emulator.prometheus import FakePrometheus
 
 Obj = dict[str, Any]
@@ -44,11 +44,21 @@ LOG_CRASH = [
 ]
 
 
-def _meta(name: str, ago: float, **extra: Any) -> Obj:
+def _uid(name: str) -> str:
+    """A stable UID per object name, so an event can name its pod's."""
     uid = hashlib.sha256(name.encode()).hexdigest()
-    uid = f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:32]}"
+    return f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:32]}"
+
+
+def _meta(name: str, ago: float, **extra: Any) -> Obj:
     created = timestamp(ago)
-    return {"name": name, "namespace": NAMESPACE, "uid": uid, "creationTimestamp": created, **extra}
+    return {
+        "name": name,
+        "namespace": NAMESPACE,
+        "uid": _uid(name),
+        "creationTimestamp": created,
+        **extra,
+    }
 
 
 def _image(obj: Obj) -> str:
@@ -98,6 +108,15 @@ class SimulatedCluster:
             _event(crashing, "BackOff", "Back-off restarting failed container app", 40, 31),
             _event(crashing, "OOMKilled", "Container app exceeded its 256Mi memory limit", 95, 7),
             _event(crashing, "Unhealthy", "Readiness probe failed: statuscode: 503", 30, 52),
+        )
+        # Three nodes; checkout's runs hot, as an OOMKilling pod's node does.
+        self.api.add(
+            node("node-eu-1a", memory="8Gi"),
+            node("node-eu-1b", memory="8Gi", pressure=("MemoryPressure",)),
+            node("node-eu-1c", memory="8Gi"),
+            node_metrics("node-eu-1a", "850m", "3900Mi"),
+            node_metrics("node-eu-1b", "1720m", "7150Mi"),
+            node_metrics("node-eu-1c", "430m", "2100Mi"),
         )
         self.api.controller = self._reconcile
         self._runner: web.AppRunner | None = None
@@ -245,7 +264,7 @@ class SimulatedCluster:
         base = f"{self.service_url}/{NAME}"
         http = {"health": f"{base}/health", "readiness": f"{base}/ready"}
         service = {
-            "kubernetes": {**kubernetes, "max_replicas": 10},
+            "kubernetes": {**kubernetes, "max_replicas": 10, "max_memory": "1Gi"},
             "postgres": {"url_env": "CHECKOUT_DATABASE_URL"},
             "http": http,
             "prometheus": {"url_env": PROMETHEUS_ENV, "queries": QUERIES},
@@ -306,7 +325,7 @@ def _event(pod: str, reason: str, message: str, ago: float, count: int) -> Obj:
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": _meta(f"{pod}.{reason.lower()}", ago),
-        "involvedObject": {"kind": "Pod", "name": pod, "namespace": NAMESPACE},
+        "involvedObject": {"kind": "Pod", "name": pod, "namespace": NAMESPACE, "uid": _uid(pod)},
         "reason": reason,
         "message": message,
         "type": "Warning",

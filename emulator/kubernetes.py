@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 from aiohttp import web
+from kubernetes.utils.quantity import parse_quantity
 
 TOKEN = "fake-kubernetes-test-token"
 USER = "system:serviceaccount:firebreak:firebreak"
@@ -48,6 +49,7 @@ _GROUPS = {
     "replicasets": "apps",
     "pods.metrics.k8s.io": "metrics.k8s.io",
     "networkpolicies": "networking.k8s.io",
+    "nodes.metrics.k8s.io": "metrics.k8s.io",
 }
 Obj = dict[str, Any]
 WRITES = ("PATCH", "POST", "DELETE")  # recorded in `patches` (body and dry run) and delayed
@@ -488,6 +490,136 @@ def _validate_deployment(dep: Obj) -> None:
         raise _Reply(422, "Invalid", f'Deployment.apps "{name}" is invalid: ' + "; ".join(problems))
 
 
+def _validate_resources(dep: Obj) -> None:
+    """Quantities must parse, and a container's request can't exceed its limit, as the
+    API server checks (`spec.template.spec.containers[0].resources.requests`)."""
+    name = dep["metadata"]["name"]
+    for i, container in enumerate(dep["spec"]["template"]["spec"]["containers"]):
+        resources = container.get("resources") or {}
+        parsed: dict[str, dict[str, Any]] = {}
+        for kind in ("limits", "requests"):
+            for resource, value in (resources.get(kind) or {}).items():
+                try:
+                    parsed.setdefault(kind, {})[resource] = parse_quantity(value)
+                except (ValueError, TypeError):
+                    raise _Reply(
+                        422,
+                        "Invalid",
+                        f'Deployment.apps "{name}" is invalid: spec.template.spec.containers'
+                        f"[{i}].resources.{kind}[{resource}]: Invalid value: {value!r}: "
+                        "quantities must match the regular expression "
+                        "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                    ) from None
+        limits, requests = parsed.get("limits", {}), parsed.get("requests", {})
+        for resource in sorted(set(limits) & set(requests)):
+            if requests[resource] > limits[resource]:
+                raise _Reply(
+                    422,
+                    "Invalid",
+                    f'Deployment.apps "{name}" is invalid: spec.template.spec.containers[{i}]'
+                    f".resources.requests: Invalid value: {resources['requests'][resource]!r}: "
+                    f"must be less than or equal to {resource} limit of "
+                    f"{resources['limits'][resource]}",
+                )
+
+
+def node(
+    name: str,
+    *,
+    cpu: str = "4",
+    memory: str = "16Gi",
+    pods: str = "110",
+    ready: str = "True",
+    pressure: tuple[str, ...] = (),
+    unschedulable: bool = False,
+) -> Obj:
+    """A core/v1 Node with the four kubelet conditions; `pressure` names the ones that are
+    True ("MemoryPressure", "DiskPressure", "PIDPressure"). Allocatable is capacity less
+    the kubelet's usual reservations."""
+    beat = {"lastHeartbeatTime": timestamp(10), "lastTransitionTime": timestamp(86400)}
+    words = {
+        "MemoryPressure": ("KubeletHasSufficientMemory", "KubeletHasInsufficientMemory", "memory"),
+        "DiskPressure": ("KubeletHasNoDiskPressure", "KubeletHasDiskPressure", "disk"),
+        "PIDPressure": ("KubeletHasSufficientPID", "KubeletHasInsufficientPID", "PID"),
+    }
+    conditions = [
+        {
+            "type": kind,
+            "status": str(kind in pressure),
+            "reason": on if kind in pressure else off,
+            "message": f"kubelet has {'insufficient' if kind in pressure else 'sufficient'} {what}",
+            **beat,
+        }
+        for kind, (off, on, what) in words.items()
+    ]
+    conditions.append(
+        {
+            "type": "Ready",
+            "status": ready,
+            "reason": "KubeletReady" if ready == "True" else "NodeStatusUnknown",
+            "message": "kubelet is posting ready status"
+            if ready == "True"
+            else "Kubelet stopped posting node status.",
+            **beat,
+        }
+    )
+    allocatable_memory = f"{parse_quantity(memory) * 94 // 100 // 1024}Ki"
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "uid": str(uuid.uuid4()),
+            "resourceVersion": "1",
+            "creationTimestamp": timestamp(30 * 86400),
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"},
+        },
+        "spec": {"podCIDR": "10.244.1.0/24", **({"unschedulable": True} if unschedulable else {})},
+        "status": {
+            "capacity": {"cpu": cpu, "memory": memory, "pods": pods},
+            "allocatable": {
+                "cpu": f"{int(parse_quantity(cpu) * 1000) - 80}m",
+                "memory": allocatable_memory,
+                "pods": pods,
+            },
+            "conditions": conditions,
+            "addresses": [
+                {"type": "InternalIP", "address": "192.0.2.10"},
+                {"type": "Hostname", "address": name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": uuid.uuid4().hex,
+                "systemUUID": str(uuid.uuid4()),
+                "bootID": str(uuid.uuid4()),
+                "kernelVersion": "6.1.0-18-amd64",
+                "osImage": "Debian GNU/Linux 12 (bookworm)",
+                "containerRuntimeVersion": "containerd://1.7.13",
+                "kubeletVersion": "v1.29.2",
+                "kubeProxyVersion": "v1.29.2",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+        },
+    }
+
+
+def node_metrics(name: str, cpu: str, memory: str) -> Obj:
+    """A metrics.k8s.io NodeMetrics, as `kubectl top nodes` reads it."""
+    return {
+        "apiVersion": "metrics.k8s.io/v1beta1",
+        "kind": "NodeMetrics",
+        "metadata": {
+            "name": name,
+            "creationTimestamp": timestamp(),
+            "labels": {"kubernetes.io/hostname": name},
+        },
+        "timestamp": timestamp(10),
+        "window": "20.05s",
+        "usage": {"cpu": cpu, "memory": memory},
+    }
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -518,7 +650,8 @@ class FakeKubernetes:
     def add(self, *objs: Obj) -> None:
         for obj in objs:
             meta = obj["metadata"]
-            self.objects.setdefault(obj["kind"], {})[(meta["namespace"], meta["name"])] = obj
+            key = (meta.get("namespace", ""), meta["name"])  # "" for cluster-scoped objects
+            self.objects.setdefault(obj["kind"], {})[key] = obj
 
     def get(self, kind: str, namespace: str, name: str) -> Obj:
         return self.objects[kind][(namespace, name)]
@@ -595,6 +728,7 @@ class FakeKubernetes:
             app.router.add_post(
                 "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self._access_review
             )
+            self._add_cluster_routes(app)
             self._runner = web.AppRunner(app, shutdown_timeout=0.1)
             await self._runner.setup()
         self._closing.clear()
@@ -672,7 +806,8 @@ class FakeKubernetes:
                 "Forbidden",
                 f'{what} is forbidden: User "{USER}" cannot {verb} '
                 f'resource "{resource.removesuffix(".metrics.k8s.io")}"'
-                f' in API group "{group}" in the namespace "{ns}"',
+                f' in API group "{group}" '
+                + (f'in the namespace "{ns}"' if ns else "at the cluster scope"),
             )
 
     def _find(self, kind: str, ns: str, name: str, plural: str) -> Obj:
@@ -682,7 +817,7 @@ class FakeKubernetes:
             raise _Reply(404, "NotFound", f'{plural} "{name}" not found') from None
 
     def _list(self, request: web.Request, kind: str, api_version: str) -> web.Response:
-        ns, query = request.match_info["ns"], request.query
+        ns, query = request.match_info.get("ns"), request.query  # None: the whole cluster
         labels = _selector(query.get("labelSelector", ""))
         fields = [
             re.fullmatch(r"([\w.]+)\s*(!=|==|=)\s*(.*)", f.strip())
@@ -694,7 +829,7 @@ class FakeKubernetes:
         items = [
             copy.deepcopy(o)
             for (ons, _), o in self.objects.get(kind, {}).items()
-            if ons == ns
+            if (ns is None or ons == ns)
             and labels(o["metadata"].get("labels") or {})
             and all((_field(o, m[1]) == m[3]) != (m[2] == "!=") for m in fields if m)
         ]
@@ -715,6 +850,26 @@ class FakeKubernetes:
             return json.loads(await request.text()), bool(dry)
         except ValueError:
             raise _Reply(400, "BadRequest", "the request body is not valid JSON") from None
+
+    # -- cluster-scoped reads: nodes, their metrics, pods across namespaces ------------
+    def _add_cluster_routes(self, app: web.Application) -> None:
+        app.router.add_get("/api/v1/nodes", self._list_nodes)
+        app.router.add_get("/api/v1/pods", self._list_all_pods)
+        app.router.add_get("/apis/metrics.k8s.io/v1beta1/nodes", self._node_metrics)
+
+    async def _list_nodes(self, request: web.Request) -> web.Response:
+        self._authorize("list", "nodes", "")
+        return self._list(request, "Node", "v1")
+
+    async def _list_all_pods(self, request: web.Request) -> web.Response:
+        self._authorize("list", "pods", "")
+        return self._list(request, "Pod", "v1")
+
+    async def _node_metrics(self, request: web.Request) -> web.Response:
+        if not self.metrics_available:
+            raise web.HTTPNotFound()
+        self._authorize("list", "nodes.metrics.k8s.io", "")
+        return self._list(request, "NodeMetrics", "metrics.k8s.io/v1beta1")
 
     # -- handlers ----------------------------------------------------------------------
     async def _list_pods(self, request: web.Request) -> web.Response:
@@ -802,6 +957,7 @@ class FakeKubernetes:
         if patched["metadata"].get("name") != name:
             raise _Reply(422, "Invalid", f'Deployment.apps "{name}" is invalid: metadata.name')
         _validate_deployment(patched)
+        _validate_resources(patched)
         patched["metadata"]["resourceVersion"] = str(next(self._versions))
         if patched["spec"] != current["spec"]:
             patched["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1

@@ -6,7 +6,7 @@ and Carol in its channel."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,6 @@ from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
 from emulator.models import Channel
 from handlers.http_check import HttpExecutor
 from storage.models import Event, PendingAction
-from tests.databases import POSTGRES_URL
 from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak
 
 # Test modules import the fixtures under these names (with a noqa for F401), and
@@ -141,11 +140,17 @@ class Rig:
 
 @pytest_asyncio.fixture(name="rig")
 async def rig_fixture(
-    database_url: str, kube: FakeKubernetes, health: str, tmp_path: Path
+    database_url: str,
+    kube: FakeKubernetes,
+    health: str,
+    tmp_path: Path,
+    checkout_db_url: str,
+    rig_settings: dict[str, str],
 ) -> AsyncIterator[Rig]:
     services = f"""
   checkout:
-    kubernetes: {{namespace: shop, deployment: checkout, selector: app=checkout, max_replicas: 8}}
+    kubernetes: {{namespace: shop, deployment: checkout, selector: app=checkout, max_replicas: 8,
+                 max_memory: 2Gi}}
     postgres: {{url_env: {DB_ENV}}}
     http: {{health: "{health}/health", readiness: "{health}/ready"}}
   billing:
@@ -153,16 +158,23 @@ async def rig_fixture(
 """
     executors = Executors(
         kubernetes=KubernetesExecutor(str(kube.write_kubeconfig(tmp_path / "kube")), timeout=1),
-        postgres=PostgresExecutor({DB_ENV: POSTGRES_URL.replace("+psycopg", "")}, timeout=3),
+        postgres=PostgresExecutor({DB_ENV: checkout_db_url}, timeout=3),
         http=HttpExecutor(timeout=2),
     )
-    async with running_rig(database_url, kube, services, executors, tmp_path) as rig:
+    async with running_rig(
+        database_url, kube, services, executors, tmp_path, settings=rig_settings
+    ) as rig:
         yield rig
 
 
 @asynccontextmanager
 async def running_rig(
-    database_url: str, kube: FakeKubernetes, services: str, executors: Executors, folder: Path
+    database_url: str,
+    kube: FakeKubernetes,
+    services: str,
+    executors: Executors,
+    folder: Path,
+    settings: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Rig]:
     """Firebreak with these `services` (targets.yml's, indented) and executors, and a P2
     incident declared on checkout with Bob and Carol in its channel."""
@@ -183,6 +195,7 @@ require_distinct_confirmer: [P0]
         executors=executors,
         FIREBREAK_TARGETS=str(targets),
         FIREBREAK_EVIDENCE_DIR=str(evidence),
+        **(settings or {}),
     ) as slack:
         await slack.command("declare P2 checkout errors")
         channel = slack.only_incident_channel()

@@ -9,7 +9,7 @@ from bot.runbooks import Runbooks, load_runbooks
 from runbooks import BUNDLED
 from storage.db import Database, make_engine
 from storage.migrate import upgrade
-from tests.databases import fresh_database
+from tests.databases import POSTGRES_URL, fresh_database
 from tests.harness import Harness, running_firebreak
 
 
@@ -39,3 +39,18 @@ async def slack(database_url: str) -> AsyncIterator[Harness]:
     """Firebreak over HTTP + the Slack emulator, on SQLite and on Postgres."""
     async with running_firebreak(database_url) as harness:
         yield harness
+
+
+@pytest.fixture
+def checkout_db_url() -> str:
+    """Where the action rig's `checkout` points its Postgres actions (tests/action_rig.py).
+    A module whose actions touch every session of their database overrides it with a
+    scratch database of its own."""
+    return POSTGRES_URL.replace("+psycopg", "")
+
+
+@pytest.fixture
+def rig_settings() -> dict[str, str]:
+    """Extra settings for the action rig's Firebreak (e.g. FIREBREAK_RUNBOOKS); a module
+    overrides it."""
+    return {}

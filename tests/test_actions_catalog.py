@@ -71,10 +71,12 @@ def test_the_bundled_runbooks_load() -> None:
         "isolate",
         "unisolate",
         "flush-cache",
+        "set-memory",
+        "terminate-idle",
     }
     checkout = catalog.targets["checkout"]
     assert checkout.kubernetes and checkout.kubernetes.namespace == "shop"
-    assert checkout.max_replicas == 20 and checkout.postgres
+    assert checkout.max_replicas == 20 and checkout.max_memory == 4 * 2**30 and checkout.postgres
     assert catalog.mitigator_users == {"U0123ABCD"} and catalog.mitigator_groups == ("S0456EFGH",)
     assert catalog.require_distinct_confirmer == {"P0"}
     assert catalog.security_responders == ("S0789SECR",)

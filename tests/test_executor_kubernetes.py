@@ -14,11 +14,12 @@ import yaml
 from bot.actions.catalog import OPERATIONS
 from bot.executors.base import ExecutorError, KubernetesTarget, StateChanged
 from bot.executors.kubernetes import API_CALLS, OPERATION_CALLS, RESTARTED_AT, KubernetesExecutor
-from bot.executors.kubernetes_api import rbac_attributes
+from bot.executors.kubernetes_api import CLUSTER_SCOPED, rbac_attributes
 from emulator.kubernetes import (
     FakeKubernetes,
     deployment,
     event,
+    node,
     pod,
     pod_metrics,
     replicaset,
@@ -30,8 +31,8 @@ OLD, NEW = "registry.example.com/checkout:1.4.1", "registry.example.com/checkout
 TARGET = KubernetesTarget(namespace="shop", deployment="checkout", selector="app=checkout")
 
 
-@pytest_asyncio.fixture
-async def kube() -> AsyncIterator[FakeKubernetes]:
+@pytest_asyncio.fixture(name="kube")
+async def kube_fixture() -> AsyncIterator[FakeKubernetes]:
     """checkout at revision 2 (image NEW) with revision 1 (image OLD) in its history,
     two healthy pods, one crash-looping OOMKilled pod, and a pod of another app."""
     async with FakeKubernetes() as server:
@@ -383,24 +384,59 @@ async def test_unknown_context_is_a_configuration_error(executor):
 # -- deploy manifests ---------------------------------------------------------------------
 
 
-def test_role_grants_what_the_executor_calls_and_nothing_dangerous():
-    docs = list(yaml.safe_load_all((DEPLOY / "role.yaml").read_text()))
-    roles = [d for d in docs if d["kind"] == "Role"]
-    assert {r["metadata"]["namespace"] for r in roles} == {"shop", "payments"}
-    assert all(r["rules"] == roles[0]["rules"] for r in roles)
-    granted = {
+def granted(role: dict) -> set[tuple[str, str]]:
+    """(verb, resource) pairs a Role or ClusterRole grants, metrics resources as
+    `pods.metrics.k8s.io` the way API_CALLS names them."""
+    return {
         (verb, f"{res}.{group}" if group == "metrics.k8s.io" else res)
-        for rule in roles[0]["rules"]
+        for rule in role["rules"]
         for group in rule["apiGroups"]
         for res in rule["resources"]
         for verb in rule["verbs"]
     }
-    needed = {(verb, resource) for _, verb, resource in API_CALLS.values()}
-    assert needed <= granted
-    assert {verb for verb, r in granted if r != "networkpolicies"} <= {"get", "list", "patch"}
-    assert {v for v, r in granted if r == "networkpolicies"} == {"get", "create", "delete"}
-    assert not [d for d in docs if d["kind"].startswith("Cluster")]  # namespaced only
-    assert not [r for _, r in granted if "secret" in r or "*" in r]
+
+
+def test_roles_grant_exactly_what_the_executor_calls_and_nothing_dangerous():
+    docs = list(yaml.safe_load_all((DEPLOY / "role.yaml").read_text()))
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert {r["metadata"]["namespace"] for r in roles} == {"shop", "payments"}
+    assert all(r["rules"] == roles[0]["rules"] for r in roles)
+    (cluster,) = [
+        d
+        for d in yaml.safe_load_all((DEPLOY / "clusterrole.yaml").read_text())
+        if d["kind"] == "ClusterRole"
+    ]
+
+    def needed(cluster_wide: bool) -> set[tuple[str, str]]:
+        return {
+            (verb, resource)
+            for method, (_, verb, resource) in API_CALLS.items()
+            if (method in CLUSTER_SCOPED) == cluster_wide
+        }
+
+    assert granted(roles[0]) == needed(cluster_wide=False)
+    assert granted(cluster) == needed(cluster_wide=True)
+    for role in (roles[0], cluster):
+        verbs = {verb for verb, r in granted(role) if r != "networkpolicies"}
+        assert verbs <= {"get", "list", "patch"}
+        assert not [r for _, r in granted(role) if "secret" in r or "*" in r]
+    assert {verb for verb, _ in granted(cluster)} == {"list"}
+    # isolate's NetworkPolicy: in each namespace's Role only, never cluster-wide
+    assert {v for v, r in granted(roles[0]) if r == "networkpolicies"} == {
+        "get",
+        "create",
+        "delete",
+    }
+
+
+def test_bindings_name_firebreaks_service_account():
+    for name in ("role.yaml", "clusterrole.yaml"):
+        for doc in yaml.safe_load_all((DEPLOY / name).read_text()):
+            if doc["kind"].endswith("Binding"):
+                assert doc["subjects"] == [
+                    {"kind": "ServiceAccount", "name": "firebreak", "namespace": "firebreak"}
+                ]
+                assert doc["roleRef"]["kind"] == doc["kind"].removesuffix("Binding")
 
 
 def test_deployment_takes_secrets_by_reference_and_probes_port_3000():
@@ -423,6 +459,7 @@ ARGS: dict[str, dict[str, object]] = {
     "restart": {"dry_run": False},
     "isolate": {"dry_run": False},
     "unisolate": {"dry_run": False},
+    "set_memory": {"limit": 2**31, "dry_run": False},
 }
 
 
@@ -431,6 +468,8 @@ async def test_operation_calls_is_what_each_operation_is_authorised_for(kube, ex
     if operation == "unisolate":  # there is a policy to remove
         await executor.isolate(TARGET, dry_run=False)
         kube.authorized.clear()
+    if operation == "nodes":  # a node to read the usage of
+        kube.add(node("node-1"))
     await getattr(executor, operation)(TARGET, **ARGS.get(operation, {}))
     expected = {API_CALLS[call][1:] for call in OPERATION_CALLS[operation]}
     assert set(kube.authorized) == expected

@@ -30,10 +30,12 @@ from bot.paging.settings import (
     pagerduty_target,
     statuspage_target,
 )
+from bot.quantities import format_memory, parse_memory
 from bot.yamlfile import Node, RunbookError, load_mapping
 
 KINDS = ("diagnostic", "mitigation")
-PARAM_TYPES = ("int", "flag", "name", "choice", "duration", "text")
+PARAM_TYPES = ("int", "flag", "name", "choice", "duration", "text", "quantity")
+BOUNDED = ("int", "duration", "quantity")  # the types that take min and max
 EXECUTORS = ("kubernetes", "postgres", "http", "prometheus", "redis")
 INTEGRATIONS = ("pagerduty", "statuspage")  # where a service is paged and shown publicly
 
@@ -93,17 +95,22 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
         "deployment": Operation("diagnostic"),
         "history": Operation("diagnostic"),
         "top": Operation("diagnostic"),
+        "nodes": Operation("diagnostic"),
+        "describe": Operation("diagnostic", {"pod": "name?"}),
         "restart": Operation("mitigation"),
         "rollback": Operation("mitigation", {"revision": "int?"}),
         "scale": Operation("mitigation", {"replicas": "int"}),
         "isolate": Operation("mitigation", commander_only=True),
         "unisolate": Operation("mitigation", commander_only=True),
+        "set_memory": Operation("mitigation", {"limit": "quantity"}),
     },
     "postgres": {
         "activity": Operation("diagnostic", {"min_seconds": "int"}),
         "locks": Operation("diagnostic"),
         "size": Operation("diagnostic"),
         "terminate": Operation("mitigation", {"pid": "int"}),
+        "slow": Operation("diagnostic"),
+        "terminate_idle": Operation("mitigation", {"older_than": "duration"}),
     },
     "http": {
         "check": Operation("diagnostic", {"which": "choice"}, {"which": ("health", "readiness")}),
@@ -156,6 +163,7 @@ class Target:
     prometheus: PrometheusTarget | None = None
     redis: RedisTarget | None = None
     max_replicas: int | None = None
+    max_memory: int | None = None  # bytes; `set-memory` never goes above it
     pagerduty: PagerDutyTarget | None = None
     statuspage: StatuspageTarget | None = None
 
@@ -288,6 +296,8 @@ def _param(raw: Node, action: str, operation: Operation) -> ParamSpec:
     default: Any = raw.get("default")
     if kind == "duration":
         lo, hi, default = (_seconds(raw, action, name, key) for key in ("min", "max", "default"))
+    elif kind == "quantity":
+        lo, hi, default = (_bytes(raw, action, name, key) for key in ("min", "max", "default"))
     elif kind == "text":
         lo, hi = None, raw.expect("max", int)
         if raw.get("min") is not None:
@@ -295,8 +305,8 @@ def _param(raw: Node, action: str, operation: Operation) -> ParamSpec:
     else:
         lo, hi = raw.expect("min", int), raw.expect("max", int)
     choices = tuple(str(c) for c in raw.expect("choices", list, []))
-    if kind not in ("int", "duration", "text") and (lo is not None or hi is not None):
-        raise raw.error(f"`{action}`: only int and duration parameters take min/max")
+    if kind not in (*BOUNDED, "text") and (lo is not None or hi is not None):
+        raise raw.error(f"`{action}`: only int, duration and quantity parameters take min/max")
     if kind != "choice" and choices:
         raise raw.error(f"`{action}`: only choice parameters take choices")
     if required and default is not None:
@@ -309,14 +319,14 @@ def _param(raw: Node, action: str, operation: Operation) -> ParamSpec:
         )
     if kind == "text" and default is not None:
         raise raw.error(f"`{action}`: text parameter `{name}` can't have a default")
-    if kind in ("int", "duration"):
+    if kind in BOUNDED:
         if lo is None or hi is None or isinstance(lo, bool) or isinstance(hi, bool) or lo > hi:
-            raise raw.error(f"`{action}`: int parameter `{name}` needs integer min <= max")
+            raise raw.error(f"`{action}`: {kind} parameter `{name}` needs integer min <= max")
         if default is not None and (type(default) is not int or not lo <= default <= hi):
-            low, high = (compact_duration(b) if kind == "duration" else b for b in (lo, hi))
+            low, high = (as_typed(kind, b) for b in (lo, hi))
             raise raw.error(f"`{action}`: default of `{name}` must be from {low} to {high}")
-        if kind == "duration" and default is not None:
-            default = compact_duration(default)  # kept as typed; executors get seconds
+        if kind != "int" and default is not None:
+            default = as_typed(kind, default)  # kept as typed; executors get seconds or bytes
     if (
         kind == "name"
         and default is not None
@@ -350,6 +360,24 @@ def _seconds(raw: Node, action: str, name: str, key: str) -> int | None:
         return int(parse_duration(str(text)).total_seconds())
     except ValueError as exc:
         raise raw.error(f"`{action}`: {key} of `{name}`: {exc}") from None
+
+
+def _bytes(raw: Node, action: str, name: str, key: str) -> int | None:
+    """A quantity bound or default written as `512Mi`, read as bytes."""
+    text = raw.get(key)
+    if text is None:
+        return None
+    try:
+        return parse_memory(str(text))
+    except ValueError as exc:
+        raise raw.error(f"`{action}`: {key} of `{name}`: {exc}") from None
+
+
+def as_typed(kind: str, value: int) -> str | int:
+    """A duration (seconds) or quantity (bytes) bound back in the form people type."""
+    if kind == "duration":
+        return compact_duration(value)
+    return format_memory(value) if kind == "quantity" else value
 
 
 def _targets(path: Path, actions: dict[str, ActionSpec]) -> ActionCatalog:
@@ -418,7 +446,9 @@ def _target(name: str, spec: Node) -> Target:
             raise spec.error(f"`{name}.{key}` must be a mapping")
     if all(section is None for _, section in sections) and pd is None and sp is None:
         raise spec.error(f"service `{name}` configures no executor ({', '.join(EXECUTORS)})")
-    kubernetes, max_replicas = _kubernetes(name, kube) if kube is not None else (None, None)
+    kubernetes, max_replicas, max_memory = (
+        _kubernetes(name, kube) if kube is not None else (None, None, None)
+    )
     return Target(
         name=name,
         kubernetes=kubernetes,
@@ -427,13 +457,14 @@ def _target(name: str, spec: Node) -> Target:
         prometheus=_prometheus(name, prom, kubernetes) if prom is not None else None,
         redis=RedisTarget(_url_env(name, cache)) if cache is not None else None,
         max_replicas=max_replicas,
+        max_memory=max_memory,
         pagerduty=pagerduty_target(name, pd) if pd is not None else None,
         statuspage=statuspage_target(name, sp) if sp is not None else None,
     )
 
 
-def _kubernetes(name: str, node: Node) -> tuple[KubernetesTarget, int | None]:
-    _only(node, {"namespace", "deployment", "selector", "context", "max_replicas"})
+def _kubernetes(name: str, node: Node) -> tuple[KubernetesTarget, int | None, int | None]:
+    _only(node, {"namespace", "deployment", "selector", "context", "max_replicas", "max_memory"})
     namespace, deployment = node.require("namespace"), node.require("deployment")
     selector, context = node.require("selector"), node.expect("context", str)
     if not DNS_LABEL.match(namespace):
@@ -447,7 +478,13 @@ def _kubernetes(name: str, node: Node) -> tuple[KubernetesTarget, int | None]:
     max_replicas = node.expect("max_replicas", int)
     if max_replicas is not None and (isinstance(max_replicas, bool) or max_replicas < 0):
         raise node.error(f"`{name}`: max_replicas must be a whole number, 0 or more")
-    return KubernetesTarget(namespace, deployment, selector, context), max_replicas
+    max_memory = node.get("max_memory")
+    if max_memory is not None:
+        try:
+            max_memory = parse_memory(str(max_memory))
+        except ValueError as exc:
+            raise node.error(f"`{name}`: max_memory: {exc}") from None
+    return KubernetesTarget(namespace, deployment, selector, context), max_replicas, max_memory
 
 
 def _postgres(name: str, node: Node) -> PostgresTarget:

@@ -19,7 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.actions.catalog import DNS_SUBDOMAIN, ActionCatalog, ActionSpec, ParamSpec, Target
+from bot.actions.catalog import (
+    DNS_SUBDOMAIN,
+    ActionCatalog,
+    ActionSpec,
+    ParamSpec,
+    Target,
+    as_typed,
+)
 from bot.durations import compact_duration, parse_duration
 from bot.errors import UserError
 from bot.executors import (
@@ -34,6 +41,7 @@ from bot.executors import (
     StateChanged,
 )
 from bot.mrkdwn import escape
+from bot.quantities import format_memory, parse_memory
 from bot.redact import redact
 
 log = logging.getLogger(__name__)
@@ -114,9 +122,12 @@ class Executors:
             raise ExecutorError(f"Firebreak runs without a {action.executor} client")
         method = getattr(executor, action.operation)
         kwargs: dict[str, Any] = dict(invocation.args)
-        for param in action.params:  # kept as typed (`1h30m`), given to executors as seconds
-            if param.type == "duration" and isinstance(kwargs.get(param.name), str):
-                kwargs[param.name] = int(parse_duration(kwargs[param.name]).total_seconds())
+        for param in action.params:  # kept as typed (`1h30m`, `2Gi`): seconds, bytes here
+            value = kwargs.get(param.name)
+            if param.type == "duration" and isinstance(value, str):
+                kwargs[param.name] = int(parse_duration(value).total_seconds())
+            if param.type == "quantity" and isinstance(value, str):
+                kwargs[param.name] = parse_memory(value)
         if action.kind == "mitigation":
             kwargs["dry_run"] = dry_run
             if pinned is not None:
@@ -213,16 +224,26 @@ def parse_args(action: ActionSpec, target: Target, words: Sequence[str]) -> dict
 
 
 def bounds(action: ActionSpec, param: ParamSpec, target: Target | None) -> tuple[int, int]:
-    """An int's allowed range; replicas also stop at the service's max_replicas."""
+    """A bounded param's range; replicas also stop at the service's max_replicas, and a
+    memory limit at its max_memory."""
     assert param.min is not None and param.max is not None  # the catalog guarantees both
-    high = param.max
-    if (
-        target is not None
-        and target.max_replicas is not None
-        and (action.executor, action.operation, param.name) == ("kubernetes", "scale", "replicas")
-    ):
-        high = min(high, target.max_replicas)
+    high, cap = param.max, _service_cap(action, param, target)
+    if cap is not None:
+        high = min(high, cap[0])
     return param.min, high
+
+
+def _service_cap(
+    action: ActionSpec, param: ParamSpec, target: Target | None
+) -> tuple[int, str] | None:
+    """The service's own ceiling on this param, and the targets.yml key that sets it."""
+    if target is None or action.executor != "kubernetes":
+        return None
+    if (action.operation, param.name) == ("scale", "replicas") and target.max_replicas is not None:
+        return target.max_replicas, "kubernetes.max_replicas"
+    if (action.operation, param.name) == ("set_memory", "limit") and target.max_memory is not None:
+        return target.max_memory, "kubernetes.max_memory"
+    return None
 
 
 def usage(action: ActionSpec, target: Target | None = None) -> str:
@@ -257,6 +278,9 @@ def describe(action: ActionSpec, param: ParamSpec, target: Target | None = None)
         )
     elif param.type == "text":
         text = f'literal text up to {param.max} characters; quote it if it has spaces ("a b")'
+    elif param.type == "quantity":
+        smallest, largest = (format_memory(b) for b in bounds(action, param, target))
+        text = f"a memory size from {smallest} to {largest}, like 512Mi or 2Gi"
     else:
         text = f"one of {', '.join(param.choices)}"
     if param.default is not None:
@@ -273,14 +297,7 @@ def _convert(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> 
             )
         number = int(raw)
         if not low <= number <= high:
-            why = ""
-            if param.max is not None and high < param.max:
-                why = f" ({high} is {target.name}'s kubernetes.max_replicas)"
-            raise _error(
-                action,
-                target,
-                f"`{param.name}` must be from {low} to {high}{why}; got `{shown(raw)}`.",
-            )
+            raise _out_of_bounds(action, target, param, raw)
         return number
     if param.type == "flag":
         if raw.lower() in _TRUE | _FALSE:
@@ -299,6 +316,8 @@ def _convert(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> 
         return _duration(action, target, param, raw)
     if param.type == "text":
         return _text(action, target, param, raw)
+    if param.type == "quantity":
+        return _quantity(action, target, param, raw)
     choice = next((c for c in param.choices if c == raw.lower()), None)
     if choice is None:
         raise _error(
@@ -325,6 +344,39 @@ def _duration(action: ActionSpec, target: Target, param: ParamSpec, raw: str) ->
             f"got `{shown(raw)}`.",
         )
     return compact_duration(seconds)
+
+
+def _quantity(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> str:
+    """The memory size in its shortest exact form (`1024Mi` becomes `1Gi`); executors
+    get bytes."""
+    low, high = bounds(action, param, target)
+    try:
+        amount = parse_memory(raw)
+    except ValueError:
+        raise _error(
+            action,
+            target,
+            f"`{param.name}` must be a memory size like 512Mi or 2Gi, from "
+            f"{format_memory(low)} to {format_memory(high)}; got `{shown(raw)}`.",
+        ) from None
+    if not low <= amount <= high:
+        raise _out_of_bounds(action, target, param, raw)
+    return format_memory(amount)
+
+
+def _out_of_bounds(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> UserError:
+    """`<param>` must be from low to high, naming the service's own cap when it is lower."""
+    low, high = bounds(action, param, target)
+    cap = _service_cap(action, param, target)
+    why = ""
+    if cap is not None and param.max is not None and cap[0] < param.max:
+        why = f" ({as_typed(param.type, high)} is {target.name}'s {cap[1]})"
+    low_shown, high_shown = as_typed(param.type, low), as_typed(param.type, high)
+    return _error(
+        action,
+        target,
+        f"`{param.name}` must be from {low_shown} to {high_shown}{why}; got `{shown(raw)}`.",
+    )
 
 
 # Slack escapes these three in command text; a literal search means what was typed.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bot.mrkdwn import truncate as truncate  # re-exported for the executors' cells
@@ -137,6 +138,15 @@ def format_bytes(value: float) -> str:
             return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}".replace(".0 ", " ")
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def age_of(when: datetime | str | None) -> str:
+    """How long ago an API timestamp (a datetime or RFC 3339 text) was, as `format_age`."""
+    if when is None:
+        return "?"
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    return format_age((datetime.now(UTC) - when).total_seconds())
 
 
 class HttpChecker(Protocol):

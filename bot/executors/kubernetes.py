@@ -1,10 +1,11 @@
 """Kubernetes diagnostics and mitigations for a service's Deployment.
 
 Calls go through `KubernetesApi` (threads, timeouts, failures in words). Mitigations
-follow kubectl's semantics (`rollout restart`, `rollout undo`, `scale`) so an operator
-reading the audit log sees operations they know, and each takes `dry_run`, which
-becomes a server-side dry run: the API server validates and admits the change without
-persisting it. Secrets are never read.
+follow kubectl's semantics (`rollout restart`, `rollout undo`, `scale`, `set resources
+--limits=memory`) so an operator reading the audit log sees operations they know, and
+each takes `dry_run`, which becomes a server-side dry run: the API server validates and
+admits the change without persisting it. Secrets are never read. Nodes and one pod in
+detail are read in `kubernetes_inspect`.
 """
 
 from __future__ import annotations
@@ -18,19 +19,22 @@ from typing import Any
 from kubernetes.utils.quantity import parse_quantity
 
 from bot.executors import evidence, isolation
+from bot.executors import kubernetes_inspect as inspect
 from bot.executors.base import (
     ExecutionResult,
     ExecutorError,
     KubernetesTarget,
     OutcomeUnknown,
     StateChanged,
+    age_of,
     build_result,
-    format_age,
     format_table,
     truncate,
 )
 from bot.executors.evidence import Evidence
 from bot.executors.kubernetes_api import API_CALLS, KubernetesApi, Unanswered
+from bot.executors.kubernetes_inspect import pod_status
+from bot.quantities import format_memory
 from bot.redact import redact
 
 __all__ = ["API_CALLS", "OPERATION_CALLS", "RESTARTED_AT", "KubernetesExecutor", "api_calls_of"]
@@ -59,6 +63,14 @@ OPERATION_CALLS: dict[str, tuple[str, ...]] = {
         "create_namespaced_network_policy",
     ),
     "unisolate": ("read_namespaced_network_policy", "delete_namespaced_network_policy"),
+    "nodes": (
+        "list_namespaced_pod",
+        "list_node",
+        "list_pod_for_all_namespaces",
+        "list_cluster_custom_object",
+    ),
+    "describe": ("list_namespaced_pod", "list_namespaced_event"),
+    "set_memory": ("read_namespaced_deployment", "patch_namespaced_deployment"),
 }
 
 
@@ -90,14 +102,6 @@ Pinned = dict[str, Any] | None
 Model = Any
 
 
-def _age(when: datetime | str | None) -> str:
-    if when is None:
-        return "?"
-    if isinstance(when, str):
-        when = datetime.fromisoformat(when.replace("Z", "+00:00"))
-    return format_age((datetime.now(UTC) - when).total_seconds())
-
-
 def _revision(obj: dict[str, Any]) -> int:
     value = (obj["metadata"].get("annotations") or {}).get(REVISION, "0")
     return int(value) if value.isdigit() else 0
@@ -115,20 +119,6 @@ def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
     return template
 
 
-def _pod_status(pod: Model) -> str:
-    """The STATUS column of `kubectl get pods`: a container's waiting or terminated
-    reason wins over the phase, so `CrashLoopBackOff` shows instead of `Running`."""
-    if pod.metadata.deletion_timestamp:
-        return "Terminating"
-    status = pod.status.reason or pod.status.phase or "Unknown"
-    for cs in pod.status.container_statuses or []:
-        if cs.state and cs.state.waiting and cs.state.waiting.reason:
-            return cs.state.waiting.reason
-        if cs.state and cs.state.terminated:
-            status = cs.state.terminated.reason or f"ExitCode:{cs.state.terminated.exit_code}"
-    return status
-
-
 def _pod_row(pod: Model) -> list[Any]:
     """NAME READY STATUS RESTARTS LAST-TERMINATION AGE NODE for one pod."""
     statuses = pod.status.container_statuses or []
@@ -136,8 +126,8 @@ def _pod_row(pod: Model) -> list[Any]:
     last = ",".join(sorted({t.reason for t in terminated if t and t.reason}))
     ready = f"{sum(cs.ready for cs in statuses)}/{len(pod.spec.containers)}"
     restarts = sum(cs.restart_count for cs in statuses)
-    age = _age(pod.metadata.creation_timestamp)
-    return [pod.metadata.name, ready, _pod_status(pod), restarts, last, age, pod.spec.node_name]
+    age = age_of(pod.metadata.creation_timestamp)
+    return [pod.metadata.name, ready, pod_status(pod), restarts, last, age, pod.spec.node_name]
 
 
 def _mitigation(
@@ -267,7 +257,7 @@ class KubernetesExecutor:
             return build_result(True, f"no Warning events in {ns}", "")
         rows = [
             [
-                _age(seen(ev)),
+                age_of(seen(ev)),
                 ev.reason,
                 f"{(ev.involved_object.kind or '').lower()}/{ev.involved_object.name}",
                 ev.count or 1,
@@ -298,7 +288,7 @@ class KubernetesExecutor:
         summary += f", rollout stuck ({stuck[0]})" if stuck else ""
         revision = (dep.metadata.annotations or {}).get(REVISION, "?")
         rows = [
-            [c.type, c.status, c.reason, _age(c.last_update_time), truncate(c.message or "", 120)]
+            [c.type, c.status, c.reason, age_of(c.last_update_time), truncate(c.message or "", 120)]
             for c in conditions
         ]
         output = "\n".join(
@@ -342,7 +332,7 @@ class KubernetesExecutor:
         rows = [
             [
                 f"{rev}{' *' if rev == current else ''}",
-                _age(rs["metadata"].get("creationTimestamp")),
+                age_of(rs["metadata"].get("creationTimestamp")),
                 f"{rs['status'].get('readyReplicas', 0)}/{rs['spec'].get('replicas', 0)}",
                 _images(rs["spec"]["template"]),
             ]
@@ -383,6 +373,15 @@ class KubernetesExecutor:
         rows = [[pod, f"{cpu}m", f"{mem}Mi"] for pod, cpu, mem in usage]
         pods = {pod: {"cpu_m": cpu, "memory_mi": mem} for pod, cpu, mem in usage}
         return build_result(True, summary, format_table(["POD", "CPU", "MEMORY"], rows), pods=pods)
+
+    async def nodes(self, target: KubernetesTarget) -> ExecutionResult:
+        """Node conditions, requests against allocatable and usage (`kubectl describe
+        nodes` + `kubectl top nodes`); see `kubernetes_inspect.nodes`."""
+        return await inspect.nodes(self._call, target)
+
+    async def describe(self, target: KubernetesTarget, pod: str | None = None) -> ExecutionResult:
+        """`kubectl describe pod` for the named or the most troubled of the service's pods."""
+        return await inspect.describe(self._call, target, pod)
 
     # -- mitigations ----------------------------------------------------------------------
     # Each takes `pinned`: what its dry run resolved (returned in `details["pinned"]`).
@@ -548,3 +547,58 @@ class KubernetesExecutor:
         not an action (it is in no OPERATIONS list), only `/incident evidence` calls it."""
         dep, owned = await self._history(target)
         return await evidence.collect(self._api, target, dep, owned, since_seconds=since_seconds)
+
+    async def set_memory(
+        self, target: KubernetesTarget, limit: int, dry_run: bool, pinned: Pinned = None
+    ) -> ExecutionResult:
+        """Raise the memory limit of the Deployment's main container (the one named by
+        its default-container annotation, else the first) to `limit` bytes: the seeds'
+        answer to OOMKills while the leak is found. Only a raise: a lower limit during
+        an incident turns pressure into more OOMKills, and a container without a limit
+        has nothing to raise, so both are refused and left to a reviewed deploy. The
+        JSON patch tests the container's name and old limit, so it applies to exactly
+        what this run read."""
+        name, ns = target.deployment, target.namespace
+        dep = await self._raw_deployment(target)
+        _check_pinned(pinned, dep, name)
+        index, container, before = _memory_limit(dep)
+        want = format_memory(limit)
+        if before is None:
+            raise ExecutorError(
+                f"container {container} of {name} has no memory limit, so there is none to raise"
+            )
+        if limit <= before:
+            now = f"the {format_memory(before)} memory limit of {name}/{container}"
+            why = f"{now} is already {want}" if limit == before else f"{want} would lower {now}"
+            raise ExecutorError(f"{why}; set-memory only raises it")
+        path = f"/spec/template/spec/containers/{index}"
+        old = dep["spec"]["template"]["spec"]["containers"][index]["resources"]["limits"]["memory"]
+        patch = [
+            {"op": "test", "path": f"{path}/name", "value": container},
+            {"op": "test", "path": f"{path}/resources/limits/memory", "value": old},
+            {"op": "replace", "path": f"{path}/resources/limits/memory", "value": want},
+        ]
+
+        def landed(now: dict[str, Any]) -> bool:
+            spec = now["spec"]["template"]["spec"]["containers"][index]
+            return bool(spec["resources"]["limits"].get("memory") == want)
+
+        late = await self._write(target, "patch_namespaced_deployment", patch, dry_run, landed)
+        shown = f"{format_memory(before)} to {want}"
+        action = f"raised the memory limit of {name}/{container} in {ns} from {shown}"
+        output = f"{container}.resources.limits.memory: {old} -> {want}\n"
+        output += "the pods roll one by one to take the new limit"
+        pin = {"generation": _generation(dep), "container": container, "from": before}
+        details = {"container": container, "from": before, "to": limit}
+        return _mitigation(dry_run, action, output, late, **details, pinned=pin)
+
+
+def _memory_limit(dep: dict[str, Any]) -> tuple[int, str, int | None]:
+    """(index, name, memory limit in bytes or None) of the Deployment's main container."""
+    template = dep["spec"]["template"]
+    containers = template["spec"]["containers"]
+    wanted = ((template.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CONTAINER)
+    index = next((i for i, c in enumerate(containers) if c["name"] == wanted), 0)
+    limits = (containers[index].get("resources") or {}).get("limits") or {}
+    memory = limits.get("memory")
+    return index, containers[index]["name"], None if memory is None else int(parse_quantity(memory))

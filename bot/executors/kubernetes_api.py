@@ -41,7 +41,15 @@ API_CALLS: dict[str, tuple[str, str, str]] = {
     "read_namespaced_network_policy": ("NetworkingV1Api", "get", "networkpolicies"),
     "create_namespaced_network_policy": ("NetworkingV1Api", "create", "networkpolicies"),
     "delete_namespaced_network_policy": ("NetworkingV1Api", "delete", "networkpolicies"),
+    "list_node": ("CoreV1Api", "list", "nodes"),
+    "list_pod_for_all_namespaces": ("CoreV1Api", "list", "pods"),
+    "list_cluster_custom_object": ("CustomObjectsApi", "list", "nodes.metrics.k8s.io"),
 }
+# The calls above that read the whole cluster: a ClusterRole grants them
+# (deploy/kubernetes/clusterrole.yaml), the namespaced Roles the rest.
+CLUSTER_SCOPED = frozenset(
+    {"list_node", "list_pod_for_all_namespaces", "list_cluster_custom_object"}
+)
 
 
 class Unanswered(ExecutorError):
@@ -167,7 +175,8 @@ class KubernetesApi:
         except ApiException as exc:
             if exc.status == 404 and missing:
                 raise ExecutorError(missing) from None
-            raise _api_error(exc, verb, resource, target.namespace) from None
+            scope = "the cluster" if method in CLUSTER_SCOPED else target.namespace
+            raise _api_error(exc, verb, resource, scope) from None
         except urllib3.exceptions.NewConnectionError as exc:
             # Checked before TimeoutError: urllib3 2.x makes a refused connection a
             # subclass of ConnectTimeoutError, though it failed at once.
@@ -196,18 +205,16 @@ def rbac_attributes(method: str) -> tuple[str, str, str | None]:
     return group, plural, subresource or None
 
 
-def _api_error(exc: ApiException, verb: str, resource: str, namespace: str) -> ExecutorError:
+def _api_error(exc: ApiException, verb: str, resource: str, scope: str) -> ExecutorError:
     """An API error as one readable line; the server's own message where it has one."""
     try:
         message = truncate(redact(json.loads(exc.body or "{}").get("message") or ""), 300)
     except (ValueError, AttributeError):
         message = ""
     if exc.status in (401, 403):
-        return ExecutorError(
-            f"forbidden: the service account may not {verb} {resource} in {namespace}"
-        )
+        return ExecutorError(f"forbidden: the service account may not {verb} {resource} in {scope}")
     if exc.status == 404:
-        return NotFound(f"not found: {message or f'{resource} in {namespace}'}")
+        return NotFound(f"not found: {message or f'{resource} in {scope}'}")
     if exc.status == 409:
         return ExecutorError(f"conflict: {resource} changed meanwhile, try again")
     if exc.status in (400, 422):

@@ -1,5 +1,6 @@
-"""Postgres diagnostics (connections, long-running queries, lock waits, size) and the
-one mitigation an incident usually needs: terminating a runaway or blocking backend.
+"""Postgres diagnostics (connections, long-running queries, lock waits, size, the costliest
+statements) and the mitigations an incident usually needs: terminating a runaway or
+blocking backend, or the backends left idle in a transaction.
 
 Each call opens its own short connection from the URL in the target's environment
 variable. Diagnostics run in a READ ONLY transaction with a local statement timeout,
@@ -17,12 +18,16 @@ import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
+from bot.durations import compact_duration
+from bot.executors import pg_stats
 from bot.executors.base import (
     ExecutionResult,
     ExecutorError,
@@ -287,6 +292,148 @@ class PostgresExecutor:
         if not done or not done["terminated"]:
             raise ExecutorError(f"pid {pid} could not be terminated (it may have exited already)")
         return build_result(True, f"terminated {what}", output, pid=pid, dry_run=False)
+
+    async def slow(self, target: PostgresTarget) -> ExecutionResult:
+        """The statements that cost the most in this database, from pg_stat_statements:
+        the top by total time (what loads the server) and by mean time (what users
+        wait on). Says plainly when the extension is missing or not loaded."""
+        async with self._transaction(target) as cur:
+            await cur.execute("SELECT current_database() AS name")
+            (db,) = await cur.fetchall()
+            await cur.execute(pg_stats.STATEMENTS_EXTENSION)
+            extension = await cur.fetchone()
+            if extension is None:
+                raise ExecutorError(
+                    f"pg_stat_statements is not installed in {db['name']}: add it to "
+                    "shared_preload_libraries, restart Postgres, then run CREATE EXTENSION "
+                    "pg_stat_statements (db-activity shows what runs now)"
+                )
+            old = tuple(int(p) for p in extension["version"].split(".")[:2]) < (1, 8)
+            total, mean = (
+                ("total_time", "mean_time") if old else ("total_exec_time", "mean_exec_time")
+            )
+            top: dict[str, list[dict[str, Any]]] = {}
+            try:
+                for order in (total, mean):
+                    query = sql.SQL(pg_stats.TOP_STATEMENTS_SQL).format(
+                        schema=sql.Identifier(extension["schema"]),
+                        total=sql.Identifier(total),
+                        mean=sql.Identifier(mean),
+                        order=sql.Identifier(order),
+                    )
+                    await cur.execute(query, (pg_stats.TOP_STATEMENTS,))
+                    top[order] = await cur.fetchall()
+            except psycopg.errors.ObjectNotInPrerequisiteState:
+                raise ExecutorError(
+                    f"pg_stat_statements is installed in {db['name']} but not loaded: add it "
+                    "to shared_preload_libraries and restart Postgres"
+                ) from None
+        by_total, by_mean = top[total], top[mean]
+        if not by_total:
+            return build_result(True, f"pg_stat_statements has no statements for {db['name']}", "")
+        headers = ["CALLS", "TOTAL", "MEAN", "ROWS", "QUERY"]
+        output = (
+            f"by total time:\n{format_table(headers, _statement_rows(by_total))}\n\n"
+            f"by mean time:\n{format_table(headers, _statement_rows(by_mean))}"
+        )
+        first, slowest = by_total[0], by_mean[0]
+        summary = (
+            f"most total time: {truncate(_query(first['query']), 60)} "
+            f"({pg_stats.milliseconds(first['total_ms'])} over {first['calls']} calls); "
+            f"slowest mean: {truncate(_query(slowest['query']), 60)} "
+            f"({pg_stats.milliseconds(slowest['mean_ms'])})"
+        )
+        return build_result(True, summary, output, statements=len(by_total))
+
+    async def terminate_idle(
+        self,
+        target: PostgresTarget,
+        older_than: int,
+        dry_run: bool,
+        pinned: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Terminate the backends idle in a transaction for `older_than` seconds or more:
+        they hold locks and hold back vacuum while doing nothing (seeds 001 and 002).
+
+        The dry run lists and pins each backend (pid, start time, transaction start);
+        the confirmation terminates exactly those, and skips, naming why, any that ended,
+        moved on to work or to a newer transaction, or whose pid now belongs to another
+        backend. Backends that went idle after the dry run are not touched."""
+        wanted = f"idle in transaction for {compact_duration(older_than)} or more"
+        if pinned is None:
+            async with self._transaction(target) as cur:
+                await cur.execute(pg_stats.IDLE_IN_TRANSACTION, (older_than, pg_stats.MAX_IDLE + 1))
+                rows = await cur.fetchall()
+            if not rows:
+                raise ExecutorError(f"no backends are {wanted}")
+            more = len(rows) > pg_stats.MAX_IDLE
+            rows = rows[: pg_stats.MAX_IDLE]
+            pins = [
+                {
+                    "pid": r["pid"],
+                    "backend_start": pg_stats.pinned_time(r["backend_start"]),
+                    "xact_start": pg_stats.pinned_time(r["xact_start"]),
+                }
+                for r in rows
+            ]
+            table = format_table(_BACKEND_HEADERS, [_backend_row(r) for r in rows])
+            if more:
+                most = pg_stats.MAX_IDLE
+                table += f"\n(more than {most}: the {most} idle longest; run again after)"
+            if dry_run:
+                pids = [r["pid"] for r in rows]
+                summary = f"dry run: would have terminated {len(rows)} backends {wanted}: pid "
+                summary += ", ".join(map(str, pids))
+                output = table + "\n(dry run: nothing was terminated)"
+                pin = {"backends": pins}
+                return build_result(True, summary, output, pids=pids, dry_run=True, pinned=pin)
+        else:
+            pins, table = list(pinned["backends"]), ""
+        return await self._terminate_pinned(target, pins, table)
+
+    async def _terminate_pinned(
+        self, target: PostgresTarget, pins: list[dict[str, Any]], table: str
+    ) -> ExecutionResult:
+        pids = [int(p["pid"]) for p in pins]
+        async with self._transaction(target) as cur:
+            await cur.execute(pg_stats.BACKENDS_NOW, (pids,))
+            now = {r["pid"]: r for r in await cur.fetchall()}
+        reasons = {p["pid"]: pg_stats.skip_reason(p, now.get(p["pid"])) for p in pins}
+        skipped = {pid: why for pid, why in reasons.items() if why is not None}
+        eligible = [p for p in pins if p["pid"] not in skipped]
+        done: set[int] = set()
+        if eligible:
+            columns = (
+                [p["pid"] for p in eligible],
+                [datetime.fromisoformat(p["backend_start"]) for p in eligible],
+                [datetime.fromisoformat(p["xact_start"]) for p in eligible],
+            )
+            async with self._transaction(target, read_only=False) as cur:
+                await cur.execute(pg_stats.TERMINATE_PINNED, columns)
+                done = {r["pid"] for r in await cur.fetchall() if r["terminated"]}
+        skipped |= {
+            p["pid"]: "changed as it was terminated" for p in eligible if p["pid"] not in done
+        }
+        summary = f"terminated {len(done)} of {len(pins)} backends idle in transaction"
+        if done:
+            summary += ": pid " + ", ".join(str(p) for p in pids if p in done)
+        lines = [f"skipped pid {pid}: {why}" for pid, why in skipped.items()]
+        output = "\n".join(filter(None, [table, *lines]))
+        details = {"terminated": sorted(done), "skipped": {str(k): v for k, v in skipped.items()}}
+        return build_result(True, summary, output, **details, dry_run=False)
+
+
+def _statement_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
+    return [
+        [
+            r["calls"],
+            pg_stats.milliseconds(r["total_ms"]),
+            pg_stats.milliseconds(r["mean_ms"]),
+            r["rows"],
+            _query(r["query"]),
+        ]
+        for r in rows
+    ]
 
 
 def _scrub(message: str, url: str) -> str:
