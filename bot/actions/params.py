@@ -16,13 +16,14 @@ import logging
 import re
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.actions.catalog import DNS_SUBDOMAIN, ActionCatalog, ActionSpec, ParamSpec, Target
 from bot.durations import compact_duration, parse_duration
 from bot.errors import UserError
 from bot.executors import (
+    DockerExecutor,
     ExecutionResult,
     ExecutorError,
     HttpChecker,
@@ -44,11 +45,13 @@ _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 @dataclass(frozen=True)
 class Invocation:
-    """A validated request: run `action` on `target` with `args` (every declared param)."""
+    """A validated request: run `action` on `target` with `args` (every declared param),
+    through `executor`, the first of the action's executors that the target has."""
 
     action: ActionSpec
     target: Target
     args: Mapping[str, Value]
+    executor: str
 
     def command(self) -> str:
         """The invocation as one line, e.g. `logs checkout tail=50 previous`."""
@@ -57,11 +60,12 @@ class Invocation:
 
 @dataclass(frozen=True)
 class Executors:
-    """The three executors; built from settings by the app factory (or by tests)."""
+    """The executors; built from settings by the app factory (or by tests)."""
 
     kubernetes: KubernetesExecutor
     postgres: PostgresExecutor
     http: HttpChecker
+    docker: DockerExecutor = field(default_factory=DockerExecutor)
 
     async def run(
         self,
@@ -99,11 +103,11 @@ class Executors:
         self, invocation: Invocation, dry_run: bool, pinned: Mapping[str, object] | None
     ) -> ExecutionResult:
         """`<executor>.<operation>(section, **args)`: names the catalog allow-listed."""
-        action = invocation.action
-        section = invocation.target.section(action.executor)
+        action, executor = invocation.action, invocation.executor
+        section = invocation.target.section(executor)
         if section is None:
-            raise ExecutorError(f"{invocation.target.name} has no {action.executor} section")
-        method = getattr(getattr(self, action.executor), action.operation)
+            raise ExecutorError(f"{invocation.target.name} has no {executor} section")
+        method = getattr(getattr(self, executor), action.operation)
         kwargs: dict[str, Any] = dict(invocation.args)
         for param in action.params:  # kept as typed (`1h30m`), given to executors as seconds
             if param.type == "duration" and isinstance(kwargs.get(param.name), str):
@@ -120,6 +124,7 @@ class Executors:
 
     def close(self) -> None:
         self.kubernetes.close()
+        self.docker.close()
 
 
 def as_words(args: Mapping[str, Value]) -> list[str]:
@@ -163,13 +168,15 @@ def resolve(
         raise UserError(
             f"Unknown service `{shown(service)}`. Configured: {', '.join(catalog.targets)}."
         )
-    if target.section(spec.executor) is None:
-        able = [t.name for t in catalog.targets.values() if t.section(spec.executor)]
+    executor = spec.executor_for(target)
+    if executor is None:
+        able = [t.name for t in catalog.targets.values() if spec.executor_for(t)]
+        where = " or ".join(spec.executors)
         raise UserError(
-            f"`{spec.name}` runs on {spec.executor}, and `{target.name}` has no {spec.executor} "
+            f"`{spec.name}` runs on {where}, and `{target.name}` has no {where} "
             f"section in the targets file. Services it works on: {', '.join(able) or 'none'}."
         )
-    return Invocation(spec, target, parse_args(spec, target, words))
+    return Invocation(spec, target, parse_args(spec, target, words), executor)
 
 
 def parse_args(action: ActionSpec, target: Target, words: Sequence[str]) -> dict[str, Value]:
@@ -210,7 +217,8 @@ def bounds(action: ActionSpec, param: ParamSpec, target: Target | None) -> tuple
     if (
         target is not None
         and target.max_replicas is not None
-        and (action.executor, action.operation, param.name) == ("kubernetes", "scale", "replicas")
+        and action.executor_for(target) == "kubernetes"
+        and (action.operation, param.name) == ("scale", "replicas")
     ):
         high = min(high, target.max_replicas)
     return param.min, high

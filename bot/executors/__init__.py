@@ -1,5 +1,5 @@
-"""Executors: the code that talks to Kubernetes and Postgres, and the HTTP check's contract
-(its aiohttp client is `handlers/http_check.py`, outside the domain).
+"""Executors: the code that talks to Kubernetes, Docker Engines and Postgres, and the HTTP
+check's contract (its aiohttp client is `handlers/http_check.py`, outside the domain).
 
 Each executor method takes a target (from runbooks/targets.yml) plus the action's
 parameters and returns an `ExecutionResult`, or raises `ExecutorError` with a message
@@ -7,6 +7,7 @@ fit to show the user as-is. Validation, confirmation and audit happen before thi
 """
 
 from bot.executors.base import (
+    DockerTarget,
     ExecutionResult,
     ExecutorError,
     HttpChecker,
@@ -16,10 +17,13 @@ from bot.executors.base import (
     PostgresTarget,
     StateChanged,
 )
+from bot.executors.docker import DockerExecutor
 from bot.executors.kubernetes import KubernetesExecutor
 from bot.executors.postgres import PostgresExecutor
 
 __all__ = [
+    "DockerExecutor",
+    "DockerTarget",
     "ExecutionResult",
     "ExecutorError",
     "HttpChecker",

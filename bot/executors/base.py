@@ -42,6 +42,10 @@ class StateChanged(ExecutorError):
     authorised exactly that dry run, does not cover it."""
 
 
+class Unanswered(ExecutorError):
+    """A request was sent and no answer came in time: a write may still land."""
+
+
 class OutcomeUnknown(ExecutorError):
     """A write was sent, its answer never came, and reading the state back did not
     show it: it may still complete."""
@@ -53,6 +57,17 @@ class KubernetesTarget:
     deployment: str
     selector: str
     context: str | None = None
+
+
+@dataclass(frozen=True)
+class DockerTarget:
+    """A Compose service on a Docker Engine: `host_env` names the environment variable
+    holding the engine's address (`unix:///var/run/docker.sock`, `tcp://host:2375`);
+    its containers carry the labels `com.docker.compose.project` and `.service`."""
+
+    host_env: str
+    compose_project: str
+    service: str
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from bot.executors.base import ExecutorError, KubernetesTarget, truncate
+from bot.executors.base import ExecutorError, KubernetesTarget, Unanswered, truncate
 from bot.redact import redact
 
 # Every API call the executor makes, with its client class and the RBAC verb and
@@ -38,10 +38,6 @@ API_CALLS: dict[str, tuple[str, str, str]] = {
     "list_namespaced_replica_set": ("AppsV1Api", "list", "replicasets"),
     "list_namespaced_custom_object": ("CustomObjectsApi", "list", "pods.metrics.k8s.io"),
 }
-
-
-class Unanswered(ExecutorError):
-    """A request was sent and no answer came in time: a write may still land."""
 
 
 def _connect_failure(exc: urllib3.exceptions.NewConnectionError) -> str:

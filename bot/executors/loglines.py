@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.executors.base import format_table, truncate
+from bot.executors.base import ExecutionResult, build_result, format_table, truncate
 from bot.redact import redact
 
 TOP_ERRORS = 10
@@ -188,3 +188,48 @@ def errors_summary(groups: Sequence[ErrorGroup], scanned: int, where: str, windo
         f"{total} error/warning lines of {len(groups)} kinds in the last {window} from {where}; "
         f"top ({top.count}×): {truncate(top.message, 80)}"
     )
+
+
+# -- results shared by the executors -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Read:
+    """What an executor read from one service: a list of lines per pod or container,
+    and notes on what it could not read (a pod without a previous container, a window
+    cut at the byte budget)."""
+
+    streams: Sequence[Sequence[LogLine]]
+    sources: int
+    notes: Sequence[str] = ()
+
+
+def logs_result(read: Read, *, tail: int, grep: str | None, where: str) -> ExecutionResult:
+    """The last `tail` lines (with `grep`: the last `tail` matching lines) of every
+    source, merged by time."""
+    lines = search(merge(read.streams), grep)[-tail:]
+    span = time_range(lines)
+    matching = f' matching "{grep}"' if grep else ""
+    what = f"{read.sources} {'source' if read.sources == 1 else 'sources'}"
+    if lines:
+        summary = f"last {len(lines)} log lines{matching} of {where} ({what}"
+        summary += f", {span})" if span else ")"
+    else:
+        summary = f"no log lines{matching} from {where} ({what})"
+    output = "\n".join([render(lines), *_notes(read)]).strip()
+    sources = sorted({line.source for line in lines})
+    return build_result(True, summary, output, lines=len(lines), sources=sources)
+
+
+def errors_result(read: Read, *, where: str, window: str) -> ExecutionResult:
+    """The error distribution of everything read: top 10 with count, first and last seen."""
+    lines = merge(read.streams)
+    groups = error_groups(lines)
+    summary = errors_summary(groups, len(lines), where, window)
+    output = "\n".join([error_table(groups) if groups else "", *_notes(read)]).strip()
+    top = [{"message": g.message, "count": g.count} for g in groups[:TOP_ERRORS]]
+    return build_result(True, summary, output, groups=len(groups), top=top, scanned=len(lines))
+
+
+def _notes(read: Read) -> list[str]:
+    return [f"({note})" for note in read.notes]
