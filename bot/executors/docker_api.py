@@ -15,11 +15,14 @@ import asyncio
 import math
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
 import requests
+from docker.constants import DEFAULT_DOCKER_API_VERSION as SDK_VERSION
 from docker.errors import APIError, DockerException
+from docker.utils import version_lt
 
 from bot.executors.base import DockerTarget, ExecutorError, Unanswered, truncate
 from bot.redact import redact
@@ -53,15 +56,33 @@ class DockerApi:
             raise ExecutorError(
                 f"{target.host_env} must hold unix:///path/docker.sock or tcp://host:port"
             )
+        # Checked first: the SDK's unix transport leaks its socket when connect() fails.
+        socket_path = address.removeprefix("unix://")
+        if address.startswith("unix://") and not Path(socket_path).is_socket():
+            raise ExecutorError(f"Docker Engine unreachable (no socket at {socket_path})")
         return address
 
     def _client(self, address: str) -> docker.APIClient:
         with self._lock:
             if address not in self._clients:
-                self._clients[address] = docker.APIClient(
-                    base_url=address, version="auto", timeout=math.ceil(self._timeout)
-                )
+                self._clients[address] = self._connect(address)
             return self._clients[address]
+
+    def _connect(self, address: str) -> docker.APIClient:
+        """A client speaking the engine's API version, or the SDK's own if older. The
+        SDK's `version="auto"` would ask from inside its constructor and leak the
+        client's connections when the engine doesn't answer; asking here, a probe
+        client is closed whatever happens."""
+        timeout = math.ceil(self._timeout)
+        probe = docker.APIClient(base_url=address, version=SDK_VERSION, timeout=timeout)
+        try:
+            served = str(probe.version(api_version=False)["ApiVersion"])
+        except (KeyError, TypeError):
+            raise ExecutorError("unexpected answer from the Docker Engine (version)") from None
+        finally:
+            probe.close()
+        version = served if version_lt(served, SDK_VERSION) else SDK_VERSION
+        return docker.APIClient(base_url=address, version=version, timeout=timeout)
 
     async def call(
         self,
@@ -88,14 +109,7 @@ class DockerApi:
             raise ExecutorError(timed_out) from None
         except requests.exceptions.ConnectionError as exc:
             raise ExecutorError(f"Docker Engine unreachable ({_connect_failure(exc)})") from None
-        except DockerException as exc:  # the version negotiation wraps its failure
-            cause = exc.__cause__
-            if isinstance(cause, requests.exceptions.Timeout):
-                raise ExecutorError(timed_out) from None
-            if isinstance(cause, requests.exceptions.ConnectionError):
-                raise ExecutorError(
-                    f"Docker Engine unreachable ({_connect_failure(cause)})"
-                ) from None
+        except DockerException as exc:  # the SDK's own checks (a malformed address…)
             raise ExecutorError(f"Docker client error: {truncate(redact(str(exc)), 200)}") from None
         except (requests.exceptions.RequestException, OSError):
             raise ExecutorError("Docker Engine unreachable (connection failed)") from None
