@@ -12,7 +12,13 @@ from sqlalchemy import select
 
 from bot.actions.views import CONFIRM_ACTION
 from storage.models import PendingAction
-from tests.action_rig import Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
+from tests.action_rig import (  # noqa: F401
+    Rig,
+    engine_fixture,
+    health_fixture,
+    kube_fixture,
+    rig_fixture,
+)
 from tests.databases import postgres_or_skip
 from tests.harness import ALICE, BOB, CAROL
 

@@ -17,7 +17,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.action_rig import Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
+from tests.action_rig import (  # noqa: F401
+    Rig,
+    engine_fixture,
+    health_fixture,
+    kube_fixture,
+    rig_fixture,
+)
 from tests.secret_forms import FILLER, FORMS, leaks, log_line, unplanted
 
 POD = "checkout-b"

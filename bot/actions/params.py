@@ -247,7 +247,7 @@ def describe(action: ActionSpec, param: ParamSpec, target: Target | None = None)
     elif param.type == "flag":
         text = f"add the word `{param.name}` to turn it on"
     elif param.type == "name":
-        text = "a Kubernetes name (lowercase letters, digits, `-` and `.`)"
+        text = "a pod or container name (lowercase letters, digits, `-` and `.`)"
     elif param.type == "duration":
         assert param.min is not None and param.max is not None
         text = (

@@ -275,15 +275,16 @@ def action_list(catalog: ActionCatalog, kind: str) -> str:
             lines.append(f"*{escape(scenario)}*")
         call = usage(action).splitlines()[0].removeprefix("Usage: `/incident ")
         call = call.removeprefix(f"{verb} ").rstrip("`")
-        lines.append(f"• `{call}`: {escape(action.help)}")
+        runs_on = " or ".join(action.executors)
+        lines.append(f"• `{call}` ({runs_on}): {escape(action.help)}")
     services = " · ".join(
         f"`{t.name}` ({', '.join(t.executors())})" for t in catalog.targets.values()
     )
     lines.append(f"Services: {services}")
     if kind == "mitigation":
         lines.append(
-            "Each shows a server-side dry run first and runs once confirmed (within 10 "
-            f"minutes) by {allowed_confirmers(catalog)}."
+            "Each shows a dry run first (server-side on Kubernetes) and runs once confirmed "
+            f"(within 10 minutes) by {allowed_confirmers(catalog)}."
         )
     return "\n".join(lines)
 
