@@ -64,7 +64,7 @@ async def test_long_output_is_cut_to_fit_and_attached_whole(rig: Rig) -> None:
     rig.kube.set_log("shop", "checkout-b", "\n".join(lines))
     assert await rig.diag("logs checkout 400 pod=checkout-b") == ""
     summary, reply, upload = rig.messages()[-3:]
-    assert "last 400 log lines of checkout-b/app" in summary["text"]
+    assert "last 400 log lines of checkout-b (1 source" in summary["text"]
     text = reply["blocks"][0]["text"]["text"]
     assert len(text) <= 3000 and "full output is attached" in text
     assert "<!channel>" not in text and "hunter2" not in text

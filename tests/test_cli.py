@@ -26,7 +26,7 @@ def firebreak(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[
 def test_check_passes_on_the_bundled_runbooks(tmp_path: Path) -> None:
     result = firebreak("check", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "14 runbook actions" in result.stdout
+    assert "18 runbook actions" in result.stdout
 
 
 def test_check_names_file_and_line_of_a_bad_runbook(tmp_path: Path) -> None:

@@ -98,6 +98,17 @@ def test_error_table_keeps_the_top_ten() -> None:
     assert groups[0].message == "ERROR kindo broke"
 
 
+def test_prefixed_ids_group_together() -> None:
+    first = normalise(
+        '{"level":"error","msg":"timeout","order":"ord_5c1e","pod":"web-7d9f8-x2k4p"}'
+    )
+    second = normalise(
+        '{"level":"error","msg":"timeout","order":"ord_77a0","pod":"web-5b6c1-q9w4m"}'
+    )
+    assert first == second == '{"level":"error","msg":"timeout","order":"<id>","pod":"<id>"}'
+    assert normalise("http2 to api/v2 in 30ms") == "http2 to api/v2 in <n>ms"
+
+
 def test_level_words_are_words() -> None:
     assert is_problem("level=error msg=x") and is_problem("Traceback (most recent call last):")
     assert not is_problem("wrote to stderr") and not is_problem("terror of the deep")

@@ -123,6 +123,8 @@ _NORMALISE = (
     (re.compile(_IPV6), "<ip>"),
     (re.compile(r"(?i)\b0x[0-9a-f]+\b"), "<hex>"),
     (re.compile(r"(?i)\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b"), "<hex>"),
+    # A prefixed ID with digits in it: ord_5c1e, req-7f3a9, checkout-7d9f8-x2k4p.
+    (re.compile(r"\b[A-Za-z]{1,20}(?:[_-](?=[A-Za-z0-9]*\d)[A-Za-z0-9]{3,})+\b"), "<id>"),
     (re.compile(r"(?<![A-Za-z<])[-+]?\d+(?:\.\d+)?"), "<n>"),
 )
 
@@ -133,8 +135,8 @@ def is_problem(text: str) -> bool:
 
 
 def normalise(text: str) -> str:
-    """The message with what varies between occurrences (times, UUIDs, IPs, hex IDs,
-    numbers) replaced by placeholders, so occurrences of one error group together."""
+    """The message with what varies between occurrences (times, UUIDs, IPs, hex and
+    prefixed IDs, numbers) replaced by placeholders, so occurrences of one error group together."""
     for pattern, placeholder in _NORMALISE:
         text = pattern.sub(placeholder, text)
     return " ".join(text.split())
