@@ -10,7 +10,8 @@ create/start/stop/rename/remove, and `/images/json` and `/images/{name}/json`. P
 take an optional `/v1.xx` prefix. Errors are `{"message": …}` with the engine's status
 codes (404 no such container or image, 409 name in use or running, 304 already
 started or stopped). Every request is recorded; `delay` holds every answer (a hung
-engine) and `stop()` makes it refuse connections.
+engine), `write_delay` holds the answer to a write after applying it (with
+`apply_late`, before), and `stop()` makes it refuse connections.
 
     async with FakeDocker(socket_path=tmp_path / "docker.sock") as engine:
         engine.image("shop/checkout:1.4.2")
@@ -83,6 +84,8 @@ class FakeDocker:
         self.images: dict[str, Obj] = {}
         self.requests: list[Recorded] = []
         self.delay = 0.0
+        self.write_delay = 0.0
+        self.apply_late = False
         self.port = 0
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -199,10 +202,12 @@ class FakeDocker:
         return ident
 
     def set_log(self, name: str, text: str, stream: int = 1, spacing: float = 1.0) -> None:
-        """A container's log (added to what it has), on stdout (1) or stderr (2); lines
-        with an RFC 3339 prefix were written then, the others `spacing` apart up to now."""
+        """What a container wrote on stdout (1) or stderr (2), replacing that stream's
+        lines; lines with an RFC 3339 prefix were written then, the others `spacing`
+        apart up to now."""
         found = self._find(name)
-        found.logs = sorted(found.logs + log_entries(text, spacing, stream), key=lambda e: e.time)
+        kept = [e for e in found.logs if e.stream != stream]
+        found.logs = sorted(kept + log_entries(text, spacing, stream), key=lambda e: e.time)
 
     def set_stats(self, name: str, *, cpu_percent: float, memory: int, limit: int) -> None:
         self._find(name).usage = {"cpu_percent": cpu_percent, "memory": memory, "limit": limit}
@@ -288,13 +293,22 @@ class FakeDocker:
             with contextlib.suppress(ValueError):
                 body = await request.json()
         self.requests.append(Recorded(request.method, request.path, dict(request.query), body))
-        if self.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.delay)
+        await self._hold(self.delay)
+        write = request.method in ("POST", "DELETE")
         try:
-            return await handler(request)
+            if write and self.apply_late:
+                await self._hold(self.write_delay)
+            response = await handler(request)
+            if write and not self.apply_late:
+                await self._hold(self.write_delay)  # applied; the answer comes late
+            return response
         except _Error as err:
             return web.json_response({"message": err.message}, status=err.status)
+
+    async def _hold(self, seconds: float) -> None:
+        if seconds:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), seconds)
 
     def _find(self, ref: str) -> _Container:
         """By full ID, unique ID prefix or name, as the engine resolves references."""

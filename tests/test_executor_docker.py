@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.executors import DockerExecutor, DockerTarget, ExecutorError, StateChanged
+from bot.executors import (
+    DockerExecutor,
+    DockerTarget,
+    ExecutorError,
+    OutcomeUnknown,
+    StateChanged,
+)
+from bot.executors import docker as docker_module
 from bot.executors.docker import ROLLED_BACK_FROM
 from emulator.docker import FakeDocker
 
@@ -179,6 +186,22 @@ async def test_restart_dry_run_then_confirmed_with_its_pin(engine, executor):
     restarts = [r for r in engine.requests if r.path.endswith("/restart")]
     assert len(restarts) == 2 and restarts[0].query["t"] == "10"
     assert engine.inspect("shop-checkout-1")["State"]["StartedAt"] != before
+
+
+async def test_a_restart_answered_late_is_read_back(engine, monkeypatch):
+    """No answer within the timeout: StartedAt moved, so it landed; when it has not
+    moved (the engine holds it before acting), the outcome is unknown, not a failure."""
+    monkeypatch.setattr(docker_module, "STOP_GRACE", 0)
+    ex = DockerExecutor({ENV: engine.url}, timeout=1)
+    await ex.containers(TARGET)  # the client is negotiated before the engine slows down
+    engine.write_delay = 3
+    done = await ex.restart(TARGET, dry_run=False)
+    assert done.summary == "restarted 2 containers of shop/checkout"
+    engine.apply_late = True
+    with pytest.raises(OutcomeUnknown, match="shop-checkout-1 has not restarted yet"):
+        await ex.restart(TARGET, dry_run=False)
+    engine.write_delay, engine.apply_late = 0, False
+    ex.close()
 
 
 async def test_restart_refused_when_the_containers_changed_since_the_dry_run(engine, executor):

@@ -66,6 +66,24 @@ def test_secrets_are_masked_before_search_so_a_search_cannot_confirm_them() -> N
     assert search(lines, "hunter2") == []
 
 
+def test_a_private_key_logged_over_several_lines_is_masked_whole() -> None:
+    body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
+    text = "\n".join(
+        f"{stamp(i)} {line}"
+        for i, line in enumerate(
+            [
+                "loading key",
+                "-----BEGIN PRIVATE KEY-----",
+                body,
+                body[::-1],
+                "-----END PRIVATE KEY-----",
+            ]
+        )
+    )
+    shown = render(parse_stamped(text, "p"))
+    assert body not in shown and body[::-1] not in shown and "loading key" in shown
+
+
 def test_error_distribution_groups_what_varies_and_orders_by_count() -> None:
     text = "\n".join(
         [

@@ -45,12 +45,14 @@ def parse_stamped(text: str, source: str) -> list[LogLine]:
     takes the time of the line before it, so merging keeps it in place."""
     lines: list[LogLine] = []
     last: datetime | None = None
-    for raw in text.splitlines():
+    # The whole text at once: a private key spans lines, and only its BEGIN line would
+    # look like one to a line-by-line pass.
+    for raw in redact(text).splitlines():
         match = _STAMP.match(raw)
         if match:
             last = _when(match)
             raw = raw[match.end() :]
-        lines.append(LogLine(last, source, redact(raw)))
+        lines.append(LogLine(last, source, raw))
     return lines
 
 
