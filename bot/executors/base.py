@@ -86,6 +86,17 @@ def build_result(ok: bool, summary: str, output: str, **details: object) -> Exec
     return ExecutionResult(ok=ok, summary=redact(summary), output=redact(output), details=details)
 
 
+def mitigation_result(
+    dry_run: bool, action: str, output: str, *, note: str, **details: object
+) -> ExecutionResult:
+    """A mitigation's result: `action` is phrased as done ("scaled x from 3 to 6") and
+    becomes "dry run: would have scaled …" for a dry run, whose output ends with `note`
+    (what kind of dry run it was)."""
+    summary = f"dry run: would have {action}" if dry_run else action
+    output += note if dry_run else ""
+    return build_result(True, summary, output, **details, dry_run=dry_run)
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Left-aligned columns two spaces apart, like kubectl and psql print them;
     meant for a monospace block in Slack."""

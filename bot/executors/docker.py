@@ -30,6 +30,7 @@ from bot.executors.base import (
     build_result,
     format_age,
     format_table,
+    mitigation_result,
     truncate,
 )
 from bot.executors.docker_api import DockerApi, labels
@@ -38,6 +39,9 @@ from bot.executors.loglines import LogLine, Read, errors_result, logs_result, pa
 __all__ = ["ROLLED_BACK_FROM", "DockerExecutor"]
 
 ROLLED_BACK_FROM = "io.firebreak.rolled-back-from"  # label on a container a rollback made
+DRY_RUN_NOTE = (
+    "\n(dry run: read only, nothing was changed; the Docker Engine has no server-side dry run)"
+)
 STOP_GRACE = 10  # seconds a container gets to exit on SIGTERM, as `docker stop` gives
 SCAN_LINES = 20_000  # lines read per container when filtering a window (grep, errors)
 Pinned = dict[str, Any] | None
@@ -77,9 +81,7 @@ def _check_pinned(pinned: Pinned, now: dict[str, str], service: str) -> None:
 
 
 def _mitigation(dry_run: bool, action: str, output: str, **details: object) -> ExecutionResult:
-    summary = f"dry run: would have {action}" if dry_run else action
-    output += "\n(dry run: nothing was changed)" if dry_run else ""
-    return build_result(True, summary, output, **details, dry_run=dry_run)
+    return mitigation_result(dry_run, action, output, note=DRY_RUN_NOTE, **details)
 
 
 class DockerExecutor:

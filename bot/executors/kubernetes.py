@@ -29,6 +29,7 @@ from bot.executors.base import (
     build_result,
     format_age,
     format_table,
+    mitigation_result,
     truncate,
 )
 from bot.executors.kubernetes_api import API_CALLS, KubernetesApi
@@ -114,13 +115,9 @@ def _pod_row(pod: Model) -> list[Any]:
 def _mitigation(
     dry_run: bool, action: str, output: str, late: str | None, **details: object
 ) -> ExecutionResult:
-    """A mitigation's result: `action` is phrased as done ("scaled x from 3 to 6") and
-    becomes "dry run: would have scaled …" for a dry run; `late` says how a write that
-    went unanswered was found to have landed."""
-    summary = f"dry run: would have {action}" if dry_run else action
-    summary += f" ({late})" if late else ""
-    output += DRY_RUN_NOTE if dry_run else ""
-    return build_result(True, summary, output, **details, dry_run=dry_run)
+    """`late` says how a write that went unanswered was found to have landed."""
+    action += f" ({late})" if late else ""
+    return mitigation_result(dry_run, action, output, note=DRY_RUN_NOTE, **details)
 
 
 def _generation(obj: dict[str, Any]) -> int:
