@@ -378,7 +378,7 @@ def _names(revisions: frozenset[str]) -> str:
 async def _target(target: Target, catalog: ActionCatalog, executors: Executors) -> list[Finding]:
     findings = []
     if target.kubernetes:
-        operations = [a.operation for a in catalog.actions.values() if a.executor == "kubernetes"]
+        operations = [a.operation for a in catalog.actions.values() if "kubernetes" in a.executors]
         findings.append(await _kubernetes(target, api_calls_of(operations), executors.kubernetes))
     # An unset url_env is already a warning of the settings; nothing to call then.
     if target.postgres and executors.postgres.configured(target.postgres):

@@ -8,6 +8,11 @@ controller after each write: rolling back to 1.4.1 heals the pods, restarting
 1.4.2 does not, and `dryRun=All` changes nothing. It also serves checkout's
 health and readiness URLs, which fail while a pod is down, and a Prometheus
 (emulator/prometheus.py) whose metrics and alert follow the pods' health.
+
+Beside it, a Docker Engine (emulator/docker.py) runs the Compose service `backend`
+(project `prod`, as in the seeds' docker-compose.prod.yml): two containers on 2.3.1,
+one unhealthy and logging payment timeouts, with 2.3.0 still on the engine for a
+rollback. Its address is in DOCKER_HOST_ENV for the targets file to name.
 """
 
 from __future__ import annotations
@@ -21,10 +26,22 @@ import yaml
 from aiohttp import web
 
 from emulator.cluster_metrics import QUERIES, CheckoutMetrics
+from emulator.docker import FakeDocker
 from emulator.kubernetes import FakeKubernetes, node, node_metrics, pod_metrics, timestamp
 from emulator.prometheus import FakePrometheus
 
 Obj = dict[str, Any]
+DOCKER_HOST_ENV = "FIREBREAK_DEMO_DOCKER_HOST"
+BACKEND = "registry.example.com/backend"
+BACKEND_LOG = [
+    '{"level":"info","msg":"GET /health 200"}',
+    '{"level":"error","msg":"payment provider timeout after 30000ms","order":"ord_5c1e",'
+    '"upstream":"10.0.4.12:443"}',
+    '{"level":"warn","msg":"db pool exhausted (20/20), waiting"}',
+    '{"level":"error","msg":"payment provider timeout after 30001ms","order":"ord_77a0",'
+    '"upstream":"10.0.4.13:443"}',
+    '{"level":"info","msg":"POST /api/payments 504","duration_ms":30002}',
+]
 NAMESPACE, NAME, CONTEXT = "shop", "checkout", "firebreak-demo"
 PROMETHEUS_ENV = "FIREBREAK_DEMO_PROMETHEUS_URL"  # set by the shell to `prometheus.base_url`
 REGISTRY = "registry.example.com/checkout"
@@ -121,6 +138,8 @@ class SimulatedCluster:
         self.api.controller = self._reconcile
         self._runner: web.AppRunner | None = None
         self.service_url = ""
+        self.docker = FakeDocker()
+        _seed_compose(self.docker)
 
     @property
     def url(self) -> str:
@@ -235,6 +254,7 @@ class SimulatedCluster:
     async def start(self) -> None:
         await self.api.start()
         await self.prometheus.start()
+        await self.docker.start()
         app = web.Application()
         app.router.add_get(f"/{NAME}/health", self._health)
         app.router.add_get(f"/{NAME}/ready", self._health)
@@ -249,6 +269,7 @@ class SimulatedCluster:
             self._runner = None
         await self.prometheus.stop()
         await self.api.close()
+        await self.docker.close()
 
     async def __aenter__(self) -> SimulatedCluster:
         await self.start()
@@ -272,8 +293,11 @@ class SimulatedCluster:
             "pagerduty": {"service_id": "PCHKOUT", "escalation_policy_id": "PEPCHK1"},
             "statuspage": {"component_id": "cmpchk01"},
         }
+        backend = {
+            "docker": {"host_env": DOCKER_HOST_ENV, "compose_project": "prod", "service": "backend"}
+        }
         targets = {
-            "services": {NAME: service},
+            "services": {NAME: service, "backend": backend},
             "mitigators": ["U0ALICE", "U0BOB"],
             "require_distinct_confirmer": ["P0"],
         }
@@ -334,3 +358,23 @@ def _event(pod: str, reason: str, message: str, ago: float, count: int) -> Obj:
         "lastTimestamp": timestamp(ago),
         "source": {"component": "kubelet", "host": "node-eu-1b"},
     }
+
+
+def _seed_compose(engine: FakeDocker) -> None:
+    """prod/backend on 2.3.1 (one container unhealthy, logging timeouts), 2.3.0 kept."""
+    engine.image(f"{BACKEND}:2.3.0", ago=86400 * 3)
+    engine.image(f"{BACKEND}:2.3.1", ago=1800)
+    for number, health in ((1, "healthy"), (2, "unhealthy")):
+        name = f"prod-backend-{number}"
+        engine.container(
+            name,
+            f"{BACKEND}:2.3.1",
+            project="prod",
+            service="backend",
+            number=number,
+            health=health,
+            restarts=3 if health == "unhealthy" else 0,
+            env=["DATABASE_URL=postgres://backend:demo-secret@db/backend"],
+        )
+        engine.set_log(name, "\n".join(BACKEND_LOG * 6), spacing=20)
+    engine.set_stats("prod-backend-2", cpu_percent=91.0, memory=470 * 2**20, limit=512 * 2**20)

@@ -89,6 +89,57 @@ class _Reply(Exception):
         )
 
 
+@dataclass(frozen=True)
+class LogEntry:
+    """One line a container wrote (without its newline), and when."""
+
+    time: datetime
+    text: str
+    stream: int = 1  # 1 stdout, 2 stderr: how the Docker Engine multiplexes them
+
+
+_LOG_STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})) ?")
+
+
+def log_entries(text: str, spacing: float = 1.0, stream: int = 1) -> list[LogEntry]:
+    """Lines of `text` as log entries: a line starting with an RFC 3339 time was
+    written then; the others `spacing` seconds apart, the last one now."""
+    lines, now = text.splitlines(), datetime.now(UTC)
+    entries = []
+    for i, line in enumerate(lines):
+        match = _LOG_STAMP.match(line)
+        if match:
+            stamp = match[1].replace("Z", "+00:00")
+            frac = re.search(r"\.(\d+)", stamp)
+            if frac:  # Python reads at most microseconds
+                stamp = stamp.replace(frac[0], "." + frac[1][:6].ljust(6, "0"))
+            when, line = datetime.fromisoformat(stamp), line[match.end() :]
+        else:
+            when = now - timedelta(seconds=spacing * (len(lines) - 1 - i))
+        entries.append(LogEntry(when, line, stream))
+    return entries
+
+
+def rfc3339_nano(when: datetime) -> str:
+    """`2026-11-29T21:03:04.123456000Z`: how the kubelet and dockerd stamp log lines."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+
+
+def select_log(
+    entries: list[LogEntry], *, since: float | None, tail: int | None, timestamps: bool
+) -> bytes:
+    """The log as the kubelet serves it: lines newer than `since` seconds, the last
+    `tail` of them, each stamped when `timestamps`."""
+    if since is not None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=since)
+        entries = [e for e in entries if e.time >= cutoff]
+    if tail is not None:
+        entries = entries[-tail:] if tail > 0 else []
+    return "".join(
+        f"{rfc3339_nano(e.time)} {e.text}\n" if timestamps else f"{e.text}\n" for e in entries
+    ).encode()
+
+
 def timestamp(ago: float = 0) -> str:
     """RFC 3339 in UTC, `ago` seconds before now, as the API server writes times."""
     return (datetime.now(UTC) - timedelta(seconds=ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -629,7 +680,7 @@ class FakeKubernetes:
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
         self.objects: dict[str, dict[tuple[str, str], Obj]] = {}
-        self.logs: dict[tuple[str, str, str, bool], str] = {}
+        self.logs: dict[tuple[str, str, str, bool], list[LogEntry]] = {}
         self.forbidden: set[tuple[str, str]] = set()  # (verb or "*", resource)
         # Every (verb, resource) a request was authorised for, in order: what a caller needs.
         self.authorized: list[tuple[str, str]] = []
@@ -663,8 +714,11 @@ class FakeKubernetes:
         text: str,
         container: str = "app",
         previous: bool = False,
+        spacing: float = 1.0,
     ) -> None:
-        self.logs[(namespace, pod_name, container, previous)] = text
+        """A container's log. A line starting with an RFC 3339 time was written then;
+        the others `spacing` seconds apart, the last one now."""
+        self.logs[(namespace, pod_name, container, previous)] = log_entries(text, spacing)
 
     def forbid(self, verb: str, resource: str) -> None:
         """Answer 403 to `verb` ("get", "list", "patch" or "*") on `resource` ("pods",
@@ -912,11 +966,14 @@ class FakeKubernetes:
                 "BadRequest",
                 f'previous terminated container "{container}" in pod "{name}" not found',
             )
-        lines = (text or "").splitlines(keepends=True)
-        if "tailLines" in query:
-            lines = lines[-int(query["tailLines"]) :] if int(query["tailLines"]) else []
-        body = "".join(lines)[: int(query.get("limitBytes", 0)) or None]
-        return web.Response(text=body, content_type="text/plain")
+        body = select_log(
+            text or [],
+            since=int(query["sinceSeconds"]) if "sinceSeconds" in query else None,
+            tail=int(query["tailLines"]) if "tailLines" in query else None,
+            timestamps=query.get("timestamps", "").lower() == "true",
+        )
+        limit = int(query.get("limitBytes", 0))  # the first bytes of the window, as the API
+        return web.Response(body=body[:limit] if limit else body, content_type="text/plain")
 
     async def _access_review(self, request: web.Request) -> web.Response:
         """`kubectl auth can-i`: a SelfSubjectAccessReview answered from `forbidden`."""

@@ -1,5 +1,6 @@
 """The runbook-action rig shared by the action tests: Firebreak over signed HTTP with the
-Slack emulator, the real kubernetes client against emulator/kubernetes.py, a local
+Slack emulator, the real kubernetes client against emulator/kubernetes.py, the real
+docker SDK against emulator/docker.py (service `backend`, a Compose service), a local
 health endpoint and the real Postgres as a target; an incident declared, with Bob
 and Carol in its channel."""
 
@@ -20,8 +21,9 @@ from bot import commands as c
 from bot.actions import ActionService, Executors
 from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
 from bot.clock import OffsetClock
-from bot.executors import KubernetesExecutor, PostgresExecutor
+from bot.executors import DockerExecutor, KubernetesExecutor, PostgresExecutor
 from bot.incidents.service import Request
+from emulator.docker import FakeDocker
 from emulator.driver import AppResponse
 from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
 from emulator.models import Channel
@@ -30,10 +32,12 @@ from storage.models import Event, PendingAction
 from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak
 
 # Test modules import the fixtures under these names (with a noqa for F401), and
-# take them as parameters named kube, health and rig.
+# take them as parameters named kube, engine, health and rig.
 
 OLD, NEW = "registry.example.com/checkout:1.4.1", "registry.example.com/checkout:1.4.2"
 DB_ENV = "FIREBREAK_TEST_CHECKOUT_DB"
+DOCKER_ENV = "FIREBREAK_TEST_BACKEND_DOCKER"
+BACKEND = "registry.example.com/prod/backend"
 
 
 @pytest_asyncio.fixture(name="kube")
@@ -53,6 +57,24 @@ async def kube_fixture() -> AsyncIterator[FakeKubernetes]:
                 last_terminated="OOMKilled",
             ),
         )
+        yield server
+
+
+@pytest_asyncio.fixture(name="engine")
+async def engine_fixture() -> AsyncIterator[FakeDocker]:
+    """The Compose service prod/backend: two containers on 2.3.1, with 2.3.0 on the engine."""
+    async with FakeDocker() as server:
+        server.image(f"{BACKEND}:2.3.0", ago=86400)
+        server.image(f"{BACKEND}:2.3.1", ago=3600)
+        for number in (1, 2):
+            server.container(
+                f"prod-backend-{number}",
+                f"{BACKEND}:2.3.1",
+                project="prod",
+                service="backend",
+                number=number,
+                env=["SECRET_KEY=s3cr3t-backend-key"],
+            )
         yield server
 
 
@@ -78,6 +100,7 @@ async def health_fixture() -> AsyncIterator[str]:
 class Rig:
     slack: Harness
     kube: FakeKubernetes
+    engine: FakeDocker
     actions: ActionService
     clock: OffsetClock
     channel: Channel
@@ -142,6 +165,7 @@ class Rig:
 async def rig_fixture(
     database_url: str,
     kube: FakeKubernetes,
+    engine: FakeDocker,
     health: str,
     tmp_path: Path,
     checkout_db_url: str,
@@ -155,14 +179,17 @@ async def rig_fixture(
     http: {{health: "{health}/health", readiness: "{health}/ready"}}
   billing:
     http: {{health: "{health}/health"}}
+  backend:
+    docker: {{host_env: {DOCKER_ENV}, compose_project: prod, service: backend}}
 """
     executors = Executors(
         kubernetes=KubernetesExecutor(str(kube.write_kubeconfig(tmp_path / "kube")), timeout=1),
         postgres=PostgresExecutor({DB_ENV: checkout_db_url}, timeout=3),
         http=HttpExecutor(timeout=2),
+        docker=DockerExecutor({DOCKER_ENV: engine.url}, timeout=1),
     )
     async with running_rig(
-        database_url, kube, services, executors, tmp_path, settings=rig_settings
+        database_url, kube, engine, services, executors, tmp_path, settings=rig_settings
     ) as rig:
         yield rig
 
@@ -171,6 +198,7 @@ async def rig_fixture(
 async def running_rig(
     database_url: str,
     kube: FakeKubernetes,
+    engine: FakeDocker,
     services: str,
     executors: Executors,
     folder: Path,
@@ -200,4 +228,4 @@ require_distinct_confirmer: [P0]
         await slack.command("declare P2 checkout errors")
         channel = slack.only_incident_channel()
         channel.members.extend([BOB, CAROL])  # responders who joined
-        yield Rig(slack, kube, slack.app.services.actions, clock, channel)
+        yield Rig(slack, kube, engine, slack.app.services.actions, clock, channel)

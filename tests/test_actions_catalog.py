@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.actions.catalog import OPERATIONS, load_catalog
-from bot.executors import KubernetesExecutor, PostgresExecutor
+from bot.executors import DockerExecutor, KubernetesExecutor, PostgresExecutor
 from bot.yamlfile import RunbookError
 from handlers.http_check import HttpExecutor
 from runbooks import BUNDLED
@@ -85,7 +85,12 @@ def test_the_bundled_runbooks_load() -> None:
 
 @pytest.mark.parametrize(
     ("executor", "cls"),
-    [("kubernetes", KubernetesExecutor), ("postgres", PostgresExecutor), ("http", HttpExecutor)],
+    [
+        ("kubernetes", KubernetesExecutor),
+        ("docker", DockerExecutor),
+        ("postgres", PostgresExecutor),
+        ("http", HttpExecutor),
+    ],
 )
 def test_the_allow_list_matches_the_executor_methods(executor: str, cls: type) -> None:
     """A renamed executor parameter must fail here, not in a channel during an incident."""
@@ -107,9 +112,39 @@ def test_the_allow_list_matches_the_executor_methods(executor: str, cls: type) -
 ACTION_MISTAKES = [
     (
         "executor: kubernetes\n    operation: pods",
-        "executor: docker\n    operation: pods",
+        "executor: nomad\n    operation: pods",
         3,
-        "unknown executor `docker`",
+        "unknown executor `nomad`",
+    ),
+    (
+        "executor: kubernetes\n    operation: pods",
+        "executor: [kubernetes, docker]\n    operation: pods",
+        3,
+        "docker has no operation `pods` (containers, logs",
+    ),
+    (
+        "executor: kubernetes\n    operation: pods",
+        "executor: []\n    operation: pods",
+        3,
+        "executor must name at least one of",
+    ),
+    (
+        "executor: kubernetes\n    operation: pods",
+        "executor: [kubernetes, kubernetes]\n    operation: pods",
+        3,
+        "an executor is listed twice",
+    ),
+    (
+        "executor: kubernetes\n    operation: pods",
+        "executor: [kubernetes, {a: b}]\n    operation: pods",
+        3,
+        "unknown executor `{'a': 'b'}`",
+    ),
+    (
+        "executor: kubernetes\n    operation: scale",
+        "executor: [kubernetes, docker]\n    operation: scale",
+        8,
+        "docker has no operation `scale`",
     ),
     ("operation: pods", "operation: exec", 3, "kubernetes has no operation `exec`"),
     ("kind: diagnostic", "kind: repair", 3, "kind must be diagnostic or mitigation"),
@@ -145,9 +180,36 @@ def test_action_mistakes_name_file_and_line(
 TARGET_MISTAKES = [
     (
         "    postgres:",
-        "    docker: {image: x}\n    postgres:",
+        "    nomad: {job: x}\n    postgres:",
         3,
-        "unknown executor section `docker`",
+        "unknown executor section `nomad`",
+    ),
+    (
+        "    postgres:",
+        "    docker: {host_env: DOCKER_HOST, compose_project: shop, service: app, image: x}\n"
+        "    postgres:",
+        8,
+        "unknown key `image`",
+    ),
+    (
+        "    postgres:",
+        "    docker: {host_env: unix:///var/run/docker.sock, compose_project: shop, service: a}\n"
+        "    postgres:",
+        8,
+        "host_env must be the NAME of an environment variable, like CHECKOUT_DOCKER_HOST "
+        "(never the URL itself)",
+    ),
+    (
+        "    postgres:",
+        "    docker: {host_env: DOCKER_HOST, compose_project: Shop, service: a}\n    postgres:",
+        8,
+        "compose_project `Shop` must be a Compose name",
+    ),
+    (
+        "    postgres:",
+        "    docker: {host_env: DOCKER_HOST, compose_project: shop}\n    postgres:",
+        8,
+        "missing `service`",
     ),
     ("  checkout:", "  Checkout:", 3, "must be an RFC 1123 label"),
     ("      namespace: shop\n", "", 4, "missing `namespace`"),
@@ -239,3 +301,35 @@ def test_a_duration_default_is_kept_as_typed(tmp_path: Path) -> None:
     folder, targets = write(tmp_path, action=LOGS_ACTION.replace("default: 1h", "default: 90m"))
     since = load_catalog(folder, targets).actions["logs"].params[1]
     assert (since.min, since.max, since.default) == (60, 86400, "1h30m")
+
+
+MULTI = """\
+scenario: Test
+actions:
+  - name: logs
+    kind: diagnostic
+    executor: [docker, kubernetes]
+    operation: logs
+    help: Logs
+    params:
+      - {name: tail, type: int, min: 1, max: 100, default: 10}
+"""
+
+
+def test_an_action_runs_on_the_first_executor_a_service_has(tmp_path: Path) -> None:
+    targets = TARGETS.replace(
+        "mitigators:",
+        "  shop:\n    docker: {host_env: SHOP_DOCKER_HOST, compose_project: shop, service: app}\n"
+        "mitigators:",
+    )
+    catalog = load_catalog(*write(tmp_path, action=MULTI, targets=targets))
+    logs = catalog.actions["logs"]
+    assert logs.executors == ("docker", "kubernetes")
+    assert logs.executor_for(catalog.targets["checkout"]) == "kubernetes"
+    assert logs.executor_for(catalog.targets["shop"]) == "docker"
+    docker = catalog.targets["shop"].docker
+    assert docker and (docker.host_env, docker.compose_project, docker.service) == (
+        "SHOP_DOCKER_HOST",
+        "shop",
+        "app",
+    )

@@ -13,10 +13,11 @@ import redis.asyncio as aioredis
 
 from bot.actions import Executors
 from bot.executors import KubernetesExecutor, PostgresExecutor, PrometheusExecutor, RedisExecutor
+from emulator.docker import FakeDocker
 from emulator.kubernetes import FakeKubernetes
 from handlers.http_check import HttpExecutor
 from handlers.prometheus_api import PrometheusHttpApi
-from tests.action_rig import Rig, kube_fixture, running_rig  # noqa: F401
+from tests.action_rig import Rig, engine_fixture, kube_fixture, running_rig  # noqa: F401
 from tests.backends import PLANTED, prometheus_fixture, redis_or_skip  # noqa: F401
 from tests.harness import BOB
 from tests.processes import free_port
@@ -26,7 +27,7 @@ TIMEOUT = 2.0  # the executors'; the action's own is the service default
 
 @pytest_asyncio.fixture(name="rig")
 async def metrics_rig(
-    database_url: str, kube: FakeKubernetes, prometheus: str, tmp_path: Path
+    database_url: str, kube: FakeKubernetes, engine: FakeDocker, prometheus: str, tmp_path: Path
 ) -> AsyncIterator[Rig]:
     """checkout has a working Prometheus and Redis db 13; billing's Prometheus and
     Redis are a closed port."""
@@ -52,7 +53,7 @@ async def metrics_rig(
         prometheus=PrometheusExecutor(PrometheusHttpApi(TIMEOUT), environ, TIMEOUT),
         redis=RedisExecutor(environ, TIMEOUT),
     )
-    async with running_rig(database_url, kube, services, executors, tmp_path) as rig:
+    async with running_rig(database_url, kube, engine, services, executors, tmp_path) as rig:
         yield rig
     redis_or_skip(13)
 

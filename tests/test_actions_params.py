@@ -53,7 +53,13 @@ def test_accepted(
 @pytest.mark.parametrize(
     ("kind", "action", "service", "words", "message"),
     [
-        ("diagnostic", "zap", "checkout", (), "Unknown diagnostic `zap`. Available: pods, logs"),
+        (
+            "diagnostic",
+            "zap",
+            "checkout",
+            (),
+            "Unknown diagnostic `zap`. Available: pods, containers, logs",
+        ),
         ("diagnostic", "pods", "nowhere", (), "Unknown service `nowhere`. Configured: checkout"),
         ("diagnostic", "restart", "checkout", (), "`restart` is a mitigation: use `/incident"),
         ("mitigation", "pods", "checkout", (), "`pods` is a diagnostic: use `/incident diag pods"),
@@ -110,6 +116,10 @@ def test_accepted(
         ),
         ("diagnostic", "logs", "checkout", ("grep=",), "`grep` is empty"),
         ("diagnostic", "logs", "checkout", ("since=1h",) * 2, "`since` is given twice"),
+        ("diagnostic", "logs", "backend", ("grep=" + "x" * 10_000,), "at most 200 characters"),
+        ("diagnostic", "logs", "backend", ("tail=100000",), "`tail` must be from 1 to 1000"),
+        ("diagnostic", "errors", "backend", ("since=forever",), "`since` must be a duration"),
+        ("diagnostic", "errors", "checkout", ("since=48h",), "from 1m to 24h"),
         ("diagnostic", "health", "checkout", ("liveness",), "one of health, readiness"),
         ("diagnostic", "pods", "checkout", ("<!channel>",), "Unexpected argument `&lt;!channel"),
         ("diagnostic", "pods", "checkout", ("`x`",), "Unexpected argument `'x'`"),
@@ -154,6 +164,29 @@ def test_a_service_without_the_section_is_refused(catalog: ActionCatalog, tmp_pa
     with pytest.raises(UserError, match="`pods` runs on kubernetes, and `web` has no kubernetes"):
         resolve(only_http, "diagnostic", "pods", "web", ())
     assert resolve(only_http, "diagnostic", "health", "web", ()).args == {"which": "health"}
+    with pytest.raises(UserError, match="`logs` runs on kubernetes or docker, and `web` has no"):
+        resolve(only_http, "diagnostic", "logs", "web", ())
+
+
+@pytest.mark.parametrize(
+    ("kind", "action", "service", "executor"),
+    [
+        ("diagnostic", "logs", "checkout", "kubernetes"),
+        ("diagnostic", "logs", "backend", "docker"),
+        ("diagnostic", "errors", "backend", "docker"),
+        ("mitigation", "restart", "backend", "docker"),
+        ("mitigation", "rollback", "checkout", "kubernetes"),
+        ("mitigation", "rollback", "backend", "docker"),
+    ],
+)
+def test_one_action_name_whatever_runs_the_service(
+    catalog: ActionCatalog, kind: str, action: str, service: str, executor: str
+) -> None:
+    assert resolve(catalog, kind, action, service, ()).executor == executor
+
+
+def test_errors_default_to_the_last_hour(catalog: ActionCatalog) -> None:
+    assert resolve(catalog, "diagnostic", "errors", "backend", ()).args == {"since": "1h"}
 
 
 class _Slow:

@@ -12,7 +12,13 @@ from sqlalchemy import select
 
 from bot.actions.views import CONFIRM_ACTION
 from storage.models import PendingAction
-from tests.action_rig import Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
+from tests.action_rig import (  # noqa: F401
+    Rig,
+    engine_fixture,
+    health_fixture,
+    kube_fixture,
+    rig_fixture,
+)
 from tests.databases import postgres_or_skip
 from tests.harness import ALICE, BOB, CAROL
 
@@ -58,7 +64,7 @@ async def test_long_output_is_cut_to_fit_and_attached_whole(rig: Rig) -> None:
     rig.kube.set_log("shop", "checkout-b", "\n".join(lines))
     assert await rig.diag("logs checkout 400 pod=checkout-b") == ""
     summary, reply, upload = rig.messages()[-3:]
-    assert "last 400 log lines of checkout-b/app" in summary["text"]
+    assert "last 400 log lines of checkout-b (1 source" in summary["text"]
     text = reply["blocks"][0]["text"]["text"]
     assert len(text) <= 3000 and "full output is attached" in text
     assert "<!channel>" not in text and "hunter2" not in text

@@ -12,6 +12,7 @@ import pytest_asyncio
 import yaml
 
 from bot.actions.catalog import OPERATIONS
+from bot.executors import kubernetes as executor_module
 from bot.executors.base import ExecutorError, KubernetesTarget, StateChanged
 from bot.executors.kubernetes import API_CALLS, OPERATION_CALLS, RESTARTED_AT, KubernetesExecutor
 from bot.executors.kubernetes_api import CLUSTER_SCOPED, rbac_attributes
@@ -29,6 +30,7 @@ from emulator.kubernetes import (
 DEPLOY = Path(__file__).parent.parent / "deploy" / "kubernetes"
 OLD, NEW = "registry.example.com/checkout:1.4.1", "registry.example.com/checkout:1.4.2"
 TARGET = KubernetesTarget(namespace="shop", deployment="checkout", selector="app=checkout")
+STAMP = "2026-11-29T21:00"
 
 
 @pytest_asyncio.fixture(name="kube")
@@ -84,32 +86,72 @@ async def test_pods_with_no_match(executor):
     assert result.ok and result.summary == "no pods match app=nothing in shop"
 
 
-async def test_logs_of_newest_pod_are_tailed_and_redacted(kube, executor):
-    kube.set_log("shop", "checkout-c", "boot\nconnecting with password=hunter2\nready\n")
-    result = await executor.logs(TARGET, tail=2)
-    assert result.details["pod"] == "checkout-c"
-    assert result.output == "connecting with password=***\nready\n"
-    assert "hunter2" not in result.output
-    assert kube.requests[-1].query["tailLines"] == "2"
+def texts(output: str) -> list[str]:
+    """The log lines of an output without their `HH:MM:SS pod` prefix."""
+    return [line.split("  ", 1)[1] for line in output.splitlines() if "  " in line]
+
+
+async def test_logs_read_every_pod_merged_by_time_tailed_and_redacted(kube, executor):
+    kube.set_log("shop", "checkout-a", f"{STAMP}:01Z a boot\n{STAMP}:04Z a ready\n")
+    kube.set_log("shop", "checkout-b", f"{STAMP}:02Z b boot\n{STAMP}:05Z b ready\n")
+    kube.set_log("shop", "checkout-c", f"{STAMP}:03Z password=hunter2\n{STAMP}:06Z c dies\n")
+    result = await executor.logs(TARGET, tail=4)
+    assert result.output.splitlines() == [
+        "21:00:03 checkout-c  password=***",
+        "21:00:04 checkout-a  a ready",
+        "21:00:05 checkout-b  b ready",
+        "21:00:06 checkout-c  c dies",
+    ]
+    assert result.summary.startswith("last 4 log lines of app=checkout in shop (3 sources")
+    queries = [r.query for r in kube.requests if r.path.endswith("/log")]
+    assert len(queries) == 3 and all(q["timestamps"] == "true" for q in queries)
+    assert {q["tailLines"] for q in queries} == {"4"}
+    assert "payments" not in str([r.path for r in kube.requests])
 
 
 async def test_grep_keeps_the_last_matching_lines_literally_in_any_case(kube, executor):
     lines = [f"{i} ERROR conn reset .*" if i % 3 == 0 else f"{i} ok" for i in range(30)]
     kube.set_log("shop", "checkout-c", "\n".join(lines) + "\n")
     result = await executor.logs(TARGET, tail=2, grep="error CONN reset .*", since=3600)
-    assert result.output == "24 ERROR conn reset .*\n27 ERROR conn reset .*"
+    assert texts(result.output) == ["24 ERROR conn reset .*", "27 ERROR conn reset .*"]
     query = kube.requests[-1].query
     assert query["sinceSeconds"] == "3600" and "tailLines" not in query  # tail after the filter
     nothing = await executor.logs(TARGET, grep="(")
     assert nothing.summary.startswith("no log lines")
 
 
+async def test_since_is_the_api_window(kube, executor):
+    kube.set_log("shop", "checkout-a", "old\nnew\n", spacing=600)
+    result = await executor.logs(TARGET, since=300, pod="checkout-a")
+    assert texts(result.output) == ["new"]
+
+
+async def test_the_byte_budget_cuts_a_window_and_says_so(kube, executor, monkeypatch):
+    kube.set_log("shop", "checkout-a", "x" * 300 + "\n" + "y" * 2000 + "\n")
+    kube.set_log("shop", "checkout-b", "short\n")
+    monkeypatch.setattr(executor_module, "LOG_MIN_BYTES", 1024)
+    monkeypatch.setattr(executor_module, "LOG_BUDGET_BYTES", 3000)  # 1000 a pod, at least 1024
+    result = await executor.logs(TARGET, tail=10)
+    assert {r.query["limitBytes"] for r in kube.requests if r.path.endswith("/log")} == {"1024"}
+    assert "(checkout-a: only the first 1 KiB of its window; narrow since)" in result.output
+    assert "short" in result.output
+
+
 async def test_previous_logs_of_a_named_pod(kube, executor):
     kube.set_log("shop", "checkout-a", "current\n")
     kube.set_log("shop", "checkout-a", "fatal: out of memory\n", previous=True)
     result = await executor.logs(TARGET, previous=True, pod="checkout-a")
-    assert result.output == "fatal: out of memory\n"
-    assert "(previous container)" in result.summary
+    assert texts(result.output) == ["fatal: out of memory"]
+    assert "(previous containers)" in result.summary
+
+
+async def test_previous_logs_of_every_pod_skip_pods_without_one(kube, executor):
+    kube.set_log("shop", "checkout-c", "OOM\n", previous=True)
+    result = await executor.logs(TARGET, previous=True)
+    assert texts(result.output)[0] == "OOM"
+    assert 'checkout-a: rejected by the API server: previous terminated container "app"' in (
+        result.output
+    )
 
 
 async def test_previous_logs_missing_is_a_readable_error(executor):
@@ -120,6 +162,20 @@ async def test_previous_logs_missing_is_a_readable_error(executor):
 async def test_logs_refuse_a_pod_of_another_service(executor):
     with pytest.raises(ExecutorError, match="payments-a is not one of app=checkout in shop"):
         await executor.logs(TARGET, pod="payments-a")
+
+
+async def test_errors_group_every_pods_problems(kube, executor):
+    kube.set_log("shop", "checkout-a", "ERROR db timeout after 30s to 10.0.0.7\ninfo ok\n")
+    kube.set_log("shop", "checkout-b", "ERROR db timeout after 31s to 10.0.0.8\n")
+    kube.set_log("shop", "checkout-c", "WARN token=abc123 expired\n")
+    result = await executor.errors(TARGET, since=3600)
+    assert result.summary.startswith("3 error/warning lines of 2 kinds in the last 1h")
+    assert result.details["top"] == [
+        {"message": "ERROR db timeout after <n>s to <ip>", "count": 2},
+        {"message": "WARN token=*** expired", "count": 1},
+    ]
+    assert "abc123" not in result.output
+    assert {r.query["sinceSeconds"] for r in kube.requests if r.path.endswith("/log")} == {"3600"}
 
 
 async def test_events_are_warnings_newest_first_and_redacted(kube, executor):
@@ -181,6 +237,7 @@ async def test_diagnostics_never_touch_secrets(kube, executor):
         executor.deployment,
         executor.history,
         executor.top,
+        lambda target: executor.errors(target, since=60),
     ):
         await diagnostic(TARGET)
     assert kube.requests and not [r for r in kube.requests if "secret" in r.path]

@@ -15,7 +15,14 @@ from bot.actions.params import resolve
 from bot.errors import UserError
 from bot.executors import ExecutionResult
 from storage.models import PendingAction
-from tests.action_rig import NEW, Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
+from tests.action_rig import (  # noqa: F401
+    NEW,
+    Rig,
+    engine_fixture,
+    health_fixture,
+    kube_fixture,
+    rig_fixture,
+)
 from tests.harness import ALICE, BOB, CAROL
 
 DAVE = "U0DAVE"  # in the workspace, not in the incident channel

@@ -1,10 +1,12 @@
-"""A secret of every listed form, planted in random pod log lines, never leaves Firebreak.
+"""A secret of every listed form, planted in random pod or container log lines, never
+leaves Firebreak.
 
 Through the real path: `/incident diag logs` with the real kubernetes client against
-emulator/kubernetes.py, the output posted in a thread and uploaded whole, then the
-post-mortem compiled from the channel. Searched: the arguments of every Web API call
-the Slack emulator recorded, every uploaded file, every log record, and the post-mortem
-in both formats. On SQLite and Postgres.
+emulator/kubernetes.py, or the real docker SDK against emulator/docker.py, the output
+posted in a thread and uploaded whole, then the post-mortem compiled from the channel.
+Searched: the arguments of every Web API call the Slack emulator recorded, every
+uploaded file, every log record, and the post-mortem in both formats. On SQLite and
+Postgres.
 """
 
 from __future__ import annotations
@@ -17,10 +19,20 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.action_rig import Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
+from tests.action_rig import (  # noqa: F401
+    Rig,
+    engine_fixture,
+    health_fixture,
+    kube_fixture,
+    rig_fixture,
+)
 from tests.secret_forms import FILLER, FORMS, leaks, log_line, unplanted
 
-POD = "checkout-b"
+# Where the log is planted, and the command that reads it.
+SOURCES = {
+    "kubernetes": ("checkout-b", "logs checkout 400 pod=checkout-b"),
+    "docker": ("prod-backend-1", "logs backend 400 pod=prod-backend-1"),
+}
 
 
 @st.composite
@@ -40,16 +52,21 @@ def planted_log(draw: st.DrawFn) -> tuple[list[str], str]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(log=planted_log())
+@pytest.mark.parametrize("source", sorted(SOURCES))
 async def test_planted_secrets_never_leave_firebreak(
-    rig: Rig, caplog: pytest.LogCaptureFixture, log: tuple[list[str], str]
+    rig: Rig, caplog: pytest.LogCaptureFixture, source: str, log: tuple[list[str], str]
 ) -> None:
     secrets, text = log
     caplog.set_level(logging.INFO)
     caplog.clear()
     workspace = rig.slack.workspace
     calls_before, files_before = len(workspace.call_log), set(workspace.files)
-    rig.kube.set_log("shop", POD, text)
-    assert await rig.diag(f"logs checkout 400 pod={POD}") == ""
+    name, command = SOURCES[source]
+    if source == "kubernetes":
+        rig.kube.set_log("shop", name, text)
+    else:
+        rig.engine.set_log(name, text)
+    assert await rig.diag(command) == ""
 
     outputs = [(f"{c.method} call", json.dumps(c.args)) for c in workspace.call_log[calls_before:]]
     uploads = [f for key, f in workspace.files.items() if key not in files_before]

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.actions.catalog import load_catalog
-from bot.executors import PrometheusExecutor
-from bot.executors.base import KubernetesTarget
+from bot.executors import DockerExecutor, PrometheusExecutor
+from bot.executors.base import DockerTarget, KubernetesTarget
 from bot.executors.kubernetes import KubernetesExecutor
 from devtools import demo
 from devtools.text import Style, to_text
-from emulator.cluster import PROMETHEUS_ENV, SimulatedCluster
+from emulator.cluster import DOCKER_HOST_ENV, PROMETHEUS_ENV, SimulatedCluster
 from handlers.prometheus_api import PrometheusHttpApi
 from runbooks import BUNDLED
 from tests.harness import seeded_workspace
@@ -69,6 +69,7 @@ async def test_incident_lifecycle_in_the_shell(tmp_path: Path) -> None:
         "/incident declare P1 api down",
         ":join #incident",
         ":tick 1",
+        "/incident diag errors backend",
         "/incident update Rolled back the 1.4.2 deploy",
         ":as bob",
         "/incident commander @bob",
@@ -99,6 +100,10 @@ async def test_incident_lifecycle_in_the_shell(tmp_path: Path) -> None:
     assert "Detection & Triage (1/7)" in ticked
     assert re.search(r"\[x\]  1\. Acknowledge the alert in the paging system — @alice", ticked)
     assert "[ ]  2." not in ticked  # only what changed is printed
+
+    errors = after(out, "/incident diag errors backend")  # the simulated Compose host
+    assert "36 error/warning lines of 2 kinds in the last 1h" in errors, errors
+    assert "demo-secret" not in errors
 
     updated = after(out, "/incident update Rolled back the 1.4.2 deploy")
     assert re.search(r"\[\d+\] firebreak · \d\d:\d\d\n.*Update.*@alice", updated)
@@ -239,6 +244,23 @@ async def test_the_demo_prometheus_follows_the_cluster(tmp_path: Path) -> None:
             assert (await executor.alerts(target)).summary == "no firing alerts"
         finally:
             kubernetes.close()
+
+
+async def test_the_demo_compose_host_answers_the_real_docker_executor(tmp_path: Path) -> None:
+    async with SimulatedCluster() as cluster:
+        executor = DockerExecutor({DOCKER_HOST_ENV: cluster.docker.url})
+        target = DockerTarget(DOCKER_HOST_ENV, "prod", "backend")
+        try:
+            health = await executor.health(target)
+            assert health.summary == "2 containers: 1 healthy, 1 unhealthy"
+            stats = await executor.stats(target)
+            assert "highest memory: prod-backend-2 91.8%" in stats.summary
+            rolled = await executor.rollback(target, None, dry_run=False)
+            assert rolled.summary.endswith(
+                "from registry.example.com/backend:2.3.1 to registry.example.com/backend:2.3.0"
+            )
+        finally:
+            executor.close()
 
 
 async def test_alert_fires_a_bundled_example_into_the_shell(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from bot.durations import compact_duration, parse_duration
 from bot.executors import (
+    DockerTarget,
     HttpTarget,
     KubernetesTarget,
     PostgresTarget,
@@ -36,7 +37,7 @@ from bot.yamlfile import Node, RunbookError, load_mapping
 KINDS = ("diagnostic", "mitigation")
 PARAM_TYPES = ("int", "flag", "name", "choice", "duration", "text", "quantity")
 BOUNDED = ("int", "duration", "quantity")  # the types that take min and max
-EXECUTORS = ("kubernetes", "postgres", "http", "prometheus", "redis")
+EXECUTORS = ("kubernetes", "docker", "postgres", "http", "prometheus", "redis")
 INTEGRATIONS = ("pagerduty", "statuspage")  # where a service is paged and shown publicly
 
 # RFC 1123 label (Kubernetes namespaces, our service names) and subdomain (object names).
@@ -47,6 +48,8 @@ DNS_SUBDOMAIN = re.compile(
 MAX_TEXT = 200  # a text parameter is a short literal (a grep string), never a script
 _ACTION_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+# Compose project and service names: lowercase letters, digits, `-` and `_`.
+_COMPOSE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 _GROUP_ID = re.compile(r"^S[A-Z0-9]{2,20}$")
 _LEVEL = re.compile(r"^P[0-9]$")
@@ -76,21 +79,23 @@ class Operation:
     commander_only: bool = False
 
 
+# `logs` reads a Kubernetes service's pods or a Compose service's containers alike, so
+# one action can name both executors; `errors` is their error distribution.
+_LOGS = Operation(
+    "diagnostic",
+    {"tail": "int", "previous": "flag", "pod": "name?", "since": "duration?", "grep": "text?"},
+)
+_ERRORS = Operation("diagnostic", {"since": "duration"})
+_ROLLBACK = Operation("mitigation", {"revision": "int?"})
+
 # The allow-list. An action file can only name these; the service calls exactly
-# `executors.<executor>.<operation>(target_section, **params[, dry_run=])`.
+# `executors.<executor>.<operation>(target_section, **params[, dry_run=])`, with the
+# first of the action's executors that the service has a section for.
 OPERATIONS: dict[str, dict[str, Operation]] = {
     "kubernetes": {
         "pods": Operation("diagnostic"),
-        "logs": Operation(
-            "diagnostic",
-            {
-                "tail": "int",
-                "previous": "flag",
-                "pod": "name?",
-                "since": "duration?",
-                "grep": "text?",
-            },
-        ),
+        "logs": _LOGS,
+        "errors": _ERRORS,
         "events": Operation("diagnostic"),
         "deployment": Operation("diagnostic"),
         "history": Operation("diagnostic"),
@@ -98,11 +103,20 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
         "nodes": Operation("diagnostic"),
         "describe": Operation("diagnostic", {"pod": "name?"}),
         "restart": Operation("mitigation"),
-        "rollback": Operation("mitigation", {"revision": "int?"}),
+        "rollback": _ROLLBACK,
         "scale": Operation("mitigation", {"replicas": "int"}),
         "isolate": Operation("mitigation", commander_only=True),
         "unisolate": Operation("mitigation", commander_only=True),
         "set_memory": Operation("mitigation", {"limit": "quantity"}),
+    },
+    "docker": {
+        "containers": Operation("diagnostic"),
+        "logs": _LOGS,
+        "errors": _ERRORS,
+        "stats": Operation("diagnostic"),
+        "health": Operation("diagnostic"),
+        "restart": Operation("mitigation"),
+        "rollback": _ROLLBACK,
     },
     "postgres": {
         "activity": Operation("diagnostic", {"min_seconds": "int"}),
@@ -140,16 +154,24 @@ class ParamSpec:
 
 @dataclass(frozen=True)
 class ActionSpec:
+    """An action as its file declares it. `executors` are in order of preference: a
+    service runs it on the first one it has a section for."""
+
     name: str
     kind: str
-    executor: str
+    executors: tuple[str, ...]
     operation: str
     help: str
     scenario: str
     params: tuple[ParamSpec, ...] = ()
 
+    def executor_for(self, target: Target) -> str | None:
+        return next((e for e in self.executors if target.section(e) is not None), None)
 
-Section = KubernetesTarget | PostgresTarget | HttpTarget | PrometheusTarget | RedisTarget
+
+Section = (
+    KubernetesTarget | DockerTarget | PostgresTarget | HttpTarget | PrometheusTarget | RedisTarget
+)
 
 
 @dataclass(frozen=True)
@@ -158,6 +180,7 @@ class Target:
 
     name: str
     kubernetes: KubernetesTarget | None = None
+    docker: DockerTarget | None = None
     postgres: PostgresTarget | None = None
     http: HttpTarget | None = None
     prometheus: PrometheusTarget | None = None
@@ -170,6 +193,7 @@ class Target:
     def section(self, executor: str) -> Section | None:
         sections: dict[str, Section | None] = {
             "kubernetes": self.kubernetes,
+            "docker": self.docker,
             "postgres": self.postgres,
             "http": self.http,
             "prometheus": self.prometheus,
@@ -193,7 +217,9 @@ class ActionCatalog:
     def commander_only(self, action: str) -> bool:
         """Whether only the incident commander may confirm `action` (see `Operation`)."""
         spec = self.actions.get(action)
-        return spec is not None and OPERATIONS[spec.executor][spec.operation].commander_only
+        return spec is not None and any(
+            OPERATIONS[executor][spec.operation].commander_only for executor in spec.executors
+        )
 
     def of_kind(self, kind: str) -> list[ActionSpec]:
         return [a for a in self.actions.values() if a.kind == kind]
@@ -246,16 +272,23 @@ def _action(entry: Node, scenario: str) -> ActionSpec:
     kind = entry.require("kind")
     if kind not in KINDS:
         raise entry.error(f"`{name}`: kind must be diagnostic or mitigation, not `{kind}`")
-    executor = entry.require("executor")
-    if executor not in OPERATIONS:
-        raise entry.error(f"`{name}`: unknown executor `{executor}` (use {', '.join(EXECUTORS)})")
+    executors = _executors(entry, name)
     operation = entry.require("operation")
-    spec = OPERATIONS[executor].get(operation)
-    if spec is None:
-        known = ", ".join(OPERATIONS[executor])
-        raise entry.error(f"`{name}`: {executor} has no operation `{operation}` ({known})")
-    if spec.kind != kind:
-        raise entry.error(f"`{name}`: {executor} {operation} is a {spec.kind}, not a {kind}")
+    specs: list[Operation] = []
+    for executor in executors:
+        spec = OPERATIONS[executor].get(operation)
+        if spec is None:
+            known = ", ".join(OPERATIONS[executor])
+            raise entry.error(f"`{name}`: {executor} has no operation `{operation}` ({known})")
+        if spec.kind != kind:
+            raise entry.error(f"`{name}`: {executor} {operation} is a {spec.kind}, not a {kind}")
+        if specs and spec != specs[0]:
+            raise entry.error(
+                f"`{name}`: {executors[0]} {operation} and {executor} {operation} take "
+                "different parameters, so one action can't run on both"
+            )
+        specs.append(spec)
+    spec = specs[0]
     help_text = entry.require("help")
     if len(help_text) > 150:
         raise entry.error(f"`{name}`: help is longer than 150 characters")
@@ -276,7 +309,23 @@ def _action(entry: Node, scenario: str) -> ActionSpec:
             raise entry.error(
                 f"`{name}`: parameter `{pname}` must be declared required or given a default"
             )
-    return ActionSpec(name, kind, executor, operation, help_text, scenario, tuple(params))
+    return ActionSpec(name, kind, executors, operation, help_text, scenario, tuple(params))
+
+
+def _executors(entry: Node, name: str) -> tuple[str, ...]:
+    """`executor: kubernetes`, or a list in order of preference: `[kubernetes, docker]`."""
+    raw = entry.require("executor", (str, list))
+    names = [raw] if isinstance(raw, str) else raw
+    if not names:
+        raise entry.error(f"`{name}`: executor must name at least one of {', '.join(EXECUTORS)}")
+    for executor in names:
+        if not isinstance(executor, str) or executor not in OPERATIONS:
+            raise entry.error(
+                f"`{name}`: unknown executor `{executor}` (use {', '.join(EXECUTORS)})"
+            )
+    if len(set(names)) != len(names):
+        raise entry.error(f"`{name}`: an executor is listed twice")
+    return tuple(str(e) for e in names)
 
 
 def _param(raw: Node, action: str, operation: Operation) -> ParamSpec:
@@ -432,10 +481,11 @@ def _target(name: str, spec: Node) -> Target:
             f"(use {', '.join(EXECUTORS)}; or {', '.join(INTEGRATIONS)})"
         )
     kube, pg, http = spec.get("kubernetes"), spec.get("postgres"), spec.get("http")
-    prom, cache = spec.get("prometheus"), spec.get("redis")
+    docker, prom, cache = spec.get("docker"), spec.get("prometheus"), spec.get("redis")
     pd, sp = spec.get("pagerduty"), spec.get("statuspage")
     sections = (
         ("kubernetes", kube),
+        ("docker", docker),
         ("postgres", pg),
         ("http", http),
         ("prometheus", prom),
@@ -452,6 +502,7 @@ def _target(name: str, spec: Node) -> Target:
     return Target(
         name=name,
         kubernetes=kubernetes,
+        docker=_docker(name, docker) if docker is not None else None,
         postgres=_postgres(name, pg) if pg is not None else None,
         http=_http(name, http) if http is not None else None,
         prometheus=_prometheus(name, prom, kubernetes) if prom is not None else None,
@@ -487,6 +538,19 @@ def _kubernetes(name: str, node: Node) -> tuple[KubernetesTarget, int | None, in
     return KubernetesTarget(namespace, deployment, selector, context), max_replicas, max_memory
 
 
+def _docker(name: str, node: Node) -> DockerTarget:
+    _only(node, {"host_env", "compose_project", "service"})
+    host_env = _env_name(node, name, "host_env", "CHECKOUT_DOCKER_HOST")
+    project, service = node.require("compose_project"), node.require("service")
+    for key, value in (("compose_project", project), ("service", service)):
+        if not _COMPOSE_NAME.match(value):
+            raise node.error(
+                f"`{name}`: {key} `{value}` must be a Compose name (lowercase letters, "
+                "digits, - and _)"
+            )
+    return DockerTarget(host_env, project, service)
+
+
 def _postgres(name: str, node: Node) -> PostgresTarget:
     return PostgresTarget(_url_env(name, node))
 
@@ -494,14 +558,18 @@ def _postgres(name: str, node: Node) -> PostgresTarget:
 def _url_env(name: str, node: Node, also: frozenset[str] = frozenset()) -> str:
     """The section's `url_env`: the NAME of the variable with the URL, never the URL."""
     _only(node, {"url_env", *also})
-    url_env = node.require("url_env")
-    if not _ENV_NAME.match(url_env):
-        hint = " (never the URL itself)" if "://" in url_env or "@" in url_env else ""
+    return _env_name(node, name, "url_env", "CHECKOUT_DATABASE_URL")
+
+
+def _env_name(node: Node, name: str, key: str, example: str) -> str:
+    """A key naming the environment variable that holds a URL, never the URL itself."""
+    value = node.require(key)
+    if not _ENV_NAME.match(value):
+        hint = " (never the URL itself)" if "://" in value or "@" in value else ""
         raise node.error(
-            f"`{name}`: url_env must be the NAME of an environment variable, like "
-            f"CHECKOUT_DATABASE_URL{hint}"
+            f"`{name}`: {key} must be the NAME of an environment variable, like {example}{hint}"
         )
-    return str(url_env)
+    return str(value)
 
 
 def _prometheus(name: str, node: Node, kube: KubernetesTarget | None) -> PrometheusTarget:

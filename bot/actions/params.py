@@ -30,6 +30,7 @@ from bot.actions.catalog import (
 from bot.durations import compact_duration, parse_duration
 from bot.errors import UserError
 from bot.executors import (
+    DockerExecutor,
     ExecutionResult,
     ExecutorError,
     HttpChecker,
@@ -54,11 +55,13 @@ _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 @dataclass(frozen=True)
 class Invocation:
-    """A validated request: run `action` on `target` with `args` (every declared param)."""
+    """A validated request: run `action` on `target` with `args` (every declared param),
+    through `executor`, the first of the action's executors that the target has."""
 
     action: ActionSpec
     target: Target
     args: Mapping[str, Value]
+    executor: str
 
     def command(self) -> str:
         """The invocation as one line, e.g. `logs checkout tail=50 previous`."""
@@ -72,6 +75,7 @@ class Executors:
     kubernetes: KubernetesExecutor
     postgres: PostgresExecutor
     http: HttpChecker
+    docker: DockerExecutor = field(default_factory=DockerExecutor)
     # Defaults, so rigs that exercise other executors need not build these: Redis
     # reads its URL from the environment; Prometheus needs the app's HTTP client.
     redis: RedisExecutor = field(default_factory=RedisExecutor)
@@ -113,14 +117,14 @@ class Executors:
         self, invocation: Invocation, dry_run: bool, pinned: Mapping[str, object] | None
     ) -> ExecutionResult:
         """`<executor>.<operation>(section, **args)`: names the catalog allow-listed."""
-        action = invocation.action
-        section = invocation.target.section(action.executor)
+        action, executor = invocation.action, invocation.executor
+        section = invocation.target.section(executor)
         if section is None:
-            raise ExecutorError(f"{invocation.target.name} has no {action.executor} section")
-        executor = getattr(self, action.executor)
-        if executor is None:
-            raise ExecutorError(f"Firebreak runs without a {action.executor} client")
-        method = getattr(executor, action.operation)
+            raise ExecutorError(f"{invocation.target.name} has no {executor} section")
+        client = getattr(self, executor)
+        if client is None:
+            raise ExecutorError(f"Firebreak runs without a {executor} client")
+        method = getattr(client, action.operation)
         kwargs: dict[str, Any] = dict(invocation.args)
         for param in action.params:  # kept as typed (`1h30m`, `2Gi`): seconds, bytes here
             value = kwargs.get(param.name)
@@ -140,6 +144,7 @@ class Executors:
 
     def close(self) -> None:
         self.kubernetes.close()
+        self.docker.close()
 
 
 def as_words(args: Mapping[str, Value]) -> list[str]:
@@ -183,13 +188,15 @@ def resolve(
         raise UserError(
             f"Unknown service `{shown(service)}`. Configured: {', '.join(catalog.targets)}."
         )
-    if target.section(spec.executor) is None:
-        able = [t.name for t in catalog.targets.values() if t.section(spec.executor)]
+    executor = spec.executor_for(target)
+    if executor is None:
+        able = [t.name for t in catalog.targets.values() if spec.executor_for(t)]
+        where = " or ".join(spec.executors)
         raise UserError(
-            f"`{spec.name}` runs on {spec.executor}, and `{target.name}` has no {spec.executor} "
+            f"`{spec.name}` runs on {where}, and `{target.name}` has no {where} "
             f"section in the targets file. Services it works on: {', '.join(able) or 'none'}."
         )
-    return Invocation(spec, target, parse_args(spec, target, words))
+    return Invocation(spec, target, parse_args(spec, target, words), executor)
 
 
 def parse_args(action: ActionSpec, target: Target, words: Sequence[str]) -> dict[str, Value]:
@@ -237,7 +244,7 @@ def _service_cap(
     action: ActionSpec, param: ParamSpec, target: Target | None
 ) -> tuple[int, str] | None:
     """The service's own ceiling on this param, and the targets.yml key that sets it."""
-    if target is None or action.executor != "kubernetes":
+    if target is None or action.executor_for(target) != "kubernetes":
         return None
     if (action.operation, param.name) == ("scale", "replicas") and target.max_replicas is not None:
         return target.max_replicas, "kubernetes.max_replicas"
@@ -269,7 +276,7 @@ def describe(action: ActionSpec, param: ParamSpec, target: Target | None = None)
     elif param.type == "flag":
         text = f"add the word `{param.name}` to turn it on"
     elif param.type == "name":
-        text = "a Kubernetes name (lowercase letters, digits, `-` and `.`)"
+        text = "a pod or container name (lowercase letters, digits, `-` and `.`)"
     elif param.type == "duration":
         assert param.min is not None and param.max is not None
         text = (

@@ -277,7 +277,8 @@ def action_list(catalog: ActionCatalog, kind: str) -> str:
             lines.append(f"*{escape(scenario)}*")
         call = usage(action).splitlines()[0].removeprefix("Usage: `/incident ")
         call = call.removeprefix(f"{verb} ").rstrip("`")
-        lines.append(f"• `{call}`: {escape(action.help)}")
+        runs_on = " or ".join(action.executors)
+        lines.append(f"• `{call}` ({runs_on}): {escape(action.help)}")
     services = " · ".join(
         f"`{t.name}` ({', '.join(t.executors())})" for t in catalog.targets.values()
     )
@@ -289,8 +290,8 @@ def action_list(catalog: ActionCatalog, kind: str) -> str:
         )
     if kind == "mitigation":
         lines.append(
-            "Each shows a server-side dry run first and runs once confirmed (within 10 "
-            f"minutes) by {allowed_confirmers(catalog)}."
+            "Each shows a dry run first (server-side on Kubernetes) and runs once confirmed "
+            f"(within 10 minutes) by {allowed_confirmers(catalog)}."
         )
         only = [f"`{a.name}`" for a in catalog.of_kind(kind) if catalog.commander_only(a.name)]
         if only:

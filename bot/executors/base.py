@@ -56,6 +56,10 @@ class StateChanged(ExecutorError):
     authorised exactly that dry run, does not cover it."""
 
 
+class Unanswered(ExecutorError):
+    """A request was sent and no answer came in time: a write may still land."""
+
+
 class OutcomeUnknown(ExecutorError):
     """A write was sent, its answer never came, and reading the state back did not
     show it: it may still complete."""
@@ -67,6 +71,17 @@ class KubernetesTarget:
     deployment: str
     selector: str
     context: str | None = None
+
+
+@dataclass(frozen=True)
+class DockerTarget:
+    """A Compose service on a Docker Engine: `host_env` names the environment variable
+    holding the engine's address (`unix:///var/run/docker.sock`, `tcp://host:2375`);
+    its containers carry the labels `com.docker.compose.project` and `.service`."""
+
+    host_env: str
+    compose_project: str
+    service: str
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,17 @@ class HttpTarget:
 def build_result(ok: bool, summary: str, output: str, **details: object) -> ExecutionResult:
     """The one way executors make results, so redaction can't be skipped."""
     return ExecutionResult(ok=ok, summary=redact(summary), output=redact(output), details=details)
+
+
+def mitigation_result(
+    dry_run: bool, action: str, output: str, *, note: str, **details: object
+) -> ExecutionResult:
+    """A mitigation's result: `action` is phrased as done ("scaled x from 3 to 6") and
+    becomes "dry run: would have scaled …" for a dry run, whose output ends with `note`
+    (what kind of dry run it was)."""
+    summary = f"dry run: would have {action}" if dry_run else action
+    output += note if dry_run else ""
+    return build_result(True, summary, output, **details, dry_run=dry_run)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

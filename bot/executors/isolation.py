@@ -20,8 +20,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.executors.base import ExecutorError, KubernetesTarget, OutcomeUnknown, StateChanged
-from bot.executors.kubernetes_api import KubernetesApi, NotFound, Unanswered
+from bot.executors.base import (
+    ExecutorError,
+    KubernetesTarget,
+    OutcomeUnknown,
+    StateChanged,
+    Unanswered,
+)
+from bot.executors.kubernetes_api import KubernetesApi, NotFound
 
 PREFIX = "firebreak-isolate-"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "firebreak")

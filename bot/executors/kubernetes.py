@@ -10,6 +10,7 @@ detail are read in `kubernetes_inspect`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
+from bot.durations import compact_duration
 from bot.executors import evidence, isolation
 from bot.executors import kubernetes_inspect as inspect
 from bot.executors.base import (
@@ -26,16 +28,18 @@ from bot.executors.base import (
     KubernetesTarget,
     OutcomeUnknown,
     StateChanged,
+    Unanswered,
     age_of,
     build_result,
     format_table,
+    mitigation_result,
     truncate,
 )
 from bot.executors.evidence import Evidence
-from bot.executors.kubernetes_api import API_CALLS, KubernetesApi, Unanswered
+from bot.executors.kubernetes_api import API_CALLS, KubernetesApi
 from bot.executors.kubernetes_inspect import pod_status
+from bot.executors.loglines import LogLine, Read, errors_result, logs_result, parse_stamped
 from bot.quantities import format_memory
-from bot.redact import redact
 
 __all__ = ["API_CALLS", "OPERATION_CALLS", "RESTARTED_AT", "KubernetesExecutor", "api_calls_of"]
 
@@ -94,7 +98,10 @@ _KEEP_ON_ROLLBACK = {
     "deprecated.deployment.rollback.to",
 }
 MAX_EVENTS = 20
-LOG_LIMIT_BYTES = 512 * 1024
+# Log bytes read per action, shared by the pods (each gets at least LOG_MIN_BYTES): a day
+# of a chatty service must not fill the bot's memory or the channel.
+LOG_BUDGET_BYTES = 2 * 1024 * 1024
+LOG_MIN_BYTES = 128 * 1024
 DRY_RUN_NOTE = "\n(server-side dry run: nothing was changed)"
 Pinned = dict[str, Any] | None
 # A client model (V1Pod, CoreV1Event, …). Every field is Optional in the models; the API
@@ -133,13 +140,9 @@ def _pod_row(pod: Model) -> list[Any]:
 def _mitigation(
     dry_run: bool, action: str, output: str, late: str | None, **details: object
 ) -> ExecutionResult:
-    """A mitigation's result: `action` is phrased as done ("scaled x from 3 to 6") and
-    becomes "dry run: would have scaled …" for a dry run; `late` says how a write that
-    went unanswered was found to have landed."""
-    summary = f"dry run: would have {action}" if dry_run else action
-    summary += f" ({late})" if late else ""
-    output += DRY_RUN_NOTE if dry_run else ""
-    return build_result(True, summary, output, **details, dry_run=dry_run)
+    """`late` says how a write that went unanswered was found to have landed."""
+    action += f" ({late})" if late else ""
+    return mitigation_result(dry_run, action, output, note=DRY_RUN_NOTE, **details)
 
 
 def _generation(obj: dict[str, Any]) -> int:
@@ -204,45 +207,86 @@ class KubernetesExecutor:
         since: int | None = None,
         grep: str | None = None,
     ) -> ExecutionResult:
-        """The last `tail` log lines of `pod` (default: the service's newest pod),
-        redacted. Only pods matching the service's selector can be read. `since` (seconds)
-        is the API's own window; `grep` keeps the lines that contain that literal text,
-        in any case: a user's text is never a pattern."""
+        """The last `tail` log lines of every pod of the service (or of `pod`), merged by
+        time and redacted. Only pods matching the service's selector can be read. `since`
+        (seconds) is the API's own window; `grep` keeps the lines that contain that
+        literal text, in any case: a user's text is never a pattern."""
+        pods = await self._chosen_pods(target, pod)
+        read = await self._read_logs(
+            target, pods, previous=previous, since=since, tail=None if grep else tail
+        )
+        where = pods[0].metadata.name if pod else f"{target.selector} in {target.namespace}"
+        where += " (previous containers)" if previous else ""
+        return logs_result(read, tail=tail, grep=grep, where=where)
+
+    async def errors(self, target: KubernetesTarget, since: int) -> ExecutionResult:
+        """Error and warning lines of every pod in the last `since` seconds, grouped by
+        message with what varies normalised away: the top 10 with count, first and last seen."""
+        pods = await self._chosen_pods(target, None)
+        read = await self._read_logs(target, pods, previous=False, since=since, tail=None)
+        where = f"{target.selector} in {target.namespace}"
+        return errors_result(read, where=where, window=compact_duration(since))
+
+    async def _chosen_pods(self, target: KubernetesTarget, pod: str | None) -> list[Model]:
         pods, where = await self._pods(target), f"{target.selector} in {target.namespace}"
         if pod:
-            chosen = next((p for p in pods if p.metadata.name == pod), None)
-        else:
-            chosen = pods[-1] if pods else None
-        if chosen is None:
+            pods = [p for p in pods if p.metadata.name == pod]
+        if not pods:
             raise ExecutorError(
                 f"pod {pod} is not one of {where}" if pod else f"no pods match {where}"
             )
-        name = chosen.metadata.name
-        container = (chosen.metadata.annotations or {}).get(DEFAULT_CONTAINER)
-        container = container or chosen.spec.containers[0].name
-        window: dict[str, Any] = {"limit_bytes": LOG_LIMIT_BYTES}
-        if not grep:  # with a filter, the last `tail` *matching* lines of the window
-            window["tail_lines"] = tail
-        if since:
-            window["since_seconds"] = since
-        text = await self._call(
-            target,
-            "read_namespaced_pod_log",
-            name,
-            target.namespace,
-            container=container,
-            previous=previous,
-            **window,
-        )
-        if grep:
-            needle = grep.casefold()
-            kept = [line for line in text.splitlines() if needle in line.casefold()]
-            text = "\n".join(kept[-tail:])
-        lines = len(text.splitlines())
-        source = f"{name}/{container}" + (" (previous container)" if previous else "")
-        summary = f"last {lines} log lines of {source}" if lines else f"no log lines from {source}"
-        details = {"pod": name, "container": container, "lines": lines, "previous": previous}
-        return build_result(True, summary, redact(text), **details)
+        return pods
+
+    async def _read_logs(
+        self,
+        target: KubernetesTarget,
+        pods: list[Model],
+        *,
+        previous: bool,
+        since: int | None,
+        tail: int | None,
+    ) -> Read:
+        """Each pod's log with the API's timestamps, read concurrently, within a byte
+        budget shared by the pods. A pod that fails is a note while another answered;
+        when none answered, the first failure is the answer."""
+        limit = max(LOG_MIN_BYTES, LOG_BUDGET_BYTES // len(pods))
+
+        async def one(chosen: Model) -> tuple[list[LogLine], str | None]:
+            name = chosen.metadata.name
+            container = (chosen.metadata.annotations or {}).get(DEFAULT_CONTAINER)
+            container = container or chosen.spec.containers[0].name
+            window: dict[str, Any] = {"limit_bytes": limit, "timestamps": True}
+            if tail is not None:
+                window["tail_lines"] = tail
+            if since:
+                window["since_seconds"] = since
+            text = await self._call(
+                target,
+                "read_namespaced_pod_log",
+                name,
+                target.namespace,
+                container=container,
+                previous=previous,
+                **window,
+            )
+            cut = len(text.encode()) >= limit
+            note = f"{name}: only the first {limit // 1024} KiB of its window; narrow since"
+            return parse_stamped(text, name), note if cut else None
+
+        answers = await asyncio.gather(*(one(p) for p in pods), return_exceptions=True)
+        streams, notes, failures = [], [], []
+        for chosen, answer in zip(pods, answers, strict=True):
+            if isinstance(answer, ExecutorError):
+                failures.append(answer)
+                notes.append(f"{chosen.metadata.name}: {answer}")
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                streams.append(answer[0])
+                notes += [answer[1]] if answer[1] else []
+        if not streams:
+            raise failures[0]
+        return Read(streams, len(streams), notes)
 
     async def events(self, target: KubernetesTarget) -> ExecutionResult:
         """Recent Warning events in the namespace, newest first."""

@@ -22,7 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from bot.executors.base import ExecutorError, KubernetesTarget, truncate
+from bot.executors.base import ExecutorError, KubernetesTarget, Unanswered, truncate
 from bot.redact import redact
 
 # Every API call the executor makes, with its client class and the RBAC verb and
@@ -50,10 +50,6 @@ API_CALLS: dict[str, tuple[str, str, str]] = {
 CLUSTER_SCOPED = frozenset(
     {"list_node", "list_pod_for_all_namespaces", "list_cluster_custom_object"}
 )
-
-
-class Unanswered(ExecutorError):
-    """A request was sent and no answer came in time: a write may still land."""
 
 
 class NotFound(ExecutorError):
