@@ -5,7 +5,7 @@ emulator/kubernetes.py and the real Postgres (tests/action_rig.py)."""
 from __future__ import annotations
 
 from emulator.kubernetes import node, node_metrics
-from tests.action_rig import Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
+from tests.action_rig import Rig, engine_fixture, health_fixture, kube_fixture, rig_fixture  # noqa: F401
 from tests.databases import postgres_or_skip
 from tests.harness import ALICE, BOB
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from runbooks import BUNDLED
-from tests.action_rig import Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
+from tests.action_rig import Rig, engine_fixture, health_fixture, kube_fixture, rig_fixture  # noqa: F401
 from tests.harness import BOB
 from tests.test_executor_postgres import postgres  # noqa: F401 (a fixture)
 from tests.test_executor_postgres_sessions import idle_in_transaction, scratch_fixture  # noqa: F401

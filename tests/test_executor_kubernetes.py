@@ -517,6 +517,7 @@ ARGS: dict[str, dict[str, object]] = {
     "isolate": {"dry_run": False},
     "unisolate": {"dry_run": False},
     "set_memory": {"limit": 2**31, "dry_run": False},
+    "errors": {"since": 3600},
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import stat
 import tarfile
 from datetime import timedelta
@@ -19,7 +20,7 @@ from bot.executors.evidence import collect
 from bot.executors.kubernetes_api import KubernetesApi
 from bot.runbooks import Runbooks
 from emulator.kubernetes import FakeKubernetes, deployment, event, pod
-from tests.action_rig import Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
+from tests.action_rig import Rig, engine_fixture, health_fixture, kube_fixture, rig_fixture  # noqa: F401
 from tests.harness import ALICE, Harness
 
 SECRET = "AKIAIOSFODNN7EXAMPLE"  # an AWS key ID in a log line: kept as is in the archive
@@ -93,7 +94,10 @@ async def test_an_archive_on_disk_and_its_hash_in_slack(rig: Rig) -> None:
 
     files = members(archive)
     assert SECRET.encode() in files["logs/checkout-a/app.log"]  # unredacted, on disk only
-    assert files["logs/checkout-b/app.previous.log"] == b"OOM\n"
+    # Stamped by the API server (timestamps=true): the evidence keeps when each line was.
+    assert re.fullmatch(
+        rb"\d{4}-\d\d-\d\dT[\d:.]+Z OOM\n", files["logs/checkout-b/app.previous.log"]
+    )
     assert [e["involvedObject"]["name"] for e in json.loads(files["kubernetes/events.json"])] == [
         "checkout-b"
     ]
@@ -123,7 +127,9 @@ async def test_the_diagnostics_list_points_to_evidence(rig: Rig) -> None:
 
 
 async def test_bad_services_and_a_down_cluster_write_nothing(rig: Rig) -> None:
-    assert "Unknown service `cart`. Configured: checkout, billing." in await evidence(rig, "cart")
+    assert "Unknown service `cart`. Configured: checkout, billing, backend." in await evidence(
+        rig, "cart"
+    )
     assert "`billing` has no kubernetes section" in await evidence(rig, "billing")
     await rig.kube.stop()
     reply = await evidence(rig, "checkout")

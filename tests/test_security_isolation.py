@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from bot.executors.isolation import pod_selector
-from tests.action_rig import Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
+from tests.action_rig import Rig, engine_fixture, health_fixture, kube_fixture, rig_fixture  # noqa: F401
 from tests.harness import ALICE, BOB, CAROL
 
 POLICY = "firebreak-isolate-checkout"

@@ -50,6 +50,7 @@ __all__ = ["API_CALLS", "OPERATION_CALLS", "RESTARTED_AT", "KubernetesExecutor",
 OPERATION_CALLS: dict[str, tuple[str, ...]] = {
     "pods": ("list_namespaced_pod",),
     "logs": ("list_namespaced_pod", "read_namespaced_pod_log"),
+    "errors": ("list_namespaced_pod", "read_namespaced_pod_log"),
     "events": ("list_namespaced_event",),
     "deployment": ("read_namespaced_deployment",),
     "history": ("read_namespaced_deployment", "list_namespaced_replica_set"),
