@@ -74,6 +74,7 @@ class Firebreak:
     scheduler: NudgeScheduler
     executors: Executors
     inbox: Inbox
+    chat: SlackGateway  # services.chat, whose HTTP session start-up opens
     role: str = "all"
     paging_clients: tuple[PagerDutyClient | StatuspageClient, ...] = ()
 
@@ -95,8 +96,12 @@ def create_app(
     status_page = (
         StatuspageClient(settings.paging.statuspage) if settings.paging.statuspage else None
     )
+    chat = SlackGateway(
+        make_client(settings.slack_bot_token, settings.slack_api_url, metrics), metrics
+    )
     services = create_services(
         settings,
+        chat=chat,
         metrics=metrics,
         clock=clock,
         runbooks=runbooks,
@@ -152,6 +157,7 @@ def create_app(
         scheduler,
         executors,
         inbox,
+        chat,
         role,
         tuple(c for c in (pager, status_page) if c is not None),
     )
@@ -179,6 +185,7 @@ def create_services(
     settings: Settings,
     *,
     executors: Executors,
+    chat: SlackGateway | None = None,
     metrics: Metrics | None = None,
     clock: Clock | None = None,
     runbooks: Runbooks | None = None,
@@ -188,10 +195,12 @@ def create_services(
 ) -> Services:
     """The services without the Bolt app (the CLI's `postmortem` needs no Slack token)."""
     runbooks = runbooks or load_runbooks(settings.runbooks_dir)
-    client = make_client(settings.slack_bot_token, settings.slack_api_url, metrics)
+    chat = chat or SlackGateway(
+        make_client(settings.slack_bot_token, settings.slack_api_url, metrics), metrics
+    )
     return build_services(
         db=Database(make_engine(settings.database_url)),
-        chat=SlackGateway(client, metrics),
+        chat=chat,
         runbooks=runbooks,
         clock=clock or SystemClock(),
         metrics=metrics,
@@ -305,14 +314,11 @@ async def run_worker(app: Firebreak) -> None:
 
 
 async def _start(app: Firebreak) -> None:
+    """Start-up, on the loop the process runs on: everything below belongs to it."""
+    app.chat.open_session()
     if app.role == "acks":
         return  # the worker processes run the work, reminders and sweeps
-
-    async def start_on_worker_loop() -> None:
-        # Reminders run where the other slow work runs, away from the acks.
-        app.scheduler.start(app.services.sweep, SWEEP_SECONDS)
-
-    await app.background.run(start_on_worker_loop())
+    app.scheduler.start(app.services.sweep, SWEEP_SECONDS)
     # Finish whatever a previous run left half-done, without delaying start-up.
     app.background.spawn(app.services.sweep())
     app.background.spawn(app.executors.warm_up())
@@ -322,11 +328,12 @@ async def _start(app: Firebreak) -> None:
 async def _stop(app: Firebreak) -> None:
     await app.background.stop_kept()
     if app.role != "acks":
-        await app.background.run(app.scheduler.shutdown())
+        await app.scheduler.shutdown()
     await app.background.drain()
+    await app.background.close()
     await app.inbox.close()  # first: it shares the engine that closing the services' disposes
     for client in app.paging_clients:
-        await app.background.run(client.close())
+        await client.close()
+    await app.chat.close_session()
     await app.services.db.close()
-    app.background.close()
     app.executors.close()

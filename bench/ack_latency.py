@@ -240,6 +240,7 @@ async def measure_firebreak(
                 settled = last - loaded if done >= declares else None
             finally:
                 await serve.stop(grace=5)
+            calls, connections = len(slack.peers), len(set(slack.peers))
     channels = [c for c in workspace.channels.values() if c.name.startswith("incident-")]
     pinned = sum(1 for c in channels if c.pins)
     texts = [str(e.get("text")) for e in workspace.ephemeral_messages]
@@ -250,8 +251,8 @@ async def measure_firebreak(
         f"{len(channels)} incident channels, {pinned} with the checklist pinned "
         f"(after waiting at most {settle_limit:.0f} s); replies saying the database is "
         f"unavailable: {replies['database']}, other errors: {replies['error']}, "
-        f"warnings: {replies['warning']}"
-        + "".join(f"\n    {n} x {text}" for text, n in failures.most_common(3))
+        f"warnings: {replies['warning']}; Slack requests: {calls} over {connections} "
+        "TCP connections" + "".join(f"\n    {n} x {text}" for text, n in failures.most_common(3))
     )
     return Cell("Firebreak", db, delay, concurrency, result, sent, settled, check, cpu)
 

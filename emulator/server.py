@@ -86,6 +86,9 @@ class SlackEmulator:
         # Seconds every Web API and response_url answer waits before it is
         # computed, like a slow Slack edge (0 = answer at once).
         self.latency = 0.0
+        # The client address (host, port) of every Web API and response_url request, in
+        # order: one port per TCP connection, so tests can see connections being reused.
+        self.peers: list[tuple[str, int]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -213,7 +216,13 @@ class SlackEmulator:
 
     # -------------------------------------------------------------- handlers
 
+    def _note_peer(self, request: web.Request) -> None:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self.peers.append((str(peer[0]), int(peer[1])))
+
     async def _handle_api(self, request: web.Request) -> web.Response:
+        self._note_peer(request)
         method = request.match_info["method"]
         args = await _read_args(request)
         if self.latency > 0:
@@ -281,6 +290,7 @@ class SlackEmulator:
         return None if token == self.bot_token else "invalid_auth"
 
     async def _handle_respond(self, request: web.Request) -> web.Response:
+        self._note_peer(request)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         if request.content_type == "application/json":

@@ -1,15 +1,15 @@
-"""Work done after the ack, on an event loop of its own, tracked so no exception disappears."""
+"""Work done after the ack, as tasks on the process's one event loop, tracked so no
+exception disappears and shutdown can unwind it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from bot.errors import UserError
 from bot.gateway import ChatError
@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 
 OnError = Callable[[BaseException], Awaitable[None]]
 Reply = Callable[[str], Awaitable[object]]
-T = TypeVar("T")
 
 # Work items running at once; the rest wait their turn in order. Unbounded, a burst of
 # commands would queue hundreds of database units behind the thread pool until they hit
-# the database deadline and were reported as an outage.
+# the database deadline and were reported as an outage, and every ack would wait behind
+# all of their steps on the loop.
 MAX_RUNNING = 16
 
 
@@ -60,45 +60,28 @@ HANDOFF: contextvars.ContextVar[Handoff | None] = contextvars.ContextVar(
 
 
 class BackgroundWork:
-    """Runs coroutines on a worker thread's event loop; logs and reports their failures.
+    """Runs coroutines as tasks on the app's event loop; logs and reports their failures.
 
     Slack wants an answer within 3 seconds, so listeners ack and hand the slow part
-    here. It runs on a loop of its own because on the ack's loop a burst of commands
-    fills the ready queue with their work, and every ack waits behind all of it
-    (measured in bench/ack_latency.py: p50 1.9 s and acks over 3 s at 50 concurrent
-    commands). On its own loop the work competes with the acks only for the GIL, which
-    a waiting thread gets within the interpreter's switch interval.
+    here. It runs on the same loop as the acks, the one loop of the process, so every
+    client (the Slack client's shared HTTP session, the paging clients) belongs to one
+    loop. What keeps the acks fast is that at most `MAX_RUNNING` items run at once:
+    the rest wait for a slot, parked on a semaphore instead of in the loop's ready
+    queue, so an ack waits behind at most that many steps of work (an earlier version
+    let every item run and acks queued behind all of them: docs/performance.md).
 
-    The coroutines handed over must not hold objects bound to the caller's loop; the
-    services qualify (the database runs in threads, Slack clients open a session per
-    call). Tests and shutdown call `drain()` to wait for everything handed over.
+    Every task is tracked: tests and shutdown call `drain()` to wait for everything
+    handed over, and `close()` cancels what is left and lets it unwind.
     """
 
     def __init__(self, metrics: Metrics | None = None) -> None:
         self._metrics = metrics or Metrics()
-        self._tasks: set[asyncio.Task[Any]] = set()  # touched on the worker thread only
-        self._kept: set[asyncio.Task[None]] = set()  # likewise
-        self._loop = asyncio.new_event_loop()
-        self._running = asyncio.Semaphore(MAX_RUNNING)  # used on the worker loop only
-        self._thread = threading.Thread(target=self._serve, name="firebreak-work", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_forever()
-        finally:
-            # Cancel what is still running and let it unwind, as asyncio.run does: a task
-            # dropped mid-call would leave its sockets open and its coroutine unfinished.
-            pending = asyncio.all_tasks(self._loop)
-            for task in pending:
-                task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            self._loop.run_until_complete(self._loop.shutdown_default_executor())
-            self._loop.close()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._kept: set[asyncio.Task[None]] = set()
+        self._running = asyncio.Semaphore(MAX_RUNNING)  # bound to the loop on first use
 
     def spawn(self, work: Coroutine[Any, Any, Any], on_error: OnError | None = None) -> None:
-        """Start `work` on the worker loop, with the caller's context (log fields).
+        """Start `work` when a slot is free, with the caller's context (log fields).
 
         During a dispatch with a current `Handoff`, the work is collected there instead.
         """
@@ -108,26 +91,30 @@ class BackgroundWork:
             context.run(HANDOFF.set, None)  # what the work itself spawns, it starts
             handoff.items.append((work, on_error, context))
             return
+        self._track(self._guard(work, on_error), context)
 
-        self._loop.call_soon_threadsafe(self._start, work, on_error, context)
+    def supervise(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Start `work`, which oversees other work (it holds the inbox claim that work
+        runs under), at once: waiting for a slot, it would hold its claim unrenewed, or
+        hold a slot that the work it oversees needs."""
+        return self._track(self._guard(work, None, queued=False))
 
-    def _start(
-        self,
-        work: Coroutine[Any, Any, Any],
-        on_error: OnError | None,
-        context: contextvars.Context,
-    ) -> None:
-        task = self._loop.create_task(self._guard(work, on_error), context=context)
+    def _track(
+        self, work: Coroutine[Any, Any, None], context: contextvars.Context | None = None
+    ) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def run(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run `work` on the worker loop and return its result to the caller's loop."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
-
-    async def _guard(self, work: Coroutine[Any, Any, Any], on_error: OnError | None) -> None:
+    async def _guard(
+        self, work: Coroutine[Any, Any, Any], on_error: OnError | None, *, queued: bool = True
+    ) -> None:
         try:
-            async with self._running:
+            if queued:
+                async with self._running:
+                    await work
+            else:
                 await work
         except Exception as exc:
             if isinstance(exc, UserError):  # an answer for the user, not a failure
@@ -143,6 +130,8 @@ class BackgroundWork:
                     log.warning("could not report a background failure: %s", chat_error)
                 except Exception:
                     log.exception("could not report a background failure to the user")
+        finally:
+            work.close()  # a no-op once it ran; closes it if cancelled before it started
 
     def answer(self, work: Coroutine[Any, Any, str], reply: Reply, *, name: str) -> None:
         """Run `work` and send what it returns, or what went wrong, through `reply`.
@@ -172,52 +161,46 @@ class BackgroundWork:
 
     def keep(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` (a loop that never ends) until `stop_kept`; `drain` does not wait for it."""
-        self._loop.call_soon_threadsafe(lambda: self._kept.add(self._loop.create_task(work)))
+        self._kept.add(asyncio.get_running_loop().create_task(work))
 
     async def stop_kept(self) -> None:
-        """Cancel what `keep` runs."""
-
-        async def cancel() -> None:
-            for task in self._kept:
-                task.cancel()
-            await asyncio.gather(*self._kept, return_exceptions=True)
-            self._kept.clear()
-
-        if self._thread.is_alive():
-            await self.run(cancel())
+        """Cancel what `keep` runs, and let it unwind."""
+        for task in self._kept:
+            task.cancel()
+        await asyncio.gather(*self._kept, return_exceptions=True)
+        self._kept.clear()
 
     def start(self, handoff: Handoff) -> None:
         """Start what a dispatch handed over, as `spawn` would have."""
         for work, on_error, context in handoff.items:
-            self._loop.call_soon_threadsafe(self._start, work, on_error, context)
+            self._track(self._guard(work, on_error), context)
         handoff.items.clear()
         handoff.wrapped.clear()
 
     async def complete(self, handoff: Handoff) -> None:
-        """Run what a dispatch handed over and wait for all of it (on the worker loop)."""
+        """Run what a dispatch handed over and wait for all of it.
+
+        Cancelled, it cancels that work and returns once the work has unwound."""
         tasks = [
-            self._loop.create_task(self._guard(work, on_error), context=context)
+            self._track(self._guard(work, on_error), context)
             for work, on_error, context in handoff.items
         ]
         handoff.items.clear()
         handoff.wrapped.clear()
-        for task in tasks:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        # Cancelling a gather cancels each task, and it returns once they have unwound.
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def drain(self) -> None:
         """Wait until everything handed over so far, and what it started, has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-        async def settle() -> None:
-            while self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-        if self._thread.is_alive():
-            await self.run(settle())
-
-    def close(self) -> None:
-        """Stop the worker loop (after `drain()`); what is still running is cancelled."""
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
+    async def close(self) -> None:
+        """Cancel what is still running (after `drain()`) and let it unwind, as
+        `asyncio.run` does: a task dropped mid-call would leave its sockets open."""
+        await self.stop_kept()
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -16,12 +16,17 @@ Either way a process that dies after the ack leaves the row behind with a
 claim that lapses (it is renewed only while its holder lives), and any worker
 replays it. The work is idempotent per request (services key it by trigger_id,
 view id or action_ts), so a replay finishes what the dead process began.
+
+A claim outlives the work it guards: it is renewed from the moment the row is
+stored (or claimed) until the work has finished, not only once the work got a
+slot to run in. And it is fenced: a holder that could not renew it before it
+lapsed, or found it taken over, cancels its work, so a request never runs in
+two places at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -112,6 +117,7 @@ class Inbox:
             HANDOFF.reset(token)
         if not handoff.items:
             return response
+        held_until = asyncio.get_running_loop().time() + CLAIM_TTL.total_seconds()
         try:
             stored = await self._arrivals.add(_arrival(request, self._clock.now()))
         except Exception as exc:
@@ -124,7 +130,7 @@ class Inbox:
             self._background.start(handoff)
             return response
         if self._local:
-            self._background.spawn(self._complete(stored, handoff))
+            self._background.supervise(self._complete(stored, handoff, held_until))
         else:
             handoff.discard()
         return response
@@ -143,6 +149,7 @@ class Inbox:
                 log.warning("the serve process is gone; this worker stops")
                 os._exit(1)
             claimed: list[store.Claimed] = []
+            held_until = asyncio.get_running_loop().time() + CLAIM_TTL.total_seconds()
             if len(running) < MAX_RUNNING:
                 try:
                     claimed = await self._db.run(
@@ -155,7 +162,7 @@ class Inbox:
                 except DatabaseUnavailable as exc:
                     log.warning("could not poll the inbox: %s", exc)
             for request in claimed:
-                task = asyncio.ensure_future(self._replay(request))
+                task = self._background.supervise(self._replay(request, held_until))
                 running.add(task)
                 task.add_done_callback(running.discard)
             if claimed:
@@ -172,7 +179,7 @@ class Inbox:
         """Stored requests not yet handled (for tests and /readyz-style checks)."""
         return await self._db.run(store.waiting)
 
-    async def _replay(self, request: store.Claimed) -> None:
+    async def _replay(self, request: store.Claimed, held_until: float) -> None:
         if request.attempts > MAX_ATTEMPTS:
             log.error("dropped a Slack request whose handling failed %d times", MAX_ATTEMPTS)
             await self._db.run(store.finish, request.id, request.token)
@@ -188,16 +195,27 @@ class Inbox:
         finally:
             HANDOFF.reset(token)
             RECEIVED_AT.reset(arrival)
-        await self._complete(request, handoff)
+        await self._complete(request, handoff, held_until)
 
-    async def _complete(self, request: store.Claimed, handoff: Handoff) -> None:
-        """Run the request's work, keeping the claim alive; then delete the request."""
-        renewing = asyncio.ensure_future(self._renew(request))
+    async def _complete(self, request: store.Claimed, handoff: Handoff, held_until: float) -> None:
+        """Run the request's work while keeping the claim; then delete the request.
+
+        `held_until` (on the loop's clock) is when the claim lapses unless renewed. If
+        it lapses, or another worker takes the request over, the work is cancelled:
+        the other worker's replay runs it, and it must not run here as well.
+        """
+        working = asyncio.ensure_future(self._background.complete(handoff))
+        renewing = asyncio.ensure_future(self._renew(request, held_until))
         try:
-            await self._background.complete(handoff)
+            await asyncio.wait({working, renewing}, return_when=asyncio.FIRST_COMPLETED)
+            finished = working.done()
         finally:
-            renewing.cancel()
-            await asyncio.gather(renewing, return_exceptions=True)
+            for task in (working, renewing):
+                task.cancel()
+            await asyncio.gather(working, renewing, return_exceptions=True)
+        if not finished:
+            log.warning("request %s: stopped its work, whose claim was lost", request.id)
+            return
         try:
             if not await self._db.run(store.finish, request.id, request.token):
                 log.warning("another worker took over request %s while it ran", request.id)
@@ -205,15 +223,32 @@ class Inbox:
             # The work is done; a replay after the claim lapses changes nothing.
             log.warning("could not mark request %s handled: %s", request.id, exc)
 
-    async def _renew(self, request: store.Claimed) -> None:
+    async def _renew(self, request: store.Claimed, held_until: float) -> None:
+        """Renew the claim until cancelled; return once it is lost: taken over by another
+        worker, or lapsed (`held_until` passed) before a renewal got through."""
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(RENEW_SECONDS)
-            with contextlib.suppress(DatabaseUnavailable):
-                if not await self._db.run(
-                    store.renew, request.id, request.token, self._claims.now(), CLAIM_TTL
-                ):
-                    log.warning("lost the claim on request %s to another worker", request.id)
-                    return
+            await asyncio.sleep(min(RENEW_SECONDS, max(held_until - loop.time(), 0.0)))
+            attempted = loop.time()
+            if attempted >= held_until:
+                log.warning("the claim on request %s lapsed before it was renewed", request.id)
+                return
+            try:
+                renewed = await self._db.run_within(
+                    held_until - attempted,
+                    store.renew,
+                    request.id,
+                    request.token,
+                    self._claims.now(),
+                    CLAIM_TTL,
+                )
+            except DatabaseUnavailable as exc:
+                log.warning("could not renew the claim on request %s: %s", request.id, exc)
+                continue
+            if not renewed:
+                log.warning("lost the claim on request %s to another worker", request.id)
+                return
+            held_until = attempted + CLAIM_TTL.total_seconds()
 
 
 class GroupCommit:

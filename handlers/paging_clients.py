@@ -1,8 +1,8 @@
 """PagerDuty REST API v2 and Statuspage API v1 over aiohttp: the gateways of `bot.paging`.
 
 Why not PagerDuty's own `pagerduty` package: it extends `httpx.Client`, a blocking
-client, so each call would hold one of the worker loop's threads (or block the loop
-that also runs reminders and Slack work). The few calls Firebreak makes are plain
+client, so each call would hold a thread (or block the loop that also runs the acks,
+reminders and Slack work). The few calls Firebreak makes are plain
 JSON over HTTPS, so they are made here with the aiohttp the app already serves
 with, with a timeout on every call and errors mapped to `ExternalError`: 429, 5xx,
 timeouts and refused connections are transient (retried by the delivery), anything

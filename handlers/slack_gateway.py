@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -148,8 +149,22 @@ class SlackGateway:
         self._channel_ids: dict[str, str] = {}  # public channel name → ID
         self._user_names: dict[str, str] = {}  # users.info, cached
         self._team_url: str | None = None
-        # Per channel (and event loop: the app posts from its worker loop, tests from theirs).
-        self._posting: dict[tuple[int, str], asyncio.Lock] = {}
+        self._posting: dict[str, asyncio.Lock] = {}  # per channel
+
+    def open_session(self) -> None:
+        """Give every call one HTTP session, on the running loop, until `close_session`.
+
+        Without one, slack_sdk opens a session, and so a new connection, for each call;
+        with it, calls reuse kept-alive connections. A shared session ignores the
+        client's `timeout`, so the session carries it.
+        """
+        timeout = aiohttp.ClientTimeout(total=self._client.timeout)
+        self._client.session = aiohttp.ClientSession(timeout=timeout)
+
+    async def close_session(self) -> None:
+        session, self._client.session = self._client.session, None
+        if session is not None:
+            await session.close()
 
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         channel = kwargs.get("channel")
@@ -223,8 +238,7 @@ class SlackGateway:
             args["thread_ts"] = thread_ts
         # One post at a time per channel: messages land in the order they were sent, and a
         # post waiting out a 429 holds back the next instead of letting it draw another.
-        key = (id(asyncio.get_running_loop()), channel_id)  # asyncio locks serve one loop
-        async with self._posting.setdefault(key, asyncio.Lock()):
+        async with self._posting.setdefault(channel_id, asyncio.Lock()):
             try:
                 data = await self._call("chat.postMessage", **args)
             except ChatError as exc:
@@ -260,7 +274,9 @@ class SlackGateway:
         await self._call("chat.postEphemeral", channel=channel, user=user_id, text=text)
 
     async def respond(self, response_url: str, text: str) -> None:
-        webhook = AsyncWebhookClient(response_url, timeout=self._client.timeout)
+        webhook = AsyncWebhookClient(
+            response_url, timeout=self._client.timeout, session=self._client.session
+        )
         try:
             response = await webhook.send(text=text, response_type="ephemeral")
         except (TimeoutError, OSError) as exc:

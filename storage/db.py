@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -181,11 +180,8 @@ class Database:
         `dispose=False` leaves the engine's connections to another `Database` sharing it.
         """
         self._closed = True
-        # Polled, not gathered: work may be in flight from another thread's event loop
-        # (handlers/background.py), whose futures this loop cannot await.
-        deadline = time.monotonic() + self.timeout
-        while any(not f.done() for f in list(self._in_flight)) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight), timeout=self.timeout)
         if dispose:
             self.engine.dispose()
         self._threads.shutdown(wait=False)

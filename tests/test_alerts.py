@@ -421,10 +421,10 @@ async def test_a_delivery_left_unprocessed_by_a_crash_is_processed_by_the_sweep(
         services = slack.app.services
         # What the endpoint does before answering, without the hand-off that a crash lost.
         await services.alerts.receive(payloads.alertmanager(critical()))
-        await slack.app.background.run(services.sweep())
+        await services.sweep()
         assert slack.incident_channels() == []  # not stale yet: its worker may be running
         clock.advance(timedelta(minutes=1))
-        await slack.app.background.run(services.sweep())
+        await services.sweep()
         await slack.settle()
         assert len(slack.incident_channels()) == 1
         assert len(await alerts.incidents()) == 1

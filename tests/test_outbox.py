@@ -36,7 +36,7 @@ async def missing_broadcast(database_url: str, clock: ManualClock) -> AsyncItera
     async with running_firebreak(
         database_url, clock=clock, FIREBREAK_ANNOUNCE_CHANNEL="no-such-channel"
     ) as harness:
-        await harness.app.background.run(harness.app.scheduler.shutdown())
+        await harness.app.scheduler.shutdown()
         yield harness
 
 
@@ -44,7 +44,7 @@ async def missing_broadcast(database_url: str, clock: ManualClock) -> AsyncItera
 async def slack(database_url: str, clock: ManualClock) -> AsyncIterator[Harness]:
     async with running_firebreak(database_url, clock=clock) as harness:
         # These tests send due reminders themselves, at the times they choose.
-        await harness.app.background.run(harness.app.scheduler.shutdown())
+        await harness.app.scheduler.shutdown()
         yield harness
 
 
@@ -254,7 +254,7 @@ async def test_an_escalation_queued_many_times_posts_once(
     async with running_firebreak(
         database_url, clock=clock, FIREBREAK_NUDGE_ESCALATE_AFTER="1"
     ) as slack:
-        await slack.app.background.run(slack.app.scheduler.shutdown())
+        await slack.app.scheduler.shutdown()
         await declared(slack)
         db = slack.app.services.db
 

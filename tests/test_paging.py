@@ -48,7 +48,7 @@ class Rig:
 
     async def sweep_later(self, delta: timedelta = timedelta(minutes=6)) -> None:
         self.clock.advance(delta)
-        await self.slack.app.background.run(self.slack.app.services.sweep())
+        await self.slack.app.services.sweep()
         await self.slack.settle()
 
     async def post_webhook(self, body: bytes, signature: str) -> int:
@@ -252,9 +252,7 @@ async def test_statuspage_publish_needs_commander_or_comms_and_then_goes_out(rig
     assert len(rig.sp.state.incidents) == 1
     # The post-mortem lists every published update, with its time and author.
     postmortems = rig.slack.app.services.postmortems
-    markdown = await rig.slack.app.background.run(
-        postmortems.render(str(await rig.incident_id()), "md")
-    )
+    markdown = await postmortems.render(str(await rig.incident_id()), "md")
     public = markdown.split("## Public communication")[1].split("\n## ")[0]
     lines = [line for line in public.splitlines() if line.startswith("- ")]
     assert len(lines) == 3

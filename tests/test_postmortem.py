@@ -98,9 +98,7 @@ async def scene(
     clock = FixedClock(START)
     monkeypatch.setattr(tests.harness, "seeded_workspace", lambda: fixed_workspace(clock))
     async with running_firebreak(database_url, clock=clock) as slack:
-        await slack.app.background.run(
-            slack.app.scheduler.shutdown()
-        )  # no reminders firing on their own: time is scripted
+        await slack.app.scheduler.shutdown()  # no reminders firing on their own: time is scripted
         folder = tmp_path / "postmortems"
         yield Scene(slack, clock, make_service(slack, folder), folder)
 

@@ -7,7 +7,7 @@ Slack emulator, so each interleaving is forced, never left to timing.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -20,6 +20,18 @@ clock = test_reminders.clock
 slack = test_reminders.slack
 
 
+async def recorded(slack: Harness, channel: str, text: str, due: datetime) -> None:
+    """Send `text` while the reminder's post is held, and wait until the incident is due
+    at `due`. Not `slack.command`, which waits for all the command's work: a post it makes
+    in the channel waits behind the held one (posts to a channel go in order)."""
+    await slack.driver.slash_command(ALICE, channel, text)
+    for _ in range(200):
+        if (await incident(slack)).next_update_due_at == due:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{text!r} was not recorded")
+
+
 async def test_a_snooze_made_while_a_reminder_is_in_flight_stands(
     slack: Harness, clock: ManualClock
 ) -> None:
@@ -30,12 +42,12 @@ async def test_a_snooze_made_while_a_reminder_is_in_flight_stands(
     sending = asyncio.create_task(slack.app.services.reminders.send(incident_id))
     await held.arrived.wait()  # claimed, and the post is at Slack
     clock.advance(timedelta(seconds=5))
-    await slack.command("snooze 30m", channel=channel.id)
     snoozed_until = clock.now() + timedelta(minutes=30)
-    assert (await incident(slack)).next_update_due_at == snoozed_until
+    await recorded(slack, channel.id, "snooze 30m", snoozed_until)
     clock.advance(timedelta(seconds=5))
     held.release()  # the send finishes after the snooze
     assert await sending is True
+    await slack.settle()
     row = await incident(slack)
     assert row.next_update_due_at == snoozed_until
     assert row.nudge_claimed_by is None and row.nudges_missed == 1
@@ -63,11 +75,12 @@ async def test_an_update_or_severity_change_made_while_a_reminder_is_in_flight_s
     sending = asyncio.create_task(slack.app.services.reminders.send(incident_id))
     await held.arrived.wait()
     clock.advance(timedelta(seconds=5))
-    await slack.command(command, channel=channel.id)
     retimed = clock.now() + due_after
+    await recorded(slack, channel.id, command, retimed)
     clock.advance(timedelta(seconds=5))
     held.release()
     assert await sending is True
+    await slack.settle()
     row = await incident(slack)
     assert row.next_update_due_at == retimed and row.nudge_claimed_by is None
 

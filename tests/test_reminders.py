@@ -38,7 +38,7 @@ def clock() -> ManualClock:
 async def slack(database_url: str, clock: ManualClock) -> AsyncIterator[Harness]:
     async with running_firebreak(database_url, clock=clock) as harness:
         # These tests send due nudges themselves, at the times they choose.
-        await harness.app.background.run(harness.app.scheduler.shutdown())
+        await harness.app.scheduler.shutdown()
         yield harness
 
 
@@ -250,7 +250,7 @@ async def test_a_reminder_whose_answer_was_lost_is_not_posted_twice(
     marker = f"fb-nudge-{row.id}-{int(claimed.due_at.timestamp())}"
     text = "@alice, a status update is due: 16m since the last one."
     blocks = [{"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": text}}]
-    await slack.app.background.run(slack.app.services.chat.post(channel.id, Mrkdwn(text), blocks))
+    await slack.app.services.chat.post(channel.id, Mrkdwn(text), blocks)
     retry_at = clock.now() + timedelta(seconds=2)
     await db.run(reminders._failed, row.id, claimed.token, "timeout", retry_at)
     clock.advance(timedelta(seconds=3))

@@ -30,7 +30,7 @@ async def slack(database_url: str, clock: ManualClock, tmp_path: Path) -> AsyncI
     async with running_firebreak(
         database_url, clock=clock, FIREBREAK_POSTMORTEM_DIR=folder
     ) as harness:
-        await harness.app.background.run(harness.app.scheduler.shutdown())
+        await harness.app.scheduler.shutdown()
         yield harness
 
 

@@ -60,7 +60,7 @@ class Rig:
 
     async def sweep_later(self, delta: timedelta = timedelta(minutes=6)) -> None:
         self.clock.advance(delta)
-        await self.slack.app.background.run(self.slack.app.services.sweep())
+        await self.slack.app.services.sweep()
         await self.slack.settle()
 
     async def events(self) -> list[Event]:
@@ -75,7 +75,7 @@ class Rig:
     async def postmortem(self) -> str:
         incident = await self.incident()
         postmortems = self.slack.app.services.postmortems
-        return str(await self.slack.app.background.run(postmortems.render(str(incident.id), "md")))
+        return str(await postmortems.render(str(incident.id), "md"))
 
     async def click_last(self, channel: str, marker: str, action_id: str, user: str) -> None:
         message = next(

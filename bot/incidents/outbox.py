@@ -101,7 +101,18 @@ class Outbox(Service):
             for row in await self._db.run(store.due, self._clock.now(), incident_id):
                 if row.destination not in report.stalled:
                     chains.setdefault(row.destination, []).append(row)
-            await asyncio.gather(*(self._deliver_chain(rows, report) for rows in chains.values()))
+            # One chain failing (the database went) stops the others too, and they unwind
+            # before this returns: a chain left running would outlive its caller and its
+            # claim, and post beside whoever takes the row over.
+            sending = [
+                asyncio.ensure_future(self._deliver_chain(rows, report)) for rows in chains.values()
+            ]
+            try:
+                await asyncio.gather(*sending)
+            finally:
+                for task in sending:
+                    task.cancel()
+                await asyncio.gather(*sending, return_exceptions=True)
             # Rows queued after this pass read the outbox (by a task that found a row
             # held by this one and left its own to it), or released by a row given up:
             # look again until a pass settles nothing.
