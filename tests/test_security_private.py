@@ -59,7 +59,7 @@ async def slack(database_url: str, clock: ManualClock, tmp_path: Path) -> AsyncI
         FIREBREAK_TARGETS=str(targets),
         FIREBREAK_POSTMORTEM_DIR=str(tmp_path / "postmortems"),
     ) as harness:
-        await harness.app.background.run(harness.app.scheduler.shutdown())
+        await harness.app.scheduler.shutdown()
         harness.workspace.scopes = manifest_scopes()
         harness.workspace.add_user(DAVE, "dave", real_name="Dave Security")
         harness.workspace.add_user(ERIN, "erin", real_name="Erin Security")
