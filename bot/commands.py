@@ -44,7 +44,8 @@ class Declare:
     title: str
     description: str = ""
     commander: str | None = None
-    service: str | None = None  # when the source names it: an alert's service label
+    service: str | None = None  # when the source names it: an alert's label, the form
+    labels: tuple[tuple[str, str], ...] = ()  # an alert's labels, for the triage's guess
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,14 @@ class RequestMitigation:
 
 
 @dataclass(frozen=True)
+class SwitchScenario:
+    """`scenario` alone shows the scenario; `scenario <name> [service]` switches to it."""
+
+    name: str | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True)
 class AddActionItem:
     text: str
     owner: str | None = None
@@ -162,6 +171,7 @@ Command = (
     | Page
     | ShowOnCall
     | DraftStatusPage
+    | SwitchScenario
 )
 
 
@@ -178,7 +188,7 @@ _COMMAND_WORDS = frozenset(
     (
         "help list declare severity sev status update note assign commander comms lead "
         "resolve reminders snooze diag diagnose mitigate action postmortem post-mortem close "
-        "page oncall statuspage"
+        "page oncall statuspage scenario"
     ).split()
 )
 
@@ -248,6 +258,8 @@ def parse(text: str, severities: SeverityTable) -> Command:
         return ShowOnCall(_service_word(rest) if rest else None)
     if verb == "statuspage":
         return _statuspage(rest)
+    if verb == "scenario":
+        return _scenario(rest)
     raise CommandError(f"Unknown subcommand `{_shown(verb)}`.", show_help=True)
 
 
@@ -354,6 +366,13 @@ def _statuspage(rest: str) -> DraftStatusPage:
             "`/incident statuspage investigating We are looking into failed checkouts.`"
         )
     return DraftStatusPage(_status(status), _public(message.strip(), "statuspage"))
+
+
+def _scenario(rest: str) -> SwitchScenario:
+    words = rest.lower().split()
+    if len(words) > 2:
+        raise CommandError("Usage: `/incident scenario <name> [service]`.")
+    return SwitchScenario(*words)
 
 
 def _service_word(word: str) -> str:

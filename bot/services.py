@@ -23,6 +23,8 @@ from bot.paging.service import PagingService
 from bot.paging.statuspage import StatusPageService
 from bot.postmortem.service import PostmortemService
 from bot.runbooks import Runbooks
+from bot.triage import ScenarioCatalog
+from bot.triage.service import TriageService
 from storage.db import Database
 from storage.inbox import prune_handled
 
@@ -46,6 +48,7 @@ class Services:
     alerts: AlertService
     paging: PagingService
     statuspage: StatusPageService
+    triage: TriageService
 
     @property
     def context(self) -> Context:
@@ -75,6 +78,7 @@ def build_services(
     runbooks: Runbooks,
     clock: Clock,
     catalog: ActionCatalog,
+    scenarios: ScenarioCatalog,
     executors: Executors,
     settings: ServiceSettings,
     metrics: Metrics | None = None,
@@ -99,11 +103,27 @@ def build_services(
         announce_channel=settings.announce_channel,
         metrics=metrics,
     )
+    actions = ActionService(
+        context,
+        catalog=catalog,
+        executors=executors,
+        outbox=outbox,
+        metrics=metrics,
+    )
+    triage = TriageService(
+        context,
+        scenarios=scenarios,
+        catalog=catalog,
+        actions=actions,
+        outbox=outbox,
+        owner=settings.replica_id,
+    )
     declare_flow = DeclareFlow(
         context,
         outbox=outbox,
         owner=settings.replica_id,
         announce_channel=settings.announce_channel,
+        triage=triage,
     )
     paging = PagingService(
         context,
@@ -124,13 +144,7 @@ def build_services(
         declare_flow=declare_flow,
         announce_channel=settings.announce_channel,
         hooks=AllHooks(paging, statuspage),
-    )
-    actions = ActionService(
-        context,
-        catalog=catalog,
-        executors=executors,
-        outbox=outbox,
-        metrics=metrics,
+        triage=triage,
     )
     return Services(
         db=db,
@@ -164,4 +178,5 @@ def build_services(
         ),
         paging=paging,
         statuspage=statuspage,
+        triage=triage,
     )

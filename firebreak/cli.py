@@ -17,6 +17,7 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.errors import UserError
 from bot.logs import configure_logging
 from bot.runbooks import load_runbooks
+from bot.triage import load_scenarios
 from bot.yamlfile import RunbookError
 from firebreak.supervisor import Workers, default_workers, die_with_parent
 from storage.migrate import upgrade_database
@@ -96,10 +97,14 @@ def _check() -> int:
     settings = load_settings(require_slack=False)
     runbooks = load_runbooks(settings.runbooks_dir)
     catalog = load_catalog(settings.runbooks_dir / "actions", settings.targets_file)
+    scenarios = load_scenarios(
+        settings.runbooks_dir / "scenarios", catalog, runbooks.severities.phases
+    )
     levels = ", ".join(runbooks.severities.levels)
     print(
         f"ok: severities {levels}; {len(runbooks.severities.items)} checklist items; "
-        f"{len(catalog.actions)} runbook actions; {len(catalog.targets)} services; "
+        f"{len(catalog.actions)} runbook actions; {len(scenarios.scenarios)} scenarios; "
+        f"{len(catalog.targets)} services; "
         f"{len(runbooks.alerts.rules)} alert rules"
     )
     return 0

@@ -67,7 +67,12 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         if isinstance(parsed, c.OpenDeclareForm):
             await ack()
             # trigger_id expires 3 s after the click: open the modal before anything slow.
-            view = declare_form(services.runbooks.severities, parsed.severity, request.channel_id)
+            view = declare_form(
+                services.runbooks.severities,
+                parsed.severity,
+                request.channel_id,
+                services.triage.services,
+            )
             background.answer(
                 _nothing_after(services.chat.open_view(command.get("trigger_id", ""), view)),
                 reply,
@@ -128,6 +133,8 @@ async def _dispatch(services: Services, command: c.Command, request: Request) ->
             return await services.paging.oncall(command, request)
         case c.DraftStatusPage():
             return await services.statuspage.draft(command, request)
+        case c.SwitchScenario():
+            return await services.triage.switch(command, request)
         case c.Snooze():
             return await services.reminders.snooze(
                 request.channel_id, request.actor, command.duration, request.key

@@ -118,9 +118,27 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
             return "Call failed", f"{p.get('kind', '?')}: {p.get('error', '?')}"
         case "statuspage.published":
             return "Status page", f"{p.get('status', '?')}: {p.get('body', '')}"
+        case "scenario_guessed" | "scenario_switched" | "triage_digest":
+            return "Scenario", _triage(event.type, p)
         case "closed":
             return "Closed", "post-mortem compiled"
     return event.type.replace("_", " ").capitalize(), ""
+
+
+def _triage(kind: str, p: dict[str, Any]) -> str:
+    """The triage's guess with its reasons, a switch, or the diagnostics it ran."""
+    on = f" on {p['service']}" if p.get("service") else ""
+    if kind == "scenario_switched":
+        was = f" (was {p['old']})" if p.get("old") else ""
+        return f"switched to {p.get('title')}{on}{was}"
+    if kind == "triage_digest":
+        ran, failed = p.get("ran") or [], p.get("failed") or []
+        trouble = f"; {len(failed)} found trouble or could not run" if failed else ""
+        return f"diagnostics of {p.get('title')}{on} posted: {len(ran)} ran{trouble}"
+    if not p.get("scenario"):
+        return "no scenario matched the declaration"
+    reasons = ", ".join(str(r) for r in p.get("reasons") or [])
+    return f"guessed {p.get('title')}{on} (matched: {reasons})"
 
 
 def merge(
