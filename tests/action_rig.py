@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,10 +139,12 @@ class Rig:
         return self.kube.get("Deployment", "shop", "checkout")
 
 
-@pytest_asyncio.fixture(name="rig")
-async def rig_fixture(
-    database_url: str, kube: FakeKubernetes, health: str, tmp_path: Path
-) -> AsyncIterator[Rig]:
+@asynccontextmanager
+async def firebreak_with_targets(
+    database_url: str, kube: FakeKubernetes, health: str, tmp_path: Path, **env: str
+) -> AsyncIterator[tuple[Harness, OffsetClock]]:
+    """Firebreak whose `checkout` runs on the fake cluster, the real Postgres and the
+    local health endpoint (`billing` has only a health URL); nothing declared yet."""
     targets = tmp_path / "targets.yml"
     targets.write_text(
         f"""
@@ -163,8 +166,16 @@ require_distinct_confirmer: [P0]
         http=HttpExecutor(timeout=2),
     )
     async with running_firebreak(
-        database_url, clock=clock, executors=executors, FIREBREAK_TARGETS=str(targets)
+        database_url, clock=clock, executors=executors, FIREBREAK_TARGETS=str(targets), **env
     ) as slack:
+        yield slack, clock
+
+
+@pytest_asyncio.fixture(name="rig")
+async def rig_fixture(
+    database_url: str, kube: FakeKubernetes, health: str, tmp_path: Path
+) -> AsyncIterator[Rig]:
+    async with firebreak_with_targets(database_url, kube, health, tmp_path) as (slack, clock):
         await slack.command("declare P2 checkout errors")
         channel = slack.only_incident_channel()
         channel.members.extend([BOB, CAROL])  # responders who joined

@@ -84,9 +84,10 @@ def _scenario(path: Path, actions: ActionCatalog, phases: Sequence[str]) -> Scen
         raise match.error(f"unknown key `{unknown[0]}` under match (expected labels, words)")
     words = tuple(w.lower() for w in _texts(path, match, "words", required=True))
     labels: list[tuple[str, str]] = []
-    for key, values in (match.expect("labels", Node) or {}).items():
+    by_label = match.expect("labels", Node) or Node()
+    for key, values in by_label.items():
         if not _LABEL_KEY.match(key) or not isinstance(values, list) or not values:
-            raise match.error(f"labels: `{key}` must be a label name with a list of values")
+            raise by_label.error(f"labels: `{key}` must be a label name with a list of values")
         labels += [(key, str(value)) for value in values]
     diagnostics = _actions(path, doc, "diagnostics", "diagnostic", actions)
     return Scenario(
