@@ -141,7 +141,13 @@ class Rig:
 
 @asynccontextmanager
 async def firebreak_with_targets(
-    database_url: str, kube: FakeKubernetes, health: str, tmp_path: Path, **env: str
+    database_url: str,
+    kube: FakeKubernetes,
+    health: str,
+    tmp_path: Path,
+    *,
+    kube_timeout: float = 1,
+    **env: str,
 ) -> AsyncIterator[tuple[Harness, OffsetClock]]:
     """Firebreak whose `checkout` runs on the fake cluster, the real Postgres and the
     local health endpoint (`billing` has only a health URL); nothing declared yet."""
@@ -161,7 +167,9 @@ require_distinct_confirmer: [P0]
     )
     clock = OffsetClock()
     executors = Executors(
-        kubernetes=KubernetesExecutor(str(kube.write_kubeconfig(tmp_path / "kube")), timeout=1),
+        kubernetes=KubernetesExecutor(
+            str(kube.write_kubeconfig(tmp_path / "kube")), timeout=kube_timeout
+        ),
         postgres=PostgresExecutor({DB_ENV: POSTGRES_URL.replace("+psycopg", "")}, timeout=3),
         http=HttpExecutor(timeout=2),
     )

@@ -25,7 +25,11 @@ def scenarios() -> ScenarioCatalog:
     ("title", "scenario", "reasons"),
     [
         ("checkout returning 502s after deploy", "deployment-failure", ("502", "after deploy")),
-        ("pods crashloopbackoff, OOMKilled", "application-crash", ("crashloopbackoff", "oomkilled")),
+        (
+            "pods crashloopbackoff, OOMKilled",
+            "application-crash",
+            ("crashloopbackoff", "oomkilled"),
+        ),
         ("too many connections on the db", "database", ("too many connections", "db")),
         ("search is slow, p95 latency 2s", "performance", ("slow", "p95", "latency")),
         ("leaked credentials in a public gist", "security", ("leaked credentials",)),
