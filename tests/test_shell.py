@@ -151,6 +151,16 @@ async def test_demo_plays_an_incident_to_its_write_up(tmp_path: Path) -> None:
     assert "Published to the status page (identified), confirmed by @carol" in out
     assert "✗" not in out
     assert "CrashLoopBackOff" in after(out, "/incident diag pods checkout")
+    # Unasked: the scenario guessed at declare, its diagnostics run and posted with their
+    # output in threads, and a mitigation offered that runs only once confirmed.
+    joined = after(out, ":join #incident-")
+    assert "Looks like Application crash on checkout (matched: 502)" in joined
+    assert "Triage of Application crash on checkout: diagnostics" in joined
+    assert "`pods checkout`: 3 pods: 2 Running, 1 CrashLoopBackOff" in joined
+    assert "fatal error: runtime: out of memory" in joined  # the logs, in the thread
+    assert "(1) Propose restart   (2) Propose rollback" in joined
+    assert "Mitigation proposed by @alice: `rollback checkout`" in after(out, ":click 2")
+    assert "Confirmed by @bob: rolled checkout back" in out
     written = re.search(r"^Post-mortem: (.+\.md)$", out, re.MULTILINE)
     assert written, out[-2000:]
     text = (tmp_path / written[1]).read_text()
@@ -159,6 +169,8 @@ async def test_demo_plays_an_incident_to_its_write_up(tmp_path: Path) -> None:
         "Rolled back checkout to 1.4.1; error rate falling",
         "Rolled back the bad 1.4.2 deploy; 502s stopped",
         "502s started right after the checkout 1.4.2 deploy",  # the pinned finding
+        "**Scenario** · guessed Application crash on checkout (matched: 502)",
+        "**Diagnostic** · Firebreak ran pods checkout: 3 pods",
     ):
         assert scripted in text
     # Opened from the alert: when impact began, how long detection took, and its links.

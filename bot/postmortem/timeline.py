@@ -118,8 +118,10 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
             return "Call failed", f"{p.get('kind', '?')}: {p.get('error', '?')}"
         case "statuspage.published":
             return "Status page", f"{p.get('status', '?')}: {p.get('body', '')}"
-        case "scenario_guessed" | "scenario_switched" | "triage_digest":
+        case "scenario_guessed" | "scenario_switched":
             return "Scenario", _triage(event.type, p)
+        case "triage_digest":
+            return "Triage", _triage(event.type, p)
         case "closed":
             return "Closed", "post-mortem compiled"
     return event.type.replace("_", " ").capitalize(), ""
