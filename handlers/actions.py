@@ -10,6 +10,7 @@ its answer reaches the clicker as an ephemeral message through the click's
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -27,7 +28,9 @@ STALE_BUTTON = "That button is no longer valid; ask again with `/incident mitiga
 
 
 def register(app: AsyncApp, services: Services, background: BackgroundWork) -> None:
-    def teller(respond: AsyncRespond) -> Any:
+    def teller(respond: AsyncRespond) -> Callable[[str], Coroutine[Any, Any, None]]:
+        """An answer to the clicker alone, through the click's response_url."""
+
         async def tell(text: str) -> None:
             try:
                 await respond(text=text, response_type="ephemeral", replace_original=False)

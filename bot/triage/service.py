@@ -247,11 +247,11 @@ class TriageService(Service):
         if not store.advance(session, incident.id, triage.round, triage.state, to, **columns):
             return
         channel = values.get("channel", "")
-        if triage.state == "guess":
+        if "text" in values:  # guess → diagnose (or done)
             enqueue(session, incident.id, "post", now, channel=channel, text=values["text"])
-        elif triage.state == "diagnose":
+        elif "results" in values:  # diagnose → details
             self._queue_digest(session, incident, triage, values, now)
-        elif triage.state == "details" and values.get("thread_ts"):
+        elif values.get("thread_ts"):  # details → files
             for result in triage.results:
                 if result.get("output"):
                     reply = output_message(result["command"], result["output"])

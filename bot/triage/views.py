@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.gateway import Blocks
-from bot.mrkdwn import escape, truncate
+from bot.mrkdwn import escape, mention, truncate
 from bot.triage.scenarios import Scenario, ScenarioCatalog
 
 # A mitigation offered by a digest: its action_id is this prefix and the action name;
@@ -40,7 +40,7 @@ def guess_text(
         )
     on = f" on *{escape(service)}*" if service else ""
     if switched_by:
-        head = f":twisted_rightwards_arrows: <@{switched_by}> switched the scenario to "
+        head = f":twisted_rightwards_arrows: {mention(switched_by)} switched the scenario to "
         head += f"*{escape(scenario.title)}*{on}."
     else:
         matched = ", ".join(escape(r) for r in reasons)
