@@ -137,10 +137,13 @@ def _triage(kind: str, p: dict[str, Any]) -> str:
         ran, failed = p.get("ran") or [], p.get("failed") or []
         trouble = f"; {len(failed)} found trouble or could not run" if failed else ""
         return f"diagnostics of {p.get('title')}{on} posted: {len(ran)} ran{trouble}"
-    if not p.get("scenario"):
-        return "no scenario matched the declaration"
     reasons = ", ".join(str(r) for r in p.get("reasons") or [])
     return f"guessed {p.get('title')}{on} (matched: {reasons})"
+
+
+def _no_guess(event: Event) -> bool:
+    """A declaration no scenario matched: the event log keeps it, the reader need not."""
+    return event.type == "scenario_guessed" and not (event.payload or {}).get("scenario")
 
 
 def merge(
@@ -157,7 +160,7 @@ def merge(
     moved: set[str] = set()
     entries: list[tuple[float, Line]] = []
     for event in events:
-        if event.type in QUIET_EVENTS:
+        if event.type in QUIET_EVENTS or _no_guess(event):
             continue
         label, text = describe(event, name)
         entry: Line = {
