@@ -299,11 +299,19 @@ def test_the_form_refuses_a_service_not_configured(runbooks: Runbooks) -> None:
     assert command is None and errors == {"service": "Choose a service from the list."}
 
 
-async def test_no_match_asks_for_a_scenario_and_runs_nothing(slack: Harness) -> None:
+async def test_no_match_posts_nothing_and_runs_nothing(slack: Harness) -> None:
     await slack.command("declare P2 checkout is down")
     channel = slack.only_incident_channel()
-    assert any("could not tell the scenario" in t for t in texts(slack, channel))
+    assert not any("scenario" in t for t in texts(slack, channel))
     assert digests(slack, channel) == [] and await events(slack, "diagnostic") == []
+    [guessed] = await events(slack, "scenario_guessed")  # the log still says so
+    assert guessed.payload["scenario"] is None and guessed.payload["service"] == "checkout"
+
+    # A scenario picked by hand then runs as a guessed one would.
+    await slack.command("scenario performance", channel=channel.id)
+    assert [d["text"].splitlines()[0] for d in digests(slack, channel)] == [
+        "*Triage of Performance degradation on checkout*: diagnostics"
+    ]
 
 
 async def test_retries_the_sweep_and_concurrent_runs_post_nothing_twice(slack: Harness) -> None:

@@ -145,19 +145,12 @@ class TriageService(Service):
     async def _next(self, channel: str, triage: Triage, lease: Lease) -> bool:
         """Do the step `triage.state` names; False when it must wait for a later pass."""
         scenario = self._scenarios.scenarios.get(triage.scenario or "")
-        if triage.state == "guess":
-            text = views.guess_text(
-                self._scenarios,
-                scenario,
-                triage.service,
-                triage.reasons,
-                list(self._catalog.targets),
-                switched_by=triage.switched_by,
-            )
-            runs = scenario is not None and triage.service is not None and scenario.diagnostics
-            values: dict[str, Any] = {"text": text, "channel": channel}
+        if triage.state == "guess" and scenario is None:  # no guess: nothing to say
+            await self._db.run(self._advance, lease, triage, store.DONE, {})
+        elif triage.state == "guess":
+            assert scenario is not None
             await self._db.run(
-                self._advance, lease, triage, "diagnose" if runs else store.DONE, values
+                self._advance, lease, triage, *self._guess(channel, triage, scenario)
             )
         elif triage.state == "diagnose":
             assert scenario is not None and triage.service is not None
@@ -179,6 +172,21 @@ class TriageService(Service):
             await self._db.run(self._advance, lease, triage, store.DONE, {})
         await self._outbox.deliver(triage.incident_id)
         return True
+
+    def _guess(
+        self, channel: str, triage: Triage, scenario: Scenario
+    ) -> tuple[str, dict[str, Any]]:
+        """The guess's step: its message, and diagnose next if there is something to run."""
+        text = views.guess_text(
+            self._scenarios,
+            scenario,
+            triage.service,
+            triage.reasons,
+            list(self._catalog.targets),
+            switched_by=triage.switched_by,
+        )
+        runs = triage.service is not None and bool(scenario.diagnostics)
+        return ("diagnose" if runs else store.DONE), {"text": text, "channel": channel}
 
     async def _diagnose(self, scenario: Scenario, service: str) -> list[dict[str, Any]]:
         """Every diagnostic of the scenario on `service`, side by side."""
@@ -350,9 +358,8 @@ class TriageService(Service):
         else:
             on = f" on *{escape(triage.service)}*" if triage and triage.service else ""
             now = f"The scenario is *{escape(scenario.title)}*{on} (`{scenario.name}`)."
-        return (
-            f"{now} Switch with `/incident scenario <name> [service]`: {self._scenarios.names()}."
-        )
+        usage = "`/incident scenario &lt;name&gt; [service]`"
+        return f"{now} Switch with {usage}: {self._scenarios.names()}."
 
     def _switch(
         self, session: Session, scenario: Scenario, service: str | None, request: Request

@@ -16,7 +16,7 @@ from bot.mrkdwn import escape, mention, truncate
 from bot.triage.scenarios import Scenario, ScenarioCatalog
 
 # A mitigation offered by a digest: its action_id is this prefix and the action name;
-# its value is `<action> <service>`.
+# its value is `<action> <service>` (as `/incident mitigate` takes them).
 OFFER_ACTION_PREFIX = "triage_offer:"
 LINE_MAX = 280  # per diagnostic: one line of the digest
 MAX_BUTTONS = 5  # an actions block takes 25; more than a few is no longer a suggestion
@@ -24,7 +24,7 @@ MAX_BUTTONS = 5  # an actions block takes 25; more than a few is no longer a sug
 
 def guess_text(
     scenarios: ScenarioCatalog,
-    scenario: Scenario | None,
+    scenario: Scenario,
     service: str | None,
     reasons: Sequence[str],
     services: Sequence[str],
@@ -32,12 +32,6 @@ def guess_text(
     switched_by: str | None = None,
 ) -> str:
     """ "Looks like *Deployment failure* on *checkout* (matched: 502, after deploy)"."""
-    if scenario is None:
-        return (
-            ":grey_question: Firebreak could not tell the scenario from the title "
-            f"(no symptom it knows matched). Pick one with `/incident scenario <name>`: "
-            f"{scenarios.names()}."
-        )
     on = f" on *{escape(service)}*" if service else ""
     if switched_by:
         head = f":twisted_rightwards_arrows: {mention(switched_by)} switched the scenario to "
@@ -55,10 +49,10 @@ def guess_text(
         known = ", ".join(f"`{escape(s)}`" for s in services)
         lines.append(
             f"No configured service named, so no diagnostics ran ({known}): "
-            f"`/incident scenario {scenario.name} <service>`."
+            f"`/incident scenario {scenario.name} &lt;service&gt;`."
         )
     if not switched_by:
-        lines.append(f"Wrong guess? `/incident scenario <name>`: {scenarios.names()}.")
+        lines.append(f"Wrong guess? `/incident scenario &lt;name&gt;`: {scenarios.names()}.")
     return "\n".join(lines)
 
 
