@@ -92,6 +92,10 @@ def test_an_action_not_in_the_catalog_is_an_error_at_its_line(
             ":6: labels: `alertname` must be a label name with a list of values",
         ),
         (GOOD.replace("[Check the consumers]", "[]"), "`checklist` must list at least one"),
+        (
+            GOOD.replace("Check the consumers", "Check " + "the consumers " * 6),
+            ":6: `checklist`: entries are at most 75 characters",
+        ),
     ],
 )
 def test_other_mistakes_name_the_file_and_line(

@@ -20,6 +20,7 @@ from bot.yamlfile import Node, RunbookError, load_mapping
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 TEXT_MAX = 150
+CHECKLIST_MAX = 75  # a checkbox option's text (Slack's limit), as in checklists/*.yml
 
 
 @dataclass(frozen=True)
@@ -97,22 +98,24 @@ def _scenario(path: Path, actions: ActionCatalog, phases: Sequence[str]) -> Scen
         symptoms=_texts(path, doc, "symptoms", required=True),
         words=words,
         labels=tuple(labels),
-        checklist=_texts(path, doc, "checklist", required=True),
+        checklist=_texts(path, doc, "checklist", required=True, limit=CHECKLIST_MAX),
         diagnostics=diagnostics,
         mitigations=_actions(path, doc, "mitigations", "mitigation", actions),
     )
 
 
-def _texts(path: Path, node: Node, key: str, *, required: bool = False) -> tuple[str, ...]:
+def _texts(
+    path: Path, node: Node, key: str, *, required: bool = False, limit: int = TEXT_MAX
+) -> tuple[str, ...]:
     values = node.require(key, list) if required else node.expect(key, list, [])
     if required and not values:
         raise node.error(f"`{key}` must list at least one entry")
     for value in values:
         if not isinstance(value, str | int) or not str(value).strip():
             raise RunbookError(path, _line_of(path, str(value)), f"`{key}`: each entry is text")
-        if len(str(value)) > TEXT_MAX:
-            where = _line_of(path, str(value)[:40])
-            raise RunbookError(path, where, f"`{key}`: entries are at most {TEXT_MAX} characters")
+        if len(str(value)) > limit:
+            where = _line_of(path, str(value))
+            raise RunbookError(path, where, f"`{key}`: entries are at most {limit} characters")
     return tuple(str(v).strip() for v in values)
 
 
