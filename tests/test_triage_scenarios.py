@@ -93,6 +93,12 @@ def test_an_action_not_in_the_catalog_is_an_error_at_its_line(
         ),
         (GOOD.replace("[Check the consumers]", "[]"), "`checklist` must list at least one"),
         (
+            GOOD.replace(
+                "[{mitigation}]", "[restart, restart, restart, restart, restart, restart]"
+            ),
+            ":1: `mitigations`: at most 5, so the digest fits one message",
+        ),
+        (
             GOOD.replace("Check the consumers", "Check " + "the consumers " * 6),
             ":6: `checklist`: entries are at most 75 characters",
         ),

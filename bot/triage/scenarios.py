@@ -20,6 +20,7 @@ from bot.yamlfile import Node, RunbookError, load_mapping
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 TEXT_MAX = 150
+MAX_ACTIONS = 5  # diagnostics (a digest line each) and mitigations (a button each)
 CHECKLIST_MAX = 75  # a checkbox option's text (Slack's limit), as in checklists/*.yml
 
 
@@ -121,6 +122,8 @@ def _texts(
 
 def _actions(path: Path, doc: Node, key: str, kind: str, actions: ActionCatalog) -> tuple[str, ...]:
     names = _texts(path, doc, key)
+    if len(names) > MAX_ACTIONS:
+        raise doc.error(f"`{key}`: at most {MAX_ACTIONS}, so the digest fits one message")
     for name in names:
         spec = actions.actions.get(name)
         if spec is None or spec.kind != kind:

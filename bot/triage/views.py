@@ -18,8 +18,7 @@ from bot.triage.scenarios import Scenario, ScenarioCatalog
 # A mitigation offered by a digest: its action_id is this prefix and the action name;
 # its value is `<action> <service>` (as `/incident mitigate` takes them).
 OFFER_ACTION_PREFIX = "triage_offer:"
-LINE_MAX = 280  # per diagnostic: one line of the digest
-MAX_BUTTONS = 5  # an actions block takes 25; more than a few is no longer a suggestion
+LINE_MAX = 280  # per diagnostic: one line of the digest (5 of them fit a section's 3000)
 
 
 def guess_text(
@@ -76,7 +75,7 @@ def digest_blocks(scenario: Scenario, service: str, results: Sequence[dict[str, 
             "text": {"type": "plain_text", "text": f"Propose {name}"},
             "value": f"{name} {service}",
         }
-        for name in scenario.mitigations[:MAX_BUTTONS]
+        for name in scenario.mitigations  # at most 5: checked when the scenarios load
     ]
     if buttons:
         blocks.append(
