@@ -120,7 +120,7 @@ async def test_incident_lifecycle_in_the_shell(tmp_path: Path) -> None:
 
 
 async def test_declare_modal_prompts_each_field(tmp_path: Path) -> None:
-    answers = ["/incident", "db is slow", "9", "2", "orders time out", "@carol", ":channels"]
+    answers = ["/incident", "db is slow", "9", "2", "orders time out", "@carol", "", ":channels"]
     code, out = await firebreak("shell", lines=answers, cwd=tmp_path)
 
     assert code == 0
@@ -129,11 +129,14 @@ async def test_declare_modal_prompts_each_field(tmp_path: Path) -> None:
     assert "│   2. P1 · High" in form
     assert "choose 1-4 for Severity" in out  # "9" is refused and asked again
     assert "│ a number [P2]> 2" in out and "│ a name> @carol" in out
+    assert "│ Affected service (optional)\n│   1. checkout" in out
     assert "└ submitted" in out
     assert re.search(r"Declared P1 incident #incident-\d{8}-db-is-slow\.", out)
     listing = after(out, ":channels")
     assert re.search(
-        r"#incident-\d{8}-db-is-slow · 1 messages · P1 · investigating · IC @carol", listing
+        # The checklist, and the scenario guessed from "db" (no service picked: no digest).
+        r"#incident-\d{8}-db-is-slow · 2 messages · P1 · investigating · IC @carol",
+        listing,
     )
 
 
