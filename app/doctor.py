@@ -36,6 +36,7 @@ from bot.executors.kubernetes import api_calls_of
 from bot.executors.kubernetes_api import API_CALLS
 from bot.gateway import ChatError
 from bot.runbooks import Runbooks
+from bot.triage.scenarios import ScenarioCatalog
 from handlers.http_check import HttpExecutor
 from handlers.slack_gateway import SlackGateway
 from storage.db import describe, failure_reason, make_engine, normalise_url
@@ -72,13 +73,14 @@ def settings_findings(
     settings: Settings,
     runbooks: Runbooks,
     catalog: ActionCatalog,
+    scenarios: ScenarioCatalog,
     environ: Mapping[str, str] = os.environ,
 ) -> list[Finding]:
     """What can be told without calling anything: the mode, the settings it needs, the
     optional integrations, the runbooks, and the targets' own settings."""
     findings = [_mode(settings), *_slack_settings(settings), _database_setting(settings)]
     findings.append(Finding("ok", "FIREBREAK_ANNOUNCE_CHANNEL", f"#{settings.announce_channel}"))
-    findings.append(_runbooks(runbooks, catalog))
+    findings.append(_runbooks(runbooks, catalog, scenarios))
     findings.extend(_integrations(settings, catalog))
     findings.extend(_target_settings(catalog, environ))
     return findings
@@ -128,13 +130,14 @@ def _database_setting(settings: Settings) -> Finding:
     return Finding("ok", "DATABASE_URL", where)
 
 
-def _runbooks(runbooks: Runbooks, catalog: ActionCatalog) -> Finding:
+def _runbooks(runbooks: Runbooks, catalog: ActionCatalog, scenarios: ScenarioCatalog) -> Finding:
     return Finding(
         "ok",
         "runbooks",
         f"severities {', '.join(runbooks.severities.levels)}; "
         f"{len(runbooks.severities.items)} checklist items; {len(catalog.actions)} runbook "
-        f"actions; {len(catalog.targets)} services; {len(runbooks.alerts.rules)} alert rules",
+        f"actions; {len(scenarios.scenarios)} scenarios; {len(catalog.targets)} services; "
+        f"{len(runbooks.alerts.rules)} alert rules",
     )
 
 

@@ -44,6 +44,7 @@ from bot.paging.gateways import PagerGateway, StatusPageGateway
 from bot.runbooks import Runbooks, load_runbooks
 from bot.scheduling import NudgeScheduler
 from bot.services import Services, ServiceSettings, build_services
+from bot.triage import load_scenarios
 from handlers import actions, alerts, commands, interactions, paging, payload, postmortem
 from handlers.background import BackgroundWork
 from handlers.http_check import HttpExecutor
@@ -195,6 +196,7 @@ def create_services(
 ) -> Services:
     """The services without the Bolt app (the CLI's `postmortem` needs no Slack token)."""
     runbooks = runbooks or load_runbooks(settings.runbooks_dir)
+    catalog = load_catalog(settings.runbooks_dir / "actions", settings.targets_file)
     chat = chat or SlackGateway(
         make_client(settings.slack_bot_token, settings.slack_api_url, metrics), metrics
     )
@@ -204,7 +206,10 @@ def create_services(
         runbooks=runbooks,
         clock=clock or SystemClock(),
         metrics=metrics,
-        catalog=load_catalog(settings.runbooks_dir / "actions", settings.targets_file),
+        catalog=catalog,
+        scenarios=load_scenarios(
+            settings.runbooks_dir / "scenarios", catalog, runbooks.severities.phases
+        ),
         executors=executors,
         pager=pager,
         status_page=status_page,

@@ -46,11 +46,12 @@ class Declare:
     title: str
     description: str = ""
     commander: str | None = None
-    service: str | None = None  # when the source names it: an alert's service label
+    service: str | None = None  # when the source names it: an alert's label, the form
     # A security incident (`--private`, the modal's checkbox, or a caller such as a
     # triage rule): a private channel and nothing in the broadcast channel but a
     # notice that it exists (bot/incidents/privacy.py).
     private: bool = False
+    labels: tuple[tuple[str, str], ...] = ()  # an alert's labels, for the triage's guess
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,14 @@ class CollectEvidence:
 
 
 @dataclass(frozen=True)
+class SwitchScenario:
+    """`scenario` alone shows the scenario; `scenario <name> [service]` switches to it."""
+
+    name: str | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True)
 class AddActionItem:
     text: str
     owner: str | None = None
@@ -177,6 +186,7 @@ Command = (
     | Page
     | ShowOnCall
     | DraftStatusPage
+    | SwitchScenario
 )
 
 
@@ -193,7 +203,7 @@ _COMMAND_WORDS = frozenset(
     (
         "help list declare severity sev status update note assign commander comms lead "
         "resolve reminders snooze diag diagnose mitigate action postmortem post-mortem close "
-        "page oncall statuspage evidence"
+        "page oncall statuspage evidence scenario"
     ).split()
 )
 
@@ -267,6 +277,8 @@ def parse(text: str, severities: SeverityTable) -> Command:
         return ShowOnCall(_service_word(rest) if rest else None)
     if verb == "statuspage":
         return _statuspage(rest)
+    if verb == "scenario":
+        return _scenario(rest)
     raise CommandError(f"Unknown subcommand `{_shown(verb)}`.", show_help=True)
 
 
@@ -406,6 +418,13 @@ def _statuspage(rest: str) -> DraftStatusPage:
             "`/incident statuspage investigating We are looking into failed checkouts.`"
         )
     return DraftStatusPage(_status(status), _public(message.strip(), "statuspage"))
+
+
+def _scenario(rest: str) -> SwitchScenario:
+    words = rest.lower().split()
+    if len(words) > 2:
+        raise CommandError("Usage: `/incident scenario <name> [service]`.")
+    return SwitchScenario(*words)
 
 
 def _service_word(word: str) -> str:

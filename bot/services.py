@@ -24,6 +24,8 @@ from bot.paging.service import PagingService
 from bot.paging.statuspage import StatusPageService
 from bot.postmortem.service import PostmortemService
 from bot.runbooks import Runbooks
+from bot.triage import ScenarioCatalog
+from bot.triage.service import TriageService
 from storage.db import Database
 from storage.inbox import prune_handled
 
@@ -48,6 +50,7 @@ class Services:
     paging: PagingService
     statuspage: StatusPageService
     evidence: EvidenceService
+    triage: TriageService
 
     @property
     def context(self) -> Context:
@@ -78,6 +81,7 @@ def build_services(
     runbooks: Runbooks,
     clock: Clock,
     catalog: ActionCatalog,
+    scenarios: ScenarioCatalog,
     executors: Executors,
     settings: ServiceSettings,
     metrics: Metrics | None = None,
@@ -102,12 +106,28 @@ def build_services(
         announce_channel=settings.announce_channel,
         metrics=metrics,
     )
+    actions = ActionService(
+        context,
+        catalog=catalog,
+        executors=executors,
+        outbox=outbox,
+        metrics=metrics,
+    )
+    triage = TriageService(
+        context,
+        scenarios=scenarios,
+        catalog=catalog,
+        actions=actions,
+        outbox=outbox,
+        owner=settings.replica_id,
+    )
     declare_flow = DeclareFlow(
         context,
         outbox=outbox,
         owner=settings.replica_id,
         announce_channel=settings.announce_channel,
         security_responders=catalog.security_responders,
+        triage=triage,
     )
     paging = PagingService(
         context,
@@ -128,13 +148,7 @@ def build_services(
         declare_flow=declare_flow,
         announce_channel=settings.announce_channel,
         hooks=AllHooks(paging, statuspage),
-    )
-    actions = ActionService(
-        context,
-        catalog=catalog,
-        executors=executors,
-        outbox=outbox,
-        metrics=metrics,
+        triage=triage,
     )
     return Services(
         db=db,
@@ -175,4 +189,5 @@ def build_services(
             outbox=outbox,
             folder=settings.evidence_dir,
         ),
+        triage=triage,
     )

@@ -23,7 +23,11 @@ from handlers.replies import failure_text
 # (caption, line typed); a caption starts a new step on screen.
 DEMO: tuple[tuple[str, str], ...] = (
     ("Alertmanager fires: checkout's 502 rate is critical", ":alert checkout-5xx"),
-    ("Alice opens the incident channel Firebreak declared from it", ":join #incident-"),
+    (
+        "Alice opens the incident channel: Firebreak guessed the scenario and ran its "
+        "diagnostics unasked",
+        ":join #incident-",
+    ),
     ("Two checklist boxes ticked", ":tick 1 2"),
     ("Bob, paged for checkout, acknowledges in PagerDuty and takes command", ":ack"),
     ("Carol handles communication", "/incident comms @carol"),
@@ -37,10 +41,14 @@ DEMO: tuple[tuple[str, str], ...] = (
     ("", "/incident status identified"),
     ("Carol tells customers: a preview, then Publish", ":as carol"),
     ("", "/incident statuspage identified"),
-    ("", ":click 1"),
+    ("", ":click 3"),
     ("", ":as alice"),
     ("Diagnostics from the simulated cluster", "/incident diag pods checkout"),
     ("", "/incident diag metrics checkout since=2h"),
+    ("Alice proposes the rollback the triage offered; Bob confirms its dry run", ":click 2"),
+    ("", ":as bob"),
+    ("", ":click 3"),
+    ("", ":as alice"),
     ("A status update", "/incident update Rolled back checkout to 1.4.1; error rate falling"),
     ("16 minutes pass without another update", ":wait 16m"),
     ("Monitoring, then resolved", "/incident status monitoring"),

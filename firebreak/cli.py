@@ -18,6 +18,7 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.errors import UserError
 from bot.logs import configure_logging
 from bot.runbooks import load_runbooks
+from bot.triage import load_scenarios
 from bot.yamlfile import RunbookError
 from firebreak.supervisor import Workers, default_workers, die_with_parent
 from storage.db import DatabaseSetupError
@@ -121,7 +122,10 @@ def _check(live: bool, timeout: float) -> int:
     settings = load_settings(require_slack=False)
     runbooks = load_runbooks(settings.runbooks_dir)
     catalog = load_catalog(settings.runbooks_dir / "actions", settings.targets_file)
-    findings = settings_findings(settings, runbooks, catalog)
+    scenarios = load_scenarios(
+        settings.runbooks_dir / "scenarios", catalog, runbooks.severities.phases
+    )
+    findings = settings_findings(settings, runbooks, catalog, scenarios)
     if live:
         findings += asyncio.run(live_findings(settings, catalog, timeout=timeout))
     for finding in findings:

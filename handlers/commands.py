@@ -68,7 +68,11 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             await ack()
             # trigger_id expires 3 s after the click: open the modal before anything slow.
             view = declare_form(
-                services.runbooks.severities, parsed.severity, request.channel_id, parsed.private
+                services.runbooks.severities,
+                parsed.severity,
+                request.channel_id,
+                services.triage.services,
+                parsed.private,
             )
             background.answer(
                 _nothing_after(services.chat.open_view(command.get("trigger_id", ""), view)),
@@ -132,6 +136,8 @@ async def _dispatch(services: Services, command: c.Command, request: Request) ->
             return await services.paging.oncall(command, request)
         case c.DraftStatusPage():
             return await services.statuspage.draft(command, request)
+        case c.SwitchScenario():
+            return await services.triage.switch(command, request)
         case c.Snooze():
             return await services.reminders.snooze(
                 request.channel_id, request.actor, command.duration, request.key

@@ -106,7 +106,9 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
     @app.view(DECLARE_CALLBACK)
     async def declare_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = payload.at(view, "state", "values")
-        command, errors = parse_declare_form(values, services.runbooks.severities)
+        command, errors = parse_declare_form(
+            values, services.runbooks.severities, services.triage.services
+        )
         if command is None:
             await ack(response_action="errors", errors=errors)
             return

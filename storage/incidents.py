@@ -14,6 +14,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from storage import triage
 from storage.models import ChecklistItem, Event, HandledRequest, Incident, Role
 
 
@@ -74,6 +75,7 @@ def unfinished_setups(session: Session) -> list[int]:
             Incident.checklist_ts == "pending",
             Incident.checklist_pinned.is_(False),
             Incident.declarer_answered.is_(False),
+            Incident.id.in_(triage.unfinished()),
         )
     )
     return list(session.scalars(query))

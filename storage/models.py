@@ -353,3 +353,28 @@ class AlertGroup(Base):
     # The alert's details posted in the incident channel (once it exists).
     source_posted: Mapped[bool] = mapped_column(Boolean, default=False)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class Triage(Base):
+    """The scenario guessed at declare (or switched to), and how far its triage got.
+
+    `state` walks guess → diagnose → details → done; each step is a conditional
+    write on (`round`, `state`), so a retried or concurrent run never posts twice,
+    and a switch (a new round) makes a run of the old one stop at its next step.
+    """
+
+    __tablename__ = "triages"
+
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    )
+    scenario: Mapped[str | None] = mapped_column(String(64), default=None)
+    service: Mapped[str | None] = mapped_column(String(128), default=None)
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    switched_by: Mapped[str | None] = mapped_column(String(32), default=None)  # None: guessed
+    state: Mapped[str] = mapped_column(String(16), default="guess", index=True)
+    # The digest's outbox row: its delivered ts is where the details are threaded.
+    digest_outbox_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Per diagnostic: command, ok, error, summary, output (redacted by the executors).
+    results: Mapped[list[Any]] = mapped_column(JSON, default=list)

@@ -161,17 +161,9 @@ class Rig:
         return self.kube.get("Deployment", "shop", "checkout")
 
 
-@pytest_asyncio.fixture(name="rig")
-async def rig_fixture(
-    database_url: str,
-    kube: FakeKubernetes,
-    engine: FakeDocker,
-    health: str,
-    tmp_path: Path,
-    checkout_db_url: str,
-    rig_settings: dict[str, str],
-) -> AsyncIterator[Rig]:
-    services = f"""
+def rig_services(health: str) -> str:
+    """The rig's services, as targets.yml's `services:` entries (indented)."""
+    return f"""
   checkout:
     kubernetes: {{namespace: shop, deployment: checkout, selector: app=checkout, max_replicas: 8,
                  max_memory: 2Gi}}
@@ -182,30 +174,34 @@ async def rig_fixture(
   backend:
     docker: {{host_env: {DOCKER_ENV}, compose_project: prod, service: backend}}
 """
-    executors = Executors(
-        kubernetes=KubernetesExecutor(str(kube.write_kubeconfig(tmp_path / "kube")), timeout=1),
+
+
+def rig_executors(
+    kube: FakeKubernetes,
+    engine: FakeDocker | None,
+    folder: Path,
+    checkout_db_url: str,
+    *,
+    kube_timeout: float = 1,
+) -> Executors:
+    """Executors on the fake cluster, the fake Docker Engine (when given) and checkout's
+    Postgres."""
+    return Executors(
+        kubernetes=KubernetesExecutor(
+            str(kube.write_kubeconfig(folder / "kube")), timeout=kube_timeout
+        ),
         postgres=PostgresExecutor({DB_ENV: checkout_db_url}, timeout=3),
         http=HttpExecutor(timeout=2),
-        docker=DockerExecutor({DOCKER_ENV: engine.url}, timeout=1),
+        docker=DockerExecutor({DOCKER_ENV: engine.url} if engine else {}, timeout=1),
     )
-    async with running_rig(
-        database_url, kube, engine, services, executors, tmp_path, settings=rig_settings
-    ) as rig:
-        yield rig
 
 
 @asynccontextmanager
-async def running_rig(
-    database_url: str,
-    kube: FakeKubernetes,
-    engine: FakeDocker,
-    services: str,
-    executors: Executors,
-    folder: Path,
-    settings: Mapping[str, str] | None = None,
-) -> AsyncIterator[Rig]:
-    """Firebreak with these `services` (targets.yml's, indented) and executors, and a P2
-    incident declared on checkout with Bob and Carol in its channel."""
+async def firebreak_with_targets(
+    database_url: str, services: str, executors: Executors, folder: Path, **env: str
+) -> AsyncIterator[tuple[Harness, OffsetClock]]:
+    """Firebreak with these `services` (targets.yml's, indented) and executors; nothing
+    declared yet."""
     targets = folder / "targets.yml"
     targets.write_text(
         f"""
@@ -223,9 +219,44 @@ require_distinct_confirmer: [P0]
         executors=executors,
         FIREBREAK_TARGETS=str(targets),
         FIREBREAK_EVIDENCE_DIR=str(evidence),
-        **(settings or {}),
+        **env,
     ) as slack:
+        yield slack, clock
+
+
+@asynccontextmanager
+async def running_rig(
+    database_url: str,
+    kube: FakeKubernetes,
+    engine: FakeDocker,
+    services: str,
+    executors: Executors,
+    folder: Path,
+    settings: Mapping[str, str] | None = None,
+) -> AsyncIterator[Rig]:
+    """Firebreak with these services and executors, and a P2 incident declared on checkout
+    with Bob and Carol in its channel."""
+    async with firebreak_with_targets(
+        database_url, services, executors, folder, **(settings or {})
+    ) as (slack, clock):
         await slack.command("declare P2 checkout errors")
         channel = slack.only_incident_channel()
         channel.members.extend([BOB, CAROL])  # responders who joined
         yield Rig(slack, kube, engine, slack.app.services.actions, clock, channel)
+
+
+@pytest_asyncio.fixture(name="rig")
+async def rig_fixture(
+    database_url: str,
+    kube: FakeKubernetes,
+    engine: FakeDocker,
+    health: str,
+    tmp_path: Path,
+    checkout_db_url: str,
+    rig_settings: dict[str, str],
+) -> AsyncIterator[Rig]:
+    executors = rig_executors(kube, engine, tmp_path, checkout_db_url)
+    async with running_rig(
+        database_url, kube, engine, rig_services(health), executors, tmp_path, rig_settings
+    ) as rig:
+        yield rig

@@ -80,7 +80,14 @@ async def test_declare_creates_channel_topic_checklist_and_announcement(slack: H
         channel.id,
     )
     assert incident.setup_complete and incident.setup_error is None
-    assert await event_types(slack, incident.id) == ["declared", "channel_created"]
+    # "502s" and "checkout": the triage guessed, ran its diagnostics and posted them.
+    assert await event_types(slack, incident.id) == [
+        "declared",
+        "scenario_guessed",
+        "channel_created",
+        *["diagnostic"] * 3,
+        "triage_digest",
+    ]
 
     def items(session):  # type: ignore[no-untyped-def]
         return session.scalar(select(func.count()).select_from(ChecklistItem))

@@ -124,8 +124,25 @@ async def assert_log_and_slack_agree(slack: Harness) -> None:
         )
         for change, n in status_changes.items():
             assert sum(change in t for t in texts) == n, change
+        # The triage: its guess (when a scenario matched, or was switched to) and its
+        # digest once each, and the digest's details in its thread.
+        guesses = sum(
+            e.type == "scenario_switched"
+            or (e.type == "scenario_guessed" and e.payload["scenario"] is not None)
+            for e in mine
+        )
+        digests = [
+            m for m in slack.workspace.messages(channel.id) if m["text"].startswith("*Triage")
+        ]
+        assert len(digests) == sum(e.type == "triage_digest" for e in mine), digests
+        details = [
+            m
+            for m in slack.workspace.messages(channel.id)
+            if m.get("thread_ts") in {d["ts"] for d in digests} and m["ts"] != m["thread_ts"]
+        ]
         # Nothing posted that the log does not account for.
         owed = 1 + sum(e.type in ("update", "note", "severity", "status") for e in mine)
+        owed += guesses + len(digests) + len(details)
         assert len(texts) == owed, texts
 
 

@@ -84,6 +84,7 @@ async def test_full_lifecycle(slack: Harness) -> None:
     kinds = [(kind, actor) for kind, actor, _ in await events(slack)]
     assert kinds == [
         ("declared", ALICE),
+        ("scenario_guessed", "firebreak"),
         ("channel_created", "firebreak"),
         ("severity", ALICE),
         ("role", ALICE),

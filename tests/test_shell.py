@@ -138,11 +138,14 @@ async def test_declare_modal_prompts_each_field(tmp_path: Path) -> None:
     assert "│   2. P1 · High" in form
     assert "choose 1-4 for Severity" in out  # "9" is refused and asked again
     assert "│ a number [P2]> 2" in out and "│ a name> @carol" in out
+    assert "│ Affected service (optional)\n│   1. checkout" in out
     assert "└ submitted" in out
     assert re.search(r"Declared P1 incident #incident-\d{8}-db-is-slow\.", out)
     listing = after(out, ":channels")
     assert re.search(
-        r"#incident-\d{8}-db-is-slow · 1 messages · P1 · investigating · IC @carol", listing
+        # The checklist, and the scenario guessed from "db" (no service picked: no digest).
+        r"#incident-\d{8}-db-is-slow · 2 messages · P1 · investigating · IC @carol",
+        listing,
     )
 
 
@@ -161,6 +164,16 @@ async def test_demo_plays_an_incident_to_its_write_up(tmp_path: Path) -> None:
     assert "✗" not in out
     assert "CrashLoopBackOff" in after(out, "/incident diag pods checkout")
     assert "last 2h: error ratio " in after(out, "/incident diag metrics checkout since=2h")
+    # Unasked: the scenario guessed at declare, its diagnostics run and posted with their
+    # output in threads, and a mitigation offered that runs only once confirmed.
+    joined = after(out, ":join #incident-")
+    assert "Looks like Application crash on checkout (matched: 502)" in joined
+    assert "Triage of Application crash on checkout: diagnostics" in joined
+    assert "`pods checkout`: 3 pods: 2 Running, 1 CrashLoopBackOff" in joined
+    assert "fatal error: runtime: out of memory" in joined  # the logs, in the thread
+    assert "(1) Propose restart   (2) Propose rollback" in joined
+    assert "Mitigation proposed by @alice: `rollback checkout`" in after(out, ":click 2")
+    assert "Confirmed by @bob: rolled checkout back" in out
     written = re.search(r"^Post-mortem: (.+\.md)$", out, re.MULTILINE)
     assert written, out[-2000:]
     text = (tmp_path / written[1]).read_text()
@@ -169,6 +182,8 @@ async def test_demo_plays_an_incident_to_its_write_up(tmp_path: Path) -> None:
         "Rolled back checkout to 1.4.1; error rate falling",
         "Rolled back the bad 1.4.2 deploy; 502s stopped",
         "502s started right after the checkout 1.4.2 deploy",  # the pinned finding
+        "**Scenario** · guessed Application crash on checkout (matched: 502)",
+        "**Diagnostic** · Firebreak ran pods checkout: 3 pods",
     ):
         assert scripted in text
     # Opened from the alert: when impact began, how long detection took, and its links.

@@ -111,10 +111,21 @@ class ActionService(Service):
                 )
         return ts
 
-    async def _run(self, invocation: Invocation, *, dry_run: bool) -> tuple[ExecutionResult, bool]:
+    async def run_unattended(
+        self, invocation: Invocation, *, timeout: float
+    ) -> tuple[ExecutionResult, bool]:
+        """A diagnostic Firebreak runs on its own (triage at declare): the same executors,
+        redaction and metrics as a requested one, within `timeout` if that is shorter
+        than the action timeout. The caller logs it."""
+        assert invocation.action.kind == "diagnostic"  # never a write without confirmation
+        return await self._run(invocation, dry_run=False, timeout=min(timeout, self._timeout))
+
+    async def _run(
+        self, invocation: Invocation, *, dry_run: bool, timeout: float | None = None
+    ) -> tuple[ExecutionResult, bool]:
         """Run through the executors, counted by action, kind and result."""
         result, error = await self._executors.run(
-            invocation, dry_run=dry_run, timeout=self._timeout
+            invocation, dry_run=dry_run, timeout=timeout or self._timeout
         )
         kind = "dry_run" if dry_run else invocation.action.kind
         outcome = "unavailable" if error else ("ok" if result.ok else "failed")

@@ -182,6 +182,7 @@ class Episodes:
             title=group.title,
             description=group.description,
             service=group.service,
+            labels=tuple((str(k), str(v)) for k, v in sorted(group.labels.items())),
         )
         request = Request(actor=actor, channel_id=origin, key=f"alert:{group.id}")
         incident_id = self._incidents.record_declaration(session, command, request)

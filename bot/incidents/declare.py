@@ -7,9 +7,10 @@ before any command in the channel, at start-up and from the periodic sweep,
 under a fenced lease so only one task of one replica works on an incident at a
 time, and a holder that stalled past its lease cannot record anything.
 
-Its last step answers the declarer, so whoever completes the saga does it:
+It then answers the declarer, so whoever completes the saga does it:
 through the command's response_url while Slack accepts it, else with an
-ephemeral message in the new channel.
+ephemeral message in the new channel. Its last step is the triage (`bot/triage`):
+the scenario guessed, its diagnostics run and their digest posted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 from bot.context import Context, Service
 from bot.gateway import ChatError
 from bot.incidents import followup, privacy, views
+from bot.incidents.hooks import Triage
 from bot.incidents.lease import Lease, incident_lease
 from bot.incidents.outbox import Outbox
 from bot.mrkdwn import channel_link
@@ -77,6 +79,7 @@ class DeclareFlow(Service):
         owner: str,
         announce_channel: str,
         security_responders: tuple[str, ...] = (),
+        triage: Triage | None = None,
     ) -> None:
         super().__init__(context)
         self._outbox = outbox
@@ -84,6 +87,7 @@ class DeclareFlow(Service):
         self._announce_channel = announce_channel
         # Slack users (U…/W…) and user groups (S…) invited to every private incident.
         self._security_responders = security_responders
+        self._triage = triage
 
     async def resume(self, incident_id: int) -> SetupResult:
         # One lease holder per call: two tasks of one replica must not both run it.
@@ -114,6 +118,9 @@ class DeclareFlow(Service):
                 step = "answering the declarer"
                 if not incident.declarer_answered:
                     await self._answer(incident, lease)
+                step = "triaging"
+                if self._triage is not None:  # after the answer: it runs diagnostics
+                    await self._triage.step(incident.id, lease)
             except store.LeaseLost:
                 log.warning(
                     "declare of incident %s: lost the lease while %s; stopped", incident_id, step

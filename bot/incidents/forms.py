@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from bot.commands import CommandError, Declare, clean, validate_title
@@ -26,8 +27,14 @@ PRIVATE_OPTION = {
 
 
 def declare_form(
-    severities: SeverityTable, severity: str | None, channel_id: str, private: bool = False
+    severities: SeverityTable,
+    severity: str | None,
+    channel_id: str,
+    services: Sequence[str] = (),
+    private: bool = False,
 ) -> dict[str, Any]:
+    """The modal; `services` (the configured ones) fill an optional service select, which
+    the triage at declare uses to pick the service to diagnose."""
     options = [
         {
             "text": {"type": "plain_text", "text": f"{s.level} · {s.name}"},
@@ -58,6 +65,7 @@ def declare_form(
                 optional=True,
             ),
             _input("commander", "Incident commander", {"type": "users_select"}, optional=True),
+            *_service_select(services),
             _input(
                 "private",
                 "Security",
@@ -70,6 +78,20 @@ def declare_form(
             ),
         ],
     }
+
+
+SERVICE_OPTIONS_MAX = 100  # a static_select's limit
+
+
+def _service_select(services: Sequence[str]) -> list[dict[str, Any]]:
+    options = [
+        {"text": {"type": "plain_text", "text": name[:75]}, "value": name}
+        for name in list(services)[:SERVICE_OPTIONS_MAX]
+    ]
+    if not options:
+        return []
+    element = {"type": "static_select", "options": options}
+    return [_input("service", "Affected service", element, optional=True)]
 
 
 def _input(
@@ -85,7 +107,7 @@ def _input(
 
 
 def parse_declare_form(
-    values: dict[str, Any], severities: SeverityTable
+    values: dict[str, Any], severities: SeverityTable, services: Sequence[str] = ()
 ) -> tuple[Declare | None, dict[str, str]]:
     """The command, or per-field errors to show in the modal."""
     errors: dict[str, str] = {}
@@ -104,9 +126,14 @@ def parse_declare_form(
     commander = _string(_entry(values, "commander"), "selected_user") or None
     if commander is not None and not _USER_ID.match(commander):
         errors["commander"] = "Choose a person from the list."
+    service = _string(_entry(values, "service"), "selected_option", "value") or None
+    if service is not None and service not in services:
+        errors["service"] = "Choose a service from the list."
     if errors or severity is None:
         return None, errors
-    return Declare(severity.level, title, description, commander, private=_ticked(values)), {}
+    return Declare(
+        severity.level, title, description, commander, service=service, private=_ticked(values)
+    ), {}
 
 
 def _ticked(values: dict[str, Any]) -> bool:

@@ -12,6 +12,8 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from bot.commands import Declare
+from bot.incidents.lease import Lease
 from storage.models import Incident
 
 
@@ -44,3 +46,14 @@ class AllHooks:
     def resolved(self, session: Session, incident: Incident, actor: str, now: datetime) -> None:
         for hook in self._hooks:
             hook.resolved(session, incident, actor, now)
+
+
+class Triage(Protocol):
+    """The triage at declare (`bot/triage`): a guess written with the declaration, then
+    the saga's last step, run under the incident's lease."""
+
+    def declared(
+        self, session: Session, incident: Incident, command: Declare, now: datetime
+    ) -> None: ...
+
+    async def step(self, incident_id: int, lease: Lease) -> None: ...

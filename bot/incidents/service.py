@@ -22,7 +22,7 @@ from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError
 from bot.incidents import followup, privacy, views
 from bot.incidents.declare import DeclareFlow
-from bot.incidents.hooks import IncidentHooks
+from bot.incidents.hooks import IncidentHooks, Triage
 from bot.incidents.limits import check_message
 from bot.incidents.outbox import Outbox
 from bot.incidents.people import check_assignable
@@ -61,12 +61,14 @@ class IncidentService(Service):
         declare_flow: DeclareFlow,
         announce_channel: str,
         hooks: IncidentHooks | None = None,
+        triage: Triage | None = None,
     ) -> None:
         super().__init__(context)
         self._outbox = outbox
         self._declare_flow = declare_flow
         self._announce_channel = announce_channel
         self._hooks = hooks
+        self._triage = triage
 
     # Anywhere ---------------------------------------------------------------
 
@@ -164,9 +166,11 @@ class IncidentService(Service):
                 role="commander",
                 user=command.commander,
             )
+        session.flush()  # the hooks' and the triage's rows need the incident's ID
         if self._hooks is not None:
-            session.flush()  # the hooks' rows need the incident's ID
             self._hooks.declared(session, incident, now, command.service)
+        if self._triage is not None:
+            self._triage.declared(session, incident, command, now)
         return incident.id
 
     async def list_open(self) -> str:

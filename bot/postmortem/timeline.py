@@ -118,9 +118,32 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
             return "Call failed", f"{p.get('kind', '?')}: {p.get('error', '?')}"
         case "statuspage.published":
             return "Status page", f"{p.get('status', '?')}: {p.get('body', '')}"
+        case "scenario_guessed" | "scenario_switched":
+            return "Scenario", _triage(event.type, p)
+        case "triage_digest":
+            return "Triage", _triage(event.type, p)
         case "closed":
             return "Closed", "post-mortem compiled"
     return event.type.replace("_", " ").capitalize(), ""
+
+
+def _triage(kind: str, p: dict[str, Any]) -> str:
+    """The triage's guess with its reasons, a switch, or the diagnostics it ran."""
+    on = f" on {p['service']}" if p.get("service") else ""
+    if kind == "scenario_switched":
+        was = f" (was {p['old']})" if p.get("old") else ""
+        return f"switched to {p.get('title')}{on}{was}"
+    if kind == "triage_digest":
+        ran, failed = p.get("ran") or [], p.get("failed") or []
+        trouble = f"; {len(failed)} found trouble or could not run" if failed else ""
+        return f"diagnostics of {p.get('title')}{on} posted: {len(ran)} ran{trouble}"
+    reasons = ", ".join(str(r) for r in p.get("reasons") or [])
+    return f"guessed {p.get('title')}{on} (matched: {reasons})"
+
+
+def _no_guess(event: Event) -> bool:
+    """A declaration no scenario matched: the event log keeps it, the reader need not."""
+    return event.type == "scenario_guessed" and not (event.payload or {}).get("scenario")
 
 
 def merge(
@@ -137,7 +160,7 @@ def merge(
     moved: set[str] = set()
     entries: list[tuple[float, Line]] = []
     for event in events:
-        if event.type in QUIET_EVENTS:
+        if event.type in QUIET_EVENTS or _no_guess(event):
             continue
         label, text = describe(event, name)
         entry: Line = {

@@ -1,0 +1,211 @@
+"""Declare to triage digest: from `/incident declare` to the scenario's diagnostics in the
+channel.
+
+A real `firebreak serve` (its own process, on the real Postgres) gets signed slash
+commands from the Slack emulator's driver; its `checkout` runs on the fake
+Kubernetes API (a deployment, its ReplicaSets and pods, one crash-looping) and
+answers a local health endpoint, all in this process. Each declare names checkout
+and a deployment failure ("502s after deploy"), so the triage guesses Deployment
+failure and runs `deployment`, `history` and `health` side by side. For each
+declare: the time from sending the command to the guess being posted, to the
+digest being posted (`chat.postMessage` of "*Triage of …"), and to its last
+thread reply (every diagnostic's details).
+
+Two runs: declares one after another (the next sent once the previous digest's
+details are in), and a burst sent at the same moment.
+
+    .venv/bin/python bench/triage_digest.py                    # Postgres, 30 + 10
+    .venv/bin/python bench/triage_digest.py --db sqlite,postgres --declares 50 --burst 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from common import (
+    driver,
+    emulator,
+    fresh_database,
+    git_revision,
+    machine,
+    ms,
+    parse_list,
+    percentile,
+    serve_process,
+    table,
+)
+
+from emulator import SlackDriver, Workspace
+from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
+
+OLD, NEW = "registry.example.com/checkout:1.4.1", "registry.example.com/checkout:1.4.2"
+DETAILS = 3  # thread replies: deployment, history and health each have output
+
+
+@dataclass(frozen=True)
+class Timing:
+    guess: float  # seconds from sending the command to the guess posted
+    digest: float  # … to the digest posted
+    details: float  # … to its last thread reply
+
+
+class Posts:
+    """When the emulator took each incident's guess, digest and thread replies (in these
+    channels only the digest has a thread). Plain dict lookups: the waiters poll it, and
+    the emulator and the fake cluster share this process's loop."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.guess: dict[str, float] = {}  # channel -> time
+        self.digest: dict[str, float] = {}  # channel -> time
+        self.replies: dict[str, list[float]] = {}  # channel -> times
+        original: Callable[..., None] = workspace.record_call
+
+        def record(method: str, args: dict[str, Any], error: str | None = None) -> None:
+            original(method, args, error)
+            if error is not None or method != "chat.postMessage":
+                return
+            now, channel, text = time.monotonic(), str(args.get("channel")), str(args.get("text"))
+            if args.get("thread_ts"):
+                self.replies.setdefault(channel, []).append(now)
+            elif "Looks like" in text:
+                self.guess.setdefault(channel, now)
+            elif text.startswith("*Triage of"):
+                self.digest.setdefault(channel, now)
+
+        workspace.record_call = record  # type: ignore[method-assign]
+
+    def done(self, title: str) -> tuple[float, float, float] | None:
+        slug = title.lower().replace(" ", "-")
+        for channel in list(self.workspace.channels.values()):
+            replies = self.replies.get(channel.id, [])
+            if channel.name.endswith(slug) and channel.id in self.guess and len(replies) >= DETAILS:
+                return self.guess[channel.id], self.digest[channel.id], max(replies)
+        return None
+
+
+@asynccontextmanager
+async def cluster(folder: Path) -> AsyncIterator[Path]:
+    """The fake Kubernetes API with checkout deployed; yields its kubeconfig."""
+    async with FakeKubernetes() as kube:
+        dep = deployment("checkout", replicas=3, image=NEW, revision=2)
+        kube.add(dep, replicaset(dep, 1, OLD, ago=86400), replicaset(dep, 2, NEW, replicas=3))
+        kube.add(
+            pod("checkout-a", image=NEW, ago=900),
+            pod(
+                "checkout-b",
+                image=NEW,
+                ago=300,
+                ready=False,
+                restarts=7,
+                waiting="CrashLoopBackOff",
+            ),
+        )
+        yield kube.write_kubeconfig(folder / "kubeconfig")
+
+
+@asynccontextmanager
+async def health() -> AsyncIterator[str]:
+    async def healthy(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    application = web.Application()
+    application.router.add_get("/health", healthy)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def title(n: int, run: str) -> str:
+    return f"checkout 502s after deploy {run} {n:03d}"
+
+
+async def declare(
+    slack: SlackDriver, general: str, posts: Posts, n: int, run: str, limit: float = 120
+) -> Timing:
+    sent = time.monotonic()
+    response = await slack.slash_command("U0ALICE", general, f"declare P2 {title(n, run)}")
+    if response.status != 200:
+        raise RuntimeError(f"declare refused: HTTP {response.status}")
+    while (done := posts.done(title(n, run))) is None:
+        if time.monotonic() - sent > limit:
+            raise RuntimeError(f"no digest for {title(n, run)} in {limit}s")
+        await asyncio.sleep(0.02)
+    guess, digest, details = done
+    return Timing(guess - sent, digest - sent, details - sent)
+
+
+def row(name: str, timings: list[Timing]) -> list[object]:
+    def cell(values: list[float]) -> str:
+        return f"{ms(percentile(values, 50))} / {ms(percentile(values, 99))}"
+
+    return [
+        name,
+        len(timings),
+        cell([t.guess for t in timings]),
+        cell([t.digest for t in timings]),
+        cell([t.details for t in timings]),
+    ]
+
+
+async def measure(db: str, count: int, burst_size: int, folder: Path) -> str:
+    with fresh_database(db, folder) as database_url:
+        async with (
+            emulator() as (slack, general, _),
+            cluster(folder) as kubeconfig,
+            health() as health_url,
+        ):
+            targets = folder / "targets.yml"
+            targets.write_text(
+                "services:\n  checkout:\n    kubernetes: "
+                "{namespace: shop, deployment: checkout, selector: app=checkout}\n"
+                f'    http: {{health: "{health_url}/health"}}\n'
+            )
+            posts = Posts(slack.workspace)
+            serve = serve_process(api_url=slack.api_url, database_url=database_url, folder=folder)
+            serve.env.update(KUBECONFIG=str(kubeconfig), FIREBREAK_TARGETS=str(targets))
+            await serve.start()
+            try:
+                signed = driver(serve, slack.workspace)
+                one_by_one = [await declare(signed, general, posts, n, "seq") for n in range(count)]
+                burst = await asyncio.gather(
+                    *(declare(signed, general, posts, n, "burst") for n in range(burst_size))
+                )
+            finally:
+                await serve.stop()
+    return table(
+        ["run", "declares", "guess p50 / p99 ms", "digest p50 / p99 ms", "details p50 / p99 ms"],
+        [
+            row(f"{db}: one after another", one_by_one),
+            row(f"{db}: {burst_size} at once", list(burst)),
+        ],
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"# {machine()}; firebreak {git_revision()}")
+    print("# declare to triage digest, from sending the command; p50 / p99 in ms\n")
+    with tempfile.TemporaryDirectory(prefix="firebreak-bench-") as tmp:
+        for db in parse_list(args.db):
+            print(await measure(db, args.declares, args.burst, Path(tmp)), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", default="postgres", help="sqlite,postgres")
+    parser.add_argument("--declares", type=int, default=30, help="one after another")
+    parser.add_argument("--burst", type=int, default=10, help="sent at the same moment")
+    asyncio.run(main(parser.parse_args()))
