@@ -129,7 +129,9 @@ async def test_incident_lifecycle_in_the_shell(tmp_path: Path) -> None:
 
 
 async def test_declare_modal_prompts_each_field(tmp_path: Path) -> None:
-    answers = ["/incident", "db is slow", "9", "2", "orders time out", "@carol", "", ":channels"]
+    # Title, severity (9 refused, then 2), description, commander, no service, not private.
+    answers = ["/incident", "db is slow", "9", "2", "orders time out", "@carol", "", ""]
+    answers.append(":channels")
     code, out = await firebreak("shell", lines=answers, cwd=tmp_path)
 
     assert code == 0

@@ -267,7 +267,7 @@ async def test_the_declare_form_offers_the_services_and_triages_the_one_picked(
     await slack.command("")
     [view] = slack.workspace.open_views(ALICE)
     [select_] = [b for b in view["blocks"] if b["block_id"] == "service"]
-    assert [o["value"] for o in select_["element"]["options"]] == ["checkout", "billing"]
+    assert [o["value"] for o in select_["element"]["options"]] == ["checkout", "billing", "backend"]
     await slack.driver.submit_view(
         ALICE,
         view["id"],

@@ -116,7 +116,8 @@ def test_other_mistakes_name_the_file_and_line(
 def test_firebreak_check_counts_the_scenarios_and_refuses_a_bad_one(tmp_path: Path) -> None:
     copy = tmp_path / "runbooks"
     shutil.copytree(BUNDLED, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    good = firebreak("check", cwd=tmp_path, FIREBREAK_RUNBOOKS=str(copy))
+    slack = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
+    good = firebreak("check", cwd=tmp_path, FIREBREAK_RUNBOOKS=str(copy), **slack)
     assert good.returncode == 0 and "7 scenarios" in good.stdout
     bad = GOOD.format(diag="podz", mitigation="restart")
     (copy / "scenarios" / "queue.yml").write_text(bad, encoding="utf-8")
