@@ -84,6 +84,11 @@ class ShowReminders:
 
 
 @dataclass(frozen=True)
+class ShowSummary:
+    """`/incident summary`: the read-in, for the asker only."""
+
+
+@dataclass(frozen=True)
 class Snooze:
     duration: timedelta
 
@@ -153,6 +158,7 @@ Command = (
     | AddNote
     | Resolve
     | ShowReminders
+    | ShowSummary
     | Snooze
     | RunDiagnostic
     | RequestMitigation
@@ -178,7 +184,7 @@ _COMMAND_WORDS = frozenset(
     (
         "help list declare severity sev status update note assign commander comms lead "
         "resolve reminders snooze diag diagnose mitigate action postmortem post-mortem close "
-        "page oncall statuspage"
+        "page oncall statuspage summary"
     ).split()
 )
 
@@ -230,6 +236,8 @@ def parse(text: str, severities: SeverityTable) -> Command:
         return Resolve(_text(rest, "resolve", "", required=False))
     if verb == "reminders":
         return ShowReminders()
+    if verb in ("summary", "readin", "read-in"):
+        return ShowSummary()
     if verb == "snooze":
         return Snooze(_duration(rest))
     if verb in ("diag", "diagnose"):

@@ -22,6 +22,7 @@ from bot.paging.gateways import PagerGateway, StatusPageGateway
 from bot.paging.service import PagingService
 from bot.paging.statuspage import StatusPageService
 from bot.postmortem.service import PostmortemService
+from bot.room.service import RoomService
 from bot.runbooks import Runbooks
 from storage.db import Database
 from storage.inbox import prune_handled
@@ -46,6 +47,7 @@ class Services:
     alerts: AlertService
     paging: PagingService
     statuspage: StatusPageService
+    room: RoomService
 
     @property
     def context(self) -> Context:
@@ -53,6 +55,7 @@ class Services:
 
     async def sweep(self) -> None:
         """Finish whatever is half-done (declare sagas, queued messages, exports); prune."""
+        await self.room.heartbeat()
         await self.incidents.resume_unfinished()
         await self.postmortems.resume_pending_exports()
         await self.alerts.resume()
@@ -164,4 +167,5 @@ def build_services(
         ),
         paging=paging,
         statuspage=statuspage,
+        room=RoomService(context, owner=settings.replica_id),
     )

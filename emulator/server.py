@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from emulator.api import Args
+from emulator.events import EventsApi
 from emulator.files import store_upload
 from emulator.socket_mode import SocketModeHub
 from emulator.state import Workspace
@@ -67,6 +68,8 @@ class SlackEmulator:
         self.app_token = app_token
         self.socket_mode = SocketModeHub()
         self.workspace = workspace or Workspace()
+        # The Events API pushes what happens in the workspace to the app, once subscribed.
+        self.events = EventsApi(self.workspace, self.socket_mode)
         self._host = host
         self._requested_port = port
         self._port: int | None = None
@@ -101,6 +104,7 @@ class SlackEmulator:
         self.workspace.public_url = self.base_url
 
     async def stop(self) -> None:
+        await self.events.close()
         await self.socket_mode.close()
         if self._runner is not None:
             await self._runner.cleanup()

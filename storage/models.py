@@ -350,3 +350,19 @@ class AlertGroup(Base):
     # The alert's details posted in the incident channel (once it exists).
     source_posted: Mapped[bool] = mapped_column(Boolean, default=False)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class Listener(Base):
+    """A span during which one Firebreak process was receiving Slack's events.
+
+    The process writes its row when it starts and moves `seen_at` forward on every
+    sweep; a sweep that finds its own row stale (the process stalled, or lost the
+    database) starts a new row instead. What no row covers is a gap: the post-mortem
+    reads the channel's history there (bot/postmortem/room.py)."""
+
+    __tablename__ = "listeners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -1,0 +1,35 @@
+"""listeners: when Firebreak was receiving Slack's events (the post-mortem's gaps)
+
+Revision ID: 0008_room
+Revises: 0007_inbox
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from storage.types import UTCDateTime
+
+revision = "0008_room"
+down_revision = "0007_inbox"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "listeners",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("started_at", UTCDateTime(), nullable=False),
+        sa.Column("seen_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("listeners", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_listeners_owner"), ["owner"])
+        batch_op.create_index(batch_op.f("ix_listeners_seen_at"), ["seen_at"])
+
+
+def downgrade() -> None:
+    op.drop_table("listeners")
