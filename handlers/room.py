@@ -31,9 +31,7 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
         if not event_id or not channel or not _is_ts(stamp):
             return  # nothing Slack sends; nothing to record it by
         at = datetime.fromtimestamp(float(stamp), UTC)
-        background.spawn(
-            room.record(RoomEvent(event_id, kind, channel, user or None, at, details))
-        )
+        background.spawn(room.record(RoomEvent(event_id, kind, channel, user or None, at, details)))
 
     @app.event("message")
     async def message(ack: AsyncAck, body: dict[str, Any], event: dict[str, Any]) -> None:

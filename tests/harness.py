@@ -97,13 +97,16 @@ async def running_firebreak(
     executors: Executors | None = None,
     role: str = "all",
     events: bool = False,
+    app_token: str | None = None,
     **env: str,
 ) -> AsyncIterator[Harness]:
     """With `events`, the emulator delivers the manifest's bot events to the app."""
     workspace = seeded_workspace()
     general = workspace.add_channel("general", members=[ALICE, BOB, CAROL, workspace.bot_user_id])
     announce = workspace.add_channel("incidents", members=[ALICE, BOB])
-    async with SlackEmulator(bot_token=BOT_TOKEN, workspace=workspace) as emulator:
+    async with SlackEmulator(
+        bot_token=BOT_TOKEN, workspace=workspace, app_token=app_token
+    ) as emulator:
         settings = load_settings(
             {
                 "SLACK_BOT_TOKEN": BOT_TOKEN,

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
 from sqlalchemy import select
 
+from app.socket_mode import InboxSocketModeHandler
 from storage.models import Event
 from tests.harness import ALICE, BOB, CAROL, Harness, manifest, running_firebreak
 
@@ -137,3 +139,32 @@ async def test_each_person_joining_gets_the_read_in(room: Harness) -> None:
     )
     await room.settle()
     assert len(room.workspace.ephemerals(CAROL, channel)) == 1
+
+
+async def test_events_over_socket_mode_are_recorded_once(tmp_path: Path) -> None:
+    """The same events over Socket Mode: `events_api` envelopes on the WebSocket, through
+    the inbox's handler, recorded once even when Slack sends one again as a retry."""
+    app_token = "xapp-1-A0TEST-1-room"
+    async with running_firebreak(f"sqlite:///{tmp_path / 'room.db'}", app_token=app_token) as room:
+        handler = InboxSocketModeHandler(room.app, app_token)
+        await handler.connect_async()
+        try:
+            room.emulator.events.subscribe(manifest_events_of(), socket_mode=True)
+            await room.command("declare P2 search is slow")
+            channel = room.only_incident_channel().id
+            room.workspace.join_as_user(channel, BOB)
+            ts = room.workspace.post_as_user(channel, BOB, "p99 at 4 s on search")["ts"]
+            room.workspace.add_reaction(channel, ts, "pushpin", ALICE)
+            await settled(room)
+            said = room.emulator.events.of_type("message")[-1]
+            ack = await room.emulator.socket_mode.send(
+                "events_api", said.body, {"retry_attempt": 1, "retry_reason": "timeout"}
+            )
+            assert ack["envelope_id"]
+            await room.settle()
+        finally:
+            await handler.close_async()
+        rows = [(t, a) for t, a, _ in await recorded(room) if a != ALICE]
+        assert rows == [("room.joined", BOB), ("room.message", BOB)]
+        assert ("room.reaction", ALICE) in [(t, a) for t, a, _ in await recorded(room)]
+        assert "Read-in: search is slow" in room.workspace.ephemerals(BOB, channel)[0]["text"]

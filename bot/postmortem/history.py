@@ -24,7 +24,8 @@ Line = dict[str, Any]
 
 PAGE_SIZE = 200
 MESSAGE_MAX = 300  # longer messages are shortened; their permalink is kept
-KEY_REACTION = "pushpin"
+# 📌 and ⏱ from a person make a message a key moment of the timeline.
+KEY_REACTIONS = frozenset({"pushpin", "stopwatch"})
 JOIN_SUBTYPES = frozenset({"channel_join", "channel_leave"})
 NOTICE_SUBTYPES = frozenset(
     {"channel_topic", "channel_purpose", "channel_name", "channel_archive", "pinned_item"}
@@ -82,16 +83,16 @@ async def read_channel(
 ) -> ChannelDigest:
     """Stream the channel into a digest, a page at a time."""
     people_pins = {p.ts for p in await chat.pins(channel) if p.pinned_by != bot_user_id}
-    reader = _Reader(chat, names, channel, bot_user_id, latest, people_pins)
+    reader = Reader(chat, names, channel, bot_user_id, latest, people_pins)
     async for page in chat.history(channel, page_size=PAGE_SIZE, latest=latest):
         for message in page:
             await reader.top_level(message)
-    reader.digest.lines.reverse()  # history is newest first
-    reader.digest.joined.reverse()
-    return reader.digest
+    return reader.finish()
 
 
-class _Reader:
+class Reader:
+    """Turns top-level messages, fed newest first, into the digest's lines."""
+
     def __init__(
         self,
         chat: ChatGateway,
@@ -109,11 +110,23 @@ class _Reader:
         self.people_pins = people_pins
         self.digest = ChannelDigest()
 
-    async def top_level(self, message: Message) -> None:
+    def finish(self) -> ChannelDigest:
+        self.digest.lines.reverse()  # fed newest first
+        self.digest.joined.reverse()
+        return self.digest
+
+    async def top_level(self, message: Message, known: list[Message] | None = None) -> None:
+        """One top-level message; its thread is read from Slack unless `known` (oldest first)."""
         if message.thread_ts and message.thread_ts != message.ts:
             return  # a reply also sent to the channel: it is listed under its parent
         replies: list[Line] = []
-        if message.reply_count:
+        if known:
+            self.digest.threads += 1
+            for reply in known:
+                line = await self.line(reply)
+                if line is not None:
+                    replies.append(line)
+        elif message.reply_count and known is None:
             self.digest.threads += 1
             async for page in self.chat.replies(
                 self.channel, message.ts, page_size=PAGE_SIZE, latest=self.latest
@@ -147,7 +160,7 @@ class _Reader:
             )
         # Pinned or 📌 by a person: people mark the bot's update when it is the one that mattered.
         key = message.ts in self.people_pins or any(
-            r.name == KEY_REACTION and any(u != self.bot for u in r.users)
+            r.name in KEY_REACTIONS and any(u != self.bot for u in r.users)
             for r in message.reactions
         )
         if own and not replies and not key:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -22,7 +22,8 @@ from bot.context import Context, Service
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError
 from bot.incidents.service import Request
-from bot.postmortem.history import Names
+from bot.postmortem.history import KEY_REACTIONS, Names
+from bot.postmortem.room import STALE_AFTER
 from bot.postmortem.timeline import people_in
 from bot.room import summary
 from storage import incidents as store
@@ -32,10 +33,6 @@ from storage.models import Event, Incident
 log = logging.getLogger(__name__)
 
 KINDS = ("message", "edited", "deleted", "reaction", "pin", "joined")
-# Reactions that make a message a key moment of the timeline.
-KEY_REACTIONS = frozenset({"pushpin", "stopwatch"})
-# A listening span not extended for this long is over: the next heartbeat starts another.
-STALE_AFTER = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -54,10 +51,16 @@ class RoomService(Service):
     def __init__(self, context: Context, *, owner: str) -> None:
         super().__init__(context)
         self._owner = owner
+        # This process counts as listening from the first event Slack delivers to it:
+        # until then nothing shows that Slack sends it events at all.
+        self._hearing = False
 
     async def record(self, event: RoomEvent) -> None:
         """Append the event to its incident's log once; read a person who joined in."""
         assert event.kind in KINDS, event.kind
+        if not self._hearing:
+            self._hearing = True
+            await self.heartbeat()
         if event.kind == "reaction" and event.details.get("reaction") not in KEY_REACTIONS:
             return
         incident_id = await self._db.run(self._append, event)
@@ -79,7 +82,9 @@ class RoomService(Service):
         if not store.claim_request(session, f"event:{event.event_id}", self._clock.now()):
             return None  # a retry of an event already recorded
         actor = event.user or "slack"
-        store.append_event(session, incident, f"room.{event.kind}", actor, event.at, **event.details)
+        store.append_event(
+            session, incident, f"room.{event.kind}", actor, event.at, **event.details
+        )
         return incident.id
 
     async def summary(self, request: Request) -> str:
@@ -96,6 +101,8 @@ class RoomService(Service):
 
     async def heartbeat(self) -> None:
         """This process is listening now (the sweep calls it every few seconds)."""
+        if not self._hearing:
+            return
         await self._db.run(room_store.heartbeat, self._owner, self._clock.now(), STALE_AFTER)
 
 
