@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,3 +43,23 @@ def log_events(session: Session, incident_id: int) -> list[Event]:
         .order_by(Event.at, Event.id)
     )
     return list(session.scalars(query))
+
+
+class Recorded(NamedTuple):
+    """A `room.*` event as plain columns: a 50k-message channel loads as tuples, not ORM
+    objects, for the post-mortem's sake."""
+
+    type: str
+    actor: str
+    at: datetime
+    payload: dict[str, Any]
+
+
+def recorded(session: Session, incident_id: int) -> list[Recorded]:
+    """The channel's own events (`room.*`) in the order they happened."""
+    rows = session.execute(
+        select(Event.type, Event.actor, Event.at, Event.payload)
+        .where(Event.incident_id == incident_id, Event.type.like(f"{ROOM}%"))
+        .order_by(Event.at, Event.id)
+    )
+    return [Recorded(t, a, at, p or {}) for t, a, at, p in rows]

@@ -17,7 +17,7 @@ from bot.gateway import ChatGateway
 from bot.postmortem import metrics
 from bot.postmortem.history import ChannelDigest, Line, Names, iso, read_channel
 from bot.postmortem.markdown import typed_to_plain
-from bot.postmortem.room import ROOM, Listening, gaps, read_room
+from bot.postmortem.room import Listening, gaps, read_room
 from bot.postmortem.timeline import describe, merge, people_in
 from bot.redact import redact
 from storage.models import Event, Incident
@@ -39,8 +39,6 @@ async def compile_document(
     The channel comes from the log's `room.*` events, and from Slack's history where
     `listening` has gaps (bot/postmortem/room.py); without `listening` (nothing known
     of when Firebreak listened) the whole channel is read from Slack."""
-    room_events = [e for e in events if e.type.startswith(ROOM)]
-    events = [e for e in events if not e.type.startswith(ROOM)]
     names = Names(chat)
     checked_by = {item.checked_by for item in incident.checklist}
     await names.load([incident.declared_by, *people_in(events), *checked_by])
@@ -60,7 +58,7 @@ async def compile_document(
                 names,
                 incident.channel_id,
                 bot_user_id=bot_user_id,
-                events=room_events,
+                events=listening.recorded,
                 missing=missing,
                 latest=latest,
             )
@@ -151,8 +149,9 @@ async def compile_document(
         },
     }
     # People paste tokens and connection strings into the channel; the post-mortem is
-    # shared widely and kept for years, so every text in it is masked.
-    return _redacted(document)
+    # shared widely and kept for years, so every text in it is masked. The channel's
+    # lines from the recorded room were masked as they were recorded or read.
+    return _redacted(document, premasked=listening is not None)
 
 
 def _follow_up_of(events: list[Event]) -> dict[str, Any] | None:
@@ -162,13 +161,15 @@ def _follow_up_of(events: list[Event]) -> dict[str, Any] | None:
     return link if isinstance(link, dict) else None
 
 
-def _redacted(value: Any) -> Any:
+def _redacted(value: Any, *, premasked: bool = False) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
+        if premasked and value.get("kind") == "message":
+            return value
+        return {key: _redacted(item, premasked=premasked) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_redacted(item) for item in value]
+        return [_redacted(item, premasked=premasked) for item in value]
     return value
 
 

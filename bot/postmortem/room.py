@@ -23,7 +23,9 @@ Known limit: a reply posted during a gap, in a thread whose parent was posted
 while listening, is not read back (finding it would take the whole channel's history).
 
 Edits replace the text (marked edited); a deleted message is left out, and a
-deleted parent with replies stays as "(deleted)" to hold them.
+deleted parent with replies stays as "(deleted)" to hold them. The text of every
+message is masked (bot.redact) when it is recorded or read back, so the compiler
+need not mask the channel's lines again.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from typing import Any
 
 from bot.gateway import ChatGateway, Message, Reaction, SharedFile
 from bot.postmortem.history import PAGE_SIZE, ChannelDigest, Names, Reader, ts_of
-from storage.models import Event
+from bot.redact import redact
+from storage.room import Recorded
 
 # A listening span not extended for this long is over: the next heartbeat starts another.
 STALE_AFTER = timedelta(seconds=30)
@@ -51,6 +54,7 @@ class Listening:
     message the outbox delivered by its marker block (to hang replies on events)."""
 
     spans: list[Span]
+    recorded: list[Recorded] = field(default_factory=list)  # `room.*`, in order
     own_messages: dict[str, str] = field(default_factory=dict)
 
 
@@ -71,31 +75,31 @@ def gaps(spans: Iterable[Span], start: datetime, end: datetime, now: datetime) -
     return [(a, b) for a, b in found if b > a]
 
 
-@dataclass
+@dataclass(slots=True)
 class _State:
+    """A recorded message as it stands, read by `Reader` like a `Message` (a mutable
+    twin: a 50k channel builds no second, frozen copy of each)."""
+
+    ts: str
     user: str | None
     text: str
     thread_ts: str | None = None
     subtype: str | None = None
     bot_id: str | None = None
-    files: tuple[str, ...] = ()
+    files: tuple[SharedFile, ...] = ()
     edited: bool = False
-    deleted: bool = False
-    reactions: dict[str, list[str]] = field(default_factory=dict)
+    reactions: tuple[Reaction, ...] = ()
+    reply_count: int = 0
+    block_ids: tuple[str, ...] = ()
 
-    def message(self, ts: str, reply_count: int = 0) -> Message:
-        return Message(
-            ts=ts,
-            user=self.user,
-            text=self.text,
-            thread_ts=self.thread_ts,
-            reply_count=reply_count,
-            subtype="tombstone" if self.deleted else self.subtype,
-            bot_id=self.bot_id,
-            reactions=tuple(Reaction(n, tuple(u)) for n, u in self.reactions.items()),
-            files=tuple(SharedFile("", name) for name in self.files),
-            edited=self.edited,
-        )
+    @property
+    def deleted(self) -> bool:
+        return self.subtype == "tombstone"
+
+    def react(self, name: str, user: str) -> None:
+        others = [r for r in self.reactions if r.name != name]
+        users = next((r.users for r in self.reactions if r.name == name), ())
+        self.reactions = (*others, Reaction(name, (*users, user)))
 
 
 @dataclass
@@ -105,36 +109,40 @@ class _Folded:
     joined: list[str] = field(default_factory=list)
 
 
-def _fold(events: Iterable[Event], latest: str | None, bot_user_id: str) -> _Folded:
+def _fold(events: Iterable[Recorded], latest: str | None, bot_user_id: str) -> _Folded:
     folded = _Folded()
     limit = float(latest) if latest else None
+    states = folded.states
     for event in events:
-        p: dict[str, Any] = event.payload or {}
+        p: dict[str, Any] = event.payload
         ts = str(p.get("ts") or "")
-        kind = event.type.removeprefix(ROOM)
+        kind = event.type[len(ROOM) :]
         if kind == "joined":
             if event.actor not in folded.joined and event.actor != bot_user_id:
                 folded.joined.append(event.actor)
             continue
         if not ts or (limit is not None and float(ts) > limit):
             continue
-        state = folded.states.get(ts)
+        state = states.get(ts)
         if kind == "message":
-            folded.states[ts] = _State(
-                user=None if event.actor == "slack" else event.actor,
-                text=str(p.get("text") or ""),
-                thread_ts=p.get("thread_ts"),
-                subtype=p.get("subtype"),
-                bot_id=p.get("bot_id"),
-                files=tuple(p.get("files") or ()),
+            files = tuple(SharedFile("", str(n)) for n in p["files"]) if "files" in p else ()
+            states[ts] = _State(
+                ts,
+                None if event.actor == "slack" else event.actor,
+                str(p.get("text") or ""),
+                p.get("thread_ts"),
+                p.get("subtype"),
+                p.get("bot_id"),
+                files,
             )
         elif kind == "edited" and state is not None:
             state.text, state.edited = str(p.get("text") or ""), True
         elif kind == "deleted" and state is not None:
-            state.deleted = True
+            state.subtype = "tombstone"
         elif kind == "reaction":
-            state = folded.states.setdefault(ts, _State(bot_user_id, FIREBREAK_MESSAGE))
-            state.reactions.setdefault(str(p.get("reaction")), []).append(event.actor)
+            if state is None:  # on Firebreak's own message, whose events Bolt leaves out
+                state = states[ts] = _State(ts, bot_user_id, FIREBREAK_MESSAGE)
+            state.react(str(p.get("reaction")), event.actor)
         elif kind == "pin" and event.actor != bot_user_id:
             folded.pins.add(ts)
     return folded
@@ -146,7 +154,7 @@ async def read_room(
     channel: str,
     *,
     bot_user_id: str,
-    events: list[Event],
+    events: list[Recorded],
     missing: list[Span],
     latest: str | None,
 ) -> ChannelDigest:
@@ -159,29 +167,30 @@ async def read_room(
         async for page in chat.history(
             channel, page_size=PAGE_SIZE, latest=upto, oldest=ts_of(began)
         ):
-            crawled.update((m.ts, m) for m in page)
+            # Recorded text was masked when it was recorded; this is masked here.
+            crawled.update((m.ts, replace(m, text=redact(m.text))) for m in page)
     if missing:
         pins |= {p.ts for p in await chat.pins(channel) if p.pinned_by != bot_user_id}
 
-    threads: dict[str, list[Message]] = {}
-    top: dict[str, Message] = {}
+    threads: dict[str, list[_State]] = {}
+    top: dict[str, _State] = {}
     for ts, state in folded.states.items():
         if state.thread_ts and state.thread_ts != ts:
             if not state.deleted:
-                threads.setdefault(state.thread_ts, []).append(state.message(ts))
+                threads.setdefault(state.thread_ts, []).append(state)
         else:
-            top[ts] = state.message(ts)
+            top[ts] = state
     for parent, replies in threads.items():
         if parent not in top:  # Firebreak's own message, whose events Bolt leaves out
-            top[parent] = Message(parent, bot_user_id, FIREBREAK_MESSAGE)
-        top[parent] = replace(top[parent], reply_count=len(replies))
-    reader = Reader(chat, names, channel, bot_user_id, latest, pins)
+            top[parent] = _State(parent, bot_user_id, FIREBREAK_MESSAGE)
+        top[parent].reply_count = len(replies)
+    reader = Reader(chat, names, channel, bot_user_id, latest, pins, mask_fetched=True)
     for ts in sorted(set(top) | set(crawled), key=float, reverse=True):
         if ts in crawled:
             await reader.top_level(crawled[ts])  # its thread is read from Slack
             continue
         message = top[ts]
-        known = sorted(threads.get(ts, []), key=lambda m: float(m.ts))
+        known = sorted(threads[ts], key=lambda m: float(m.ts)) if ts in threads else []
         if message.subtype == "tombstone" and not known:
             continue  # deleted, and nothing hangs on it
         await reader.top_level(message, known)

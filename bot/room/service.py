@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot import logs
+from bot.commands import clean
 from bot.context import Context, Service
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError
@@ -81,10 +82,11 @@ class RoomService(Service):
             return None  # not an incident channel, or its post-mortem is compiled
         if not store.claim_request(session, f"event:{event.event_id}", self._clock.now()):
             return None  # a retry of an event already recorded
-        actor = event.user or "slack"
-        store.append_event(
-            session, incident, f"room.{event.kind}", actor, event.at, **event.details
-        )
+        kind, actor = f"room.{event.kind}", event.user or "slack"
+        details = dict(event.details)
+        if "text" in details:  # masked once, here: the post-mortem relies on it
+            details["text"] = clean(str(details["text"]))
+        store.append_event(session, incident, kind, actor, event.at, **details)
         return incident.id
 
     async def summary(self, request: Request) -> str:
