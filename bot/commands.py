@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 from bot.durations import parse_duration
 from bot.errors import UserError
@@ -111,10 +111,28 @@ class RequestMitigation:
     args: tuple[str, ...] = ()
 
 
+ACTION_CATEGORIES = ("prevention", "detection", "response", "documentation")
+DUE_MAX_DAYS = 366
+
+
+@dataclass(frozen=True)
+class Due:
+    """When an action item is due: a calendar date, or a number of days from today
+    (the service turns it into a date with its clock)."""
+
+    on: date | None = None
+    in_days: int | None = None
+
+    def resolve(self, today: date) -> date:
+        return self.on if self.on is not None else today + timedelta(days=self.in_days or 0)
+
+
 @dataclass(frozen=True)
 class AddActionItem:
     text: str
     owner: str | None = None
+    category: str = ""
+    due: Due = Due()
 
 
 @dataclass(frozen=True)
@@ -337,12 +355,60 @@ def _action_words(rest: str) -> tuple[str | None, str | None, tuple[str, ...]]:
     return words[0].lower(), words[1].lower(), tuple(words[2:])
 
 
+_ACTION_EXAMPLE = (
+    "/incident action Add an alert on connection-pool saturation @bob category=detection due=2w"
+)
+_OPTION = re.compile(r"^(due|category|cat)=(\S*)$", re.IGNORECASE)
+_RELATIVE_DUE = re.compile(r"^(\d{1,3})([dw])$", re.IGNORECASE)
+
+
 def _action_item(rest: str) -> AddActionItem:
-    text = _text(rest, "action", "Add an alert on connection-pool saturation @bob")
-    words = text.rsplit(None, 1)
-    if len(words) == 2 and _MENTION.match(words[1]):
-        return AddActionItem(words[0], _MENTION.match(words[1]).group(1))  # type: ignore[union-attr]
-    return AddActionItem(text)
+    """`<text> [@owner] category=<…> due=<YYYY-MM-DD | 7d | 2w>`, options anywhere."""
+    options: dict[str, str] = {}
+    words: list[str] = []
+    for word in rest.split(" "):
+        match = _OPTION.match(word.strip())
+        if match:
+            options["category" if match[1].lower() == "cat" else match[1].lower()] = match[2]
+        else:
+            words.append(word)
+    text = _text(
+        " ".join(words).strip(), "action", _ACTION_EXAMPLE.removeprefix("/incident action ")
+    )
+    owner = None
+    last = text.rsplit(None, 1)
+    if len(last) == 2 and (mention := _MENTION.match(last[1])):
+        text, owner = last[0], mention.group(1)
+    category = options.get("category", "").lower()
+    if category not in ACTION_CATEGORIES:
+        given = f" (got `{_shown(category)}`)" if category else ""
+        choices = ", ".join(f"`category={c}`" for c in ACTION_CATEGORIES)
+        raise CommandError(
+            f"Give the action item a category: {choices}{given}, e.g. `{_ACTION_EXAMPLE}`."
+        )
+    return AddActionItem(text, owner, category, _due(options.get("due", "")))
+
+
+def _due(word: str) -> Due:
+    if not word:
+        raise CommandError(
+            f"Give the action item a due date: `due=2026-12-01`, `due=7d` or `due=2w`, "
+            f"e.g. `{_ACTION_EXAMPLE}`."
+        )
+    relative = _RELATIVE_DUE.match(word)
+    if relative:
+        days = int(relative[1]) * (7 if relative[2].lower() == "w" else 1)
+        if not 0 < days <= DUE_MAX_DAYS:
+            raise CommandError(
+                f"A due date is 1 to {DUE_MAX_DAYS} days away (got `{_shown(word)}`)."
+            )
+        return Due(in_days=days)
+    try:
+        return Due(on=date.fromisoformat(word))
+    except ValueError:
+        raise CommandError(
+            f"`{_shown(word)}` is not a due date; use `YYYY-MM-DD`, `7d` or `2w`."
+        ) from None
 
 
 def _page(rest: str) -> Page:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -423,6 +423,13 @@ class IncidentService(Service):
         return ""
 
     async def add_action_item(self, command: c.AddActionItem, request: Request) -> str:
+        today = self._clock.now().date()
+        due = command.due.resolve(today)
+        if due < today:
+            raise UserError(f"The due date {due:%Y-%m-%d} is in the past.")
+        if due > today + timedelta(days=c.DUE_MAX_DAYS):
+            raise UserError(f"A due date is at most {c.DUE_MAX_DAYS} days away.")
+
         def change(session: Session, incident: Incident, now: datetime) -> str:
             store.append_event(
                 session,
@@ -432,11 +439,13 @@ class IncidentService(Service):
                 now,
                 text=command.text,
                 owner=command.owner,
+                category=command.category,
+                due=due.isoformat(),
             )
             owner = f" (owner {mention(command.owner)})" if command.owner else ""
             text = (
-                f":clipboard: Action item from {mention(request.actor)}: "
-                f"{user_text(command.text)}{owner}"
+                f":clipboard: Action item ({command.category}, due {due:%Y-%m-%d}) "
+                f"from {mention(request.actor)}: {user_text(command.text)}{owner}"
             )
             check_message(text)
             enqueue(session, incident.id, "post", now, channel=str(incident.channel_id), text=text)

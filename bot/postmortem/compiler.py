@@ -119,7 +119,14 @@ async def compile_document(
         "resolution": said(summaries[-1], "summary") if summaries else None,
         "notes": [said(e) for e in events if e.type == "note"],
         "action_items": [
-            {**said(e), "owner": (e.payload or {}).get("owner"), "owner_name": _owner(e, names)}
+            {
+                **said(e),
+                "owner": (e.payload or {}).get("owner"),
+                "owner_name": _owner(e, names),
+                # Items raised before categories and due dates were asked for have neither.
+                "category": (e.payload or {}).get("category"),
+                "due": (e.payload or {}).get("due"),
+            }
             for e in events
             if e.type == "action_item"
         ],
