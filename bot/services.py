@@ -148,6 +148,7 @@ def build_services(
             settings=settings.reminders,
             outbox=outbox,
             metrics=metrics,
+            escalation=paging,
         ),
         actions=actions,
         postmortems=PostmortemService(

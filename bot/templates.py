@@ -47,6 +47,7 @@ MESSAGE_TEMPLATES = (
     "statuspage_monitoring.j2",
     "statuspage_resolved.j2",
     "summary.j2",
+    "response_overdue.j2",
 )
 
 

@@ -64,6 +64,9 @@ class Incident(Base):
     # Bumped by every change of `next_update_due_at`: a reminder send that finishes
     # reschedules only if nothing (a snooze, an update) re-timed it while it was in flight.
     reminder_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the missed response target (severities.yml `response_time`: no commander and
+    # no update by then) was escalated; set once, under the nudge claim.
+    response_escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # The end of an active `/incident snooze`, which a severity change keeps.
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

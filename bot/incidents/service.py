@@ -150,6 +150,9 @@ class IncidentService(Service):
             description=command.description,
             follow_up_of=follow_up,
             service=command.service,
+            # The response target in force, for the post-mortem to compare against.
+            response_time=severity.response_time,
+            response_seconds=severity.response_target.total_seconds(),
         )
         if command.commander:
             store.set_role(session, incident, "commander", command.commander, request.actor, now)
@@ -202,6 +205,8 @@ class IncidentService(Service):
                 old=old.level,
                 new=new.level,
                 added_items=added,
+                response_time=new.response_time,
+                response_seconds=new.response_target.total_seconds(),
             )
             self._post(
                 session,

@@ -106,6 +106,7 @@ async def compile_document(
         },
         "duration": None if duration is None else duration.total_seconds(),
         "metrics": measured.as_dict(),
+        "response": metrics.response(events, measured),
         "alert": alert_section(incident.declared_at, events),
         "severity_history": _history(events, "severity", names),
         "status_history": _history(events, "status", names),

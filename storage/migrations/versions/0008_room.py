@@ -1,4 +1,5 @@
-"""listeners: when Firebreak was receiving Slack's events (the post-mortem's gaps)
+"""listeners: when Firebreak was receiving Slack's events (the post-mortem's gaps);
+incidents.response_escalated_at (the response target enforced)
 
 Revision ID: 0008_room
 Revises: 0007_inbox
@@ -29,7 +30,11 @@ def upgrade() -> None:
     with op.batch_alter_table("listeners", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_listeners_owner"), ["owner"])
         batch_op.create_index(batch_op.f("ix_listeners_seen_at"), ["seen_at"])
+    with op.batch_alter_table("incidents", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("response_escalated_at", UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("incidents", schema=None) as batch_op:
+        batch_op.drop_column("response_escalated_at")
     op.drop_table("listeners")
