@@ -58,11 +58,6 @@ class SetStatus:
 
 
 @dataclass(frozen=True)
-class PostUpdate:
-    text: str
-
-
-@dataclass(frozen=True)
 class AssignRole:
     role: str
     user_id: str
@@ -75,7 +70,18 @@ class AddNote:
 
 @dataclass(frozen=True)
 class Resolve:
-    summary: str = ""
+    summary: str = ""  # the fix
+    root_cause: str = ""
+
+
+@dataclass(frozen=True)
+class PostUpdate:
+    """An update as the seed playbooks write one: status (set apart), the actions taken
+    (`text`), next steps and the impact so far; the bot adds when the next one is due."""
+
+    text: str
+    next_steps: str = ""
+    impact: str = ""
 
 
 @dataclass(frozen=True)
@@ -251,7 +257,7 @@ def parse(text: str, severities: SeverityTable) -> Command:
     if verb in ROLES:
         return AssignRole(verb, _mention(rest, f"/incident {verb} @alice"))
     if verb == "resolve":
-        return Resolve(_text(rest, "resolve", "", required=False))
+        return _resolve(_text(rest, "resolve", "", required=False))
     if verb == "reminders":
         return ShowReminders()
     if verb in ("summary", "readin", "read-in"):
@@ -409,6 +415,17 @@ def _due(word: str) -> Due:
         raise CommandError(
             f"`{_shown(word)}` is not a due date; use `YYYY-MM-DD`, `7d` or `2w`."
         ) from None
+
+
+_ROOT_CAUSE = re.compile(r"(?:^|[\s.;,])root cause\s*:\s*", re.IGNORECASE)
+
+
+def _resolve(text: str) -> Resolve:
+    """`resolve <fix> [root cause: <cause>]`, as the seeds' close message has both."""
+    parts = _ROOT_CAUSE.split(text, maxsplit=1)
+    if len(parts) == 2:
+        return Resolve(parts[0].strip(" .;,"), parts[1].strip())
+    return Resolve(text)
 
 
 def _page(rest: str) -> Page:

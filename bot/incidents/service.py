@@ -23,17 +23,20 @@ from bot.gateway import ChatError
 from bot.incidents import followup, views
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.hooks import IncidentHooks
-from bot.incidents.limits import check_message
+from bot.incidents.limits import SECTION_MAX, check_message
 from bot.incidents.outbox import Outbox
 from bot.incidents.people import check_assignable
 from bot.incidents.reminders import retime, retime_keeping_snooze
 from bot.mrkdwn import mention, user_text
 from storage import incidents as store
+from storage import paging as paging_store
 from storage.db import DatabaseUnavailable
 from storage.models import Event, Incident
 from storage.outbox import enqueue, outbox_rows, queued_in
 
 log = logging.getLogger(__name__)
+
+FOLLOW_UP_SHOWN = 10  # action items listed in the close message; the rest are counted
 
 # A change applied inside the transaction: returns the requester's reply.
 Change = Callable[[Session, Incident, datetime], str]
@@ -281,31 +284,31 @@ class IncidentService(Service):
 
     async def post_update(self, command: c.PostUpdate, request: Request) -> str:
         def change(session: Session, incident: Incident, now: datetime) -> str:
+            fields = {"next_steps": command.next_steps, "impact": command.impact}
             event = store.append_event(
-                session, incident, "update", request.actor, now, text=command.text
+                session,
+                incident,
+                "update",
+                request.actor,
+                now,
+                text=command.text,
+                **{k: v for k, v in fields.items() if v},
             )
             incident.last_update_at, incident.last_update_text = now, command.text
             incident.nudges_missed = 0
             retime(incident, self._runbooks.severities, now)
-            self._post(
-                session,
-                incident,
-                now,
-                request.actor,
-                "update.j2",
-                text=command.text,
-                broadcast=False,
-                event=event,
-            )
-            self._post(
-                session,
-                incident,
-                now,
-                request.actor,
-                "update.j2",
-                text=command.text,
-                broadcast=True,
-            )
+            for broadcast in (False, True):
+                self._post(
+                    session,
+                    incident,
+                    now,
+                    request.actor,
+                    "update.j2",
+                    text=command.text,
+                    broadcast=broadcast,
+                    event=None if broadcast else event,
+                    **fields,
+                )
             return ""
 
         return await self._change(request, change)
@@ -367,28 +370,28 @@ class IncidentService(Service):
             incident.resolved_at = now
             incident.resolution_summary = command.summary or incident.resolution_summary
             retime(incident, self._runbooks.severities, now)  # resolved: no more reminders
+            cause = {"root_cause": command.root_cause} if command.root_cause else {}
             store.append_event(
-                session, incident, "resolved", request.actor, now, summary=command.summary, old=old
-            )
-            duration = now - incident.declared_at
-            self._post(
                 session,
                 incident,
-                now,
+                "resolved",
                 request.actor,
-                "resolved.j2",
-                duration=duration,
-                broadcast=False,
-            )
-            self._post(
-                session,
-                incident,
                 now,
-                request.actor,
-                "resolved.j2",
-                duration=duration,
-                broadcast=True,
+                summary=command.summary,
+                old=old,
+                **cause,
             )
+            # The seeds' close message: duration, root cause, fix, follow-up.
+            follow_up = [
+                e.payload for e in paging_store.events(session, incident.id, "action_item")
+            ]
+            for broadcast in (False, True):
+                context = {"duration": now - incident.declared_at, "root_cause": command.root_cause}
+                text = self._fitting(
+                    "resolved.j2", incident, request.actor, broadcast, context, follow_up
+                )
+                channel = self._announce_channel if broadcast else str(incident.channel_id)
+                enqueue(session, incident.id, "post", now, channel=channel, text=text)
             if self._hooks is not None:
                 self._hooks.resolved(session, incident, request.actor, now)
             enqueue(session, incident.id, "topic", now)
@@ -526,6 +529,32 @@ class IncidentService(Service):
                 "posting to Slack; the rest is posted once it is back. No need to repeat it."
             )
         return "\n".join(part for part in (reply, outcome) if part)
+
+    def _fitting(
+        self,
+        template: str,
+        incident: Incident,
+        actor: str,
+        broadcast: bool,
+        context: dict[str, object],
+        follow_up: list[dict[str, object]],
+    ) -> str:
+        """`template` with as many follow-up items as fit in one Slack section (the rest
+        counted as "more"); the people's own text in it was checked when it arrived."""
+        for shown in range(min(len(follow_up), FOLLOW_UP_SHOWN), -1, -1):
+            text = self._runbooks.templates.render(
+                template,
+                incident=incident,
+                actor=actor,
+                broadcast=broadcast,
+                follow_up=follow_up[:shown],
+                more=len(follow_up) - shown,
+                **context,
+            )
+            if shown == 0 or len(text) <= SECTION_MAX:
+                break
+        check_message(text)
+        return text
 
     def _post(
         self,
