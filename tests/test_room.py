@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from app.socket_mode import InboxSocketModeHandler
 from storage.models import Event
+from tests.action_rig import Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
 from tests.harness import ALICE, BOB, CAROL, Harness, manifest, running_firebreak
 
 
@@ -168,3 +169,26 @@ async def test_events_over_socket_mode_are_recorded_once(tmp_path: Path) -> None
         assert rows == [("room.joined", BOB), ("room.message", BOB)]
         assert ("room.reaction", ALICE) in [(t, a) for t, a, _ in await recorded(room)]
         assert "Read-in: search is slow" in room.workspace.ephemerals(BOB, channel)[0]["text"]
+
+
+async def test_the_summary_says_what_was_tried_and_only_in_an_incident_channel(
+    rig: Rig,
+) -> None:
+    assert await rig.diag("pods checkout") == ""
+    await rig.slack.command("summary", channel=rig.channel.id, user=BOB)
+    text = rig.slack.ephemeral_texts(BOB)[-1]
+    assert "*Tried so far:*" in text and "ran pods checkout" in text
+    assert "2 pods: 1 Running, 1 CrashLoopBackOff" in text
+    assert "commander _none_" in text
+    await rig.slack.command("summary", channel=rig.slack.general, user=BOB)
+    assert "only works in an incident channel" in rig.slack.ephemeral_texts(BOB)[-1]
+
+
+async def test_secrets_said_in_the_room_are_masked_in_the_log_and_the_postmortem(
+    room: Harness,
+) -> None:
+    ws, channel = room.workspace, room.only_incident_channel().id
+    ws.post_as_user(channel, BOB, "try with DB_PASSWORD=hunter2hunter2 on the replica")
+    await settled(room)
+    [said] = [p for t, a, p in await recorded(room) if t == "room.message" and a == BOB]
+    assert said["text"] == "try with DB_PASSWORD=*** on the replica"

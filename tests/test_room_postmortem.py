@@ -99,7 +99,7 @@ async def test_a_gap_is_read_from_history_once_and_only_there(
     events.subscriptions = frozenset()
     move(40)
     missed = ws.post_as_user(channel, BOB, "while firebreak was down")["ts"]
-    ws.post_as_user(channel, CAROL, "a reply in the gap", thread_ts=missed)
+    ws.post_as_user(channel, CAROL, "a reply in the gap, password: s3cretpass", thread_ts=missed)
     move(40)
     events.subscriptions = listening
     ws.post_as_user(channel, ALICE, "after it came back")
@@ -110,6 +110,7 @@ async def test_a_gap_is_read_from_history_once_and_only_there(
     assert float(crawl.args["oldest"]) < float(missed) < float(crawl.args["latest"])
     assert said(document) == [
         ("Alice Example", "before the outage", []),
-        ("Bob Example", "while firebreak was down", ["a reply in the gap"]),
+        # Read back from Slack, and masked like what was recorded.
+        ("Bob Example", "while firebreak was down", ["a reply in the gap, password: ***"]),
         ("Alice Example", "after it came back", []),
     ]
