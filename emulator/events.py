@@ -122,6 +122,10 @@ class EventsApi:
         self.subscriptions = frozenset(events)
         self._url, self._secret, self._socket = request_url, signing_secret, socket_mode
 
+    @property
+    def request_url(self) -> str | None:
+        return self._url
+
     def emit(self, event: dict[str, Any], channel_id: str) -> None:
         """Queue `event` if the app subscribed to it and the bot is in `channel_id`."""
         channel = self._ws.channels.get(channel_id)
