@@ -45,7 +45,7 @@ class RoomEvent:
     channel: str
     user: str | None
     at: datetime  # when it happened in Slack
-    details: dict[str, Any]  # ts, thread_ts, text, subtype, files, block_ids, reaction…
+    details: dict[str, Any]  # ts, and as the kind has them: thread_ts, text, files, reaction…
 
 
 class RoomService(Service):
@@ -98,7 +98,7 @@ class RoomService(Service):
     async def _read_in(self, incident_id: int) -> str:
         incident, events = await self._db.run(_load, incident_id)
         names = Names(self._chat)
-        await names.load(people_in(e for e in events if e.type.startswith(TRIED_PREFIXES)))
+        await names.load(people_in(e for e in events if e.type in summary.TRIED))
         return summary.render(self._runbooks, incident, events, names, self._clock.now())
 
     async def heartbeat(self) -> None:
@@ -106,9 +106,6 @@ class RoomService(Service):
         if not self._hearing:
             return
         await self._db.run(room_store.heartbeat, self._owner, self._clock.now(), STALE_AFTER)
-
-
-TRIED_PREFIXES = ("diagnostic", "mitigation_")
 
 
 def _load(session: Session, incident_id: int) -> tuple[Incident, list[Event]]:
