@@ -45,7 +45,7 @@ from bot.runbooks import Runbooks, load_runbooks
 from bot.scheduling import NudgeScheduler
 from bot.services import Services, ServiceSettings, build_services
 from bot.triage import load_scenarios
-from handlers import actions, alerts, commands, interactions, paging, payload, postmortem
+from handlers import actions, alerts, commands, interactions, paging, payload, postmortem, room
 from handlers.background import BackgroundWork
 from handlers.http_check import HttpExecutor
 from handlers.inbox import Inbox, replaying
@@ -134,7 +134,7 @@ def create_app(
     )
     background = BackgroundWork(metrics)
     bolt.use(_observe(metrics))
-    for listeners in (commands, interactions, actions, postmortem, alerts, paging):
+    for listeners in (commands, interactions, actions, postmortem, alerts, paging, room):
         listeners.register(bolt, services, background)
 
     scheduler = NudgeScheduler(AsyncIOScheduler(timezone="UTC"), services.reminders)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 from bot.durations import parse_duration
 from bot.errors import UserError
@@ -65,11 +65,6 @@ class SetStatus:
 
 
 @dataclass(frozen=True)
-class PostUpdate:
-    text: str
-
-
-@dataclass(frozen=True)
 class AssignRole:
     role: str
     user_id: str
@@ -82,12 +77,28 @@ class AddNote:
 
 @dataclass(frozen=True)
 class Resolve:
-    summary: str = ""
+    summary: str = ""  # the fix
+    root_cause: str = ""
+
+
+@dataclass(frozen=True)
+class PostUpdate:
+    """An update as the seed playbooks write one: status (set apart), the actions taken
+    (`text`), next steps and the impact so far; the bot adds when the next one is due."""
+
+    text: str
+    next_steps: str = ""
+    impact: str = ""
 
 
 @dataclass(frozen=True)
 class ShowReminders:
     pass
+
+
+@dataclass(frozen=True)
+class ShowSummary:
+    """`/incident summary`: the read-in, for the asker only."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,22 @@ class RequestMitigation:
     args: tuple[str, ...] = ()
 
 
+ACTION_CATEGORIES = ("prevention", "detection", "response", "documentation")
+DUE_MAX_DAYS = 366
+
+
+@dataclass(frozen=True)
+class Due:
+    """When an action item is due: a calendar date, or a number of days from today
+    (the service turns it into a date with its clock)."""
+
+    on: date | None = None
+    in_days: int | None = None
+
+    def resolve(self, today: date) -> date:
+        return self.on if self.on is not None else today + timedelta(days=self.in_days or 0)
+
+
 @dataclass(frozen=True)
 class CollectEvidence:
     """`/incident evidence <service> [since=24h]`: an archive on disk, its hash in Slack."""
@@ -133,6 +160,8 @@ class SwitchScenario:
 class AddActionItem:
     text: str
     owner: str | None = None
+    category: str = ""
+    due: Due = Due()
 
 
 @dataclass(frozen=True)
@@ -176,6 +205,7 @@ Command = (
     | AddNote
     | Resolve
     | ShowReminders
+    | ShowSummary
     | Snooze
     | RunDiagnostic
     | RequestMitigation
@@ -203,7 +233,7 @@ _COMMAND_WORDS = frozenset(
     (
         "help list declare severity sev status update note assign commander comms lead "
         "resolve reminders snooze diag diagnose mitigate action postmortem post-mortem close "
-        "page oncall statuspage evidence scenario"
+        "page oncall statuspage evidence scenario summary"
     ).split()
 )
 
@@ -252,9 +282,11 @@ def parse(text: str, severities: SeverityTable) -> Command:
     if verb in ROLES:
         return AssignRole(verb, _mention(rest, f"/incident {verb} @alice"))
     if verb == "resolve":
-        return Resolve(_text(rest, "resolve", "", required=False))
+        return _resolve(_text(rest, "resolve", "", required=False))
     if verb == "reminders":
         return ShowReminders()
+    if verb in ("summary", "readin", "read-in"):
+        return ShowSummary()
     if verb == "snooze":
         return Snooze(_duration(rest))
     if verb == "evidence":
@@ -393,12 +425,71 @@ def _evidence(rest: str) -> CollectEvidence:
     return CollectEvidence(service, since)
 
 
+_ACTION_EXAMPLE = (
+    "/incident action Add an alert on connection-pool saturation @bob category=detection due=2w"
+)
+_OPTION = re.compile(r"^(due|category|cat)=(\S*)$", re.IGNORECASE)
+_RELATIVE_DUE = re.compile(r"^(\d{1,3})([dw])$", re.IGNORECASE)
+
+
 def _action_item(rest: str) -> AddActionItem:
-    text = _text(rest, "action", "Add an alert on connection-pool saturation @bob")
-    words = text.rsplit(None, 1)
-    if len(words) == 2 and _MENTION.match(words[1]):
-        return AddActionItem(words[0], _MENTION.match(words[1]).group(1))  # type: ignore[union-attr]
-    return AddActionItem(text)
+    """`<text> [@owner] category=<…> due=<YYYY-MM-DD | 7d | 2w>`, options anywhere."""
+    options: dict[str, str] = {}
+    words: list[str] = []
+    for word in rest.split(" "):
+        match = _OPTION.match(word.strip())
+        if match:
+            options["category" if match[1].lower() == "cat" else match[1].lower()] = match[2]
+        else:
+            words.append(word)
+    text = _text(
+        " ".join(words).strip(), "action", _ACTION_EXAMPLE.removeprefix("/incident action ")
+    )
+    owner = None
+    last = text.rsplit(None, 1)
+    if len(last) == 2 and (mention := _MENTION.match(last[1])):
+        text, owner = last[0], mention.group(1)
+    category = options.get("category", "").lower()
+    if category not in ACTION_CATEGORIES:
+        given = f" (got `{_shown(category)}`)" if category else ""
+        choices = ", ".join(f"`category={c}`" for c in ACTION_CATEGORIES)
+        raise CommandError(
+            f"Give the action item a category: {choices}{given}, e.g. `{_ACTION_EXAMPLE}`."
+        )
+    return AddActionItem(text, owner, category, _due(options.get("due", "")))
+
+
+def _due(word: str) -> Due:
+    if not word:
+        raise CommandError(
+            f"Give the action item a due date: `due=2026-12-01`, `due=7d` or `due=2w`, "
+            f"e.g. `{_ACTION_EXAMPLE}`."
+        )
+    relative = _RELATIVE_DUE.match(word)
+    if relative:
+        days = int(relative[1]) * (7 if relative[2].lower() == "w" else 1)
+        if not 0 < days <= DUE_MAX_DAYS:
+            raise CommandError(
+                f"A due date is 1 to {DUE_MAX_DAYS} days away (got `{_shown(word)}`)."
+            )
+        return Due(in_days=days)
+    try:
+        return Due(on=date.fromisoformat(word))
+    except ValueError:
+        raise CommandError(
+            f"`{_shown(word)}` is not a due date; use `YYYY-MM-DD`, `7d` or `2w`."
+        ) from None
+
+
+_ROOT_CAUSE = re.compile(r"(?:^|[\s.;,])root cause\s*:\s*", re.IGNORECASE)
+
+
+def _resolve(text: str) -> Resolve:
+    """`resolve <fix> [root cause: <cause>]`, as the seeds' close message has both."""
+    parts = _ROOT_CAUSE.split(text, maxsplit=1)
+    if len(parts) == 2:
+        return Resolve(parts[0].strip(" .;,"), parts[1].strip())
+    return Resolve(text)
 
 
 def _page(rest: str) -> Page:

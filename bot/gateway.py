@@ -151,12 +151,17 @@ class ChatGateway(Protocol):
     # Reading a channel back (the post-mortem) --------------------------------
 
     def history(
-        self, channel: str, *, page_size: int = 200, latest: str | None = None
+        self,
+        channel: str,
+        *,
+        page_size: int = 200,
+        latest: str | None = None,
+        oldest: str | None = None,
     ) -> AsyncIterator[list[Message]]:
         """Top-level messages, newest first, one page per item (cursor paginated).
 
         Waits out rate limits (429 with Retry-After) instead of failing.
-        `latest` (a ts) leaves out anything posted after it.
+        `latest` (a ts) leaves out anything posted after it, `oldest` anything before.
         """
         ...
 

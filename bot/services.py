@@ -23,6 +23,7 @@ from bot.paging.gateways import PagerGateway, StatusPageGateway
 from bot.paging.service import PagingService
 from bot.paging.statuspage import StatusPageService
 from bot.postmortem.service import PostmortemService
+from bot.room.service import RoomService
 from bot.runbooks import Runbooks
 from bot.triage import ScenarioCatalog
 from bot.triage.service import TriageService
@@ -51,6 +52,7 @@ class Services:
     statuspage: StatusPageService
     evidence: EvidenceService
     triage: TriageService
+    room: RoomService
 
     @property
     def context(self) -> Context:
@@ -58,6 +60,7 @@ class Services:
 
     async def sweep(self) -> None:
         """Finish whatever is half-done (declare sagas, queued messages, exports); prune."""
+        await self.room.heartbeat()
         await self.incidents.resume_unfinished()
         await self.postmortems.resume_pending_exports()
         await self.alerts.resume()
@@ -163,6 +166,7 @@ def build_services(
             settings=settings.reminders,
             outbox=outbox,
             metrics=metrics,
+            escalation=paging,
         ),
         actions=actions,
         postmortems=PostmortemService(
@@ -190,4 +194,5 @@ def build_services(
             folder=settings.evidence_dir,
         ),
         triage=triage,
+        room=RoomService(context, owner=settings.replica_id),
     )

@@ -23,7 +23,8 @@ class Severity:
     name: str
     description: str
     examples: tuple[str, ...]
-    response_time: str
+    response_time: str  # as the playbook says it: "Within 15 minutes"
+    response_target: timedelta  # the duration in it, which reminders enforce
     update_cadence: timedelta | None
     announce: bool
     escalate: bool
@@ -93,6 +94,7 @@ def _severity(level: str, spec: Node, items: tuple[ChecklistItemSpec, ...]) -> S
         cadence = None if cadence_text.lower() == "none" else parse_duration(cadence_text)
     except ValueError as exc:
         raise spec.error(f"update_cadence: {exc}") from exc
+    response_time = spec.require("response_time")
     patterns = tuple(spec.require("checklist", list))
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(i.key, str(pattern)) for i in items):
@@ -111,7 +113,8 @@ def _severity(level: str, spec: Node, items: tuple[ChecklistItemSpec, ...]) -> S
         name=spec.require("name"),
         description=spec.require("description"),
         examples=tuple(str(e) for e in spec.expect("examples", list, [])),
-        response_time=spec.require("response_time"),
+        response_time=response_time,
+        response_target=response_target(response_time, spec),
         update_cadence=cadence,
         announce=bool(spec.expect("announce", bool, True)),
         escalate=bool(spec.expect("escalate", bool, False)),
@@ -119,6 +122,17 @@ def _severity(level: str, spec: Node, items: tuple[ChecklistItemSpec, ...]) -> S
         responders=responders,
         checklist=tuple(str(p) for p in patterns),
     )
+
+
+_WITHIN = re.compile(r"(\d+)\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)\b", re.I)
+
+
+def response_target(text: str, spec: Node) -> timedelta:
+    """The duration a `response_time` names: "Immediate (within 15 minutes)" → 15m."""
+    found = _WITHIN.search(text)
+    if found is None:
+        raise spec.error(f"response_time `{text}` names no duration, e.g. `Within 15 minutes`")
+    return parse_duration(f"{found[1]}{found[2][0].lower()}")
 
 
 def _load_checklists(folder: Path) -> tuple[tuple[str, ...], tuple[ChecklistItemSpec, ...]]:

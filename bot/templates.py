@@ -46,6 +46,8 @@ MESSAGE_TEMPLATES = (
     "statuspage_identified.j2",
     "statuspage_monitoring.j2",
     "statuspage_resolved.j2",
+    "summary.j2",
+    "response_overdue.j2",
 )
 
 

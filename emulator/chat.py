@@ -6,6 +6,7 @@ import copy
 import re
 from typing import TYPE_CHECKING, Any
 
+from emulator import events
 from emulator.api import ApiError, Args, Handler
 from emulator.blockkit import check_message, with_ids
 from emulator.models import SYSTEM_SUBTYPES, Channel
@@ -70,11 +71,8 @@ def update(ws: Workspace, a: Args) -> dict[str, Any]:
     new_blocks = message.get("blocks") if blocks is None and text is None else blocks
     new_attachments = message.get("attachments") if attachments is None else attachments
     check_message(new_text, new_blocks, new_attachments)
-    for key in ("blocks", "attachments"):
-        message.pop(key, None)
-    message.update(message_content(new_text, new_blocks, new_attachments))
-    if blocks is None:
-        message["edited"] = {"user": ws.bot_user_id, "ts": ws.next_ts()}
+    content = message_content(new_text, new_blocks, new_attachments)
+    edit(ws, channel, message, content, ws.bot_user_id, mark_edited=blocks is None)
     return {
         "ok": True,
         "channel": channel.id,
@@ -84,17 +82,38 @@ def update(ws: Workspace, a: Args) -> dict[str, Any]:
     }
 
 
+def edit(
+    ws: Workspace,
+    channel: Channel,
+    message: dict[str, Any],
+    content: dict[str, Any],
+    user: str,
+    *,
+    mark_edited: bool = True,
+) -> None:
+    """Replace a message's body in place and send `message_changed`."""
+    before = copy.deepcopy(message)
+    for key in ("text", "blocks", "attachments"):
+        message.pop(key, None)
+    message.update(content)
+    event_ts = ws.next_ts()
+    if mark_edited:
+        message["edited"] = {"user": user, "ts": event_ts}
+    ws.emit(events.changed_event(channel, before, message, event_ts), channel.id)
+
+
 def delete(ws: Workspace, a: Args) -> dict[str, Any]:
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
     message = ws.find_message(channel, a.required("ts", "message_not_found"))
     if message.get("bot_id") != ws.bot_id:
         raise ApiError("cant_delete_message")
-    delete_message(channel, message)
+    delete_message(ws, channel, message)
     return {"ok": True, "channel": channel.id, "ts": message["ts"]}
 
 
-def delete_message(channel: Channel, message: dict[str, Any]) -> None:
+def delete_message(ws: Workspace, channel: Channel, message: dict[str, Any]) -> None:
     """Remove a message; a parent with replies leaves a tombstone, as in Slack."""
+    ws.emit(events.deleted_event(channel, message, ws.next_ts()), channel.id)
     ts = message["ts"]
     channel.pins[:] = [p for p in channel.pins if p["ts"] != ts]
     if message.get("reply_count"):
@@ -160,20 +179,26 @@ def _pinned_message(ws: Workspace, a: Args) -> tuple[Channel, dict[str, Any]]:
 
 def pins_add(ws: Workspace, a: Args) -> dict[str, Any]:
     channel, message = _pinned_message(ws, a)
+    pin(ws, channel, message, ws.bot_user_id)
+    return {"ok": True}
+
+
+def pin(ws: Workspace, channel: Channel, message: dict[str, Any], user: str) -> None:
+    """Pin a message for `user` and send `pin_added`."""
     if message.get("subtype") in SYSTEM_SUBTYPES:
         raise ApiError("not_pinnable")
     if any(p["ts"] == message["ts"] for p in channel.pins):
         raise ApiError("already_pinned")
-    pin = {
+    item = {
         "type": "message",
         "ts": message["ts"],
         "channel": channel.id,
         "created": int(ws.now()),
-        "created_by": ws.bot_user_id,
+        "created_by": user,
     }
-    channel.pins.append({**pin, "message": message})
+    channel.pins.append({**item, "message": message})
     message.setdefault("pinned_to", []).append(channel.id)
-    return {"ok": True}
+    ws.emit(events.pin_event(channel, channel.pins[-1], ws.next_ts()), channel.id)
 
 
 def pins_remove(ws: Workspace, a: Args) -> dict[str, Any]:
@@ -218,6 +243,7 @@ def react(ws: Workspace, channel: Channel, ts: str, name: str, user: str) -> Non
         raise ApiError("already_reacted")
     reaction["users"].append(user)
     reaction["count"] += 1
+    ws.emit(events.reaction_event(channel, message, name, user, ws.next_ts()), channel.id)
 
 
 METHODS: dict[str, Handler] = {

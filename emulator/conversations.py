@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from emulator import events
 from emulator.api import ApiError, Args, Handler, paginate
 from emulator.models import Channel
 
@@ -122,11 +123,18 @@ def join(ws: Workspace, a: Args) -> dict[str, Any]:
             "warning": "already_in_channel",
             "response_metadata": {"warnings": ["already_in_channel"]},
         }
-    channel.members.append(ws.bot_user_id)
-    ws.system_message(
-        channel, "channel_join", ws.bot_user_id, f"<@{ws.bot_user_id}> has joined the channel"
-    )
+    add_member(ws, channel, ws.bot_user_id, inviter=None)
     return {"ok": True, "channel": describe(ws, channel)}
+
+
+def add_member(ws: Workspace, channel: Channel, user_id: str, *, inviter: str | None) -> None:
+    """A user joins (or is invited): the join notice, then `member_joined_channel`."""
+    channel.members.append(user_id)
+    extra = {"inviter": inviter} if inviter else {}
+    ws.system_message(
+        channel, "channel_join", user_id, f"<@{user_id}> has joined the channel", **extra
+    )
+    ws.emit(events.joined_event(ws, channel, user_id, inviter, ws.next_ts()), channel.id)
 
 
 def invite(ws: Workspace, a: Args) -> dict[str, Any]:
@@ -147,14 +155,7 @@ def invite(ws: Workspace, a: Args) -> dict[str, Any]:
     if errors and not a.flag("force"):
         raise ApiError(errors[0]["error"], errors=errors)
     for user_id in valid:
-        channel.members.append(user_id)
-        ws.system_message(
-            channel,
-            "channel_join",
-            user_id,
-            f"<@{user_id}> has joined the channel",
-            inviter=ws.bot_user_id,
-        )
+        add_member(ws, channel, user_id, inviter=ws.bot_user_id)
     result: dict[str, Any] = {"ok": True, "channel": describe(ws, channel)}
     if errors:
         result["errors"] = errors

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from emulator.api import ApiError, Args, Handler
 from emulator.blockkit import check_message, check_view, with_ids
-from emulator.chat import delete_message, message_content
+from emulator.chat import delete_message, edit, message_content
 from emulator.models import COMMAND_RESPONSE, RESPONSE_URL, VIEW_RESPONSE
 
 if TYPE_CHECKING:
@@ -281,12 +281,11 @@ def _replace_source(ws: Workspace, hook: ResponseHook, content: dict[str, Any]) 
                 }
             )
         return target is not None
-    message = ws.channels[hook.channel_id].messages.get(hook.message_ts)
+    channel = ws.channels[hook.channel_id]
+    message = channel.messages.get(hook.message_ts)
     if message is None:
         return False
-    for key in ("blocks", "attachments"):
-        message.pop(key, None)
-    message.update(content)
+    edit(ws, channel, message, content, ws.bot_user_id, mark_edited=False)
     return True
 
 
@@ -301,7 +300,7 @@ def _delete_source(ws: Workspace, hook: ResponseHook) -> None:
     channel = ws.channels[hook.channel_id]
     message = channel.messages.get(hook.message_ts)
     if message is not None:
-        delete_message(channel, message)
+        delete_message(ws, channel, message)
 
 
 def apply_submission_response(ws: Workspace, view: View, body: Any) -> None:

@@ -23,6 +23,7 @@ from aiohttp import BodyPartReader, web
 
 from app.manifest import bot_scopes, load_manifest
 from emulator.api import Args
+from emulator.events import EventsApi
 from emulator.files import store_upload
 from emulator.socket_mode import SocketModeHub
 from emulator.state import Workspace
@@ -73,6 +74,8 @@ class SlackEmulator:
         self.app_token = app_token
         self.socket_mode = SocketModeHub()
         self.workspace = workspace or Workspace()
+        # The Events API pushes what happens in the workspace to the app, once subscribed.
+        self.events = EventsApi(self.workspace, self.socket_mode)
         self._host = host
         self._requested_port = port
         self._port: int | None = None
@@ -110,6 +113,7 @@ class SlackEmulator:
         self.workspace.public_url = self.base_url
 
     async def stop(self) -> None:
+        await self.events.close()
         await self.socket_mode.close()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -51,8 +51,12 @@ class SocketModeHub:
     async def wait_connected(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
-    async def send(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Push one envelope to the app; return its acknowledgement (raises on no ack in 3 s)."""
+    async def send(
+        self, kind: str, payload: dict[str, Any], extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Push one envelope to the app; return its acknowledgement (raises on no ack in 3 s).
+
+        `extra` adds envelope fields, e.g. an `events_api` retry's `retry_attempt`."""
         await self.wait_connected()
         envelope_id = f"env-{next(self._ids)}"
         waiter = asyncio.get_running_loop().create_future()
@@ -63,6 +67,7 @@ class SocketModeHub:
                 "type": kind,
                 "payload": payload,
                 "accepts_response_payload": kind != "events_api",
+                **(extra or {}),
             }
         )
         try:

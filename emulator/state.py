@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from emulator import chat, conversations, directory, files, history, interactive
+from emulator import chat, conversations, directory, events, files, history, interactive
 from emulator.api import ApiError, Args, Handler
 from emulator.models import SYSTEM_SUBTYPES, Call, Channel, is_top_level
 
@@ -70,6 +70,8 @@ class Workspace:
         # manifest's bot scopes) to have methods refuse with `missing_scope` as Slack does.
         self.scopes: frozenset[str] | None = None
         self.call_log: list[Call] = []
+        # The Events API (emulator/events.py) listens here once a server is running.
+        self.on_event: events.Emit | None = None
         self.add_user(bot_user_id, bot_name, is_bot=True)
 
     # ----------------------------------------------------------------- dispatch
@@ -200,7 +202,13 @@ class Workspace:
             if broadcast:
                 message["subtype"] = "thread_broadcast"
         channel.messages[message["ts"]] = message
+        self.emit(events.message_event(channel, message), channel.id)
         return message
+
+    def emit(self, event: dict[str, Any], channel_id: str) -> None:
+        """Hand an event to the Events API (which sends what the app subscribed to)."""
+        if self.on_event is not None:
+            self.on_event(event, channel_id)
 
     def bot_message_fields(self) -> dict[str, Any]:
         return {
@@ -325,6 +333,34 @@ class Workspace:
     def add_reaction(self, channel_id: str, ts: str, name: str, user: str) -> None:
         """A human reacting to a message (e.g. :pushpin: to mark a timeline event)."""
         chat.react(self, self.channels[channel_id], ts, name, user)
+
+    def edit_as_user(self, channel_id: str, ts: str, user: str, text: str) -> None:
+        """A human editing their own message (Slack sends `message_changed`)."""
+        channel = self.channels[channel_id]
+        message = self.find_message(channel, ts)
+        if message.get("user") != user:
+            raise ApiError("cant_update_message")
+        chat.edit(self, channel, message, {"text": text}, user)
+
+    def delete_as_user(self, channel_id: str, ts: str, user: str) -> None:
+        """A human deleting their own message (Slack sends `message_deleted`)."""
+        channel = self.channels[channel_id]
+        message = self.find_message(channel, ts)
+        if message.get("user") != user:
+            raise ApiError("cant_delete_message")
+        chat.delete_message(self, channel, message)
+
+    def pin_as_user(self, channel_id: str, ts: str, user: str) -> None:
+        """A human pinning a message (Slack sends `pin_added`)."""
+        channel = self.channels[channel_id]
+        chat.pin(self, channel, self.find_message(channel, ts), user)
+
+    def join_as_user(self, channel_id: str, user: str) -> None:
+        """A human joining a public channel (Slack sends `member_joined_channel`)."""
+        channel = self.channels[channel_id]
+        self.require_user(user)
+        if user not in channel.members:
+            conversations.add_member(self, channel, user, inviter=None)
 
     def channel_by_name(self, name: str) -> Channel | None:
         return next((c for c in self.channels.values() if c.name == name), None)

@@ -122,6 +122,8 @@ async def _dispatch(services: Services, command: c.Command, request: Request) ->
             return await incidents.add_action_item(command, request)
         case c.ShowReminders():
             return await services.reminders.show(request.channel_id)
+        case c.ShowSummary():
+            return await services.room.summary(request)
         case c.RunDiagnostic():
             return await services.actions.diagnose(command, request)
         case c.RequestMitigation():

@@ -74,8 +74,8 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
 
     @app.view(UPDATE_CALLBACK)
     async def update_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        status, text, errors = parse_update_form(payload.at(view, "state", "values"))
-        if errors:
+        status, said, errors = parse_update_form(payload.at(view, "state", "values"))
+        if said is None:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
@@ -88,20 +88,20 @@ def register(app: AsyncApp, services: Services, background: BackgroundWork) -> N
             return
         key = f"view:{view_id}"
 
-        async def update() -> str:
+        async def update(said: PostUpdate) -> str:
             # The same as `/incident status …` then `/incident update …`.
             replies = [
                 await incidents.set_status(
                     SetStatus(status), Request(user, channel, key + ":status")
                 ),
-                await incidents.post_update(PostUpdate(text), Request(user, channel, key)),
+                await incidents.post_update(said, Request(user, channel, key)),
             ]
             return "\n".join(r for r in replies if r and "already" not in r)
 
         async def tell(reply: str) -> None:
             await services.chat.post_ephemeral(channel, user, reply)
 
-        background.answer(update(), tell, name="update_submitted")
+        background.answer(update(said), tell, name="update_submitted")
 
     @app.view(DECLARE_CALLBACK)
     async def declare_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:

@@ -333,11 +333,18 @@ class SlackGateway:
         return [str(u) for u in data.get("users", [])]
 
     async def history(
-        self, channel: str, *, page_size: int = 200, latest: str | None = None
+        self,
+        channel: str,
+        *,
+        page_size: int = 200,
+        latest: str | None = None,
+        oldest: str | None = None,
     ) -> AsyncIterator[list[Message]]:
         args: dict[str, Any] = {"channel": await self._resolve(channel), "limit": page_size}
         if latest:
             args.update(latest=latest, inclusive=True)
+        if oldest:
+            args.update(oldest=oldest, inclusive=True)
         async for page in self._pages("conversations.history", args):
             yield page
 

@@ -67,6 +67,9 @@ class Incident(Base):
     # Bumped by every change of `next_update_due_at`: a reminder send that finishes
     # reschedules only if nothing (a snooze, an update) re-timed it while it was in flight.
     reminder_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the missed response target (severities.yml `response_time`: no commander and
+    # no update by then) was escalated; set once, under the nudge claim.
+    response_escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # The end of an active `/incident snooze`, which a severity change keeps.
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -378,3 +381,19 @@ class Triage(Base):
     digest_outbox_id: Mapped[int | None] = mapped_column(Integer, default=None)
     # Per diagnostic: command, ok, error, summary, output (redacted by the executors).
     results: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class Listener(Base):
+    """A span during which one Firebreak process was receiving Slack's events.
+
+    The process writes its row when it starts and moves `seen_at` forward on every
+    sweep; a sweep that finds its own row stale (the process stalled, or lost the
+    database) starts a new row instead. What no row covers is a gap: the post-mortem
+    reads the channel's history there (bot/postmortem/room.py)."""
+
+    __tablename__ = "listeners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -277,3 +277,13 @@ def states(session: Session, row_ids: list[int], now: datetime) -> list[RowState
             error = head.last_error
         result.append(RowState(row.id, row.destination, row.channel, row.kind, status, error))
     return result
+
+
+def delivered_ts(session: Session, incident_id: int) -> list[tuple[int, str]]:
+    """(row id, message ts) of the incident's messages Slack took."""
+    rows = session.execute(
+        select(OutboxMessage.id, OutboxMessage.delivered_ts).where(
+            OutboxMessage.incident_id == incident_id, OutboxMessage.delivered_ts.is_not(None)
+        )
+    )
+    return [(row_id, str(ts)) for row_id, ts in rows]

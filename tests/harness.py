@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 from app.wiring import Firebreak, create_app
@@ -24,6 +26,7 @@ from storage.migrate import upgrade_database
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
 BOT_TOKEN = "xoxb-test-token"
+ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "test-signing-secret"
 
 
@@ -69,6 +72,15 @@ class Harness:
         ]
 
 
+def manifest() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "manifest.yml").read_text()))
+
+
+def manifest_events() -> list[str]:
+    """The bot events the app subscribes to, as the manifest lists them."""
+    return list(manifest()["settings"]["event_subscriptions"]["bot_events"])
+
+
 def seeded_workspace() -> Workspace:
     workspace = Workspace()
     workspace.add_user(ALICE, "alice", real_name="Alice Example", email="alice@example.com")
@@ -84,12 +96,17 @@ async def running_firebreak(
     clock: Clock | None = None,
     executors: Executors | None = None,
     role: str = "all",
+    events: bool = False,
+    app_token: str | None = None,
     **env: str,
 ) -> AsyncIterator[Harness]:
+    """With `events`, the emulator delivers the manifest's bot events to the app."""
     workspace = seeded_workspace()
     general = workspace.add_channel("general", members=[ALICE, BOB, CAROL, workspace.bot_user_id])
     announce = workspace.add_channel("incidents", members=[ALICE, BOB])
-    async with SlackEmulator(bot_token=BOT_TOKEN, workspace=workspace) as emulator:
+    async with SlackEmulator(
+        bot_token=BOT_TOKEN, workspace=workspace, app_token=app_token
+    ) as emulator:
         settings = load_settings(
             {
                 "SLACK_BOT_TOKEN": BOT_TOKEN,
@@ -107,6 +124,10 @@ async def running_firebreak(
         await site.start()
         port = runner.addresses[0][1]
         driver = SlackDriver(f"http://127.0.0.1:{port}/slack/events", SIGNING_SECRET, workspace)
+        if events:
+            emulator.events.subscribe(
+                manifest_events(), request_url=driver.app_url, signing_secret=SIGNING_SECRET
+            )
         try:
             yield Harness(emulator, workspace, driver, app, general.id, announce.id)
         finally:

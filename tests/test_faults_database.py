@@ -116,7 +116,7 @@ CHANNEL_COMMANDS = [
     "severity P0",
     "status identified",
     "assign comms <@U0BOB|bob>",
-    "action add a replica alert",
+    "action add a replica alert category=response due=7d",
     "snooze 10m",
     "reminders",
 ]

@@ -568,7 +568,12 @@ async def test_control_characters_are_not_a_database_error(
     slack = postgres_slack
     await slack.command(f"declare P2 search{bad} down")
     channel = slack.only_incident_channel()
-    for text in (f"update a{bad}b", f"note {bad}x", f"action fix{bad} it", f"resolve ok{bad}"):
+    for text in (
+        f"update a{bad}b",
+        f"note {bad}x",
+        f"action fix{bad} it category=response due=7d",
+        f"resolve ok{bad}",
+    ):
         await slack.command(text, channel=channel.id)
     replies = slack.ephemeral_texts(ALICE)
     assert not [r for r in replies if GENERIC_FAILURE in r], replies

@@ -143,7 +143,7 @@ async def test_no_live_special_mention_reaches_slack(slack: Harness, title: str,
     for command in (
         f"update {text}",
         f"note {text}",
-        f"action {text}",
+        f"action {text} category=response due=7d",
         "severity P0",  # new checklist items: the pinned checklist is updated
         f"resolve {text}",
     ):

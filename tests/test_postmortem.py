@@ -172,7 +172,11 @@ async def scripted_incident(scene: Scene) -> Channel:
     await scene.command("status monitoring", BOB, channel)
     scene.clock.advance(minutes=30)  # past midnight: the timeline spans two days
     await scene.command("update Error rate is back to baseline", BOB, channel)
-    await scene.command("action Alert on payment client timeouts <@U0CAROL>", ALICE, channel)
+    await scene.command(
+        "action Alert on payment client timeouts <@U0CAROL> category=detection due=2w",
+        ALICE,
+        channel,
+    )
     await scene.command(
         "resolve Rolled back checkout-api to v1.4.2; payment timeout raised to 5s", BOB, channel
     )

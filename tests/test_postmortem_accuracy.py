@@ -50,7 +50,7 @@ async def test_a_declarer_acting_alone_acknowledged_it_by_declaring(scene: Scene
         document["times"]["acknowledged"] == "2024-03-01T23:30:00Z" == document["times"]["declared"]
     )
     assert document["metrics"]["time_to_acknowledge"] == 0.0
-    assert "| Acknowledged | 2024-03-01 23:30 UTC |" in markdown
+    assert "| Acknowledged | 2024-03-01 23:30 UTC · target within 1 hour: met |" in markdown
     assert "| Time to acknowledge | under a second | acknowledged, as defined above" in markdown
     # The definition is stated where the number is.
     assert "**Acknowledged** is when a person is known to be on the incident" in markdown

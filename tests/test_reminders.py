@@ -81,8 +81,12 @@ async def test_cadence_per_severity(
 
 async def test_p3_has_no_reminders(slack: Harness, clock: ManualClock) -> None:
     channel = await declare(slack, "P3")
-    assert (await incident(slack)).next_update_due_at is None
+    row = await incident(slack)
+    # Only its response target (4 hours) is watched, until someone takes it on.
+    assert row.next_update_due_at == row.declared_at + timedelta(hours=4)
+    await slack.command(f"commander <@{BOB}>", channel=channel.id)
     assert await tick(slack, clock, 600) == 0
+    assert (await incident(slack)).next_update_due_at is None
     await slack.command("reminders", channel=channel.id)
     assert "P3 incidents have no update reminders" in slack.ephemeral_texts(ALICE)[-1]
 
@@ -113,6 +117,8 @@ async def test_severity_change_retimes_and_resolve_stops(
     slack: Harness, clock: ManualClock
 ) -> None:
     channel = await declare(slack, "P2")
+    # Taken on: its response target (test_response_time.py) no longer sets the time.
+    await slack.command(f"commander <@{BOB}>", channel=channel.id)
     clock.advance(timedelta(minutes=10))
     await slack.command("severity P1", channel=channel.id)
     assert (await incident(slack)).next_update_due_at == clock.now() + timedelta(minutes=15)
@@ -225,7 +231,9 @@ async def test_a_stalled_nudge_holder_cannot_record_its_send(
     assert len(nudges(slack, channel)) == 1
 
     # Replica A wakes up and records what it was doing; both writes are refused.
-    assert not await db.run(reminders._sent, row.id, stalled, False, False, row.last_update_at)
+    assert not await db.run(
+        reminders._sent, row.id, stalled, False, False, False, row.last_update_at
+    )
     await db.run(reminders._failed, row.id, stalled.token, "ratelimited", clock.now())
     assert len(await event_log(slack, "nudge")) == 1
     assert await event_log(slack, "nudge_failed") == []

@@ -128,7 +128,7 @@ async def test_a_closed_incident_refuses_changes_and_points_to_a_follow_up(
         "note the pods crash again",
         "resolve Restarted them again",
         f"commander <@{BOB}|bob>",
-        "action Add an alert",
+        "action Add an alert category=response due=7d",
         "diag pods checkout",
         "mitigate restart checkout",
     ):

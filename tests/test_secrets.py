@@ -159,7 +159,8 @@ async def play_an_incident(rig: Rig) -> None:
     run = [
         f"update {LEAKY_TEXT}",
         f"note {LEAKY_TEXT}",
-        f"action rotate {SLACK_TOKEN} and postgres://app:{DB_PASSWORD}@db <@U0BOB>",
+        f"action rotate {SLACK_TOKEN} and postgres://app:{DB_PASSWORD}@db <@U0BOB>"
+        " category=prevention due=7d",
         "diag logs checkout 300",
         "diag health checkout",
         "diag health checkout readiness",

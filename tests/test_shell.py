@@ -123,7 +123,7 @@ async def test_incident_lifecycle_in_the_shell(tmp_path: Path) -> None:
 
     resolved = after(out, "/incident resolve Fixed by the rollback")
     assert "Resolved: api down (P1)" in resolved and "by @bob" in resolved
-    assert "│ Fixed by the rollback" in resolved
+    assert "Fix: Fixed by the rollback" in resolved
     assert "set the channel topic: P1 · resolved · IC @bob · api down" in resolved
     assert "never sent" not in out.split("> :quit")[1]  # nothing runs after :quit
 

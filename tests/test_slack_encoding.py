@@ -58,7 +58,8 @@ async def test_every_free_text_command_round_trips(slack: Harness) -> None:
     assert shown in checklist["blocks"][0]["text"]["text"] and shown in checklist["text"]
 
     for verb, text in TYPED.items():
-        await slack.command(f"{verb} {text}", channel=channel.id)
+        suffix = " category=response due=7d" if verb == "action" else ""
+        await slack.command(f"{verb} {text}{suffix}", channel=channel.id)
         assert any(escape(text) in t for t in slack.texts(channel.id)), (verb, text)
     assert not [t for t in slack.ephemeral_texts(ALICE) if "&amp;gt;" in t or "keep it" in t]
 

@@ -76,7 +76,7 @@ async def test_at_the_limit_is_posted(slack: Harness) -> None:
     channel = await declared(slack)
     await slack.command(f"update {AT_THE_LIMIT}", channel=channel.id)
     await slack.command(f"note {AT_THE_LIMIT}", channel=channel.id)
-    await slack.command(f"action {AT_THE_LIMIT}", channel=channel.id)
+    await slack.command(f"action {AT_THE_LIMIT} category=response due=7d", channel=channel.id)
     await slack.command(f"resolve {AT_THE_LIMIT}", channel=channel.id)
     assert refused_posts(slack) == []
     assert [t for t in slack.ephemeral_texts(ALICE) if "warning" in t] == []

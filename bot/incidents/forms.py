@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from bot.commands import CommandError, Declare, clean, validate_title
+from bot.commands import CommandError, Declare, PostUpdate, clean, validate_title
 from bot.incidents.limits import TEXT_MAX, over_limit
 from bot.incidents.rules import STATUSES, TITLE_MAX
 from bot.severities import SeverityTable
@@ -164,9 +164,11 @@ UPDATE_CALLBACK = "post_update"
 
 
 def update_form(incident_id: int, channel_id: str, status: str) -> dict[str, Any]:
-    """The nudge's "Post update" modal, prefilled with the current status."""
+    """The nudge's "Post update" modal, prefilled with the current status: the seeds'
+    update (status, actions taken, next steps; the bot adds when the next is due)."""
     options = [{"text": {"type": "plain_text", "text": s}, "value": s} for s in STATUSES]
     current = next(o for o in options if o["value"] == status)
+    text = {"type": "plain_text_input", "multiline": True, "max_length": TEXT_MAX}
     return {
         "type": "modal",
         "callback_id": UPDATE_CALLBACK,
@@ -180,24 +182,28 @@ def update_form(incident_id: int, channel_id: str, status: str) -> dict[str, Any
                 "Status",
                 {"type": "static_select", "options": options, "initial_option": current},
             ),
-            _input(
-                "update",
-                "What changed?",
-                {"type": "plain_text_input", "multiline": True, "max_length": TEXT_MAX},
-            ),
+            _input("update", "Actions taken", text),
+            _input("next_steps", "Next steps", text, optional=True),
+            _input("impact", "Impact so far", text, optional=True),
         ],
     }
 
 
-def parse_update_form(values: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
-    """(status, text, field errors)."""
+def parse_update_form(values: dict[str, Any]) -> tuple[str, PostUpdate | None, dict[str, str]]:
+    """(status, the update, field errors)."""
     status = _string(_entry(values, "status"), "selected_option", "value")
-    text = clean(_string(_entry(values, "update"), "value")).strip()
+    said = {
+        block: clean(_string(_entry(values, block), "value")).strip()
+        for block in ("update", "next_steps", "impact")
+    }
     errors: dict[str, str] = {}
     if status not in STATUSES:
         errors["status"] = f"Choose one of: {', '.join(STATUSES)}."
-    if not text:
-        errors["update"] = "Write what changed."
-    elif problem := over_limit(text):
-        errors["update"] = problem
-    return status, text, errors
+    if not said["update"]:
+        errors["update"] = "Write what was done."
+    for block, text in said.items():
+        if block not in errors and (problem := over_limit(text)):
+            errors[block] = problem
+    if errors:
+        return status, None, errors
+    return status, PostUpdate(said["update"], said["next_steps"], said["impact"]), {}

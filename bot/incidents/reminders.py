@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -65,9 +66,40 @@ def retime_keeping_snooze(
 
 
 def next_due(incident: Incident, severities: SeverityTable, now: datetime) -> datetime | None:
-    """A full cadence from now; None when resolved or the severity has no cadence."""
+    """A full cadence from now, or the response deadline if that comes first; None when
+    resolved, or the severity has no cadence and the response target is no concern."""
+    if incident.status == "resolved":
+        return None
     cadence = severities.levels[incident.severity].update_cadence
-    return now + cadence if cadence and incident.status != "resolved" else None
+    due = now + cadence if cadence else None
+    deadline = response_deadline(incident, severities)
+    if deadline is not None and deadline > now and (due is None or deadline < due):
+        return deadline
+    return due
+
+
+def response_deadline(incident: Incident, severities: SeverityTable) -> datetime | None:
+    """When the severity's response target runs out, while it can still be missed: no
+    commander, no update, not yet escalated, not resolved. None otherwise."""
+    if (
+        incident.response_escalated_at is not None
+        or incident.last_update_at is not None
+        or incident.status == "resolved"
+        or incident.role("commander") is not None
+    ):
+        return None
+    return incident.declared_at + severities.levels[incident.severity].response_target
+
+
+def response_overdue(incident: Incident, severities: SeverityTable, now: datetime) -> bool:
+    deadline = response_deadline(incident, severities)
+    return deadline is not None and now >= deadline
+
+
+class ResponseEscalation(Protocol):
+    """Who else acts when a response target is missed (paging: `bot/paging`)."""
+
+    def response_overdue(self, session: Session, incident: Incident, now: datetime) -> None: ...
 
 
 def set_due(incident: Incident, due: datetime | None) -> None:
@@ -104,12 +136,14 @@ class ReminderService(Service):
         settings: ReminderSettings,
         outbox: Outbox,
         metrics: Metrics,
+        escalation: ResponseEscalation | None = None,
     ) -> None:
         super().__init__(context)
         self._owner = owner
         self._settings = settings
         self._outbox = outbox
         self._metrics = metrics
+        self._escalation = escalation
 
     async def schedule(self) -> dict[int, datetime]:
         return await self._db.run(store.schedule)
@@ -134,10 +168,19 @@ class ReminderService(Service):
         marker = f"fb-nudge-{incident.id}-{int(due_at.timestamp())}"
         escalate = incident.nudges_missed >= self._settings.escalate_after
         late = now - due_at > LATE_AFTER
+        overdue = response_overdue(incident, self._runbooks.severities, now)
+        if (
+            not overdue
+            and self._runbooks.severities.levels[incident.severity].update_cadence is None
+        ):
+            # A response deadline someone answered in time (a commander took it on), on a
+            # severity without update reminders: nothing to say.
+            await self._db.run(self._quiet, incident.id, claimed)
+            return False
         try:
             ts = await self._already_posted(incident.channel_id, marker) if claimed.lapsed else None
             if ts is None:
-                text, blocks = self._nudge(incident, marker, now, late, escalate)
+                text, blocks = self._nudge(incident, marker, now, late, escalate, overdue)
                 ts = await self._chat.post(incident.channel_id, text, blocks)
         except ChatError as exc:
             if undeliverable.is_permanent(exc.code):
@@ -153,15 +196,24 @@ class ReminderService(Service):
             self._metrics.nudge_failures.inc()
             return False
         if not await self._db.run(
-            self._sent, incident.id, claimed, late, escalate, incident.last_update_at
+            self._sent, incident.id, claimed, late, escalate, overdue, incident.last_update_at
         ):
             log.warning("nudge claim on incident %s was taken over; not recorded", incident.id)
             return False
         self._metrics.nudges.labels(str(late).lower(), str(escalate).lower()).inc()
         self._metrics.nudge_delay.observe(max(0.0, (now - due_at).total_seconds()))
-        if escalate:
+        if escalate or overdue:
             await self._outbox.deliver(incident.id)
         return True
+
+    def _quiet(self, session: Session, incident_id: int, claimed: store.Claim) -> None:
+        """Free the claim of a wake-up that had nothing to say, and plan the next one."""
+        incident = store.held(session, incident_id, claimed.token)
+        if incident is None:
+            return
+        due = next_due(incident, self._runbooks.severities, self._clock.now())
+        if not store.reschedule(session, incident_id, claimed.version, due):
+            store.release(session, incident_id, claimed.token, None)
 
     async def _already_posted(self, channel: str, marker: str) -> str | None:
         for message in await self._chat.recent_messages(channel, limit=50):
@@ -170,7 +222,13 @@ class ReminderService(Service):
         return None
 
     def _nudge(
-        self, incident: Incident, marker: str, now: datetime, late: bool, escalate: bool
+        self,
+        incident: Incident,
+        marker: str,
+        now: datetime,
+        late: bool,
+        escalate: bool,
+        overdue: bool = False,
     ) -> tuple[Mrkdwn, list[dict[str, object]]]:
         owner = incident.role("commander") or incident.declared_by
         since = incident.last_update_at or incident.declared_at
@@ -184,6 +242,14 @@ class ReminderService(Service):
             lines.append("No update has been posted since the incident was declared.")
         if late:
             lines.append("_This reminder fell due while Firebreak was unavailable; sent now._")
+        if overdue:
+            severity = self._runbooks.severities.levels[incident.severity]
+            lines.append(
+                f":rotating_light: Nobody has taken this {severity.level} on: no commander and "
+                f"no update {format_duration(now - incident.declared_at)} after the declaration "
+                f"(target: {severity.response_time.lower()}). Escalated to "
+                f"#{self._settings.announce_channel}; `/incident commander @someone` takes it."
+            )
         if escalate:
             comms = incident.role("comms")
             who = f" {mention(comms)}" if comms else ""
@@ -222,6 +288,7 @@ class ReminderService(Service):
         claimed: store.Claim,
         late: bool,
         escalate: bool,
+        overdue: bool,
         update_read: datetime | None,
     ) -> bool:
         """Record a posted nudge, unless another holder took the claim over (False)."""
@@ -234,6 +301,10 @@ class ReminderService(Service):
         # reset the count and re-timed the schedule, and neither is undone here.
         answered = incident.last_update_at != update_read
         escalate = escalate and not answered
+        # Still nobody on it, under the claim's lock (a commander may have come meanwhile).
+        overdue = overdue and response_overdue(incident, self._runbooks.severities, now)
+        if overdue:
+            self._escalate_response(session, incident, now)
         if not answered:
             incident.nudges_missed += 1
         # Coalesce: the next one is a full cadence from now, never a burst of missed ones.
@@ -270,6 +341,36 @@ class ReminderService(Service):
                 collapse_key=ESCALATION,
             )
         return True
+
+    def _escalate_response(self, session: Session, incident: Incident, now: datetime) -> None:
+        """The response target is missed: say so once in the broadcast channel, and page
+        where paging is configured."""
+        severity = self._runbooks.severities.levels[incident.severity]
+        incident.response_escalated_at = now
+        incident_store.append_event(
+            session,
+            incident,
+            "response_overdue",
+            "firebreak",
+            now,
+            target=severity.response_time,
+            target_seconds=severity.response_target.total_seconds(),
+            waited_seconds=(now - incident.declared_at).total_seconds(),
+        )
+        text = self._runbooks.templates.render(
+            "response_overdue.j2",
+            incident=incident,
+            severity=severity,
+            waited=now - incident.declared_at,
+        )
+        # A private incident's overdue notice stays in its own channel (privacy.py).
+        where = (
+            self._settings.announce_channel if privacy.broadcasts(incident) else incident.channel_id
+        )
+        if where:
+            enqueue(session, incident.id, "post", now, channel=str(where), text=text)
+        if self._escalation is not None:
+            self._escalation.response_overdue(session, incident, now)
 
     def _undeliverable(self, session: Session, incident_id: int, token: int, code: str) -> None:
         """Record it and say so once (in the broadcast channel, for an archived incident

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -23,17 +23,20 @@ from bot.gateway import ChatError
 from bot.incidents import followup, privacy, views
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.hooks import IncidentHooks, Triage
-from bot.incidents.limits import check_message
+from bot.incidents.limits import SECTION_MAX, check_message
 from bot.incidents.outbox import Outbox
 from bot.incidents.people import check_assignable
 from bot.incidents.reminders import retime, retime_keeping_snooze
 from bot.mrkdwn import mention, user_text
 from storage import incidents as store
+from storage import paging as paging_store
 from storage.db import DatabaseUnavailable
 from storage.models import Event, Incident
 from storage.outbox import enqueue, outbox_rows, queued_in
 
 log = logging.getLogger(__name__)
+
+FOLLOW_UP_SHOWN = 10  # action items listed in the close message; the rest are counted
 
 # A change applied inside the transaction: returns the requester's reply.
 Change = Callable[[Session, Incident, datetime], str]
@@ -154,6 +157,9 @@ class IncidentService(Service):
             follow_up_of=follow_up,
             service=command.service,
             private=command.private,
+            # The response target in force, for the post-mortem to compare against.
+            response_time=severity.response_time,
+            response_seconds=severity.response_target.total_seconds(),
         )
         if command.commander:
             store.set_role(session, incident, "commander", command.commander, request.actor, now)
@@ -208,6 +214,8 @@ class IncidentService(Service):
                 old=old.level,
                 new=new.level,
                 added_items=added,
+                response_time=new.response_time,
+                response_seconds=new.response_target.total_seconds(),
             )
             self._post(
                 session,
@@ -282,31 +290,31 @@ class IncidentService(Service):
 
     async def post_update(self, command: c.PostUpdate, request: Request) -> str:
         def change(session: Session, incident: Incident, now: datetime) -> str:
+            fields = {"next_steps": command.next_steps, "impact": command.impact}
             event = store.append_event(
-                session, incident, "update", request.actor, now, text=command.text
+                session,
+                incident,
+                "update",
+                request.actor,
+                now,
+                text=command.text,
+                **{k: v for k, v in fields.items() if v},
             )
             incident.last_update_at, incident.last_update_text = now, command.text
             incident.nudges_missed = 0
             retime(incident, self._runbooks.severities, now)
-            self._post(
-                session,
-                incident,
-                now,
-                request.actor,
-                "update.j2",
-                text=command.text,
-                broadcast=False,
-                event=event,
-            )
-            self._post(
-                session,
-                incident,
-                now,
-                request.actor,
-                "update.j2",
-                text=command.text,
-                broadcast=True,
-            )
+            for broadcast in (False, True):
+                self._post(
+                    session,
+                    incident,
+                    now,
+                    request.actor,
+                    "update.j2",
+                    text=command.text,
+                    broadcast=broadcast,
+                    event=None if broadcast else event,
+                    **fields,
+                )
             return ""
 
         return await self._change(request, change)
@@ -368,28 +376,28 @@ class IncidentService(Service):
             incident.resolved_at = now
             incident.resolution_summary = command.summary or incident.resolution_summary
             retime(incident, self._runbooks.severities, now)  # resolved: no more reminders
+            cause = {"root_cause": command.root_cause} if command.root_cause else {}
             store.append_event(
-                session, incident, "resolved", request.actor, now, summary=command.summary, old=old
-            )
-            duration = now - incident.declared_at
-            self._post(
                 session,
                 incident,
-                now,
+                "resolved",
                 request.actor,
-                "resolved.j2",
-                duration=duration,
-                broadcast=False,
-            )
-            self._post(
-                session,
-                incident,
                 now,
-                request.actor,
-                "resolved.j2",
-                duration=duration,
-                broadcast=True,
+                summary=command.summary,
+                old=old,
+                **cause,
             )
+            # The seeds' close message: duration, root cause, fix, follow-up.
+            follow_up = [
+                e.payload for e in paging_store.events(session, incident.id, "action_item")
+            ]
+            for broadcast in (False, True):
+                context = {"duration": now - incident.declared_at, "root_cause": command.root_cause}
+                text = self._fitting(
+                    "resolved.j2", incident, request.actor, broadcast, context, follow_up
+                )
+                channel = self._announce_channel if broadcast else str(incident.channel_id)
+                enqueue(session, incident.id, "post", now, channel=channel, text=text)
             if self._hooks is not None:
                 self._hooks.resolved(session, incident, request.actor, now)
             enqueue(session, incident.id, "topic", now)
@@ -429,6 +437,13 @@ class IncidentService(Service):
         return ""
 
     async def add_action_item(self, command: c.AddActionItem, request: Request) -> str:
+        today = self._clock.now().date()
+        due = command.due.resolve(today)
+        if due < today:
+            raise UserError(f"The due date {due:%Y-%m-%d} is in the past.")
+        if due > today + timedelta(days=c.DUE_MAX_DAYS):
+            raise UserError(f"A due date is at most {c.DUE_MAX_DAYS} days away.")
+
         def change(session: Session, incident: Incident, now: datetime) -> str:
             store.append_event(
                 session,
@@ -438,11 +453,13 @@ class IncidentService(Service):
                 now,
                 text=command.text,
                 owner=command.owner,
+                category=command.category,
+                due=due.isoformat(),
             )
             owner = f" (owner {mention(command.owner)})" if command.owner else ""
             text = (
-                f":clipboard: Action item from {mention(request.actor)}: "
-                f"{user_text(command.text)}{owner}"
+                f":clipboard: Action item ({command.category}, due {due:%Y-%m-%d}) "
+                f"from {mention(request.actor)}: {user_text(command.text)}{owner}"
             )
             check_message(text)
             enqueue(session, incident.id, "post", now, channel=str(incident.channel_id), text=text)
@@ -518,6 +535,32 @@ class IncidentService(Service):
                 "posting to Slack; the rest is posted once it is back. No need to repeat it."
             )
         return "\n".join(part for part in (reply, outcome) if part)
+
+    def _fitting(
+        self,
+        template: str,
+        incident: Incident,
+        actor: str,
+        broadcast: bool,
+        context: dict[str, object],
+        follow_up: list[dict[str, object]],
+    ) -> str:
+        """`template` with as many follow-up items as fit in one Slack section (the rest
+        counted as "more"); the people's own text in it was checked when it arrived."""
+        for shown in range(min(len(follow_up), FOLLOW_UP_SHOWN), -1, -1):
+            text = self._runbooks.templates.render(
+                template,
+                incident=incident,
+                actor=actor,
+                broadcast=broadcast,
+                follow_up=follow_up[:shown],
+                more=len(follow_up) - shown,
+                **context,
+            )
+            if shown == 0 or len(text) <= SECTION_MAX:
+                break
+        check_message(text)
+        return text
 
     def _post(
         self,

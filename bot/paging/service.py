@@ -95,9 +95,14 @@ class PagingService(Service):
     def severity_changed(self, session: Session, incident: Incident, now: datetime) -> None:
         """Raised to a paging severity: page the named services not paged yet, the
         service its source named at the declaration (an alert's label) included."""
-        declared = paging_store.events(session, incident.id, "declared")
-        service = declared[0].payload.get("service") if declared else None
-        self._page_named(session, incident, "firebreak", now, service)
+        self._page_named(session, incident, "firebreak", now, _declared_service(session, incident))
+
+    def response_overdue(self, session: Session, incident: Incident, now: datetime) -> None:
+        """Nobody took the incident on within its severity's response target (reminders):
+        page the services it names, whatever the severity's own `page` says."""
+        self._page_named(
+            session, incident, "firebreak", now, _declared_service(session, incident), force=True
+        )
 
     def _page_named(
         self,
@@ -106,9 +111,11 @@ class PagingService(Service):
         actor: str,
         now: datetime,
         service: str | None = None,
+        *,
+        force: bool = False,
     ) -> None:
         severity = self._runbooks.severities.levels[incident.severity]
-        if not severity.page or self._pager is None:
+        if not (severity.page or force) or self._pager is None:
             return
         paged = paged_services(session, incident.id)
         named = self.services_named(f"{service or ''} {incident.title}")
@@ -341,6 +348,12 @@ class PagingService(Service):
         if failed:
             return (reply + "\n" if reply else "") + failed
         return reply
+
+
+def _declared_service(session: Session, incident: Incident) -> str | None:
+    """The service its source named at the declaration (an alert's label), if any."""
+    declared = paging_store.events(session, incident.id, "declared")
+    return declared[0].payload.get("service") if declared else None
 
 
 def paged_services(session: Session, incident_id: int) -> list[str]:

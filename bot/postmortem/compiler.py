@@ -9,7 +9,7 @@ The Markdown is one rendering of it; the JSON form is the same dict.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.alerts.postmortem import alert_section
@@ -17,6 +17,7 @@ from bot.gateway import ChatGateway
 from bot.postmortem import metrics
 from bot.postmortem.history import ChannelDigest, Line, Names, iso, read_channel
 from bot.postmortem.markdown import typed_to_plain
+from bot.postmortem.room import Listening, gaps, read_room
 from bot.postmortem.timeline import describe, merge, people_in
 from bot.redact import redact
 from storage.models import Event, Incident
@@ -31,22 +32,39 @@ async def compile_document(
     *,
     generated_at: datetime,
     latest: str | None = None,
+    listening: Listening | None = None,
 ) -> dict[str, Any]:
-    """Read the channel (up to the `latest` ts) and the log into the document."""
+    """The log and the channel (up to the `latest` ts) into the document.
+
+    The channel comes from the log's `room.*` events, and from Slack's history where
+    `listening` has gaps (bot/postmortem/room.py); without `listening` (nothing known
+    of when Firebreak listened) the whole channel is read from Slack."""
     names = Names(chat)
     checked_by = {item.checked_by for item in incident.checklist}
     await names.load([incident.declared_by, *people_in(events), *checked_by])
     digest = ChannelDigest()
+    own_messages: dict[str, str] = {}
     if incident.channel_id:
-        digest = await read_channel(
-            chat,
-            names,
-            incident.channel_id,
-            bot_user_id=await chat.bot_user_id(),
-            latest=latest,
-        )
+        bot_user_id = await chat.bot_user_id()
+        if listening is None:
+            digest = await read_channel(
+                chat, names, incident.channel_id, bot_user_id=bot_user_id, latest=latest
+            )
+        else:
+            end = datetime.fromtimestamp(float(latest), UTC) if latest else generated_at
+            missing = gaps(listening.spans, incident.declared_at, end, generated_at)
+            digest = await read_room(
+                chat,
+                names,
+                incident.channel_id,
+                bot_user_id=bot_user_id,
+                events=listening.recorded,
+                missing=missing,
+                latest=latest,
+            )
+            own_messages = listening.own_messages
         await names.load(digest.joined)  # people who only joined are named like the rest
-    timeline = merge(events, digest.lines, names, digest.own_blocks)
+    timeline = merge(events, digest.lines, names, {**own_messages, **digest.own_blocks})
     measured = metrics.compute(incident.declared_at, events)
     # The latest summary given: when resolving, or afterwards for a resolved incident.
     summaries = [
@@ -88,6 +106,7 @@ async def compile_document(
         },
         "duration": None if duration is None else duration.total_seconds(),
         "metrics": measured.as_dict(),
+        "response": metrics.response(events, measured),
         "alert": alert_section(incident.declared_at, events),
         "severity_history": _history(events, "severity", names),
         "status_history": _history(events, "status", names),
@@ -101,7 +120,14 @@ async def compile_document(
         "resolution": said(summaries[-1], "summary") if summaries else None,
         "notes": [said(e) for e in events if e.type == "note"],
         "action_items": [
-            {**said(e), "owner": (e.payload or {}).get("owner"), "owner_name": _owner(e, names)}
+            {
+                **said(e),
+                "owner": (e.payload or {}).get("owner"),
+                "owner_name": _owner(e, names),
+                # Items raised before categories and due dates were asked for have neither.
+                "category": (e.payload or {}).get("category"),
+                "due": (e.payload or {}).get("due"),
+            }
             for e in events
             if e.type == "action_item"
         ],
@@ -131,8 +157,9 @@ async def compile_document(
         },
     }
     # People paste tokens and connection strings into the channel; the post-mortem is
-    # shared widely and kept for years, so every text in it is masked.
-    return _redacted(document)
+    # shared widely and kept for years, so every text in it is masked. The channel's
+    # lines from the recorded room were masked as they were recorded or read.
+    return _redacted(document, premasked=listening is not None)
 
 
 def _follow_up_of(events: list[Event]) -> dict[str, Any] | None:
@@ -142,13 +169,15 @@ def _follow_up_of(events: list[Event]) -> dict[str, Any] | None:
     return link if isinstance(link, dict) else None
 
 
-def _redacted(value: Any) -> Any:
+def _redacted(value: Any, *, premasked: bool = False) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
+        if premasked and value.get("kind") == "message":
+            return value
+        return {key: _redacted(item, premasked=premasked) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_redacted(item) for item in value]
+        return [_redacted(item, premasked=premasked) for item in value]
     return value
 
 

@@ -109,12 +109,14 @@ class PostmortemExport:
             if row.status == exports.EXPORTED:
                 return ExportResult(row, earlier=True)
             if not row.markdown:
+                listening = await self._db.run(records.listening, incident_id, row.created_at)
                 document = await compile_document(
                     self._chat,
                     incident,
                     events,
                     generated_at=row.created_at,
                     latest=ts_of(incident.closed_at or row.created_at),
+                    listening=listening,
                 )
                 markdown = self._template.markdown(document)
                 await self._save(lease, row, markdown=markdown, document=document)

@@ -39,7 +39,9 @@ def mentioned_users(text: str) -> set[str]:
 
 def slack_to_plain(text: str, name: Callable[[str], str]) -> str:
     """Slack markup to plain text: mentions become `@name`, links `label (url)`."""
-    plain = _SLACK_MARKUP.sub(lambda match: _plain(match, name), text)
+    plain = _SLACK_MARKUP.sub(lambda match: _plain(match, name), text) if "<" in text else text
+    if "&" not in plain:  # most messages: no entity to decode
+        return plain
     return plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 

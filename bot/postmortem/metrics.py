@@ -86,3 +86,24 @@ def compute(declared_at: datetime, events: list[Event]) -> Metrics:
             resolved = None  # reopened
     bounds = [moment for moment in (acted, mitigated, first_resolved) if moment is not None]
     return Metrics(declared_at, min(bounds, default=None), mitigated, resolved)
+
+
+def response(events: list[Event], measured: Metrics) -> dict[str, object] | None:
+    """Time to acknowledge against the response target in force (the declaration's, or
+    the last severity change's), and whether Firebreak had to escalate; None for logs
+    that predate recording the target."""
+    target_text, target = None, None
+    for event in events:
+        p = event.payload or {}
+        if event.type in ("declared", "severity") and p.get("response_seconds"):
+            target_text, target = str(p.get("response_time")), float(p["response_seconds"])
+    if target is None:
+        return None
+    taken = measured.as_dict()["time_to_acknowledge"]
+    return {
+        "target": target_text,
+        "target_seconds": target,
+        "time_to_acknowledge": taken,
+        "met": None if taken is None else taken <= target,
+        "escalated": any(e.type == "response_overdue" for e in events),
+    }

@@ -12,7 +12,10 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
+from bot.incidents.outbox import MARKER_PREFIX
+from bot.postmortem.room import STALE_AFTER, Listening
 from storage import incidents as store
+from storage import outbox, room
 from storage import postmortems as exports
 from storage.models import Event, Incident, Postmortem
 
@@ -45,7 +48,21 @@ def find_incident(session: Session, ref: str) -> int | None:
 def load(session: Session, incident_id: int) -> tuple[Incident, list[Event], Postmortem | None]:
     incident = store.get(session, incident_id)
     assert incident is not None
-    return incident, store.events(session, incident_id), exports.row_for(session, incident_id)
+    events = room.log_events(session, incident_id)  # the channel's own: `listening`
+    return incident, events, exports.row_for(session, incident_id)
+
+
+def listening(session: Session, incident_id: int, now: datetime) -> Listening:
+    """What the log holds of the channel: the recorded events, when Firebreak listened,
+    and where its own messages are."""
+    incident = store.get(session, incident_id)
+    assert incident is not None
+    until = incident.closed_at or now
+    # A span last seen shortly before the declaration may be one still running.
+    spans = room.spans(session, incident.declared_at - STALE_AFTER, until)
+    delivered = outbox.delivered_ts(session, incident_id)
+    own = {f"{MARKER_PREFIX}{row_id}": ts for row_id, ts in delivered}
+    return Listening(spans, room.recorded(session, incident_id), own)
 
 
 def begin_close(session: Session, channel_id: str, actor: str, now: datetime) -> CloseStart:

@@ -75,8 +75,10 @@ class PostmortemService(Service):
         """Show the draft as it stands: ephemeral, or as a file in the channel when long."""
         incident_id = await self._db.run(records.incident_for_channel, request.channel_id)
         incident, events, _ = await self._db.run(records.load, incident_id)
+        now = self._clock.now()
+        listening = await self._db.run(records.listening, incident_id, now)
         document = await compile_document(
-            self._chat, incident, events, generated_at=self._clock.now()
+            self._chat, incident, events, generated_at=now, listening=listening
         )
         markdown = self._template.markdown(document)
         if len(markdown) <= PREVIEW_INLINE_MAX:
@@ -137,12 +139,14 @@ class PostmortemService(Service):
         incident, events, row = await self._db.run(records.load, incident_id)
         if row is not None and row.markdown:
             return row.markdown if fmt == "md" else as_json(row.document)
+        now = self._clock.now()
         document = await compile_document(
             self._chat,
             incident,
             events,
-            generated_at=self._clock.now(),
+            generated_at=now,
             latest=ts_of(incident.closed_at) if incident.closed_at else None,
+            listening=await self._db.run(records.listening, incident_id, now),
         )
         return self._template.markdown(document) if fmt == "md" else as_json(document)
 

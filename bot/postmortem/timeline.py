@@ -92,7 +92,8 @@ def describe(event: Event, name: Names) -> tuple[str, str]:
             return "Setup", f"could not invite {name(p.get('user'))}: {p.get('error')}"
         case "action_item":
             owner = f" (owner: {name(p['owner'])})" if p.get("owner") else ""
-            return "Action item", text("text") + owner
+            about = f"; {p['category']}, due {p['due']}" if p.get("category") else ""
+            return "Action item", text("text") + owner + about
         case "nudge":
             state = ", escalated" if p.get("escalated") else (", late" if p.get("late") else "")
             if p.get("answered"):
