@@ -34,12 +34,32 @@ def escape(text: object) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def from_slack(text: str) -> str:
-    """Slack's encoded text as typed: `&lt;`, `&gt;`, `&amp;` decoded, once.
+# A link as Slack sends it (`should_escape`): `<https://x|label>`. Only Slack writes a
+# raw `<`; a typed one arrives as `&lt;`, so this is never the user's own text.
+_SLACK_LINK = re.compile(r"<((?:https?|mailto):[^|<>\s]+)(?:\|([^<>]*))?>")
 
+
+def from_slack(text: str) -> str:
+    """Slack's encoded text as typed: links as their plain text, then `&lt;`, `&gt;`,
+    `&amp;` decoded, once.
+
+    A link becomes its URL, or `label (URL)` when the label says something else, so a
+    label can never hide where a link goes, in Slack or in PagerDuty and Statuspage.
     `&amp;` last, so a typed `&lt;` (sent as `&amp;lt;`) stays `&lt;`.
     """
+    return _decode(_SLACK_LINK.sub(_plain_link, text))
+
+
+def _decode(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _plain_link(match: re.Match[str]) -> str:
+    url, label = _decode(match.group(1)), _decode(match.group(2) or "").strip()
+    bare = url.removeprefix("mailto:")
+    same = label.rstrip("/") in (bare.rstrip("/"), bare.split("://", 1)[-1].rstrip("/"))
+    # Encoded again, so that the whole text is decoded exactly once, links included.
+    return escape(bare if not label or same else f"{label} ({bare})")
 
 
 def user_text(text: str) -> Mrkdwn:

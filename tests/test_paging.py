@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.clock import OffsetClock
+from bot.mrkdwn import from_slack
 from bot.paging.service import public_plain
 from emulator.pagerduty import PagerDutyEmulator, sign
 from emulator.statuspage import StatuspageEmulator
@@ -362,21 +363,23 @@ async def test_an_incident_from_an_alert_pages_the_alerts_service(database_url: 
 
 
 @pytest.mark.parametrize(
-    ("text", "plain"),
+    ("sent", "plain"),
     [
-        (
-            "see <https://grafana.example.com/d/1|the dashboard>",
-            "see the dashboard (https://grafana.example.com/d/1)",
-        ),
-        (
-            "<https://status.example.com|status.example.com> is red",
-            "https://status.example.com is red",
-        ),
-        ("<https://x.example.com/a?b=1&c=2>", "https://x.example.com/a?b=1&c=2"),
+        ("see <https://g.example.com/d/1|the board>", "see the board (https://g.example.com/d/1)"),
+        ("<https://status.example.com|status.example.com> red", "https://status.example.com red"),
+        ("<https://x.example.com/a?b=1&amp;c=2>", "https://x.example.com/a?b=1&c=2"),
         ("mail <mailto:ops@example.com|ops@example.com>", "mail ops@example.com"),
-        ("in <#C0123ABCD|ops-war-room>  now", "in #ops-war-room now"),
-        ("a < b and c > d", "a < b and c > d"),
+        # Typed markup arrives escaped: it stays the user's literal text.
+        ("&lt;https://evil.example|click&gt;", "<https://evil.example|click>"),
+        (
+            "<https://evil.example|trusted.example.com>",
+            "trusted.example.com (https://evil.example)",
+        ),
     ],
 )
-def test_slack_markup_reaches_pagerduty_and_statuspage_as_plain_text(text: str, plain: str) -> None:
-    assert public_plain(text) == plain
+def test_slack_links_arrive_as_plain_text_that_shows_where_they_go(sent: str, plain: str) -> None:
+    assert from_slack(sent) == plain
+
+
+def test_channel_references_reach_pagerduty_and_statuspage_as_names() -> None:
+    assert public_plain("in <#C0123ABCD|ops-war-room>  now") == "in #ops-war-room now"

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.socket_mode import InboxSocketModeHandler
 from storage.models import Event
-from tests.action_rig import Rig, health_fixture, kube_fixture, rig_fixture  # noqa: F401
+from tests.action_rig import Rig, engine_fixture, health_fixture, kube_fixture, rig_fixture  # noqa: F401
 from tests.harness import ALICE, BOB, CAROL, Harness, manifest, running_firebreak
 
 
@@ -192,3 +192,15 @@ async def test_secrets_said_in_the_room_are_masked_in_the_log_and_the_postmortem
     await settled(room)
     [said] = [p for t, a, p in await recorded(room) if t == "room.message" and a == BOB]
     assert said["text"] == "try with DB_PASSWORD=*** on the replica"
+
+
+async def test_a_private_incidents_room_is_recorded_too(database_url: str) -> None:
+    """A private channel's messages come as `message.groups`, which the manifest asks for."""
+    async with running_firebreak(database_url, events=True) as room:
+        await room.command("declare P1 --private credentials leaked")
+        ws, channel = room.workspace, room.only_incident_channel().id
+        await settled(room)
+        ws.post_as_user(channel, ALICE, "rotated the leaked key")
+        await settled(room)
+        messages = [(t, a, p.get("text")) for t, a, p in await recorded(room) if a == ALICE]
+        assert ("room.message", ALICE, "rotated the leaked key") in messages

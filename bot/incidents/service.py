@@ -391,7 +391,8 @@ class IncidentService(Service):
             follow_up = [
                 e.payload for e in paging_store.events(session, incident.id, "action_item")
             ]
-            for broadcast in (False, True):
+            # A private incident's resolution stays in its channel (`privacy.broadcasts`).
+            for broadcast in (False, True) if privacy.broadcasts(incident) else (False,):
                 context = {"duration": now - incident.declared_at, "root_cause": command.root_cause}
                 text = self._fitting(
                     "resolved.j2", incident, request.actor, broadcast, context, follow_up

@@ -41,24 +41,15 @@ _INCIDENT_KEY = re.compile(r"^firebreak-(\d{1,12})$")
 DETAILS_MAX = 1024  # what PagerDuty shows in a phone call or SMS
 
 
-# Slack's own markup that can arrive in command text: `<https://x|label>`, `<#C1|name>`.
-_SLACK_LINK = re.compile(r"<((?:https?|mailto):[^|<>\s]+)(?:\|([^<>]*))?>")
 _SLACK_CHANNEL = re.compile(r"<#[A-Z0-9]+\|([^<>]*)>")
 
 
 def public_plain(text: str) -> str:
     """User text bound for PagerDuty or Statuspage: plain text, not mrkdwn. Slack's
-    entities are decoded where the payload is read; mentions mean nothing outside
-    Slack, so they are refused by the callers. Here Slack's link markup becomes what a
-    reader there expects (`label (https://…)`, `#channel`) and whitespace is normalised."""
-
-    def link(match: re.Match[str]) -> str:
-        url, label = match.group(1), (match.group(2) or "").strip()
-        bare = url.removeprefix("mailto:")
-        same = label.rstrip("/") in (bare.rstrip("/"), bare.split("://", 1)[-1].rstrip("/"))
-        return bare if not label or same else f"{label} ({bare})"
-
-    text = _SLACK_CHANNEL.sub(lambda m: f"#{m.group(1)}", _SLACK_LINK.sub(link, text))
+    entities and links are decoded where the payload is read (`mrkdwn.from_slack`);
+    mentions mean nothing outside Slack, so they are refused by the callers. Here a
+    channel reference becomes `#name` and whitespace is normalised."""
+    text = _SLACK_CHANNEL.sub(lambda m: f"#{m.group(1)}", text)
     return " ".join(text.split())
 
 
