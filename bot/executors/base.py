@@ -8,7 +8,8 @@ masked before it can reach Slack, the audit log or a log line.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -153,6 +154,17 @@ def format_age(seconds: float) -> str:
     if seconds < 48 * 3600:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
+
+
+def tally(noun: str, states: Iterable[str], restarts: int, oom: int) -> str:
+    """`3 pods: 2 Running, 1 CrashLoopBackOff (12 restarts, 1 OOMKilled)`: the one-line
+    summary of a service's pods or containers, the same whatever runs them."""
+    counted = Counter(states)
+    summary = f"{sum(counted.values())} {noun}: " + ", ".join(
+        f"{n} {state}" for state, n in counted.most_common()
+    )
+    extra = [f"{n} {what}" for n, what in ((restarts, "restarts"), (oom, "OOMKilled")) if n]
+    return summary + (f" ({', '.join(extra)})" if extra else "")
 
 
 def format_bytes(value: float) -> str:

@@ -31,6 +31,7 @@ from bot.executors.base import (
     format_age,
     format_table,
     mitigation_result,
+    tally,
     truncate,
 )
 from bot.executors.docker_api import DockerApi, labels
@@ -147,12 +148,7 @@ class DockerExecutor:
                     _age(state.get("StartedAt")),
                 ]
             )
-        states = Counter(str(r[1]).split(" ")[0] for r in rows)
-        summary = f"{len(rows)} containers: " + ", ".join(
-            f"{n} {s}" for s, n in states.most_common()
-        )
-        extra = [f"{n} {what}" for n, what in ((restarts, "restarts"), (oom, "OOMKilled")) if n]
-        summary += f" ({', '.join(extra)})" if extra else ""
+        summary = tally("containers", (str(r[1]).split(" ")[0] for r in rows), restarts, oom)
         headers = ["NAME", "STATE", "HEALTH", "RESTARTS", "OOM", "IMAGE", "UP FOR"]
         shown = [{"name": r[0], "state": r[1], "health": r[2]} for r in rows]
         return build_result(True, summary, format_table(headers, rows), containers=shown)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +32,7 @@ from bot.executors.base import (
     build_result,
     format_table,
     mitigation_result,
+    tally,
     truncate,
 )
 from bot.executors.evidence import Evidence
@@ -190,11 +190,8 @@ class KubernetesExecutor:
         rows = [_pod_row(p) for p in await self._pods(target)]
         if not rows:
             return build_result(True, f"no pods match {target.selector} in {target.namespace}", "")
-        statuses = Counter(str(r[2]) for r in rows)
         restarts, oom = sum(int(r[3]) for r in rows), sum("OOMKilled" in str(r[4]) for r in rows)
-        extra = [f"{n} {what}" for n, what in ((restarts, "restarts"), (oom, "OOMKilled")) if n]
-        summary = f"{len(rows)} pods: " + ", ".join(f"{n} {s}" for s, n in statuses.most_common())
-        summary += f" ({', '.join(extra)})" if extra else ""
+        summary = tally("pods", (str(r[2]) for r in rows), restarts, oom)
         headers = ["NAME", "READY", "STATUS", "RESTARTS", "LAST TERMINATION", "AGE", "NODE"]
         pods = [{"name": r[0], "status": r[2], "restarts": r[3]} for r in rows]
         return build_result(True, summary, format_table(headers, rows), pods=pods)
