@@ -240,6 +240,7 @@ async def running_rig(
         database_url, services, executors, folder, **(settings or {})
     ) as (slack, clock):
         await slack.command("declare P2 checkout errors")
+        await slack.settle()  # the declare's saga (checklist, triage) done before the test acts
         channel = slack.only_incident_channel()
         channel.members.extend([BOB, CAROL])  # responders who joined
         yield Rig(slack, kube, engine, slack.app.services.actions, clock, channel)

@@ -87,7 +87,8 @@ class Exporter:
         self._thread.start()
 
     def text(self) -> str:
-        t = time.time() - self.started
+        now = time.time()
+        t = now - self.started
         c, p = 'app="checkout"', 'app="payments"'
         lines = [
             f'http_requests_total{{{c},status="200"}} {10 * t}',
@@ -102,7 +103,10 @@ class Exporter:
             f"container_cpu_usage_seconds_total{{{c}}} {0.5 * t}",
             f"kube_pod_container_status_restarts_total{{{c}}} 3",
         ]
-        return "\n".join(lines) + "\n"
+        # Each sample stamped with the moment its value was computed: under load a scrape
+        # starts (Prometheus's own stamp) well before this runs, which would skew rates.
+        stamp = int(now * 1000)
+        return "".join(f"{line} {stamp}\n" for line in lines)
 
     def close(self) -> None:
         self._server.shutdown()

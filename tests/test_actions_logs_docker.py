@@ -7,6 +7,7 @@ as the targets file says."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 from tests.action_rig import (  # noqa: F401
     BACKEND,
@@ -18,7 +19,8 @@ from tests.action_rig import (  # noqa: F401
 )
 from tests.harness import ALICE, BOB
 
-STAMP = "2026-11-29T21:00"
+# Log lines stamped a few minutes ago, inside every `since` window the tests ask for.
+STAMP = (datetime.now(UTC) - timedelta(minutes=3)).strftime("%Y-%m-%dT%H:%M")
 
 
 async def test_logs_of_every_pod_merged_by_time_with_a_search(rig: Rig) -> None:

@@ -9,6 +9,7 @@ import struct
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,8 @@ from emulator.docker import FakeDocker
 ENV = "SHOP_DOCKER_HOST"
 TARGET = DockerTarget(ENV, "shop", "checkout")
 REPO = "registry.example.com/shop/checkout"
-STAMP = "2026-11-29T21:00"
+# Log lines stamped a few minutes ago, inside every `since` window the tests ask for.
+STAMP = (datetime.now(UTC) - timedelta(minutes=3)).strftime("%Y-%m-%dT%H:%M")
 
 
 @pytest.fixture
@@ -103,10 +105,10 @@ async def test_logs_merge_both_containers_and_both_streams_by_time(engine, execu
     engine.set_log("shop-checkout-2", f"{STAMP}:02Z two boot\n{STAMP}:05Z token=abc123\n")
     result = await executor.logs(TARGET, tail=4)
     assert result.output.splitlines() == [
-        "21:00:02 shop-checkout-2  two boot",
-        "21:00:03 shop-checkout-1  one warns on stderr",
-        "21:00:04 shop-checkout-1  one ready",
-        "21:00:05 shop-checkout-2  token=***",
+        f"{STAMP[11:]}:02 shop-checkout-2  two boot",
+        f"{STAMP[11:]}:03 shop-checkout-1  one warns on stderr",
+        f"{STAMP[11:]}:04 shop-checkout-1  one ready",
+        f"{STAMP[11:]}:05 shop-checkout-2  token=***",
     ]
     assert result.summary.startswith("last 4 log lines of Compose service shop/checkout")
     query = next(r for r in engine.requests if r.path.endswith("/logs")).query
@@ -311,8 +313,8 @@ async def test_logs_are_the_engines_multiplexed_stream(engine):
         frames.append((stream, body[8 : 8 + size].decode()))
         body = body[8 + size :]
     assert frames == [
-        (1, "2026-11-29T21:00:01.000000000Z out\n"),
-        (2, "2026-11-29T21:00:02.000000000Z err\n"),
+        (1, f"{STAMP}:01.000000000Z out\n"),
+        (2, f"{STAMP}:02.000000000Z err\n"),
     ]
 
 

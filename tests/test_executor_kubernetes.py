@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,8 @@ from emulator.kubernetes import (
 DEPLOY = Path(__file__).parent.parent / "deploy" / "kubernetes"
 OLD, NEW = "registry.example.com/checkout:1.4.1", "registry.example.com/checkout:1.4.2"
 TARGET = KubernetesTarget(namespace="shop", deployment="checkout", selector="app=checkout")
-STAMP = "2026-11-29T21:00"
+# Log lines stamped a few minutes ago, inside every `since` window the tests ask for.
+STAMP = (datetime.now(UTC) - timedelta(minutes=3)).strftime("%Y-%m-%dT%H:%M")
 
 
 @pytest_asyncio.fixture(name="kube")
@@ -97,10 +98,10 @@ async def test_logs_read_every_pod_merged_by_time_tailed_and_redacted(kube, exec
     kube.set_log("shop", "checkout-c", f"{STAMP}:03Z password=hunter2\n{STAMP}:06Z c dies\n")
     result = await executor.logs(TARGET, tail=4)
     assert result.output.splitlines() == [
-        "21:00:03 checkout-c  password=***",
-        "21:00:04 checkout-a  a ready",
-        "21:00:05 checkout-b  b ready",
-        "21:00:06 checkout-c  c dies",
+        f"{STAMP[11:]}:03 checkout-c  password=***",
+        f"{STAMP[11:]}:04 checkout-a  a ready",
+        f"{STAMP[11:]}:05 checkout-b  b ready",
+        f"{STAMP[11:]}:06 checkout-c  c dies",
     ]
     assert result.summary.startswith("last 4 log lines of app=checkout in shop (3 sources")
     queries = [r.query for r in kube.requests if r.path.endswith("/log")]
