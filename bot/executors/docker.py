@@ -16,7 +16,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bot.durations import compact_duration
@@ -27,8 +27,8 @@ from bot.executors.base import (
     OutcomeUnknown,
     StateChanged,
     Unanswered,
+    age_of,
     build_result,
-    format_age,
     format_table,
     mitigation_result,
     tally,
@@ -68,11 +68,6 @@ def _created(when: str | None) -> datetime | None:
         return None
     lines = parse_stamped(f"{when} x", "")
     return lines[0].time if lines else None
-
-
-def _age(when: str | None) -> str:
-    created = _created(when)
-    return format_age((datetime.now(UTC) - created).total_seconds()) if created else "?"
 
 
 def _check_pinned(pinned: Pinned, now: dict[str, str], service: str) -> None:
@@ -145,7 +140,7 @@ class DockerExecutor:
                     container.get("RestartCount") or 0,
                     "yes" if state.get("OOMKilled") else "",
                     container["Config"].get("Image", "?"),
-                    _age(state.get("StartedAt")),
+                    age_of(_created(state.get("StartedAt"))),
                 ]
             )
         summary = tally("containers", (str(r[1]).split(" ")[0] for r in rows), restarts, oom)
