@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.messages import Card
 from bot.mrkdwn import Mrkdwn
-
-Blocks = list[dict[str, Any]]
 
 
 class ChatError(Exception):
@@ -95,19 +94,15 @@ class ChatGateway(Protocol):
 
     async def set_topic(self, channel: str, topic: str) -> None: ...
 
-    async def post(
-        self, channel: str, text: Mrkdwn, blocks: Blocks | None = None, thread_ts: str | None = None
-    ) -> str:
+    async def post(self, channel: str, message: Mrkdwn | Card, thread_ts: str | None = None) -> str:
         """Post a message and return its `ts`. `channel` may be an ID or a public name.
 
-        `text` is what Slack notifies from: `Mrkdwn`, so it was escaped (with blocks, it is
-        `fallback_text(blocks)`), never a string built by hand.
+        A plain message is `Mrkdwn`, so it was escaped, never a string built by hand; a
+        `Card` notifies with its `fallback`.
         """
         ...
 
-    async def update(
-        self, channel: str, ts: str, text: Mrkdwn, blocks: Blocks | None = None
-    ) -> None: ...
+    async def update(self, channel: str, ts: str, message: Mrkdwn | Card) -> None: ...
 
     async def pin(self, channel: str, ts: str) -> None:
         """Pin a message; already pinned is not an error."""

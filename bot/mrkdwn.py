@@ -9,15 +9,13 @@ user and channel mentions, which are kept (in their canonical `<@U123>` form)
 so an update can still name a responder.
 
 Every field Slack notifies from gets the same treatment: a message's `text`
-(the notification and fallback) is built by `fallback_text` from the blocks it
-goes with, never by hand, and the gateway only takes `Mrkdwn` there.
+(the notification and fallback) is `Card.fallback`, derived from the card it goes
+with (`bot/messages.py`), never built by hand, and the gateway only takes `Mrkdwn`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 _MENTION = re.compile(r"<([@#])([UWC][A-Z0-9]{2,20})(?:\|[^<>]*)?>")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
@@ -97,27 +95,9 @@ FALLBACK_MAX = 4000
 _OPEN_MARKUP = re.compile(r"<[^>]*$|&[a-z#0-9]*$")
 
 
-def fallback_text(blocks: Sequence[Mapping[str, Any]]) -> Mrkdwn:
-    """The `text` of a message with `blocks`: what notifications and clients without Block
-    Kit show. Derived from the blocks (mrkdwn as rendered, plain text escaped), so no call
-    site writes one by hand and it can never say, or ping, more than the blocks do."""
-    return Mrkdwn(truncate_mrkdwn("\n".join(_block_texts(blocks)), FALLBACK_MAX))
-
-
 def truncate_mrkdwn(text: str, limit: int, marker: str = "…") -> str:
     """`truncate` for rendered mrkdwn: never cuts inside `<@U…>` or `&amp;`, since half
     of one shows as garbage."""
     if len(text) <= limit:
         return text
     return _OPEN_MARKUP.sub("", text[: limit - len(marker)]) + marker
-
-
-def _block_texts(blocks: Sequence[Mapping[str, Any]]) -> Iterator[str]:
-    """Section and header texts: the message itself, without its controls (buttons,
-    boxes) or the small print of context blocks."""
-    for block in blocks:
-        item = block.get("text")
-        if block.get("type") in ("section", "header") and isinstance(item, Mapping):
-            text = item.get("text")
-            if isinstance(text, str):
-                yield text if item.get("type") == "mrkdwn" else escape(text)

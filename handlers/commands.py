@@ -9,15 +9,14 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot import commands as c
-from bot.incidents.forms import declare_form
 from bot.incidents.rules import ROLES, STATUSES
 from bot.incidents.service import Request
 from bot.mrkdwn import from_slack
-from bot.postmortem.service import resolution_form
 from bot.services import Services
 from handlers import payload
 from handlers.background import BackgroundWork
 from handlers.inbox import RESPONSE_URL_TTL, received_at
+from handlers.modals import declare_form, resolution_form
 
 INCOMPLETE = "This request lacks the user, channel or response URL Slack sends; nothing was done."
 

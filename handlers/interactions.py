@@ -10,19 +10,19 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.commands import PostUpdate, SetStatus
 from bot.errors import NOT_AN_INCIDENT_CHANNEL
-from bot.incidents.forms import (
-    DECLARE_CALLBACK,
-    UPDATE_CALLBACK,
-    parse_declare_form,
-    parse_update_form,
-    update_form,
-)
 from bot.incidents.reminders import POST_UPDATE_ACTION
 from bot.incidents.service import Request
 from bot.incidents.views import CHECKLIST_ACTION_PREFIX
 from bot.services import Services
 from handlers import payload
 from handlers.background import BackgroundWork
+from handlers.modals import (
+    DECLARE_CALLBACK,
+    UPDATE_CALLBACK,
+    parse_declare_form,
+    parse_update_form,
+    update_form,
+)
 from storage import incidents as incident_store
 
 

@@ -7,10 +7,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.incidents.service import Request
-from bot.postmortem.forms import RESOLUTION_CALLBACK, parse_resolution
 from bot.services import Services
 from handlers import payload
 from handlers.background import BackgroundWork
+from handlers.modals import RESOLUTION_CALLBACK, parse_resolution
 
 
 def register(app: AsyncApp, services: Services, background: BackgroundWork) -> None:

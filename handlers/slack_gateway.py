@@ -20,7 +20,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.gateway import (
-    Blocks,
     ChannelInfo,
     ChatError,
     ChatUser,
@@ -30,8 +29,10 @@ from bot.gateway import (
     SharedFile,
 )
 from bot.incidents.undeliverable import TRANSIENT
+from bot.messages import Card
 from bot.metrics import Metrics
 from bot.mrkdwn import Mrkdwn
+from handlers import blockkit
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,13 @@ class _Counted:
     ) -> None:
         self.metrics.slack_retries.labels(_method_of(request), self.reason).inc()
         await super().prepare_for_next_attempt_async(state=state, request=request, **kwargs)  # type: ignore[misc]
+
+
+def _content(message: Mrkdwn | Card) -> dict[str, Any]:
+    """A message's `text` (what Slack notifies from) and, for a card, its blocks."""
+    if isinstance(message, Card):
+        return {"text": message.fallback, "blocks": blockkit.blocks(message)}
+    return {"text": message}
 
 
 def _method_of(request: Any) -> str:
@@ -227,13 +235,9 @@ class SlackGateway:
     async def set_topic(self, channel: str, topic: str) -> None:
         await self._call("conversations.setTopic", channel=channel, topic=topic)
 
-    async def post(
-        self, channel: str, text: Mrkdwn, blocks: Blocks | None = None, thread_ts: str | None = None
-    ) -> str:
+    async def post(self, channel: str, message: Mrkdwn | Card, thread_ts: str | None = None) -> str:
         channel_id = await self._resolve(channel)
-        args: dict[str, Any] = {"channel": channel_id, "text": text}
-        if blocks:
-            args["blocks"] = blocks
+        args: dict[str, Any] = {"channel": channel_id, **_content(message)}
         if thread_ts:
             args["thread_ts"] = thread_ts
         # One post at a time per channel: messages land in the order they were sent, and a
@@ -259,13 +263,9 @@ class SlackGateway:
                 raise
             raise ChatError("chat.postMessage", "not_in_channel") from exc
 
-    async def update(
-        self, channel: str, ts: str, text: Mrkdwn, blocks: Blocks | None = None
-    ) -> None:
-        args: dict[str, Any] = {"channel": await self._resolve(channel), "ts": ts, "text": text}
-        if blocks is not None:
-            args["blocks"] = blocks
-        await self._call("chat.update", **args)
+    async def update(self, channel: str, ts: str, message: Mrkdwn | Card) -> None:
+        channel_id = await self._resolve(channel)
+        await self._call("chat.update", channel=channel_id, ts=ts, **_content(message))
 
     async def pin(self, channel: str, ts: str) -> None:
         await self._call("pins.add", channel=channel, timestamp=ts)

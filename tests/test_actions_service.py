@@ -11,6 +11,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from bot.actions.views import CONFIRM_ACTION
+from bot.messages import Button, Buttons, Card, Section
 from storage.models import PendingAction
 from tests.action_rig import (  # noqa: F401
     Rig,
@@ -278,18 +279,13 @@ async def test_bad_input_gets_a_clear_answer_and_runs_nothing(rig: Rig) -> None:
 
 async def test_stale_buttons_get_a_clear_answer(rig: Rig) -> None:
     chat = rig.slack.app.services.chat
-    buttons = [
-        {
-            "type": "button",
-            "action_id": CONFIRM_ACTION,
-            "value": value,
-            "text": {"type": "plain_text", "text": value},
-        }
-        for value in ("x", "99")
-    ]
-    ts = await chat.post(rig.channel.id, "old", [{"type": "actions", "elements": buttons[:1]}])
+
+    def old(value: str) -> Card:
+        return Card.of(Section("old"), Buttons((Button(value, CONFIRM_ACTION, value),)))
+
+    ts = await chat.post(rig.channel.id, old("x"))
     await rig.slack.driver.click_button(BOB, rig.channel.id, ts, CONFIRM_ACTION)
-    ts = await chat.post(rig.channel.id, "old", [{"type": "actions", "elements": buttons[1:]}])
+    ts = await chat.post(rig.channel.id, old("99"))
     await rig.slack.driver.click_button(BOB, rig.channel.id, ts, CONFIRM_ACTION)
     await rig.slack.settle()
     assert rig.slack.ephemeral_texts(BOB)[-2:] == [

@@ -1,4 +1,4 @@
-"""Block Kit for runbook actions stays inside Slack's limits whatever the executors return."""
+"""The cards of runbook actions stay inside Slack's limits whatever the executors return."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from bot.actions import views
 from bot.executors import ExecutionResult
 from emulator.blockkit import check_message
+from handlers import blockkit
 
 HOSTILE = "<!channel> & <https://evil|docs> ``` end of block\n"
 
@@ -21,8 +22,10 @@ def section_texts(blocks: list[dict]) -> list[str]:
 def test_output_fits_one_section_and_says_when_it_was_cut(size: int) -> None:
     output = (HOSTILE * (size // len(HOSTILE) + 1))[:size]
     message = views.output_message("logs checkout", output)
-    check_message(message.text, message.blocks)  # raises on any Block Kit violation
-    [text] = section_texts(message.blocks)
+    check_message(
+        message.card.fallback, blockkit.blocks(message.card)
+    )  # raises on any Block Kit violation
+    [text] = section_texts(blockkit.blocks(message.card))
     assert len(text) <= views.SECTION_MAX
     assert text.startswith("```\n") and text.count("```") == 2  # nothing breaks out
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
@@ -55,11 +58,11 @@ def proposal(output: str = "spec.replicas: 3 -> 6", summary: str = "would scale"
 
 def test_the_proposal_has_confirm_and_cancel_carrying_the_pending_id() -> None:
     message = views.proposal(proposal())
-    check_message(message.text, message.blocks)
-    [actions] = [b for b in message.blocks if b["type"] == "actions"]
+    check_message(message.card.fallback, blockkit.blocks(message.card))
+    [actions] = [b for b in blockkit.blocks(message.card) if b["type"] == "actions"]
     buttons = {e["action_id"]: e["value"] for e in actions["elements"]}
     assert buttons == {views.CONFIRM_ACTION: "42", views.CANCEL_ACTION: "42"}
-    texts = "\n".join(section_texts(message.blocks))
+    texts = "\n".join(section_texts(blockkit.blocks(message.card)))
     assert "<@U0ALICE>" in texts and "*Dry run:* would scale" in texts
     assert "spec.replicas: 3 -&gt; 6" in texts
 
@@ -67,12 +70,12 @@ def test_the_proposal_has_confirm_and_cancel_carrying_the_pending_id() -> None:
 def test_a_huge_dry_run_still_fits_and_the_decision_removes_the_buttons() -> None:
     big = proposal(output=HOSTILE * 500, summary="x" * 5_000)
     message = views.proposal(big)
-    check_message(message.text, message.blocks)
-    assert all(len(t) <= views.SECTION_MAX for t in section_texts(message.blocks))
+    check_message(message.card.fallback, blockkit.blocks(message.card))
+    assert all(len(t) <= views.SECTION_MAX for t in section_texts(blockkit.blocks(message.card)))
     done = views.decided(big, ":white_check_mark: Confirmed by <@U0BOB>: " + "y" * 5_000)
-    check_message(done.text, done.blocks)
-    assert not [b for b in done.blocks if b["type"] == "actions"]
-    assert "Confirmed by <@U0BOB>" in section_texts(done.blocks)[-1]
+    check_message(done.card.fallback, blockkit.blocks(done.card))
+    assert not [b for b in blockkit.blocks(done.card) if b["type"] == "actions"]
+    assert "Confirmed by <@U0BOB>" in section_texts(blockkit.blocks(done.card))[-1]
 
 
 def test_the_outcome_reply_fits_one_section() -> None:
@@ -85,6 +88,6 @@ def test_the_outcome_reply_fits_one_section() -> None:
 def test_the_summary_escapes_executor_text() -> None:
     result = ExecutionResult(False, "health: 500 <!here>", "")
     message = views.diagnostic_summary("health checkout", "U0ALICE", result, error=False)
-    check_message(message.text, message.blocks)
-    [text] = section_texts(message.blocks)
+    check_message(message.card.fallback, blockkit.blocks(message.card))
+    [text] = section_texts(blockkit.blocks(message.card))
     assert text.startswith(":warning: `health checkout` found: health: 500 &lt;!here&gt;")

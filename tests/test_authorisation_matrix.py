@@ -30,6 +30,7 @@ from sqlalchemy import select
 from bot.actions import Executors
 from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
 from bot.executors import KubernetesExecutor, PostgresExecutor
+from bot.messages import Button, Buttons, Card, Section
 from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
 from emulator.models import Channel
 from handlers.http_check import HttpExecutor
@@ -343,15 +344,8 @@ async def test_a_click_forged_from_another_incident(matrix: Matrix) -> None:
     await slack.command("commander <@U0EVE>", user=EVE, channel=mine.id)
     pending = await matrix.propose("P2", "scale checkout 7")
     patches = matrix.real_patches()
-    button = {
-        "type": "button",
-        "action_id": CONFIRM_ACTION,
-        "value": str(pending.id),
-        "text": {"type": "plain_text", "text": "Confirm"},
-    }
-    ts = await slack.app.services.chat.post(
-        mine.id, "forged", [{"type": "actions", "elements": [button]}]
-    )
+    button = Button("Confirm", CONFIRM_ACTION, str(pending.id))
+    ts = await slack.app.services.chat.post(mine.id, Card.of(Section("forged"), Buttons((button,))))
     await slack.driver.click_button(EVE, mine.id, ts, CONFIRM_ACTION, value=str(pending.id))
     await slack.settle()
     assert matrix.real_patches() == patches

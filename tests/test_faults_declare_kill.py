@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from bot.incidents.declare import CHECKLIST_MARKER
+from bot.incidents.views import CHECKLIST_MARKER
 from emulator import SlackDriver, SlackEmulator, Workspace
 from runbooks import BUNDLED
 from storage.migrate import upgrade_database

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.incidents.declare import CHECKLIST_MARKER
+from bot.incidents.views import CHECKLIST_MARKER
 from emulator import SlackDriver, SlackEmulator, Workspace
 from runbooks import BUNDLED
 from storage.migrate import upgrade_database

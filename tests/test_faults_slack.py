@@ -20,7 +20,7 @@ from typing import Any
 import pytest_asyncio
 from sqlalchemy import select
 
-from bot.incidents.declare import CHECKLIST_MARKER
+from bot.incidents.views import CHECKLIST_MARKER
 from emulator import SlackEmulator
 from storage.models import ChecklistItem, Event, Incident, OutboxMessage
 from tests.harness import ALICE, BOB, Harness, running_firebreak

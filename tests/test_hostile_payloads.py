@@ -32,6 +32,7 @@ from bot.actions import Executors
 from bot.actions.views import CANCEL_ACTION, CONFIRM_ACTION
 from bot.executors import KubernetesExecutor, PostgresExecutor
 from bot.incidents.reminders import POST_UPDATE_ACTION
+from bot.messages import Button, Buttons, Card, Section
 from emulator import AppResponse, payloads
 from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
 from emulator.models import Channel
@@ -146,14 +147,9 @@ async def _templates(slack: Harness, channel: Channel) -> dict[str, dict[str, An
     checklist_ts = channel.pins[0]["ts"]
     await slack.command("mitigate scale checkout 5", channel=channel.id)
     proposal_ts = slack.workspace.messages(channel.id)[-1]["ts"]
-    button = {
-        "type": "button",
-        "action_id": POST_UPDATE_ACTION,
-        "value": "1",
-        "text": {"type": "plain_text", "text": "Post update"},
-    }
+    button = Button("Post update", POST_UPDATE_ACTION, "1")
     nudge_ts = await slack.app.services.chat.post(
-        channel.id, "update due", [{"type": "actions", "elements": [button]}]
+        channel.id, Card.of(Section("update due"), Buttons((button,)))
     )
     templates = {
         "checklist": payloads.block_actions(

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bot.incidents.reminders import POST_UPDATE_ACTION
-from bot.mrkdwn import fallback_text
+from bot.messages import Button, Buttons, Card, Section
 from emulator.models import Call
 from tests.harness import ALICE, Harness, running_firebreak
 
@@ -99,21 +99,9 @@ async def declare_by_modal(slack: Harness, title: str, description: str) -> None
 
 async def update_by_form(slack: Harness, channel: str, text: str) -> None:
     """Press a "Post update" button (as on a reminder) and submit the form."""
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": "update due"}},
-        {
-            "type": "actions",
-            "elements": [
-                {
-                    "type": "button",
-                    "action_id": POST_UPDATE_ACTION,
-                    "value": "1",
-                    "text": {"type": "plain_text", "text": "Post update"},
-                }
-            ],
-        },
-    ]
-    ts = await slack.app.services.chat.post(channel, fallback_text(blocks), blocks)
+    button = Button("Post update", POST_UPDATE_ACTION, "1", primary=True)
+    card = Card.of(Section("update due"), Buttons((button,)))
+    ts = await slack.app.services.chat.post(channel, card)
     await slack.driver.click_button(ALICE, channel, ts, POST_UPDATE_ACTION)
     await slack.settle()
     view = next(v for v in slack.workspace.open_views(ALICE) if v["callback_id"] == "post_update")

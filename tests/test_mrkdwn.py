@@ -24,19 +24,6 @@ def test_from_slack_decodes_once() -> None:
     assert mrkdwn.from_slack("typed &amp;lt; literally") == "typed &lt; literally"
 
 
-def test_fallback_text_comes_from_the_blocks() -> None:
-    blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": "<!channel> & co"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "*bold* <@U0BOB>"}},
-        {
-            "type": "actions",
-            "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Go"}}],
-        },
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": "by <@U0ALICE>"}]},
-    ]
-    assert mrkdwn.fallback_text(blocks) == "&lt;!channel&gt; &amp; co\n*bold* <@U0BOB>"
-
-
 def test_a_topic_of_ampersands_is_cut_between_entities(runbooks: Runbooks) -> None:
     class Incident:
         title = "&" * 150
@@ -49,15 +36,6 @@ def test_a_topic_of_ampersands_is_cut_between_entities(runbooks: Runbooks) -> No
 
     topic = views.topic(Incident(), runbooks)  # type: ignore[arg-type]
     assert len(topic) <= views.TOPIC_MAX and topic.endswith("&amp;…")
-
-
-def test_fallback_text_is_never_cut_inside_markup() -> None:
-    for filler in range(10):
-        text = "x" * (mrkdwn.FALLBACK_MAX - 20 + filler) + "<@U0BOB> &amp;" * 5
-        cut = mrkdwn.fallback_text([{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
-        assert len(cut) <= mrkdwn.FALLBACK_MAX and cut.endswith("…")
-        body = cut[:-1]
-        assert body.count("<") == body.count(">") and body.count("&") == body.count(";")
 
 
 def test_mention_rejects_non_ids() -> None:

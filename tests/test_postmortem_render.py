@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from bot.postmortem import metrics
-from bot.postmortem.forms import RESOLUTION_CALLBACK, parse_resolution, resolution_form
 from bot.postmortem.markdown import escape, link, shorten, slack_to_plain, typed_to_plain
 from bot.postmortem.render import PostmortemTemplate
 from bot.postmortem.timeline import describe
+from handlers.modals import RESOLUTION_CALLBACK, parse_resolution, resolution_form
 from runbooks import BUNDLED
 from storage.models import Event
 

@@ -45,11 +45,11 @@ async def test_a_channel_limit_holds_posts_to_that_channel_only() -> None:
         gateway = SlackGateway(make_client(TOKEN, emulator.api_url))
         emulator.inject_fault("chat.postMessage", status=429, retry_after=2, count=1)
         started = time.monotonic()
-        first = asyncio.ensure_future(gateway.post(busy.id, "first", None))
+        first = asyncio.ensure_future(gateway.post(busy.id, "first"))
         await asyncio.sleep(0.3)
-        await gateway.post(quiet.id, "elsewhere", None)
+        await gateway.post(quiet.id, "elsewhere")
         elsewhere = time.monotonic() - started
-        await gateway.post(busy.id, "second", None)
+        await gateway.post(busy.id, "second")
         second = time.monotonic() - started
         await first
     assert elsewhere < 1.0, "another channel's post waited for this channel's limit"
@@ -64,5 +64,5 @@ async def test_posts_to_one_channel_keep_their_order_under_its_limit() -> None:
         emulator.set_channel_post_limit(1)
         gateway = SlackGateway(make_client(TOKEN, emulator.api_url))
         texts = [f"update {n}" for n in range(4)]
-        await asyncio.gather(*(gateway.post(channel.id, text, None) for text in texts))
+        await asyncio.gather(*(gateway.post(channel.id, text) for text in texts))
     assert [m["text"] for m in workspace.messages(channel.id)] == texts

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.incidents.reminders import CLAIM_TTL
-from bot.mrkdwn import Mrkdwn
+from bot.messages import Card
 from emulator.models import Channel
 from storage import reminders as reminder_store
 from storage.models import Event, Incident
@@ -257,8 +257,7 @@ async def test_a_reminder_whose_answer_was_lost_is_not_posted_twice(
     assert claimed is not None
     marker = f"fb-nudge-{row.id}-{int(claimed.due_at.timestamp())}"
     text = "@alice, a status update is due: 16m since the last one."
-    blocks = [{"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": text}}]
-    await slack.app.services.chat.post(channel.id, Mrkdwn(text), blocks)
+    await slack.app.services.chat.post(channel.id, Card.text(text, marker))
     retry_at = clock.now() + timedelta(seconds=2)
     await db.run(reminders._failed, row.id, claimed.token, "timeout", retry_at)
     clock.advance(timedelta(seconds=3))

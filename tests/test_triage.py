@@ -22,11 +22,11 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from bot import commands as c
-from bot.incidents.forms import parse_declare_form
 from bot.runbooks import Runbooks
 from bot.triage.views import OFFER_ACTION_PREFIX
 from emulator.kubernetes import FakeKubernetes
 from emulator.models import Channel
+from handlers.modals import parse_declare_form
 from storage.models import Event, Incident
 from tests.action_rig import firebreak_with_targets, rig_executors, rig_services
 from tests.action_rig import health_fixture as health_fixture

@@ -91,10 +91,10 @@ class ActionService(Service):
         and the files the action made (a chart) in the thread too."""
         name = invocation.command()
         summary = views.diagnostic_summary(name, actor, result, error)
-        ts = await self._chat.post(channel, summary.text, summary.blocks)
+        ts = await self._chat.post(channel, summary.card)
         if result.output and not error:
             output = views.output_message(name, result.output)
-            await self._chat.post(channel, output.text, output.blocks, thread_ts=ts)
+            await self._chat.post(channel, output.card, thread_ts=ts)
             if output.truncated:
                 about = f"{invocation.action.name}-{invocation.target.name}"
                 await self._chat.upload_file(
@@ -167,7 +167,7 @@ class ActionService(Service):
             return str(exc)
         message = views.proposal(self._proposal(pending, invocation))
         try:
-            ts = await self._chat.post(channel, message.text, message.blocks)
+            ts = await self._chat.post(channel, message.card)
         except ChatError as exc:
             return f":warning: Slack refused the confirmation message (`{exc.code}`); ask again."
         await self._db.run(ledger.save_message_ts, pending.id, ts)
@@ -302,9 +302,7 @@ class ActionService(Service):
             return
         message = views.decided(self._proposal(pending, self._stored(pending)), line)
         try:
-            await self._chat.update(
-                settled.channel_id, pending.message_ts, message.text, message.blocks
-            )
+            await self._chat.update(settled.channel_id, pending.message_ts, message.card)
         except ChatError as exc:
             log.warning("could not update mitigation message %s: %s", pending.id, exc.code)
 

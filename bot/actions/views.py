@@ -1,4 +1,4 @@
-"""Block Kit for runbook actions: pure functions from results to (text, blocks).
+"""What the channel sees of runbook actions: pure functions from results to cards.
 
 Slack rejects a whole message when one section's text exceeds 3000 characters,
 and executor output (logs, tables) easily does. So output goes into one code
@@ -15,8 +15,8 @@ from datetime import datetime
 from bot.actions.catalog import ActionCatalog
 from bot.actions.params import VERBS, as_words, usage
 from bot.executors import ExecutionResult
-from bot.gateway import Blocks
-from bot.mrkdwn import Mrkdwn, escape, fallback_text, mention, truncate
+from bot.messages import Button, Buttons, Card, Note, Section
+from bot.mrkdwn import escape, mention, truncate
 from storage.models import PendingAction
 
 SECTION_MAX = 3000
@@ -27,13 +27,8 @@ _CUT_NOTE = "\n_Cut to fit; the full output is attached in this thread._"
 
 @dataclass(frozen=True)
 class Output:
-    blocks: Blocks
+    card: Card
     truncated: bool
-
-    @property
-    def text(self) -> Mrkdwn:
-        """The message's fallback text (what Slack notifies from), from its blocks."""
-        return fallback_text(self.blocks)
 
 
 @dataclass(frozen=True)
@@ -67,9 +62,7 @@ def code_block(text: str, limit: int) -> tuple[str, bool]:
 def output_message(command: str, output: str) -> Output:
     """The thread reply holding a diagnostic's output."""
     block, cut = code_block(output, SECTION_MAX - len(_CUT_NOTE))
-    text = block + (_CUT_NOTE if cut else "")
-    blocks: Blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
-    return Output(blocks, cut)
+    return Output(Card.text(block + (_CUT_NOTE if cut else "")), cut)
 
 
 def diagnostic_summary(command: str, actor: str, result: ExecutionResult, error: bool) -> Output:
@@ -80,47 +73,28 @@ def diagnostic_summary(command: str, actor: str, result: ExecutionResult, error:
     context = f"Diagnostic requested by {mention(actor)}"
     if result.output and not error:
         context += " · output in the thread"
-    blocks: Blocks = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": line}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
-    ]
-    return Output(blocks, False)
+    return Output(Card.of(Section(line), Note(context)), False)
 
 
 def proposal(p: Proposal) -> Output:
     """The mitigation awaiting a decision, with Confirm and Cancel (value = its ID)."""
-    buttons = {
-        "type": "actions",
-        "block_id": f"mitigation:{p.id}",
-        "elements": [
-            {
-                "type": "button",
-                "action_id": CONFIRM_ACTION,
-                "text": {"type": "plain_text", "text": "Confirm"},
-                "style": "primary",
-                "value": str(p.id),
-            },
-            {
-                "type": "button",
-                "action_id": CANCEL_ACTION,
-                "text": {"type": "plain_text", "text": "Cancel"},
-                "value": str(p.id),
-            },
-        ],
-    }
+    buttons = Buttons(
+        (
+            Button("Confirm", CONFIRM_ACTION, str(p.id), primary=True),
+            Button("Cancel", CANCEL_ACTION, str(p.id)),
+        ),
+        marker=f"mitigation:{p.id}",
+    )
     expiry = (
         f"Expires {when(p.expires_at)}. Confirmable by the incident commander or a "
         "configured mitigator (`/incident mitigate` lists them)."
     )
-    blocks = [*_head(p), _context(expiry), buttons]
-    return Output(blocks, False)
+    return Output(Card.of(*_head(p), Note(expiry), buttons), False)
 
 
 def decided(p: Proposal, outcome: str) -> Output:
     """The same message after a decision: the outcome (mrkdwn) instead of the buttons."""
-    text = truncate(outcome, SECTION_MAX)
-    blocks = [*_head(p), {"type": "section", "text": {"type": "mrkdwn", "text": text}}]
-    return Output(blocks, False)
+    return Output(Card.of(*_head(p), Section(truncate(outcome, SECTION_MAX))), False)
 
 
 INCIDENT_CLOSED = (
@@ -306,7 +280,7 @@ def allowed_confirmers(catalog: ActionCatalog) -> str:
     return ", ".join(people) + (" or " if people else "") + "the incident commander"
 
 
-def _head(p: Proposal) -> Blocks:
+def _head(p: Proposal) -> tuple[Section, Section]:
     head = (
         f":warning: *Mitigation proposed* by {mention(p.requested_by)}: "
         f"`{escape(p.command)}`\n{escape(truncate(p.help, 500))}"
@@ -315,14 +289,7 @@ def _head(p: Proposal) -> Blocks:
     if p.dry_run_output:
         block, _ = code_block(p.dry_run_output, SECTION_MAX - len(dry) - 1)
         dry += "\n" + block
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": head}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": dry}},
-    ]
-
-
-def _context(text: str) -> dict[str, object]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+    return Section(head), Section(dry)
 
 
 def when(at: datetime) -> str:

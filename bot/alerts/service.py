@@ -177,13 +177,13 @@ class AlertService(Service):
         incident = None
         if group.incident_id is not None:
             incident = await self._db.run(incident_store.get, group.incident_id)
-        text, blocks = views.offer_message(self._runbooks.templates, group, incident)
+        offer = views.offer_message(self._runbooks.templates, group, incident)
         channel = self._announce_channel
         if group.offer_ts == UNDELIVERABLE:
             return
         if group.offer_ts not in (None, PENDING):
             if refresh:
-                await self._chat.update(channel, str(group.offer_ts), text, blocks)
+                await self._chat.update(channel, str(group.offer_ts), offer)
             return
         try:
             if group.offer_ts == PENDING:
@@ -192,10 +192,10 @@ class AlertService(Service):
                     if marker in message.block_ids:
                         await self._db.run(_save_offer, group_id, message.ts)
                         if refresh:
-                            await self._chat.update(channel, message.ts, text, blocks)
+                            await self._chat.update(channel, message.ts, offer)
                         return
             await self._db.run(_save_offer, group_id, PENDING)
-            ts = await self._chat.post(channel, text, blocks)
+            ts = await self._chat.post(channel, offer)
         except ChatError as exc:
             if not undeliverable.is_permanent(exc.code):
                 raise

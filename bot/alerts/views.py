@@ -1,4 +1,4 @@
-"""What alerts look like in Slack: the offer with its buttons, and the alert's links.
+"""What alerts look like in the channel: the offer with its buttons, and the alert's links.
 
 Alert text (labels, annotations, titles) is user text: it reaches Slack only
 through the templates, which escape every value, and links are built here
@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.gateway import Blocks
-from bot.mrkdwn import Mrkdwn, escape, fallback_text, truncate
+from bot.messages import Button, Buttons, Card, Part, Section
+from bot.mrkdwn import Mrkdwn, escape, truncate
 from bot.templates import Templates
 from storage.models import AlertGroup, Incident
 
@@ -84,37 +84,15 @@ def render(templates: Templates, name: str, group: AlertGroup, **context: Any) -
 
 def offer_message(
     templates: Templates, group: AlertGroup, incident: Incident | None = None
-) -> tuple[Mrkdwn, Blocks]:
+) -> Card:
     """The offer in the broadcast channel; buttons only while nobody has decided."""
     text = render(templates, "alert_offer.j2", group=group, incident=incident)
-    blocks: Blocks = [
-        {
-            "type": "section",
-            "block_id": f"{OFFER_MARKER}{group.id}",
-            "text": {"type": "mrkdwn", "text": text},
-        }
-    ]
+    parts: list[Part] = [Section(text, marker=f"{OFFER_MARKER}{group.id}")]
     if group.state == "offered" and group.active_key is not None:
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": f"alert-offer-actions-{group.id}",
-                "elements": [
-                    _button("Declare incident", DECLARE_ACTION, group.id, "primary"),
-                    _button("Dismiss", DISMISS_ACTION, group.id),
-                ],
-            }
+        value = str(group.id)
+        buttons = (
+            Button("Declare incident", DECLARE_ACTION, value, primary=True),
+            Button("Dismiss", DISMISS_ACTION, value),
         )
-    return fallback_text(blocks), blocks
-
-
-def _button(label: str, action_id: str, group_id: int, style: str | None = None) -> dict[str, Any]:
-    button: dict[str, Any] = {
-        "type": "button",
-        "action_id": action_id,
-        "text": {"type": "plain_text", "text": label},
-        "value": str(group_id),
-    }
-    if style:
-        button["style"] = style
-    return button
+        parts.append(Buttons(buttons, marker=f"alert-offer-actions-{group.id}"))
+    return Card(tuple(parts))

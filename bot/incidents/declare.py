@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL_NAME_MAX = 80
 MAX_NAME_ATTEMPTS = 50
-CHECKLIST_MARKER = "checklist-intro"
 # Slack errors worth retrying the answer for; any other means it cannot be delivered.
 TRANSIENT = ("ratelimited", "request_timeout", "connection_error", "fatal_error", "internal_error")
 
@@ -290,13 +289,12 @@ class DeclareFlow(Service):
         if incident.checklist_ts == PENDING:
             # A post was attempted before; Slack may have taken it. Look first.
             for message in await self._chat.recent_messages(channel, limit=50):
-                if CHECKLIST_MARKER in message.block_ids:
+                if views.CHECKLIST_MARKER in message.block_ids:
                     await self._record(lease, checklist_ts=message.ts)
                     incident.checklist_ts = message.ts
                     return
         await self._record(lease, checklist_ts=PENDING)
-        text, blocks = views.checklist_message(incident, self._runbooks)
-        ts = await self._chat.post(channel, text, blocks)
+        ts = await self._chat.post(channel, views.checklist_message(incident, self._runbooks))
         await self._record(lease, checklist_ts=ts)
         incident.checklist_ts = ts
 

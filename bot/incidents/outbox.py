@@ -15,7 +15,6 @@ before it is sent again, so a retry never doubles a message.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,8 +28,9 @@ from bot import logs
 from bot.context import Context, Service
 from bot.gateway import ChatError
 from bot.incidents import privacy, undeliverable, views
+from bot.messages import Card
 from bot.metrics import Metrics
-from bot.mrkdwn import fallback_text, mention
+from bot.mrkdwn import mention
 from storage import incidents as incident_store
 from storage import outbox as store
 from storage.db import DatabaseUnavailable
@@ -44,7 +44,6 @@ CLAIM_TTL = timedelta(seconds=10)
 RENEW_SECONDS = 3.0
 SETTLE_WAIT = 30.0  # seconds `settle` waits for another holder's delivery
 MARKER_PREFIX = "fb-out-"
-SECTION_TEXT_MAX = 3000
 
 
 def backoff(attempts: int) -> timedelta:
@@ -275,7 +274,7 @@ class Outbox(Service):
         return "\n".join(lines)
 
     async def _send(self, row: OutboxMessage) -> str | None:
-        if row.kind in ("post", "notice", "post_blocks", privacy.NOTICE_KIND):
+        if row.kind in ("post", "notice", "card", privacy.NOTICE_KIND):
             return await self._post(row)
         incident = await self._db.run(incident_store.get, row.incident_id)
         if incident is None or not incident.channel_id:
@@ -288,8 +287,8 @@ class Outbox(Service):
                 await self._chat.set_topic(incident.channel_id, wanted)
                 await self._db.run(_save_topic, incident.id, wanted)
         elif row.kind == "checklist" and incident.checklist_ts not in (None, "pending"):
-            text, blocks = views.checklist_message(incident, self._runbooks)
-            await self._chat.update(incident.channel_id, str(incident.checklist_ts), text, blocks)
+            checklist = views.checklist_message(incident, self._runbooks)
+            await self._chat.update(incident.channel_id, str(incident.checklist_ts), checklist)
         return None
 
     async def _post(self, row: OutboxMessage) -> str:
@@ -301,21 +300,15 @@ class Outbox(Service):
             for message in await self._chat.recent_messages(row.channel, limit=50):
                 if marker in message.block_ids:
                     return message.ts
-        blocks = _marked_blocks(row, marker)
         return await self._chat.post(
-            row.channel, fallback_text(blocks), blocks, thread_ts=row.thread_ts
+            row.channel, _card(row).marked(marker), thread_ts=row.thread_ts
         )
 
 
-def _marked_blocks(row: OutboxMessage, marker: str) -> list[dict[str, object]]:
-    """The message's blocks, the first carrying the row's marker: a `post` is one mrkdwn
-    section; a `post_blocks` row holds its own blocks as JSON (a preview with buttons)."""
-    if row.kind != "post_blocks":
-        return [
-            {"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": row.text}}
-        ]
-    first, *rest = json.loads(row.text)
-    return [{**first, "block_id": marker}, *rest]
+def _card(row: OutboxMessage) -> Card:
+    """A `post` is one paragraph of mrkdwn; a `card` row holds its card as JSON (a
+    preview with buttons, a digest)."""
+    return Card.from_json(row.text) if row.kind == "card" else Card.text(row.text)
 
 
 def _what(row: OutboxMessage) -> str:

@@ -23,8 +23,9 @@ from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError
 from bot.incidents import privacy, undeliverable
 from bot.incidents.outbox import Outbox, backoff
+from bot.messages import Button, Buttons, Card, Section
 from bot.metrics import Metrics
-from bot.mrkdwn import Mrkdwn, fallback_text, mention, user_text
+from bot.mrkdwn import mention, user_text
 from bot.severities import SeverityTable
 from storage import incidents as incident_store
 from storage import reminders as store
@@ -180,8 +181,8 @@ class ReminderService(Service):
         try:
             ts = await self._already_posted(incident.channel_id, marker) if claimed.lapsed else None
             if ts is None:
-                text, blocks = self._nudge(incident, marker, now, late, escalate, overdue)
-                ts = await self._chat.post(incident.channel_id, text, blocks)
+                nudge = self._nudge(incident, marker, now, late, escalate, overdue)
+                ts = await self._chat.post(incident.channel_id, nudge)
         except ChatError as exc:
             if undeliverable.is_permanent(exc.code):
                 # The channel cannot take messages (archived, say): stop nudging there.
@@ -229,7 +230,7 @@ class ReminderService(Service):
         late: bool,
         escalate: bool,
         overdue: bool = False,
-    ) -> tuple[Mrkdwn, list[dict[str, object]]]:
+    ) -> Card:
         owner = incident.role("commander") or incident.declared_by
         since = incident.last_update_at or incident.declared_at
         lines = [
@@ -262,24 +263,11 @@ class ReminderService(Service):
                 f":rotating_light:{who} {incident.nudges_missed} reminders in a row "
                 f"have gone unanswered; {where}."
             )
-        text = "\n".join(lines)
-        blocks: list[dict[str, object]] = [
-            {"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": text}},
-            {
-                "type": "actions",
-                "block_id": f"nudge-actions-{incident.id}",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": POST_UPDATE_ACTION,
-                        "text": {"type": "plain_text", "text": "Post update"},
-                        "style": "primary",
-                        "value": str(incident.id),
-                    }
-                ],
-            },
-        ]
-        return fallback_text(blocks), blocks
+        button = Button("Post update", POST_UPDATE_ACTION, str(incident.id), primary=True)
+        return Card.of(
+            Section("\n".join(lines), marker=marker),
+            Buttons((button,), marker=f"nudge-actions-{incident.id}"),
+        )
 
     def _sent(
         self,

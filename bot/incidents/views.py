@@ -1,18 +1,17 @@
-"""How an incident looks in Slack: topic, checklist message, list. Pure functions."""
+"""How an incident looks in its channel: topic, checklist card, list. Pure functions."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from bot.gateway import Blocks
-from bot.mrkdwn import Mrkdwn, escape, fallback_text, truncate_mrkdwn
+from bot.messages import Card, Checkboxes, Choice, Part, Section
+from bot.mrkdwn import escape, truncate_mrkdwn
 from bot.runbooks import Runbooks
 from storage.models import Incident
 
 TOPIC_MAX = 250  # Slack's cap on channel topics
-CHECKBOX_OPTIONS_MAX = 10  # Slack's cap on options in one checkboxes element
 CHECKLIST_ACTION_PREFIX = "checklist:"
+CHECKLIST_MARKER = "checklist-intro"  # finds the checklist message again in history
 
 
 def topic(incident: Incident, runbooks: Runbooks) -> str:
@@ -22,43 +21,20 @@ def topic(incident: Incident, runbooks: Runbooks) -> str:
     return truncate_mrkdwn(" ".join(text.split()), TOPIC_MAX)
 
 
-def checklist_message(incident: Incident, runbooks: Runbooks) -> tuple[Mrkdwn, Blocks]:
-    """The pinned checklist: an intro, then each phase with its boxes.
-
-    A checkboxes element holds at most 10 options, so a longer phase spans
-    several elements, each in its own actions block.
-    """
+def checklist_message(incident: Incident, runbooks: Runbooks) -> Card:
+    """The pinned checklist: an intro, then each phase with its boxes."""
     severity = runbooks.severities.levels[incident.severity]
     intro = runbooks.templates.render("checklist_intro.j2", incident=incident, severity=severity)
-    blocks: Blocks = [{"type": "section", "block_id": "checklist-intro", "text": _mrkdwn(intro)}]
+    parts: list[Part] = [Section(intro, marker=CHECKLIST_MARKER)]
     for phase_index, phase in enumerate(_phases(incident)):
         items = [i for i in incident.checklist if i.phase == phase]
         done = sum(1 for i in items if i.checked)
-        blocks.append(
-            {
-                "type": "section",
-                "block_id": f"checklist-phase:{phase_index}",
-                "text": _mrkdwn(f"*{escape(phase)}* ({done}/{len(items)})"),
-            }
-        )
-        for chunk_index in range(0, len(items), CHECKBOX_OPTIONS_MAX):
-            chunk = items[chunk_index : chunk_index + CHECKBOX_OPTIONS_MAX]
-            element: dict[str, Any] = {
-                "type": "checkboxes",
-                "action_id": f"{CHECKLIST_ACTION_PREFIX}{phase_index}:{chunk_index}",
-                "options": [_option(i) for i in chunk],
-            }
-            checked = [_option(i) for i in chunk if i.checked]
-            if checked:
-                element["initial_options"] = checked
-            blocks.append(
-                {
-                    "type": "actions",
-                    "block_id": f"checklist:{phase_index}:{chunk_index}",
-                    "elements": [element],
-                }
-            )
-    return fallback_text(blocks), blocks
+        heading = f"*{escape(phase)}* ({done}/{len(items)})"
+        parts.append(Section(heading, marker=f"checklist-phase:{phase_index}"))
+        choices = tuple(Choice(i.key, i.text, i.checked, i.checked_by, i.checked_at) for i in items)
+        where = f"{CHECKLIST_ACTION_PREFIX}{phase_index}"
+        parts.append(Checkboxes(where, choices, marker=where))
+    return Card(tuple(parts))
 
 
 def _phases(incident: Incident) -> list[str]:
@@ -67,22 +43,6 @@ def _phases(incident: Incident) -> list[str]:
         if item.phase not in seen:
             seen.append(item.phase)
     return seen
-
-
-def _option(item: Any) -> dict[str, Any]:
-    option: dict[str, Any] = {
-        "text": {"type": "plain_text", "text": item.text},
-        "value": item.key,
-    }
-    if item.checked and item.checked_by and item.checked_at:
-        option["description"] = _mrkdwn(
-            f"<@{item.checked_by}> · {item.checked_at.strftime('%H:%M UTC')}"
-        )
-    return option
-
-
-def _mrkdwn(text: str) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": truncate_mrkdwn(text, 3000)}
 
 
 def incident_list(incidents: list[Incident], runbooks: Runbooks, now: datetime) -> str:

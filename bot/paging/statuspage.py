@@ -10,7 +10,6 @@ affected components, later ones add updates, and an outage only delays them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,11 +20,11 @@ from bot.actions.catalog import ActionCatalog
 from bot.context import Context, Service
 from bot.durations import format_duration
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
-from bot.gateway import Blocks
 from bot.incidents import followup
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
-from bot.mrkdwn import escape, fallback_text, mention
+from bot.messages import Button, Buttons, Card, Section
+from bot.mrkdwn import escape, mention
 from bot.paging.delivery import PUBLISH, enqueue_call
 from bot.paging.service import PagingService, paged_services, public_plain
 from storage import incidents as store
@@ -64,12 +63,12 @@ class StatusPageService(Service):
         preview = await self._db.run(self._record_draft, command, request)
         if preview is None:
             return ""  # a redelivery: the preview is already posted
-        await self._chat.post(request.channel_id, fallback_text(preview), preview)
+        await self._chat.post(request.channel_id, preview)
         return ""
 
     def _record_draft(
         self, session: Session, command: c.DraftStatusPage, request: Request
-    ) -> Blocks | None:
+    ) -> Card | None:
         incident = store.by_channel(session, request.channel_id, for_update=True)
         if incident is None:
             raise UserError(NOT_AN_INCIDENT_CHANNEL)
@@ -102,10 +101,10 @@ class StatusPageService(Service):
         enqueue(
             session,
             incident.id,
-            "post_blocks",
+            "card",
             now,
             channel=incident.channel_id,
-            text=json.dumps(preview),
+            text=preview.to_json(),
         )
 
     def _drafted(
@@ -115,7 +114,7 @@ class StatusPageService(Service):
         command: c.DraftStatusPage,
         actor: str,
         now: datetime,
-    ) -> Blocks:
+    ) -> Card:
         """Record the draft; its preview, with Publish and Cancel."""
         components = self._components(session, incident, command.status)
         body = public_plain(command.message) or self._default_text(session, incident, command)
@@ -188,8 +187,7 @@ class StatusPageService(Service):
         outcome = await self._db.run(self._decide, draft_id, publish, request)
         if outcome.refusal:
             return outcome.refusal
-        settled = _settled(outcome.line)
-        await self._chat.update(request.channel_id, ts, fallback_text(settled), settled)
+        await self._chat.update(request.channel_id, ts, Card.text(outcome.line))
         if publish:
             await self._outbox.deliver(outcome.incident_id)
             return await self._db.run(_publish_failure, outcome.call_id)
@@ -257,30 +255,10 @@ def _publish_failure(session: Session, call_id: int | None) -> str:
     )
 
 
-def _buttons(text: str, draft_id: int) -> Blocks:
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-        {
-            "type": "actions",
-            "block_id": f"statuspage-{draft_id}",
-            "elements": [
-                {
-                    "type": "button",
-                    "action_id": PUBLISH_ACTION,
-                    "text": {"type": "plain_text", "text": "Publish"},
-                    "style": "primary",
-                    "value": str(draft_id),
-                },
-                {
-                    "type": "button",
-                    "action_id": CANCEL_ACTION,
-                    "text": {"type": "plain_text", "text": "Cancel"},
-                    "value": str(draft_id),
-                },
-            ],
-        },
-    ]
-
-
-def _settled(line: str) -> Blocks:
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": line}}]
+def _buttons(text: str, draft_id: int) -> Card:
+    value = str(draft_id)
+    buttons = (
+        Button("Publish", PUBLISH_ACTION, value, primary=True),
+        Button("Cancel", CANCEL_ACTION, value),
+    )
+    return Card.of(Section(text), Buttons(buttons, marker=f"statuspage-{draft_id}"))

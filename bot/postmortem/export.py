@@ -24,7 +24,8 @@ from bot.clock import Clock
 from bot.gateway import ChatError, ChatGateway
 from bot.incidents import privacy
 from bot.incidents.lease import Lease, incident_lease
-from bot.mrkdwn import channel_link, escape, fallback_text
+from bot.messages import Card
+from bot.mrkdwn import channel_link, escape
 from bot.postmortem import records
 from bot.postmortem.compiler import compile_document
 from bot.postmortem.history import ts_of
@@ -197,8 +198,7 @@ class PostmortemExport:
             url = await self._chat.file_permalink(row.file_id)
             if url:
                 text += f": <{url}|{escape(filename(incident))}>"
-        blocks = [{"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": text}}]
-        ts = await self._chat.post(self._announce_channel, fallback_text(blocks), blocks)
+        ts = await self._chat.post(self._announce_channel, Card.text(text, marker))
         await self._save(lease, row, announced_ts=ts)
 
     async def _save(self, lease: Lease, row: Postmortem, **values: Any) -> None:

@@ -23,12 +23,11 @@ from bot.mrkdwn import escape, mention
 from bot.postmortem import records
 from bot.postmortem.compiler import compile_document
 from bot.postmortem.export import ExportResult, PostmortemExport, filename
-from bot.postmortem.forms import RESOLUTION_CALLBACK, resolution_form, resolution_prompt
 from bot.postmortem.history import ts_of
 from bot.postmortem.render import PostmortemTemplate, as_json
 from storage import postmortems as exports
 
-__all__ = ["RESOLUTION_CALLBACK", "CloseOutcome", "PostmortemService", "resolution_form"]
+__all__ = ["CloseOutcome", "PostmortemService", "resolution_prompt"]
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +36,23 @@ PREVIEW_INLINE_MAX = 4000
 FORMATS = ("md", "json")
 
 
+def resolution_prompt(*, resolved: bool) -> str:
+    """What `close` says when the resolution summary is missing."""
+    if resolved:
+        return (
+            "This incident is resolved, but nobody said how. Give the resolution summary, "
+            "and Firebreak records it, closes the incident and exports the post-mortem."
+        )
+    return (
+        "This incident is not resolved yet. Say how it was resolved, and Firebreak "
+        "resolves it, closes it and exports the post-mortem."
+    )
+
+
 @dataclass(frozen=True)
 class CloseOutcome:
     text: str
-    needs_resolution: bool = False  # open `resolution_form` for the requester
+    needs_resolution: bool = False  # ask the requester how it was resolved (a modal)
     resolved: bool = False  # … in its form for a resolved incident that lacks a summary
 
 

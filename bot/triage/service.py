@@ -16,7 +16,6 @@ new round.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import datetime
 from typing import Any
@@ -267,10 +266,10 @@ class TriageService(Service):
                     enqueue(
                         session,
                         incident.id,
-                        "post_blocks",
+                        "card",
                         now,
                         channel=channel,
-                        text=json.dumps(reply.blocks),
+                        text=reply.card.to_json(),
                         thread_ts=values["thread_ts"],
                     )
 
@@ -298,14 +297,9 @@ class TriageService(Service):
                     summary=result["summary"],
                     triage=True,
                 )
-        blocks = views.digest_blocks(scenario, service, results)
+        digest = views.digest(scenario, service, results)
         row = enqueue(
-            session,
-            incident.id,
-            "post_blocks",
-            now,
-            channel=values["channel"],
-            text=json.dumps(blocks),
+            session, incident.id, "card", now, channel=values["channel"], text=digest.to_json()
         )
         session.flush()
         store.set_digest(session, incident.id, row.id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot.gateway import Blocks
+from bot.messages import Button, Buttons, Card, Note, Part, Section
 from bot.mrkdwn import escape, mention, truncate
 from bot.triage.scenarios import Scenario, ScenarioCatalog
 
@@ -55,43 +55,27 @@ def guess_text(
     return "\n".join(lines)
 
 
-def digest_blocks(scenario: Scenario, service: str, results: Sequence[dict[str, Any]]) -> Blocks:
+def digest(scenario: Scenario, service: str, results: Sequence[dict[str, Any]]) -> Card:
     """One line per diagnostic, then the candidate mitigations as buttons."""
     lines = [f"*Triage of {escape(scenario.title)} on {escape(service)}*: diagnostics"]
     lines += [digest_line(r) for r in results]
-    blocks: Blocks = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
-        {
-            "type": "context",
-            "elements": [
-                {"type": "mrkdwn", "text": "Run by Firebreak at declare · output in the thread"}
-            ],
-        },
+    parts: list[Part] = [
+        Section("\n".join(lines)),
+        Note("Run by Firebreak at declare · output in the thread"),
     ]
-    buttons = [
-        {
-            "type": "button",
-            "action_id": f"{OFFER_ACTION_PREFIX}{name}",
-            "text": {"type": "plain_text", "text": f"Propose {name}"},
-            "value": f"{name} {service}",
-        }
+    buttons = tuple(
+        Button(f"Propose {name}", f"{OFFER_ACTION_PREFIX}{name}", f"{name} {service}")
         for name in scenario.mitigations  # at most 5: checked when the scenarios load
-    ]
+    )
     if buttons:
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": "Candidate mitigations: a click shows a dry run to confirm; "
-                        "nothing runs without it.",
-                    }
-                ],
-            }
+        parts.append(
+            Note(
+                "Candidate mitigations: a click shows a dry run to confirm; "
+                "nothing runs without it."
+            )
         )
-        blocks.append({"type": "actions", "block_id": "triage-offers", "elements": buttons})
-    return blocks
+        parts.append(Buttons(buttons, marker="triage-offers"))
+    return Card(tuple(parts))
 
 
 def digest_line(result: dict[str, Any]) -> str:

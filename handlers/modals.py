@@ -1,4 +1,10 @@
-"""The declare modal: its view, and turning a submission into a `Declare` command."""
+"""Firebreak's modals (Slack views): declare, post an update, resolve and close.
+
+Each modal's view and the parsing of its submission sit together, so the block IDs
+a view names and the ones its parser reads cannot drift apart. Parsers turn a
+submission into the bot's commands (or per-field errors to show in the modal), and
+read defensively: a client may send anything in any field.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import Any
 from bot.commands import CommandError, Declare, PostUpdate, clean, validate_title
 from bot.incidents.limits import TEXT_MAX, over_limit
 from bot.incidents.rules import STATUSES, TITLE_MAX
+from bot.postmortem.service import resolution_prompt
 from bot.severities import SeverityTable
 
 DECLARE_CALLBACK = "declare_incident"
@@ -207,3 +214,51 @@ def parse_update_form(values: dict[str, Any]) -> tuple[str, PostUpdate | None, d
     if errors:
         return status, None, errors
     return status, PostUpdate(said["update"], said["next_steps"], said["impact"]), {}
+
+
+RESOLUTION_CALLBACK = "postmortem_resolve_close"
+SUMMARY_BLOCK = "summary"
+
+
+def resolution_form(channel_id: str, *, resolved: bool = False) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": RESOLUTION_CALLBACK,
+        "private_metadata": json.dumps({"channel": channel_id}),
+        "title": {"type": "plain_text", "text": "Close" if resolved else "Resolve and close"},
+        "submit": {"type": "plain_text", "text": "Close" if resolved else "Resolve & close"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": resolution_prompt(resolved=resolved)},
+            },
+            {
+                "type": "input",
+                "block_id": SUMMARY_BLOCK,
+                "label": {"type": "plain_text", "text": "Resolution summary"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": SUMMARY_BLOCK,
+                    "multiline": True,
+                    "max_length": TEXT_MAX,
+                },
+            },
+        ],
+    }
+
+
+def parse_resolution(view: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
+    """The channel, the summary, and per-field errors to show in the modal."""
+    try:
+        channel = str(json.loads(view.get("private_metadata") or "{}").get("channel", ""))
+    except (ValueError, TypeError, AttributeError):  # a client may send anything here
+        channel = ""
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    summary = clean(_string(_entry(values, SUMMARY_BLOCK), "value")).strip()
+    if not summary:
+        return channel, "", {SUMMARY_BLOCK: "Say in a few words how it was resolved."}
+    if problem := over_limit(summary):
+        return channel, "", {SUMMARY_BLOCK: problem}
+    return channel, summary, {}

@@ -1,0 +1,137 @@
+"""What a message says and offers, in the bot's own terms: a `Card` of parts.
+
+The services decide what a message holds (text, small print, buttons, a checklist);
+how that looks in Slack (Block Kit, its per-element limits) is decided in one place,
+`handlers/blockkit.py`, when the gateway sends it. So `bot/` never builds Slack JSON,
+and the outbox stores a card as plain data (`to_json`) that survives a redeploy of
+the presentation.
+
+Texts are `Mrkdwn`-ready strings (already escaped where they carry user text);
+labels are plain text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from bot.mrkdwn import FALLBACK_MAX, Mrkdwn, truncate_mrkdwn
+
+
+@dataclass(frozen=True)
+class Section:
+    """A paragraph of mrkdwn. `marker` lets the bot find the message again in history."""
+
+    text: str
+    marker: str | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    """Small print under the message (who asked, where the output is)."""
+
+    text: str
+    marker: str | None = None
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button: `action` names what a click does (the handler registered for it),
+    `value` what it applies to."""
+
+    label: str
+    action: str
+    value: str
+    primary: bool = False
+
+
+@dataclass(frozen=True)
+class Buttons:
+    buttons: tuple[Button, ...]
+    marker: str | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One box of a checklist: ticked or not, and by whom and when."""
+
+    key: str
+    label: str
+    done: bool = False
+    done_by: str | None = None
+    done_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Checkboxes:
+    """A group of boxes; a click reports the ticked keys to the handler of `action`
+    (the renderer may split a long group, each part's action starting with it)."""
+
+    action: str
+    choices: tuple[Choice, ...]
+    marker: str | None = None
+
+
+Part = Section | Note | Buttons | Checkboxes
+
+_PARTS: dict[str, type[Part]] = {
+    "section": Section,
+    "note": Note,
+    "buttons": Buttons,
+    "checkboxes": Checkboxes,
+}
+_KIND = {cls: kind for kind, cls in _PARTS.items()}
+
+
+@dataclass(frozen=True)
+class Card:
+    parts: tuple[Part, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def of(cls, *parts: Part) -> Card:
+        return cls(tuple(parts))
+
+    @classmethod
+    def text(cls, text: str, marker: str | None = None) -> Card:
+        """A one-paragraph message."""
+        return cls((Section(text, marker),))
+
+    @property
+    def fallback(self) -> Mrkdwn:
+        """What notifications and clients without rich layout show: the paragraphs,
+        without the controls or the small print, so it never says (or pings) more than
+        the card does."""
+        texts = [p.text for p in self.parts if isinstance(p, Section)]
+        return Mrkdwn(truncate_mrkdwn("\n".join(texts), FALLBACK_MAX))
+
+    def marked(self, marker: str) -> Card:
+        """The same card, its first part carrying `marker` (the outbox's retry lookup)."""
+        if not self.parts:
+            return self
+        first, *rest = self.parts
+        return Card((replace(first, marker=marker), *rest))
+
+    def to_json(self) -> str:
+        return json.dumps(
+            [{"part": _KIND[type(p)], **asdict(p)} for p in self.parts],
+            default=datetime.isoformat,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Card:
+        return cls(tuple(_part(item) for item in json.loads(text)))
+
+
+def _part(item: dict[str, Any]) -> Part:
+    kind = item.pop("part")
+    if kind == "buttons":
+        return Buttons(tuple(Button(**b) for b in item["buttons"]), item.get("marker"))
+    if kind == "checkboxes":
+        choices = tuple(
+            Choice(**{**c, "done_at": c["done_at"] and datetime.fromisoformat(c["done_at"])})
+            for c in item["choices"]
+        )
+        return Checkboxes(item["action"], choices, item.get("marker"))
+    return _PARTS[kind](**item)

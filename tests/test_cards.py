@@ -1,0 +1,135 @@
+"""Cards: the bot's own message shape, rendered to Block Kit only by the gateway.
+
+What a card holds survives the outbox (JSON both ways), renders inside Slack's
+limits, and rows queued as Slack blocks by the previous release are converted
+by the migration so they still go out.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bot.messages import Button, Buttons, Card, Checkboxes, Choice, Note, Section
+from emulator.blockkit import check_message
+from handlers import blockkit
+from storage.db import make_engine
+from storage.migrate import upgrade
+from storage.models import Incident, OutboxMessage
+
+DONE_AT = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
+
+
+def sample() -> Card:
+    return Card.of(
+        Section("*Mitigation proposed* by <@U0ALICE>", marker="head"),
+        Note("Expires soon"),
+        Buttons(
+            (Button("Confirm", "confirm", "42", primary=True), Button("Cancel", "cancel", "42")),
+            marker="mitigation:42",
+        ),
+        Checkboxes(
+            "checklist:0",
+            tuple(Choice(f"k{i}", f"item {i}", i == 3, "U0BOB", DONE_AT) for i in range(23)),
+            marker="checklist:0",
+        ),
+    )
+
+
+def test_a_card_survives_the_outbox_as_json() -> None:
+    card = sample()
+    assert Card.from_json(card.to_json()) == card
+
+
+def test_the_fallback_is_the_paragraphs_only_and_cut_inside_no_markup() -> None:
+    assert sample().fallback == "*Mitigation proposed* by <@U0ALICE>"
+    long = Card.text("x" * 3990 + "<@U0BOB> &amp;" * 5)
+    assert len(long.fallback) <= 4000 and long.fallback.endswith("…")
+    body = long.fallback[:-1]
+    assert body.count("<") == body.count(">") and body.count("&") == body.count(";")
+
+
+def test_rendering_keeps_markers_splits_long_checklists_and_stays_in_limits() -> None:
+    card = sample()
+    blocks = blockkit.blocks(card)
+    check_message(card.fallback, blocks)  # raises on any Block Kit violation
+    assert blocks[0]["block_id"] == "head"
+    assert blocks[1] == {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": "Expires soon"}],
+    }
+    confirm, cancel = blocks[2]["elements"]
+    assert (confirm["action_id"], confirm["value"], confirm["style"]) == (
+        "confirm",
+        "42",
+        "primary",
+    )
+    assert "style" not in cancel
+    boxes = [b for b in blocks if b["type"] == "actions" and b is not blocks[2]]
+    assert [len(b["elements"][0]["options"]) for b in boxes] == [10, 10, 3]
+    assert [b["block_id"] for b in boxes] == ["checklist:0:0", "checklist:0:10", "checklist:0:20"]
+    [ticked] = boxes[0]["elements"][0]["initial_options"]
+    assert ticked["value"] == "k3" and ticked["description"]["text"] == "<@U0BOB> · 09:15 UTC"
+
+
+def test_a_section_over_slacks_limit_is_cut_between_entities() -> None:
+    [block] = blockkit.blocks(Card.text("&amp;" * 1000))
+    text = block["text"]["text"]
+    assert len(text) <= 3000 and text.endswith("&amp;…")
+
+
+def test_rows_queued_as_blocks_before_the_deploy_become_cards(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine, "0010_room")
+    old_blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*Preview*"}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "small print"}]},
+        {
+            "type": "actions",
+            "block_id": "statuspage-7",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": "statuspage_publish",
+                    "text": {"type": "plain_text", "text": "Publish"},
+                    "style": "primary",
+                    "value": "7",
+                },
+                {
+                    "type": "button",
+                    "action_id": "statuspage_cancel",
+                    "text": {"type": "plain_text", "text": "Cancel"},
+                    "value": "7",
+                },
+            ],
+        },
+    ]
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    # 0011 changes data only, so today's models still fit the 0010 schema.
+    with Session(engine) as session, session.begin():
+        incident = Incident(
+            request_key="k", title="t", severity="P2", declared_by="U0ALICE", declared_at=now
+        )
+        session.add(incident)
+        session.flush()
+        session.add(
+            OutboxMessage(
+                incident_id=incident.id,
+                kind="post_blocks",
+                destination="slack:C1",
+                channel="C1",
+                text=json.dumps(old_blocks),
+                created_at=now,
+                next_attempt_at=now,
+                attempts=0,
+            )
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        kind, text = conn.execute(sa.text("SELECT kind, text FROM outbox")).one()
+    assert kind == "card"
+    assert blockkit.blocks(Card.from_json(text)) == old_blocks
+    engine.dispose()
