@@ -45,6 +45,11 @@ DEMO: tuple[tuple[str, str], ...] = (
     ("", ":as alice"),
     ("Diagnostics from the simulated cluster", "/incident diag pods checkout"),
     ("", "/incident diag metrics checkout since=2h"),
+    ("Checkout's cart cache, in Redis", "/incident diag redis checkout"),
+    (
+        "The backend checkout calls runs on a Docker Compose host",
+        "/incident diag containers backend",
+    ),
     ("Alice proposes the rollback the triage offered; Bob confirms its dry run", ":click 2"),
     ("", ":as bob"),
     ("", ":click 3"),

@@ -38,7 +38,7 @@ from devtools.prompts import Ask
 from devtools.session import USERS, Local, Session
 from devtools.text import Style
 from emulator import SlackDriver, SlackEmulator, Workspace
-from emulator.cluster import DOCKER_HOST_ENV, PROMETHEUS_ENV, SimulatedCluster
+from emulator.cluster import DOCKER_HOST_ENV, PROMETHEUS_ENV, REDIS_ENV, SimulatedCluster
 from emulator.pagerduty import PagerDutyEmulator
 from emulator.statuspage import StatuspageEmulator
 from storage.db import make_engine
@@ -75,12 +75,14 @@ async def running(database: Path, workdir: Path, **env: str) -> AsyncIterator[Lo
                     KUBECONFIG=str(workdir / "kubeconfig"),
                     **{PROMETHEUS_ENV: cluster.prometheus.base_url},
                     **{DOCKER_HOST_ENV: cluster.docker.url},
+                    **{REDIS_ENV: cluster.redis.url},
                 )
             )
             settings_env["FIREBREAK_TARGETS"] = str(targets)
             kubernetes = (
-                f"simulated cluster at {cluster.url} (service checkout); "
-                f"Docker Engine at {cluster.docker.url} (Compose service backend)"
+                f"simulated cluster at {cluster.url} (service checkout, its Redis at "
+                f"{cluster.redis.url}); Docker Engine at {cluster.docker.url} "
+                "(Compose service backend)"
             )
         pagerduty = None
         if "PAGERDUTY_API_TOKEN" not in os.environ and "PAGERDUTY_API_TOKEN" not in env:

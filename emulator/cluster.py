@@ -12,7 +12,9 @@ health and readiness URLs, which fail while a pod is down, and a Prometheus
 Beside it, a Docker Engine (emulator/docker.py) runs the Compose service `backend`
 (project `prod`, as in the seeds' docker-compose.prod.yml): two containers on 2.3.1,
 one unhealthy and logging payment timeouts, with 2.3.0 still on the engine for a
-rollback. Its address is in DOCKER_HOST_ENV for the targets file to name.
+rollback. Its address is in DOCKER_HOST_ENV for the targets file to name. And checkout's
+cart cache is a Redis (emulator/redis.py, its URL in REDIS_ENV) near its memory limit and
+evicting, its slowlog led by the `KEYS cart:*` of 1.4.2's cache warm-up.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from emulator.cluster_metrics import QUERIES, CheckoutMetrics
 from emulator.docker import FakeDocker
 from emulator.kubernetes import FakeKubernetes, node, node_metrics, pod_metrics, timestamp
 from emulator.prometheus import FakePrometheus
+from emulator.redis import FakeRedis
 
 Obj = dict[str, Any]
 DOCKER_HOST_ENV = "FIREBREAK_DEMO_DOCKER_HOST"
@@ -44,6 +47,7 @@ BACKEND_LOG = [
 ]
 NAMESPACE, NAME, CONTEXT = "shop", "checkout", "firebreak-demo"
 PROMETHEUS_ENV = "FIREBREAK_DEMO_PROMETHEUS_URL"  # set by the shell to `prometheus.base_url`
+REDIS_ENV = "FIREBREAK_DEMO_REDIS_URL"  # set by the shell to `redis.url`
 REGISTRY = "registry.example.com/checkout"
 BAD, GOOD = f"{REGISTRY}:1.4.2", f"{REGISTRY}:1.4.1"
 REVISION = "deployment.kubernetes.io/revision"
@@ -140,6 +144,8 @@ class SimulatedCluster:
         self.service_url = ""
         self.docker = FakeDocker()
         _seed_compose(self.docker)
+        self.redis = FakeRedis(maxmemory=256 * 2**20, policy="allkeys-lru", uptime=86400 * 12)
+        _seed_cache(self.redis)
 
     @property
     def url(self) -> str:
@@ -255,6 +261,7 @@ class SimulatedCluster:
         await self.api.start()
         await self.prometheus.start()
         await self.docker.start()
+        await self.redis.start()
         app = web.Application()
         app.router.add_get(f"/{NAME}/health", self._health)
         app.router.add_get(f"/{NAME}/ready", self._health)
@@ -270,6 +277,7 @@ class SimulatedCluster:
         await self.prometheus.stop()
         await self.api.close()
         await self.docker.close()
+        await self.redis.close()
 
     async def __aenter__(self) -> SimulatedCluster:
         await self.start()
@@ -289,6 +297,7 @@ class SimulatedCluster:
             "postgres": {"url_env": "CHECKOUT_DATABASE_URL"},
             "http": http,
             "prometheus": {"url_env": PROMETHEUS_ENV, "queries": QUERIES},
+            "redis": {"url_env": REDIS_ENV},
             # The PagerDuty and Statuspage fakes' checkout (emulator/pagerduty.py, statuspage.py).
             "pagerduty": {"service_id": "PCHKOUT", "escalation_policy_id": "PEPCHK1"},
             "statuspage": {"component_id": "cmpchk01"},
@@ -378,3 +387,12 @@ def _seed_compose(engine: FakeDocker) -> None:
         )
         engine.set_log(name, "\n".join(BACKEND_LOG * 6), spacing=20)
     engine.set_stats("prod-backend-2", cpu_percent=91.0, memory=470 * 2**20, limit=512 * 2**20)
+
+
+def _seed_cache(server: FakeRedis) -> None:
+    """checkout's cart cache at 90% of its 256 MiB, evicting; 1.4.2's warm-up in the slowlog."""
+    server.fill("cart:", 12_000, size=20_000)
+    server.hits, server.misses, server.evicted, server.expired = 182_340, 61_907, 4_210, 1_388
+    server.slow("AUTH", "checkout", "demo-secret", took_us=10_400, ago=1500, name="checkout")
+    server.slow("KEYS", "cart:*", took_us=48_200, ago=1480, name="checkout")
+    server.slow("HGETALL", "cart:ord_5c1e", took_us=11_800, ago=900, name="checkout")

@@ -16,13 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.actions.catalog import load_catalog
-from bot.executors import DockerExecutor, PrometheusExecutor
-from bot.executors.base import DockerTarget, KubernetesTarget
+from bot.executors import DockerExecutor, PrometheusExecutor, RedisExecutor, StateChanged
+from bot.executors.base import DockerTarget, KubernetesTarget, RedisTarget
 from bot.executors.kubernetes import KubernetesExecutor
 from devtools import demo
 from devtools.text import Style, to_text
-from emulator.cluster import DOCKER_HOST_ENV, PROMETHEUS_ENV, SimulatedCluster
+from emulator.cluster import DOCKER_HOST_ENV, PROMETHEUS_ENV, REDIS_ENV, SimulatedCluster
 from handlers.prometheus_api import PrometheusHttpApi
 from runbooks import BUNDLED
 from tests.harness import seeded_workspace
@@ -166,6 +168,13 @@ async def test_demo_plays_an_incident_to_its_write_up(tmp_path: Path) -> None:
     assert "✗" not in out
     assert "CrashLoopBackOff" in after(out, "/incident diag pods checkout")
     assert "last 2h: error ratio " in after(out, "/incident diag metrics checkout since=2h")
+    cache = after(out, "/incident diag redis checkout")  # the Redis fake, through redis-py
+    assert "memory 230.7 MiB of 256 MiB (90%) · 4210 evicted" in cache, cache
+    assert re.search(r"48\.2 ms +KEYS cart:\*\n.*11\.8 ms +HGETALL cart:ord_5c1e\n", cache)
+    assert "AUTH (2 args hidden)" in cache and "demo-secret" not in cache
+    containers = after(out, "/incident diag containers backend")  # the Docker Engine fake
+    assert "`containers backend` found: 2 containers: 2 running (3 restarts)" in containers
+    assert re.search(r"prod-backend-2 +running +unhealthy +3 ", containers), containers
     # Unasked: the scenario guessed at declare, its diagnostics run and posted with their
     # output in threads, and a mitigation offered that runs only once confirmed.
     joined = after(out, ":join #incident-")
@@ -278,6 +287,33 @@ async def test_the_demo_compose_host_answers_the_real_docker_executor(tmp_path: 
             )
         finally:
             executor.close()
+
+
+async def test_the_demo_redis_answers_the_real_redis_executor() -> None:
+    async with SimulatedCluster() as cluster:
+        executor = RedisExecutor({REDIS_ENV: cluster.redis.url})
+        target = RedisTarget(REDIS_ENV)
+        report = await executor.report(target)
+        assert re.fullmatch(
+            r"PING \d+\.\d ms · memory 230\.7 MiB of 256 MiB \(90%\) · 4210 evicted"
+            r" · 1 clients \(0 blocked\) · hit ratio 74\.7%",
+            report.summary,
+        ), report.summary
+        assert "version    7.0.15, up 12d" in report.output
+        assert "keys       db0=12000" in report.output
+
+        dry = await executor.flush(target, dry_run=True)
+        assert dry.summary == "dry run: would delete every key of db 0 (12000 keys)"
+        await cluster.redis.close()  # restarted: another run_id, the keys kept
+        await cluster.redis.start()
+        with pytest.raises(StateChanged, match="restarted or failed over"):
+            await executor.flush(target, dry_run=False, pinned=dry.details["pinned"])  # type: ignore[arg-type]
+        dry = await executor.flush(target, dry_run=True)
+        flushed = await executor.flush(target, dry_run=False, pinned=dry.details["pinned"])  # type: ignore[arg-type]
+        assert flushed.summary == "flushed db 0: 12000 keys deleted"
+        after_flush = await executor.report(target)
+        assert "memory 976.6 KiB of 256 MiB (0%)" in after_flush.summary
+        assert "keys       none" in after_flush.output
 
 
 async def test_alert_fires_a_bundled_example_into_the_shell(tmp_path: Path) -> None:
