@@ -50,6 +50,7 @@ async def replies(url: str) -> list[object]:
 async def test_the_fake_answers_the_commands_as_a_real_redis() -> None:
     real_url = redis_or_skip(15)
     real = aioredis.Redis.from_url(real_url, decode_responses=True)
+    await real.flushdb()  # whatever an earlier test left in database 15
     await real.set("cart:0", "x" * 20)
     async with FakeRedis() as fake:
         fake.fill("cart:", 1, size=20, db=15)
