@@ -22,12 +22,13 @@ from sqlalchemy import select
 import tests.harness
 from bot.errors import UserError
 from bot.incidents.service import Request
-from bot.postmortem.service import PostmortemService, resolution_form
+from bot.postmortem.service import PostmortemService
 from bot.templates import Templates
 from bot.yamlfile import RunbookError
 from emulator import Workspace
 from emulator.models import Channel
 from handlers import postmortem
+from handlers.modals import resolution_form
 from storage import incidents as store
 from storage.models import Event, Incident, Postmortem
 from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak
