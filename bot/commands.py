@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from bot.durations import parse_duration
+from bot.durations import bounded_seconds, parse_duration
 from bot.errors import UserError
 from bot.incidents.limits import over_limit
 from bot.incidents.rules import ROLES, STATUSES, TITLE_MAX
@@ -405,7 +405,7 @@ def _action_words(rest: str) -> tuple[str | None, str | None, tuple[str, ...]]:
     return words[0].lower(), words[1].lower(), tuple(words[2:])
 
 
-EVIDENCE_SINCE_MAX = timedelta(days=7)
+EVIDENCE_SINCE = (60, 7 * 86400)  # seconds: from a minute to a week of logs and events
 
 
 def _evidence(rest: str) -> CollectEvidence:
@@ -419,10 +419,12 @@ def _evidence(rest: str) -> CollectEvidence:
     service = _service_word(words[0])
     if len(words) == 1:
         return CollectEvidence(service)
-    since = _duration(words[1].removeprefix("since="))
-    if not timedelta(minutes=1) <= since <= EVIDENCE_SINCE_MAX:
-        raise CommandError("`since` must be from 1m to 7d, e.g. `since=24h`.")
-    return CollectEvidence(service, since)
+    word = words[1].removeprefix("since=")
+    try:
+        since = bounded_seconds("since", word, *EVIDENCE_SINCE)
+    except ValueError as exc:  # worded as the action catalog's duration parameters are
+        raise CommandError(f"{exc}; got `{_shown(word)}`.") from None
+    return CollectEvidence(service, timedelta(seconds=since))
 
 
 _ACTION_EXAMPLE = (

@@ -29,6 +29,21 @@ def parse_duration(text: str) -> timedelta:
     return total
 
 
+def bounded_seconds(name: str, text: str, low: int, high: int) -> int:
+    """`text` in whole seconds when it is a duration from `low` to `high` seconds; else a
+    ValueError naming the range, the one answer every bounded duration gives."""
+    try:
+        seconds = int(parse_duration(text).total_seconds())
+    except (ValueError, OverflowError):  # OverflowError: more days than a timedelta holds
+        seconds = -1
+    if not low <= seconds <= high:
+        raise ValueError(
+            f"`{name}` must be a duration from {compact_duration(low)} to "
+            f"{compact_duration(high)}, like 30m or 2h"
+        )
+    return seconds
+
+
 def format_duration(delta: timedelta) -> str:
     """`1h 5m`, `7m 30s`, `45s`: short, readable, and rounded rather than cut off.
 

@@ -1,7 +1,7 @@
 """Slack as a terminal shows it: channels, messages and checklists as text.
 
 `firebreak shell` and `firebreak demo` print what a Slack client would show.
-These are pure functions over :class:`~emulator.state.Workspace` data, so the
+These are pure functions over :class:`~emulator.workspace.Workspace` data, so the
 session only reads lines and prints what comes back, and what a user would
 see can be tested without a terminal. Interactive elements get numbers
 (checkboxes ``[ ] 3.``, buttons ``(1)``) that the session maps back to the
@@ -20,7 +20,7 @@ from typing import Any
 from devtools.text import Style, to_text, user_name
 from emulator.blockkit import iter_elements
 from emulator.models import is_top_level
-from emulator.state import Workspace
+from emulator.workspace import Workspace
 
 Message = dict[str, Any]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from devtools.console import render_blocks
 from devtools.text import Style, user_name
-from emulator.state import Workspace
+from emulator.workspace import Workspace
 
 Say = Callable[[str], None]  # print one line
 Ask = Callable[[str], Awaitable[str | None]]  # prompt -> the line typed, None at end of input

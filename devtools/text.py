@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from emulator.state import Workspace
+from emulator.workspace import Workspace
 
 # The shortcodes Firebreak's messages use, drawn as Unicode in colour terminals.
 # fmt: off

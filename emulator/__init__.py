@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from emulator.driver import AppResponse, SlackDriver
 from emulator.server import SlackEmulator
-from emulator.state import Workspace
+from emulator.workspace import Workspace
 
 __all__ = ["AppResponse", "SlackDriver", "SlackEmulator", "Workspace"]

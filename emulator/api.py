@@ -11,12 +11,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from emulator.state import Workspace
-
-Handler = Callable[["Workspace", "Args"], dict[str, Any]]
+from typing import Any
 
 # Arguments that Slack documents as "JSON-encoded string" when sent in a form body.
 JSON_FIELDS = frozenset({"blocks", "attachments", "view", "files", "metadata"})

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulator import events
-from emulator.api import ApiError, Args, Handler
+from emulator.api import ApiError, Args
 from emulator.blockkit import check_message, with_ids
 from emulator.models import SYSTEM_SUBTYPES, Channel
-
-if TYPE_CHECKING:
-    from emulator.state import Workspace
+from emulator.state import Handler, WorkspaceState
 
 REACTION_NAME = re.compile(r"[a-z0-9_+'-]+")
 
@@ -33,7 +31,7 @@ def message_content(
     return content
 
 
-def post_message(ws: Workspace, a: Args) -> dict[str, Any]:
+def post_message(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     """chat.postMessage: the bot must be in the channel; names work for public channels."""
     channel = ws.visible_channel(a.required("channel", "channel_not_found"), by_name=True)
     ws.require_member(channel)
@@ -56,7 +54,7 @@ def post_message(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "channel": channel.id, "ts": message["ts"], "message": message}
 
 
-def update(ws: Workspace, a: Args) -> dict[str, Any]:
+def update(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     """chat.update: only the bot's own messages; text without blocks drops the old blocks."""
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
     if channel.archived:
@@ -83,7 +81,7 @@ def update(ws: Workspace, a: Args) -> dict[str, Any]:
 
 
 def edit(
-    ws: Workspace,
+    ws: WorkspaceState,
     channel: Channel,
     message: dict[str, Any],
     content: dict[str, Any],
@@ -102,7 +100,7 @@ def edit(
     ws.emit(events.changed_event(channel, before, message, event_ts), channel.id)
 
 
-def delete(ws: Workspace, a: Args) -> dict[str, Any]:
+def delete(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
     message = ws.find_message(channel, a.required("ts", "message_not_found"))
     if message.get("bot_id") != ws.bot_id:
@@ -111,7 +109,7 @@ def delete(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "channel": channel.id, "ts": message["ts"]}
 
 
-def delete_message(ws: Workspace, channel: Channel, message: dict[str, Any]) -> None:
+def delete_message(ws: WorkspaceState, channel: Channel, message: dict[str, Any]) -> None:
     """Remove a message; a parent with replies leaves a tombstone, as in Slack."""
     ws.emit(events.deleted_event(channel, message, ws.next_ts()), channel.id)
     ts = message["ts"]
@@ -144,7 +142,7 @@ def delete_message(ws: Workspace, channel: Channel, message: dict[str, Any]) -> 
         parent["latest_reply"] = replies[-1] if replies else parent["ts"]
 
 
-def post_ephemeral(ws: Workspace, a: Args) -> dict[str, Any]:
+def post_ephemeral(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     """chat.postEphemeral: the recipient must be a member, and so must the bot."""
     channel = ws.visible_channel(a.required("channel", "channel_not_found"), by_name=True)
     ws.require_member(channel)
@@ -160,7 +158,7 @@ def post_ephemeral(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "message_ts": message["ts"]}
 
 
-def get_permalink(ws: Workspace, a: Args) -> dict[str, Any]:
+def get_permalink(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
     message = ws.find_message(channel, a.required("message_ts", "message_not_found"))
     stamp = message["ts"].replace(".", "")
@@ -170,20 +168,20 @@ def get_permalink(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "channel": channel.id, "permalink": link}
 
 
-def _pinned_message(ws: Workspace, a: Args) -> tuple[Channel, dict[str, Any]]:
+def _pinned_message(ws: WorkspaceState, a: Args) -> tuple[Channel, dict[str, Any]]:
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
     ts = a.required("timestamp", "no_item_specified")
     ws.require_member(channel)
     return channel, ws.find_message(channel, ts)
 
 
-def pins_add(ws: Workspace, a: Args) -> dict[str, Any]:
+def pins_add(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel, message = _pinned_message(ws, a)
     pin(ws, channel, message, ws.bot_user_id)
     return {"ok": True}
 
 
-def pin(ws: Workspace, channel: Channel, message: dict[str, Any], user: str) -> None:
+def pin(ws: WorkspaceState, channel: Channel, message: dict[str, Any], user: str) -> None:
     """Pin a message for `user` and send `pin_added`."""
     if message.get("subtype") in SYSTEM_SUBTYPES:
         raise ApiError("not_pinnable")
@@ -201,7 +199,7 @@ def pin(ws: Workspace, channel: Channel, message: dict[str, Any], user: str) -> 
     ws.emit(events.pin_event(channel, channel.pins[-1], ws.next_ts()), channel.id)
 
 
-def pins_remove(ws: Workspace, a: Args) -> dict[str, Any]:
+def pins_remove(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel, message = _pinned_message(ws, a)
     if not any(p["ts"] == message["ts"] for p in channel.pins):
         raise ApiError("no_pin")
@@ -210,13 +208,13 @@ def pins_remove(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True}
 
 
-def pins_list(ws: Workspace, a: Args) -> dict[str, Any]:
+def pins_list(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
     items = [{k: v for k, v in pin.items() if k != "ts"} for pin in reversed(channel.pins)]
     return {"ok": True, "items": items}
 
 
-def reactions_add(ws: Workspace, a: Args) -> dict[str, Any]:
+def reactions_add(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
     react(
         ws,
@@ -228,7 +226,7 @@ def reactions_add(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True}
 
 
-def react(ws: Workspace, channel: Channel, ts: str, name: str, user: str) -> None:
+def react(ws: WorkspaceState, channel: Channel, ts: str, name: str, user: str) -> None:
     """Add ``user``'s reaction; shared by reactions.add and the human-side test helper."""
     name = name.strip(":")
     if not REACTION_NAME.fullmatch(name):

@@ -16,14 +16,14 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from emulator.state import Workspace
+    from emulator.state import WorkspaceState
 
 # `@bob`, `#general`, `@here` as typed (not inside an e-mail address or an entity).
 _TYPED_MENTION = re.compile(r"(?<![\w<&])([@#])([a-z0-9](?:[\w.-]*\w)?)", re.IGNORECASE)
 SPECIAL_MENTIONS = ("here", "channel", "everyone")
 
 
-def encode(workspace: Workspace, text: str) -> str:
+def encode(workspace: WorkspaceState, text: str) -> str:
     """Typed text as a Slack client sends it: &, <, > escaped and mentions resolved."""
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulator import events
-from emulator.api import ApiError, Args, Handler, paginate
+from emulator.api import ApiError, Args, paginate
 from emulator.models import Channel
-
-if TYPE_CHECKING:
-    from emulator.state import Workspace
+from emulator.state import Handler, WorkspaceState
 
 CHANNEL_NAME = re.compile(r"[a-z0-9_-]+")
 MAX_NAME = 80
@@ -18,7 +16,7 @@ MAX_TOPIC = 250
 CHANNEL_TYPES = {"public_channel", "private_channel", "mpim", "im"}
 
 
-def describe(ws: Workspace, channel: Channel) -> dict[str, Any]:
+def describe(ws: WorkspaceState, channel: Channel) -> dict[str, Any]:
     """The conversation object Slack returns, as seen by the bot (``is_member``)."""
     return {
         "id": channel.id,
@@ -49,7 +47,7 @@ def describe(ws: Workspace, channel: Channel) -> dict[str, Any]:
     }
 
 
-def _channel(ws: Workspace, a: Args, family: str = "manage") -> Channel:
+def _channel(ws: WorkspaceState, a: Args, family: str = "manage") -> Channel:
     """The channel named by `channel`, if the bot may see it and its token has the scope
     this method needs for the channel's type."""
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
@@ -57,7 +55,7 @@ def _channel(ws: Workspace, a: Args, family: str = "manage") -> Channel:
     return channel
 
 
-def create(ws: Workspace, a: Args) -> dict[str, Any]:
+def create(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     name = a.text("name") or ""
     if not name:
         raise ApiError("invalid_name_required")
@@ -79,7 +77,7 @@ def create(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "channel": describe(ws, channel)}
 
 
-def info(ws: Workspace, a: Args) -> dict[str, Any]:
+def info(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel = _channel(ws, a, "read")
     result = describe(ws, channel)
     if a.flag("include_num_members"):
@@ -87,7 +85,7 @@ def info(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "channel": result}
 
 
-def list_(ws: Workspace, a: Args) -> dict[str, Any]:
+def list_(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     types = set(a.ids("types") or ["public_channel"])
     if not types <= CHANNEL_TYPES:
         raise ApiError("invalid_types")
@@ -109,7 +107,7 @@ def list_(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "channels": channels, "response_metadata": {"next_cursor": cursor}}
 
 
-def join(ws: Workspace, a: Args) -> dict[str, Any]:
+def join(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
     if channel.is_private:  # only an invitation lets anyone into a private channel
         raise ApiError("method_not_supported_for_channel_type")
@@ -127,17 +125,17 @@ def join(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "channel": describe(ws, channel)}
 
 
-def add_member(ws: Workspace, channel: Channel, user_id: str, *, inviter: str | None) -> None:
+def add_member(ws: WorkspaceState, channel: Channel, user_id: str, *, inviter: str | None) -> None:
     """A user joins (or is invited): the join notice, then `member_joined_channel`."""
     channel.members.append(user_id)
     extra = {"inviter": inviter} if inviter else {}
     ws.system_message(
         channel, "channel_join", user_id, f"<@{user_id}> has joined the channel", **extra
     )
-    ws.emit(events.joined_event(ws, channel, user_id, inviter, ws.next_ts()), channel.id)
+    ws.emit(events.joined_event(ws.team_id, channel, user_id, inviter, ws.next_ts()), channel.id)
 
 
-def invite(ws: Workspace, a: Args) -> dict[str, Any]:
+def invite(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     """All-or-nothing like Slack: one bad user fails the call unless ``force`` is set."""
     channel = _channel(ws, a)
     ws.require_member(channel)
@@ -162,7 +160,7 @@ def invite(ws: Workspace, a: Args) -> dict[str, Any]:
     return result
 
 
-def _invite_error(ws: Workspace, channel: Channel, user_id: str) -> str | None:
+def _invite_error(ws: WorkspaceState, channel: Channel, user_id: str) -> str | None:
     if user_id == ws.bot_user_id:
         return "cant_invite_self"
     if user_id not in ws.users or ws.users[user_id].get("deleted"):
@@ -172,7 +170,7 @@ def _invite_error(ws: Workspace, channel: Channel, user_id: str) -> str | None:
     return None
 
 
-def kick(ws: Workspace, a: Args) -> dict[str, Any]:
+def kick(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel = _channel(ws, a)
     ws.require_member(channel)
     user_id = a.required("user", "user_not_found")
@@ -186,7 +184,7 @@ def kick(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True}
 
 
-def members(ws: Workspace, a: Args) -> dict[str, Any]:
+def members(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel = _channel(ws, a, "read")
     page, cursor = paginate(
         channel.members, a, lambda u: u, prefix="user", default=100, maximum=1000
@@ -194,15 +192,15 @@ def members(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "members": page, "response_metadata": {"next_cursor": cursor}}
 
 
-def set_topic(ws: Workspace, a: Args) -> dict[str, Any]:
+def set_topic(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     return _set_meta(ws, a, "topic", "channel_topic", "set the channel topic")
 
 
-def set_purpose(ws: Workspace, a: Args) -> dict[str, Any]:
+def set_purpose(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     return _set_meta(ws, a, "purpose", "channel_purpose", "set the channel purpose")
 
 
-def _set_meta(ws: Workspace, a: Args, key: str, subtype: str, verb: str) -> dict[str, Any]:
+def _set_meta(ws: WorkspaceState, a: Args, key: str, subtype: str, verb: str) -> dict[str, Any]:
     channel = _channel(ws, a)
     ws.require_member(channel)
     value = a.text(key) or ""
@@ -213,7 +211,7 @@ def _set_meta(ws: Workspace, a: Args, key: str, subtype: str, verb: str) -> dict
     return {"ok": True, "channel": describe(ws, channel)}
 
 
-def archive(ws: Workspace, a: Args) -> dict[str, Any]:
+def archive(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel = _channel(ws, a)
     if channel.archived:
         raise ApiError("already_archived")
@@ -223,7 +221,7 @@ def archive(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True}
 
 
-def bookmarks_add(ws: Workspace, a: Args) -> dict[str, Any]:
+def bookmarks_add(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel = ws.visible_channel(a.required("channel_id", "channel_not_found"))
     title = a.required("title")
     if a.text("type") != "link":
@@ -252,7 +250,7 @@ def bookmarks_add(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "bookmark": bookmark}
 
 
-def bookmarks_list(ws: Workspace, a: Args) -> dict[str, Any]:
+def bookmarks_list(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     channel = ws.visible_channel(a.required("channel_id", "channel_not_found"))
     return {"ok": True, "bookmarks": channel.bookmarks}
 

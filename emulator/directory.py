@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from emulator.api import ApiError, Args, Handler, paginate
-
-if TYPE_CHECKING:
-    from emulator.state import Workspace
+from emulator.api import ApiError, Args, paginate
+from emulator.state import Handler, WorkspaceState
 
 
-def auth_test(ws: Workspace, a: Args) -> dict[str, Any]:
+def auth_test(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     """Bolt calls this once to learn the bot's user id (``bot_id`` marks a bot token)."""
     return {
         "ok": True,
@@ -24,7 +22,7 @@ def auth_test(ws: Workspace, a: Args) -> dict[str, Any]:
     }
 
 
-def users_info(ws: Workspace, a: Args) -> dict[str, Any]:
+def users_info(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     """As Slack answers: bots (`is_bot`) and deactivated users (`deleted`) too; only an
     ID the workspace never had is `user_not_found`."""
     user = ws.users.get(a.required("user", "user_not_found"))
@@ -33,7 +31,7 @@ def users_info(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "user": user}
 
 
-def users_lookup_by_email(ws: Workspace, a: Args) -> dict[str, Any]:
+def users_lookup_by_email(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     """Needs the `users:read.email` scope in Slack; the emulator grants it."""
     email = a.required("email", "users_not_found").strip().lower()
     for user in ws.users.values():
@@ -44,7 +42,7 @@ def users_lookup_by_email(ws: Workspace, a: Args) -> dict[str, Any]:
     raise ApiError("users_not_found")
 
 
-def users_list(ws: Workspace, a: Args) -> dict[str, Any]:
+def users_list(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     page, cursor = paginate(
         list(ws.users.values()), a, lambda u: u["id"], prefix="users", default=1000, maximum=1000
     )
@@ -56,14 +54,14 @@ def users_list(ws: Workspace, a: Args) -> dict[str, Any]:
     }
 
 
-def usergroups_users_list(ws: Workspace, a: Args) -> dict[str, Any]:
+def usergroups_users_list(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     group = ws.usergroups.get(a.required("usergroup", "no_such_subteam"))
     if group is None:
         raise ApiError("no_such_subteam")
     return {"ok": True, "users": list(group["users"])}
 
 
-def usergroups_list(ws: Workspace, a: Args) -> dict[str, Any]:
+def usergroups_list(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     include_users = a.flag("include_users")
     groups = []
     for group in ws.usergroups.values():
@@ -74,7 +72,7 @@ def usergroups_list(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "usergroups": groups}
 
 
-def team_info(ws: Workspace, a: Args) -> dict[str, Any]:
+def team_info(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     team = {
         "id": ws.team_id,
         "name": ws.team_name,

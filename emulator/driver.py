@@ -22,7 +22,7 @@ import aiohttp
 
 from emulator import payloads
 from emulator.interactive import apply_submission_response, deliver_command_ack
-from emulator.state import Workspace
+from emulator.workspace import Workspace
 
 ACK_DEADLINE = 3.0
 SELECT_TYPES = {"static_select", "external_select", "radio_buttons", "overflow"}

@@ -9,79 +9,65 @@ Completing a file whose bytes never arrived fails with ``file_not_found``.
 from __future__ import annotations
 
 import mimetypes
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from emulator.api import ApiError, Args, Handler
-
-if TYPE_CHECKING:
-    from emulator.state import Workspace
+from emulator.api import ApiError, Args
+from emulator.models import StoredFile
+from emulator.state import Handler, WorkspaceState
 
 
-@dataclass
-class StoredFile:
-    id: str
-    name: str
-    length: int
-    user: str
-    created: int
-    title: str = ""
-    alt_txt: str | None = None
-    data: bytes | None = None
-    completed: bool = False
-    shares: dict[str, list[str]] = field(default_factory=dict)  # channel id -> message ts
-
-    def describe(self, ws: Workspace) -> dict[str, Any]:
-        extension = self.name.rsplit(".", 1)[-1].lower() if "." in self.name else "text"
-        url = f"{ws.public_url}/_emulator/files/{self.id}/{self.name}"
-        public = {
-            c: ts
-            for c, ts in self.shares.items()
-            if c in ws.channels and not ws.channels[c].is_private
-        }
-        private = {c: ts for c, ts in self.shares.items() if c not in public}
-        return {
-            "id": self.id,
-            "created": self.created,
-            "timestamp": self.created,
-            "name": self.name,
-            "title": self.title or self.name,
-            "mimetype": mimetypes.guess_type(self.name)[0] or "text/plain",
-            "filetype": extension,
-            "pretty_type": extension.upper(),
-            "user": self.user,
-            "user_team": ws.team_id,
-            "size": len(self.data or b""),
-            "mode": "hosted",
-            "is_external": False,
-            "is_public": bool(public),
-            "alt_txt": self.alt_txt,
-            "url_private": url,
-            "url_private_download": url,
-            "permalink": f"https://{ws.team_domain}.slack.com/files/{self.user}/{self.id}/{self.name}",
-            "channels": sorted(public),
-            "groups": sorted(private),
-            "ims": [],
-            "shares": {
-                kind: {
-                    c: [
-                        {
-                            "ts": ts,
-                            "channel_name": ws.channels[c].name,
-                            "team_id": ws.team_id,
-                            "share_user_id": self.user,
-                        }
-                        for ts in stamps
-                    ]
-                    for c, stamps in group.items()
-                }
-                for kind, group in (("public", public), ("private", private))
-                if group
-            },
-        }
+def describe(ws: WorkspaceState, stored: StoredFile) -> dict[str, Any]:
+    """The file object Slack returns (files.info, an upload and its message)."""
+    extension = stored.name.rsplit(".", 1)[-1].lower() if "." in stored.name else "text"
+    url = f"{ws.public_url}/_emulator/files/{stored.id}/{stored.name}"
+    public = {
+        c: ts
+        for c, ts in stored.shares.items()
+        if c in ws.channels and not ws.channels[c].is_private
+    }
+    private = {c: ts for c, ts in stored.shares.items() if c not in public}
+    return {
+        "id": stored.id,
+        "created": stored.created,
+        "timestamp": stored.created,
+        "name": stored.name,
+        "title": stored.title or stored.name,
+        "mimetype": mimetypes.guess_type(stored.name)[0] or "text/plain",
+        "filetype": extension,
+        "pretty_type": extension.upper(),
+        "user": stored.user,
+        "user_team": ws.team_id,
+        "size": len(stored.data or b""),
+        "mode": "hosted",
+        "is_external": False,
+        "is_public": bool(public),
+        "alt_txt": stored.alt_txt,
+        "url_private": url,
+        "url_private_download": url,
+        "permalink": f"https://{ws.team_domain}.slack.com/files/{stored.user}/{stored.id}/{stored.name}",
+        "channels": sorted(public),
+        "groups": sorted(private),
+        "ims": [],
+        "shares": {
+            kind: {
+                c: [
+                    {
+                        "ts": ts,
+                        "channel_name": ws.channels[c].name,
+                        "team_id": ws.team_id,
+                        "share_user_id": stored.user,
+                    }
+                    for ts in stamps
+                ]
+                for c, stamps in group.items()
+            }
+            for kind, group in (("public", public), ("private", private))
+            if group
+        },
+    }
 
 
-def get_upload_url(ws: Workspace, a: Args) -> dict[str, Any]:
+def get_upload_url(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     filename = a.required("filename")
     try:
         length = int(a.required("length"))
@@ -103,7 +89,7 @@ def get_upload_url(ws: Workspace, a: Args) -> dict[str, Any]:
     }
 
 
-def store_upload(ws: Workspace, file_id: str, data: bytes) -> bool:
+def store_upload(ws: WorkspaceState, file_id: str, data: bytes) -> bool:
     """Step 2: keep the bytes for a reserved, not yet completed file id."""
     stored = ws.files.get(file_id)
     if stored is None or stored.completed:
@@ -112,7 +98,7 @@ def store_upload(ws: Workspace, file_id: str, data: bytes) -> bool:
     return True
 
 
-def complete_upload(ws: Workspace, a: Args) -> dict[str, Any]:
+def complete_upload(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     items = a.json("files")
     if (
         not isinstance(items, list)
@@ -144,21 +130,21 @@ def complete_upload(ws: Workspace, a: Args) -> dict[str, Any]:
             **ws.bot_message_fields(),
             "text": a.text("initial_comment") or "",
             "upload": True,
-            "files": [f.describe(ws) for f, _ in uploads],
+            "files": [describe(ws, f) for f, _ in uploads],
         }
         message = ws.append_message(channel, fields, thread_ts=thread_ts)
         for stored, _ in uploads:
             stored.shares.setdefault(channel.id, []).append(message["ts"])
-    return {"ok": True, "files": [stored.describe(ws) for stored, _ in uploads]}
+    return {"ok": True, "files": [describe(ws, stored) for stored, _ in uploads]}
 
 
-def info(ws: Workspace, a: Args) -> dict[str, Any]:
+def info(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     stored = ws.files.get(a.required("file", "file_not_found"))
     if stored is None or not stored.completed:
         raise ApiError("file_not_found")
     return {
         "ok": True,
-        "file": stored.describe(ws),
+        "file": describe(ws, stored),
         "comments": [],
         "response_metadata": {"next_cursor": ""},
     }

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from emulator.api import ApiError, Args, Handler, paginate
-
-if TYPE_CHECKING:
-    from emulator.state import Workspace
+from emulator.api import ApiError, Args, paginate
+from emulator.state import Handler, WorkspaceState
 
 
-def history(ws: Workspace, a: Args) -> dict[str, Any]:
+def history(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     """Newest first; thread replies are hidden unless they were broadcast to the channel."""
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
     ws.require_scope("history", private=channel.is_private)
@@ -36,7 +34,7 @@ def history(ws: Workspace, a: Args) -> dict[str, Any]:
     }
 
 
-def replies(ws: Workspace, a: Args) -> dict[str, Any]:
+def replies(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     """The parent first, then replies oldest first; ``ts`` may name the parent or any reply."""
     channel = ws.visible_channel(a.required("channel", "channel_not_found"))
     ws.require_scope("history", private=channel.is_private)

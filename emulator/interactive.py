@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import copy
 import secrets
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from emulator.api import ApiError, Args, Handler
+from emulator.api import ApiError, Args
 from emulator.blockkit import check_message, check_view, with_ids
 from emulator.chat import delete_message, edit, message_content
-from emulator.models import COMMAND_RESPONSE, RESPONSE_URL, VIEW_RESPONSE
-
-if TYPE_CHECKING:
-    from emulator.state import Workspace
+from emulator.models import (
+    COMMAND_RESPONSE,
+    RESPONSE_URL,
+    VIEW_RESPONSE,
+    ResponseHook,
+    Trigger,
+    View,
+)
+from emulator.state import Handler, WorkspaceState
 
 TRIGGER_TTL = 3.0
 RESPONSE_URL_TTL = 30 * 60.0
@@ -27,42 +31,13 @@ RESPONSE_URL_USES = 5
 MAX_VIEW_STACK = 3
 
 
-@dataclass
-class Trigger:
-    id: str
-    user_id: str
-    created: float
-    view_id: str | None = None  # set when the interaction happened inside a modal
-    used: bool = False
-
-
-@dataclass
-class View:
-    id: str
-    user_id: str
-    data: dict[str, Any]
-    trigger_id: str | None = None  # None when pushed by a view_submission's response_action
-    is_open: bool = True
-
-
-@dataclass
-class ResponseHook:
-    id: str
-    channel_id: str
-    user_id: str
-    created: float
-    message_ts: str | None = None
-    is_ephemeral: bool = False
-    uses: int = 0
-
-
-def mint_trigger(ws: Workspace, user_id: str, view_id: str | None = None) -> str:
+def mint_trigger(ws: WorkspaceState, user_id: str, view_id: str | None = None) -> str:
     trigger_id = f"{int(ws.now())}.{int(ws.mint_id(''), 16)}.{secrets.token_hex(10)}"
     ws.triggers[trigger_id] = Trigger(trigger_id, user_id, ws.now(), view_id)
     return trigger_id
 
 
-def _exchange(ws: Workspace, a: Args) -> Trigger:
+def _exchange(ws: WorkspaceState, a: Args) -> Trigger:
     trigger = ws.triggers.get(a.text("trigger_id") or a.text("interactivity_pointer") or "")
     if trigger is None:
         raise ApiError("invalid_trigger_id")
@@ -74,11 +49,11 @@ def _exchange(ws: Workspace, a: Args) -> Trigger:
     return trigger
 
 
-def stack(ws: Workspace, user_id: str) -> list[View]:
+def stack(ws: WorkspaceState, user_id: str) -> list[View]:
     return [v for v in ws.views.values() if v.user_id == user_id and v.is_open]
 
 
-def _valid_view(ws: Workspace, a: Args, own_id: str | None = None) -> dict[str, Any]:
+def _valid_view(ws: WorkspaceState, a: Args, own_id: str | None = None) -> dict[str, Any]:
     view = a.json("view")
     check_view(view)
     external_id = view.get("external_id")
@@ -90,7 +65,7 @@ def _valid_view(ws: Workspace, a: Args, own_id: str | None = None) -> dict[str, 
 
 
 def render_view(
-    ws: Workspace, view_id: str, view: dict[str, Any], root_id: str, previous_id: str | None
+    ws: WorkspaceState, view_id: str, view: dict[str, Any], root_id: str, previous_id: str | None
 ) -> dict[str, Any]:
     """The stored view object, shaped like views.open's response."""
     return {
@@ -116,7 +91,7 @@ def render_view(
     }
 
 
-def open_view(ws: Workspace, a: Args) -> dict[str, Any]:
+def open_view(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     view = _valid_view(ws, a)
     if view.get("type") != "modal":
         raise ApiError(
@@ -134,7 +109,7 @@ def open_view(ws: Workspace, a: Args) -> dict[str, Any]:
     return {"ok": True, "view": data}
 
 
-def push_view(ws: Workspace, a: Args) -> dict[str, Any]:
+def push_view(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     view = _valid_view(ws, a)
     trigger = _exchange(ws, a)
     views = stack(ws, trigger.user_id)
@@ -146,7 +121,7 @@ def push_view(ws: Workspace, a: Args) -> dict[str, Any]:
 
 
 def add_to_stack(
-    ws: Workspace,
+    ws: WorkspaceState,
     user_id: str,
     view: dict[str, Any],
     views: list[View],
@@ -158,7 +133,7 @@ def add_to_stack(
     return data
 
 
-def update_view(ws: Workspace, a: Args) -> dict[str, Any]:
+def update_view(ws: WorkspaceState, a: Args) -> dict[str, Any]:
     """views.update by view_id or external_id; a stale ``hash`` is a hash_conflict."""
     view_id, external_id = a.text("view_id"), a.text("external_id")
     if not view_id and not external_id:
@@ -183,7 +158,7 @@ def update_view(ws: Workspace, a: Args) -> dict[str, Any]:
 
 
 def mint_response_url(
-    ws: Workspace, channel_id: str, user_id: str, message_ts: str | None, is_ephemeral: bool
+    ws: WorkspaceState, channel_id: str, user_id: str, message_ts: str | None, is_ephemeral: bool
 ) -> str:
     hook = ResponseHook(
         secrets.token_hex(8), channel_id, user_id, ws.now(), message_ts, is_ephemeral
@@ -192,7 +167,7 @@ def mint_response_url(
     return f"{ws.public_url}/_emulator/respond/{hook.id}"
 
 
-def respond(ws: Workspace, hook_id: str, payload: Any) -> tuple[int, dict[str, Any]]:
+def respond(ws: WorkspaceState, hook_id: str, payload: Any) -> tuple[int, dict[str, Any]]:
     """What Slack does with a POST to a response_url (what Bolt's ``respond()`` sends)."""
     hook = ws.response_hooks.get(hook_id)
     if hook is None:
@@ -214,7 +189,7 @@ def respond(ws: Workspace, hook_id: str, payload: Any) -> tuple[int, dict[str, A
     return 200, {"ok": True}
 
 
-def deliver_command_ack(ws: Workspace, channel_id: str, user_id: str, body: Any) -> None:
+def deliver_command_ack(ws: WorkspaceState, channel_id: str, user_id: str, body: Any) -> None:
     """Slack shows a slash command's HTTP answer to the user (ephemeral unless in_channel)."""
     payload = body if isinstance(body, dict) else {"text": str(body)}
     ws.record_call(COMMAND_RESPONSE, payload)
@@ -226,7 +201,7 @@ def deliver_command_ack(ws: Workspace, channel_id: str, user_id: str, body: Any)
         ) from None
 
 
-def _deliver(ws: Workspace, hook: ResponseHook, payload: dict[str, Any], via: str) -> None:
+def _deliver(ws: WorkspaceState, hook: ResponseHook, payload: dict[str, Any], via: str) -> None:
     """Only ``replace_original``/``delete_original`` touch the clicked message; else post anew."""
     text, blocks, attachments = (
         payload.get("text"),
@@ -256,7 +231,7 @@ def _deliver(ws: Workspace, hook: ResponseHook, payload: dict[str, Any], via: st
         )
 
 
-def _source_ephemeral(ws: Workspace, hook: ResponseHook) -> dict[str, Any] | None:
+def _source_ephemeral(ws: WorkspaceState, hook: ResponseHook) -> dict[str, Any] | None:
     return next(
         (
             m
@@ -267,7 +242,7 @@ def _source_ephemeral(ws: Workspace, hook: ResponseHook) -> dict[str, Any] | Non
     )
 
 
-def _replace_source(ws: Workspace, hook: ResponseHook, content: dict[str, Any]) -> bool:
+def _replace_source(ws: WorkspaceState, hook: ResponseHook, content: dict[str, Any]) -> bool:
     if hook.message_ts is None:
         return False
     if hook.is_ephemeral:
@@ -289,7 +264,7 @@ def _replace_source(ws: Workspace, hook: ResponseHook, content: dict[str, Any]) 
     return True
 
 
-def _delete_source(ws: Workspace, hook: ResponseHook) -> None:
+def _delete_source(ws: WorkspaceState, hook: ResponseHook) -> None:
     if hook.message_ts is None:
         return
     if hook.is_ephemeral:
@@ -303,7 +278,7 @@ def _delete_source(ws: Workspace, hook: ResponseHook) -> None:
         delete_message(ws, channel, message)
 
 
-def apply_submission_response(ws: Workspace, view: View, body: Any) -> None:
+def apply_submission_response(ws: WorkspaceState, view: View, body: Any) -> None:
     """What Slack does with the app's answer to a view_submission.
 
     Raises ValueError for answers Slack would refuse (the user would see

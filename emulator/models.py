@@ -62,3 +62,48 @@ def is_top_level(message: dict[str, Any]) -> bool:
         message.get("thread_ts", message["ts"]) == message["ts"]
         and message.get("subtype") not in SYSTEM_SUBTYPES
     )
+
+
+@dataclass
+class StoredFile:
+    """An uploaded file: reserved, then its bytes, then completed and shared into channels."""
+
+    id: str
+    name: str
+    length: int
+    user: str
+    created: int
+    title: str = ""
+    alt_txt: str | None = None
+    data: bytes | None = None
+    completed: bool = False
+    shares: dict[str, list[str]] = field(default_factory=dict)  # channel id -> message ts
+
+
+@dataclass
+class Trigger:
+    id: str
+    user_id: str
+    created: float
+    view_id: str | None = None  # set when the interaction happened inside a modal
+    used: bool = False
+
+
+@dataclass
+class View:
+    id: str
+    user_id: str
+    data: dict[str, Any]
+    trigger_id: str | None = None  # None when pushed by a view_submission's response_action
+    is_open: bool = True
+
+
+@dataclass
+class ResponseHook:
+    id: str
+    channel_id: str
+    user_id: str
+    created: float
+    message_ts: str | None = None
+    is_ephemeral: bool = False
+    uses: int = 0

@@ -15,7 +15,7 @@ from emulator.blockkit import STATEFUL_ELEMENTS, iter_elements
 from emulator.composer import encode
 
 if TYPE_CHECKING:
-    from emulator.state import Workspace
+    from emulator.workspace import Workspace
 
 # element type -> (key in state.values, key holding the element's initial value)
 STATE_KEYS: dict[str, tuple[str, str]] = {

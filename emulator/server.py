@@ -23,10 +23,10 @@ from aiohttp import BodyPartReader, web
 
 from app.manifest import bot_scopes, load_manifest
 from emulator.api import Args
-from emulator.events import EventsApi
-from emulator.files import store_upload
+from emulator.events_api import EventsApi
+from emulator.files import describe, store_upload
 from emulator.socket_mode import SocketModeHub
-from emulator.state import Workspace
+from emulator.workspace import Workspace
 
 MAX_BODY = 64 * 1024 * 1024
 
@@ -326,7 +326,7 @@ class SlackEmulator:
         if stored is None or not stored.completed or stored.data is None:
             return web.Response(status=404, text="file_not_found")
         return web.Response(
-            body=stored.data, content_type=stored.describe(self.workspace)["mimetype"]
+            body=stored.data, content_type=describe(self.workspace, stored)["mimetype"]
         )
 
     async def _handle_state(self, request: web.Request) -> web.Response:

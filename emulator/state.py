@@ -1,10 +1,9 @@
-"""The emulated workspace: all Slack state and rules, with no I/O.
+"""The emulated workspace's state and the rules every Web API method shares, with no I/O.
 
-Every Web API method is a small function in one of the concern modules
-(:mod:`emulator.conversations`, :mod:`emulator.chat`, :mod:`emulator.history`,
-:mod:`emulator.files`, :mod:`emulator.interactive`, :mod:`emulator.directory`);
-:meth:`Workspace.call` dispatches to them and records a call log so tests can assert on what the bot
-did (e.g. how many ``conversations.create`` calls succeeded).
+Every Web API method is a :data:`Handler` over a :class:`WorkspaceState`, a small function
+in one of the concern modules (:mod:`emulator.conversations`, :mod:`emulator.chat`, …);
+:class:`emulator.workspace.Workspace` dispatches to them. Nothing here imports those
+modules: they build on this one.
 """
 
 from __future__ import annotations
@@ -15,21 +14,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from emulator import chat, conversations, directory, events, files, history, interactive
-from emulator.api import ApiError, Args, Handler
-from emulator.models import SYSTEM_SUBTYPES, Call, Channel, is_top_level
+from emulator import events
+from emulator.api import ApiError, Args
+from emulator.models import (
+    SYSTEM_SUBTYPES,
+    Call,
+    Channel,
+    ResponseHook,
+    StoredFile,
+    Trigger,
+    View,
+    is_top_level,
+)
 
-HANDLERS: dict[str, Handler] = {
-    **conversations.METHODS,
-    **chat.METHODS,
-    **history.METHODS,
-    **files.METHODS,
-    **interactive.METHODS,
-    **directory.METHODS,
-}
 
-
-class Workspace:
+class WorkspaceState:
     """Users, channels, messages, files, views... of one Slack team, plus the bot's identity."""
 
     def __init__(
@@ -61,36 +60,20 @@ class Workspace:
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, Channel] = {}
         self.ephemeral_messages: list[dict[str, Any]] = []
-        self.files: dict[str, files.StoredFile] = {}
-        self.views: dict[str, interactive.View] = {}
-        self.triggers: dict[str, interactive.Trigger] = {}
-        self.response_hooks: dict[str, interactive.ResponseHook] = {}
+        self.files: dict[str, StoredFile] = {}
+        self.views: dict[str, View] = {}
+        self.triggers: dict[str, Trigger] = {}
+        self.response_hooks: dict[str, ResponseHook] = {}
         self.usergroups: dict[str, dict[str, Any]] = {}
         # The bot token's OAuth scopes; None grants every scope. Set it (e.g. to the
         # manifest's bot scopes) to have methods refuse with `missing_scope` as Slack does.
         self.scopes: frozenset[str] | None = None
         self.call_log: list[Call] = []
-        # The Events API (emulator/events.py) listens here once a server is running.
+        # The Events API (emulator/events_api.py) listens here once a server is running.
         self.on_event: events.Emit | None = None
         self.add_user(bot_user_id, bot_name, is_bot=True)
 
-    # ----------------------------------------------------------------- dispatch
-
-    def handles(self, method: str) -> bool:
-        return method in HANDLERS
-
-    def call(self, method: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Run one Web API method as the bot and log it; returns Slack's JSON body."""
-        parsed = Args(args or {})
-        handler = HANDLERS.get(method)
-        try:
-            if handler is None:
-                raise ApiError("unknown_method")
-            result = handler(self, parsed)
-        except ApiError as exc:
-            result = exc.response()
-        self.record_call(method, parsed.raw, result.get("error"))
-        return copy.deepcopy(result)
+    # ----------------------------------------------------------------- call log
 
     def record_call(self, method: str, args: dict[str, Any], error: str | None = None) -> None:
         self.call_log.append(Call(method, copy.deepcopy(args), error is None, error))
@@ -319,49 +302,6 @@ class Workspace:
         self.usergroups[group_id] = group
         return group
 
-    def post_as_user(
-        self, channel: str, user: str, text: str, thread_ts: str | None = None
-    ) -> dict[str, Any]:
-        """A human's message (bypasses the bot's membership rules), e.g. incident chatter."""
-        target = self.channels.get(channel) or self.channel_by_name(channel.lstrip("#"))
-        if target is None:
-            raise KeyError(f"no channel {channel!r}")
-        self.require_user(user)
-        fields = {"user": user, "text": text, "client_msg_id": self.mint_id("msg-")}
-        return copy.deepcopy(self.append_message(target, fields, thread_ts=thread_ts))
-
-    def add_reaction(self, channel_id: str, ts: str, name: str, user: str) -> None:
-        """A human reacting to a message (e.g. :pushpin: to mark a timeline event)."""
-        chat.react(self, self.channels[channel_id], ts, name, user)
-
-    def edit_as_user(self, channel_id: str, ts: str, user: str, text: str) -> None:
-        """A human editing their own message (Slack sends `message_changed`)."""
-        channel = self.channels[channel_id]
-        message = self.find_message(channel, ts)
-        if message.get("user") != user:
-            raise ApiError("cant_update_message")
-        chat.edit(self, channel, message, {"text": text}, user)
-
-    def delete_as_user(self, channel_id: str, ts: str, user: str) -> None:
-        """A human deleting their own message (Slack sends `message_deleted`)."""
-        channel = self.channels[channel_id]
-        message = self.find_message(channel, ts)
-        if message.get("user") != user:
-            raise ApiError("cant_delete_message")
-        chat.delete_message(self, channel, message)
-
-    def pin_as_user(self, channel_id: str, ts: str, user: str) -> None:
-        """A human pinning a message (Slack sends `pin_added`)."""
-        channel = self.channels[channel_id]
-        chat.pin(self, channel, self.find_message(channel, ts), user)
-
-    def join_as_user(self, channel_id: str, user: str) -> None:
-        """A human joining a public channel (Slack sends `member_joined_channel`)."""
-        channel = self.channels[channel_id]
-        self.require_user(user)
-        if user not in channel.members:
-            conversations.add_member(self, channel, user, inviter=None)
-
     def channel_by_name(self, name: str) -> Channel | None:
         return next((c for c in self.channels.values() if c.name == name), None)
 
@@ -394,52 +334,7 @@ class Workspace:
             copy.deepcopy(v.data) for v in self.views.values() if v.user_id == user_id and v.is_open
         ]
 
-    def mint_trigger(self, user_id: str, view_id: str | None = None) -> str:
-        return interactive.mint_trigger(self, user_id, view_id)
 
-    def mint_response_url(
-        self,
-        channel_id: str,
-        user_id: str,
-        *,
-        message_ts: str | None = None,
-        is_ephemeral: bool = False,
-    ) -> str:
-        return interactive.mint_response_url(self, channel_id, user_id, message_ts, is_ephemeral)
-
-    def respond(self, hook_id: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """Apply a POST to a response_url; returns (HTTP status, JSON body)."""
-        return interactive.respond(self, hook_id, payload)
-
-    def dump(self) -> dict[str, Any]:
-        """Everything, JSON-ready, for tests that only see the emulator over HTTP."""
-        return {
-            "team": {
-                "id": self.team_id,
-                "name": self.team_name,
-                "domain": self.team_domain,
-                "bot_user_id": self.bot_user_id,
-            },
-            "users": list(self.users.values()),
-            "channels": [
-                {
-                    **conversations.describe(self, c),
-                    "members": c.members,
-                    "messages": list(c.messages.values()),
-                    "pins": c.pins,
-                    "bookmarks": c.bookmarks,
-                }
-                for c in self.channels.values()
-            ],
-            "ephemerals": self.ephemeral_messages,
-            "files": [f.describe(self) for f in self.files.values()],
-            "views": [
-                {**v.data, "user_id": v.user_id, "trigger_id": v.trigger_id, "is_open": v.is_open}
-                for v in self.views.values()
-            ],
-            "usergroups": list(self.usergroups.values()),
-            "calls": [
-                {"method": c.method, "args": c.args, "ok": c.ok, "error": c.error}
-                for c in self.call_log
-            ],
-        }
+# One Web API method: the state and the request's arguments in, Slack's JSON body out
+# (or an ApiError, which the dispatcher turns into Slack's error body).
+Handler = Callable[[WorkspaceState, Args], dict[str, Any]]

@@ -251,6 +251,40 @@ def test_target_mistakes_name_file_and_line(
     assert "s3cret" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("service", "section", "example"),
+    [
+        ("payments-api", "postgres: {url_env: VALUE}", "PAYMENTS_API_DATABASE_URL"),
+        ("payments-api", "redis: {url_env: VALUE}", "PAYMENTS_API_REDIS_URL"),
+        ("9lives", "redis: {url_env: VALUE}", "_9LIVES_REDIS_URL"),
+        ("payments-api", "prometheus: {url_env: VALUE}", "PROMETHEUS_URL"),
+        (
+            "payments-api",
+            "docker: {host_env: VALUE, compose_project: shop, service: a}",
+            "PAYMENTS_API_DOCKER_HOST",
+        ),
+    ],
+)
+def test_a_url_in_place_of_a_variable_name_is_shown_one_for_that_service(
+    tmp_path: Path, service: str, section: str, example: str
+) -> None:
+    """The example fits the service and its section, and is itself accepted."""
+
+    def load(value: str) -> None:
+        extra = f"  {service}:\n    {section.replace('VALUE', value)}\nmitigators:"
+        folder, targets = write(tmp_path, targets=TARGETS.replace("mitigators:", extra, 1))
+        load_catalog(folder, targets)
+
+    with pytest.raises(RunbookError) as caught:
+        load("'redis://:s3cret@cache:6379/0'")
+    key = section.partition("{")[2].partition(":")[0]
+    assert caught.value.message == (
+        f"`{service}`: {key} must be the NAME of an environment variable, like {example} "
+        "(never the URL itself)"
+    )
+    load(example)
+
+
 def test_a_missing_targets_file_is_named(tmp_path: Path) -> None:
     folder, _ = write(tmp_path)
     with pytest.raises(RunbookError, match="targets file not found"):

@@ -120,6 +120,7 @@ def test_accepted(
         ("diagnostic", "logs", "backend", ("tail=100000",), "`tail` must be from 1 to 1000"),
         ("diagnostic", "errors", "backend", ("since=forever",), "`since` must be a duration"),
         ("diagnostic", "errors", "checkout", ("since=48h",), "from 1m to 24h"),
+        ("diagnostic", "errors", "checkout", ("since=99999999999d",), "got `99999999999d`"),
         ("diagnostic", "health", "checkout", ("liveness",), "one of health, readiness"),
         ("diagnostic", "pods", "checkout", ("<!channel>",), "Unexpected argument `&lt;!channel"),
         ("diagnostic", "pods", "checkout", ("`x`",), "Unexpected argument `'x'`"),

@@ -62,8 +62,14 @@ def test_the_grammar(runbooks: Runbooks, text: str, expected: c.Command) -> None
     ("text", "error"),
     [
         ("evidence", "Name one service"),
-        ("evidence checkout since=8d", "`since` must be from 1m to 7d"),
-        ("evidence checkout since=soon", "soon"),
+        (
+            "evidence checkout since=8d",
+            "`since` must be a duration from 1m to 168h, like 30m or 2h; got `8d`.",
+        ),
+        ("evidence checkout 30s", "from 1m to 168h, like 30m or 2h; got `30s`."),
+        ("evidence checkout since=soon", "from 1m to 168h, like 30m or 2h; got `soon`."),
+        ("evidence checkout since=99999999999d", "got `99999999999d`."),
+        ("evidence checkout since=<!here>", "got `&lt;!here&gt;`."),
         ("evidence checkout 1h extra", "Name one service"),
     ],
 )

@@ -506,7 +506,7 @@ def _target(name: str, spec: Node) -> Target:
         postgres=_postgres(name, pg) if pg is not None else None,
         http=_http(name, http) if http is not None else None,
         prometheus=_prometheus(name, prom, kubernetes) if prom is not None else None,
-        redis=RedisTarget(_url_env(name, cache)) if cache is not None else None,
+        redis=_redis(name, cache) if cache is not None else None,
         max_replicas=max_replicas,
         max_memory=max_memory,
         pagerduty=pagerduty_target(name, pd) if pd is not None else None,
@@ -540,7 +540,7 @@ def _kubernetes(name: str, node: Node) -> tuple[KubernetesTarget, int | None, in
 
 def _docker(name: str, node: Node) -> DockerTarget:
     _only(node, {"host_env", "compose_project", "service"})
-    host_env = _env_name(node, name, "host_env", "CHECKOUT_DOCKER_HOST")
+    host_env = _env_name(node, name, "host_env", _service_env(name, "DOCKER_HOST"))
     project, service = node.require("compose_project"), node.require("service")
     for key, value in (("compose_project", project), ("service", service)):
         if not _COMPOSE_NAME.match(value):
@@ -552,13 +552,24 @@ def _docker(name: str, node: Node) -> DockerTarget:
 
 
 def _postgres(name: str, node: Node) -> PostgresTarget:
-    return PostgresTarget(_url_env(name, node))
+    return PostgresTarget(_url_env(name, node, _service_env(name, "DATABASE_URL")))
 
 
-def _url_env(name: str, node: Node, also: frozenset[str] = frozenset()) -> str:
+def _redis(name: str, node: Node) -> RedisTarget:
+    return RedisTarget(_url_env(name, node, _service_env(name, "REDIS_URL")))
+
+
+def _url_env(name: str, node: Node, example: str, also: frozenset[str] = frozenset()) -> str:
     """The section's `url_env`: the NAME of the variable with the URL, never the URL."""
     _only(node, {"url_env", *also})
-    return _env_name(node, name, "url_env", "CHECKOUT_DATABASE_URL")
+    return _env_name(node, name, "url_env", example)
+
+
+def _service_env(name: str, suffix: str) -> str:
+    """A variable named for the service, the example a mistake is shown: `payments-api`'s
+    Redis is PAYMENTS_API_REDIS_URL. A service name may start with a digit; a variable may not."""
+    word = name.upper().replace("-", "_")
+    return f"{'_' if word[0].isdigit() else ''}{word}_{suffix}"
 
 
 def _env_name(node: Node, name: str, key: str, example: str) -> str:
@@ -577,7 +588,8 @@ def _prometheus(name: str, node: Node, kube: KubernetesTarget | None) -> Prometh
     (label names as Prometheus's service discovery rewrites them: `app.kubernetes.io/name`
     becomes `app_kubernetes_io_name`), else `service=<name>`; the queries default to
     the bundled ones. Each query must scope itself with `$selector`."""
-    url_env = _url_env(name, node, frozenset({"selector", "queries"}))
+    # One Prometheus usually serves every service, hence no service in the example.
+    url_env = _url_env(name, node, "PROMETHEUS_URL", frozenset({"selector", "queries"}))
     selector = node.expect("selector", str) or (kube.selector if kube else f"service={name}")
     labels = []
     for term in selector.split(","):

@@ -27,7 +27,7 @@ from bot.actions.catalog import (
     Target,
     as_typed,
 )
-from bot.durations import compact_duration, parse_duration
+from bot.durations import bounded_seconds, compact_duration, parse_duration
 from bot.errors import UserError
 from bot.executors import (
     DockerExecutor,
@@ -338,18 +338,10 @@ def _convert(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> 
 def _duration(action: ActionSpec, target: Target, param: ParamSpec, raw: str) -> str:
     """The duration in its one-word form (`90m` becomes `1h30m`); executors get seconds."""
     assert param.min is not None and param.max is not None  # the catalog guarantees both
-    low, high = compact_duration(param.min), compact_duration(param.max)
     try:
-        seconds = int(parse_duration(raw).total_seconds())
-    except ValueError:
-        seconds = -1
-    if not param.min <= seconds <= param.max:
-        raise _error(
-            action,
-            target,
-            f"`{param.name}` must be a duration from {low} to {high}, like 30m or 2h; "
-            f"got `{shown(raw)}`.",
-        )
+        seconds = bounded_seconds(param.name, raw, param.min, param.max)
+    except ValueError as exc:
+        raise _error(action, target, f"{exc}; got `{shown(raw)}`.") from None
     return compact_duration(seconds)
 
 
