@@ -38,7 +38,7 @@ serve: $(STAMP)  ## run the bot against real Slack (needs SLACK_* settings)
 test: $(STAMP)  ## the whole test suite (SQLite and Postgres)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bot storage handlers app firebreak devtools
+	$(BIN)/mypy bot storage handlers app firebreak devtools emulator bench
 	$(BIN)/python -m pytest -q
 
 check: $(STAMP)  ## the doctor: settings, runbooks, and with ARGS=--live every connection

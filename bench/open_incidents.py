@@ -131,14 +131,18 @@ def bring_due(database_url: str, count: int, start: datetime, window: float) -> 
     due: dict[str, float] = {}
     try:
         with Session(engine) as session, session.begin():
-            query = select(Incident.id, Incident.channel_id).order_by(Incident.id)
+            query = (
+                select(Incident.id, Incident.channel_id)
+                .where(Incident.channel_id.is_not(None))
+                .order_by(Incident.id)
+            )
             rows = session.execute(query).all()
             for n, (incident_id, channel_id) in enumerate(rows):
                 at = start + timedelta(seconds=window * n / max(1, count - 1))
                 session.execute(
                     update(Incident).where(Incident.id == incident_id).values(next_update_due_at=at)
                 )
-                due[channel_id] = at.timestamp()
+                due[str(channel_id)] = at.timestamp()
     finally:
         engine.dispose()
     return due
