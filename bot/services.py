@@ -18,7 +18,7 @@ from bot.incidents.outbox import Outbox
 from bot.incidents.reminders import ReminderService, ReminderSettings
 from bot.incidents.service import IncidentService
 from bot.metrics import Metrics
-from bot.paging.delivery import ExternalDelivery
+from bot.paging.delivery import call_senders
 from bot.paging.gateways import PagerGateway, StatusPageGateway
 from bot.paging.service import PagingService
 from bot.paging.statuspage import StatusPageService
@@ -93,21 +93,17 @@ def build_services(
 ) -> Services:
     metrics = metrics or Metrics()
     context = Context(db, chat, runbooks, clock)
-    delivery = ExternalDelivery(
-        db=db,
-        clock=clock,
-        runbooks=runbooks,
-        pager=pager,
-        status_page=status_page,
-        owner=settings.replica_id,
-        announce_channel=settings.announce_channel,
-    )
     outbox = Outbox(
         context,
         owner=settings.replica_id,
-        external=delivery.deliver,
         announce_channel=settings.announce_channel,
         metrics=metrics,
+        external=call_senders(
+            runbooks=runbooks,
+            pager=pager,
+            status_page=status_page,
+            announce_channel=settings.announce_channel,
+        ),
     )
     actions = ActionService(
         context,

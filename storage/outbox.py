@@ -7,6 +7,7 @@ the claiming UPDATE itself, so it holds across tasks and replicas.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,19 +16,24 @@ from sqlalchemy.orm import Session, aliased
 
 from storage.models import Event, Incident, OutboxMessage
 
+# A destination is "<system>:<lane>": the system sends it (see `system_of`), the lane
+# keeps its order. Slack's lanes are channels; the calls to PagerDuty or Statuspage
+# (bot/paging/delivery.py) are laned per incident, and their `channel` names the system.
+SLACK = "slack"
+
 
 def slack_destination(channel: str) -> str:
     """The ordering key of everything sent into one Slack channel (an ID or a name)."""
-    return f"slack:{channel}"
+    return f"{SLACK}:{channel}"
 
 
-def _to_slack() -> ColumnElement[bool]:
-    """Slack messages; the other rows are calls to PagerDuty or Statuspage, which
-    `bot/paging/delivery.py` sends (their `channel` names the system)."""
-    return OutboxMessage.destination.startswith("slack:")
+def system_of(destination: str) -> str:
+    """The system whose sender delivers a destination's rows."""
+    return destination.partition(":")[0]
 
 
-EXTERNAL_DESTINATIONS = ("pagerduty", "statuspage")
+def _to(*systems: str) -> ColumnElement[bool]:
+    return or_(*(OutboxMessage.destination.startswith(f"{system}:") for system in systems))
 
 
 def enqueue(
@@ -64,12 +70,12 @@ def enqueue(
     return message
 
 
-def queued_in(session: Session) -> list[int]:
-    """The IDs of the Slack messages this transaction queued: what the change it makes
-    owes in Slack."""
+def queued_in(session: Session, system: str = SLACK) -> list[int]:
+    """The IDs of the rows this transaction queued for `system`: what the change it
+    makes owes there (by default, its Slack messages)."""
     rows = session.info.get(_QUEUED, [])
     session.flush()
-    return [row.id for row in rows if row.destination.startswith("slack:")]
+    return [row.id for row in rows if system_of(row.destination) == system]
 
 
 _QUEUED = "firebreak.outbox.queued"  # session.info key: rows enqueued in the transaction
@@ -85,22 +91,26 @@ def _unsettled() -> list[ColumnElement[bool]]:
 
 def outbox_rows(session: Session, incident_id: int) -> list[int]:
     """Every row ever queued for the incident (what a declare owes, for its reply)."""
-    query = select(OutboxMessage.id).where(OutboxMessage.incident_id == incident_id, _to_slack())
+    query = select(OutboxMessage.id).where(OutboxMessage.incident_id == incident_id, _to(SLACK))
     return list(session.scalars(query))
 
 
-def due(session: Session, now: datetime, incident_id: int | None = None) -> list[OutboxMessage]:
-    """The rows that may be sent now, by destination and then in order.
+def due(
+    session: Session, now: datetime, incident_id: int | None, systems: Collection[str]
+) -> list[OutboxMessage]:
+    """The rows of `systems` that may be sent now, by destination and then in order.
 
     For each destination (those `incident_id` has unsettled rows in, or all), its
     unsettled rows oldest first, up to the first that is being sent by someone else
-    or (for the sweep, without `incident_id`) waiting out its backoff: nothing behind
-    such a row may overtake it. A delivery for one incident takes its own rows and
-    those ahead of them, not the other incidents' rows behind (their own deliveries
-    and the sweep send those), and retries the rows ahead at once, so a message is
-    not held back by the backoff of one queued before it while Slack was failing.
+    or waiting out its backoff: nothing behind such a row may overtake it. A delivery
+    for one incident takes its own rows and those ahead of them, not the other
+    incidents' rows behind (their own deliveries and the sweep send those), and
+    retries the Slack rows ahead at once, so a message is not held back by the
+    backoff of one queued before it while Slack was failing; a call to another
+    system waits out its backoff even so, so a system that is down is not called
+    again on every command.
     """
-    query = select(OutboxMessage).where(*_unsettled(), _to_slack())
+    query = select(OutboxMessage).where(*_unsettled(), _to(*systems))
     if incident_id is not None:
         mine = select(OutboxMessage.destination).where(
             OutboxMessage.incident_id == incident_id, *_unsettled()
@@ -113,7 +123,8 @@ def due(session: Session, now: datetime, incident_id: int | None = None) -> list
         if row.destination in stopped:
             continue
         held = row.claimed_until is not None and row.claimed_until >= now
-        if held or (incident_id is None and row.next_attempt_at > now):
+        at_once = incident_id is not None and system_of(row.destination) == SLACK
+        if held or (row.next_attempt_at > now and not at_once):
             stopped.add(row.destination)
             continue
         ready.append(row)

@@ -1,33 +1,12 @@
-"""Queries for the calls owed to PagerDuty and Statuspage (outbox rows whose
-destination is one of `EXTERNAL_DESTINATIONS`) and the paging events they leave."""
+"""Queries for the calls owed to PagerDuty and Statuspage (outbox rows; storage/outbox.py
+finds the due ones) and the paging events they leave."""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import Event, OutboxMessage
-from storage.outbox import EXTERNAL_DESTINATIONS
-
-
-def due(session: Session, now: datetime, incident_id: int | None = None) -> list[OutboxMessage]:
-    """Undelivered calls whose retry time has come, oldest first."""
-    query = (
-        select(OutboxMessage)
-        .where(
-            OutboxMessage.channel.in_(EXTERNAL_DESTINATIONS),
-            OutboxMessage.delivered_at.is_(None),
-            OutboxMessage.failed_at.is_(None),
-            OutboxMessage.next_attempt_at <= now,
-        )
-        .order_by(OutboxMessage.id)
-        .limit(200)
-    )
-    if incident_id is not None:
-        query = query.where(OutboxMessage.incident_id == incident_id)
-    return list(session.scalars(query))
 
 
 def row(session: Session, row_id: int) -> OutboxMessage | None:

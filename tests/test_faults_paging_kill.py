@@ -28,7 +28,7 @@ from tests.processes import ServeProcess
 pytestmark = pytest.mark.slow
 
 HOLD = 5.0  # seconds PagerDuty holds its answer; the bot is killed meanwhile
-RETRY_DEADLINE = 40.0  # the dead process's claim lapses (20 s), then the sweep (10 s)
+RETRY_DEADLINE = 40.0  # the dead process's claim lapses (10 s), then the sweep (10 s)
 
 
 def events(url: str, kind: str) -> list[Event]:

@@ -16,9 +16,11 @@ from sqlalchemy import select, update
 
 from bot.clock import OffsetClock
 from bot.mrkdwn import from_slack
+from bot.paging.delivery import PAGE, enqueue_call
 from bot.paging.service import public_plain
 from emulator.pagerduty import PagerDutyEmulator, sign
 from emulator.statuspage import StatuspageEmulator
+from storage import outbox as outbox_store
 from storage.models import Event, Incident, OutboxMessage
 from tests.harness import ALICE, BOB, CAROL, Harness, running_firebreak
 
@@ -144,6 +146,59 @@ async def test_pagerduty_down_the_page_is_queued_reported_and_sent_later(rig: Ri
     assert any("Paged *checkout*" in t for t in rig.slack.texts(channel))
     # Told once, not once per retry.
     assert " ".join(rig.slack.texts(channel)).count("did not answer") == 1
+
+
+async def test_one_delivery_sends_a_page_beside_a_message_and_then_the_page_report(
+    rig: Rig,
+) -> None:
+    """A page and a Slack message queued together for one incident: a single `deliver`
+    sends both (the page's destination and the channel side by side) and then the
+    message reporting the page, which names whom PagerDuty's answer says is on call."""
+    await rig.slack.app.scheduler.shutdown()  # no sweep delivers any of it in between
+    channel = await rig.declare("P2 checkout slow")  # P2 pages nobody by itself
+    incident_id = await rig.incident_id()
+    services = rig.slack.app.services
+    [target] = services.paging.services_named("checkout")
+    assert target.pagerduty is not None
+
+    def queue(session: Any) -> tuple[int, int]:
+        incident = session.get(Incident, incident_id)
+        now = rig.clock.now()
+        page = enqueue_call(
+            session,
+            incident,
+            PAGE,
+            now,
+            service=target.name,
+            service_id=target.pagerduty.service_id,
+            escalation_policy_id=target.pagerduty.escalation_policy_id,
+            title="[P2] checkout slow",
+            details="checkout slow",
+            actor=ALICE,
+        )
+        note = outbox_store.enqueue(
+            session, incident_id, "post", now, channel=channel, text="queued with the page"
+        )
+        session.flush()
+        return page.id, note.id
+
+    page_row, note_row = await services.db.run(queue)
+    assert rig.pd.state.incidents == {}
+    report = await services.outbox.deliver(incident_id)
+    assert (report.delivered, report.stalled) == (3, set())  # page, message, page's report
+    [paged] = rig.pd.state.incidents.values()
+    assert paged["service"]["id"] == "PCHKOUT"
+    *_, note, page_report = rig.slack.texts(channel)
+    assert note == "queued with the page"
+    assert "Paged *checkout* on PagerDuty: Bob Example is on call" in page_report
+
+    def outbox(session: Any) -> list[OutboxMessage]:
+        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+    rows = await services.db.run(outbox)
+    assert all(r.delivered_at is not None for r in rows if r.failed_at is None)
+    [reported] = [r for r in rows if "Paged *checkout*" in r.text]
+    assert page_row < reported.id and note_row < reported.id  # queued once the page went
 
 
 async def test_an_acknowledgement_is_recorded_and_the_on_call_becomes_commander(rig: Rig) -> None:

@@ -290,7 +290,7 @@ class ActionService(Service):
         )
         await self._update(settled, views.ran(request.actor, result, outcome))
         report = await self._outbox.deliver(pending.incident_id)
-        if report.errors:
+        if report.slack_waits():
             return ":warning: Ran, but Slack did not take the result message yet; retrying."
         return ""
 

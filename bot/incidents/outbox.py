@@ -1,15 +1,17 @@
-"""Delivering the outbox: the messages owed after a committed change.
+"""Delivering the outbox: the messages and calls owed after a committed change.
 
-A change and the messages it owes commit together; `deliver` sends them in
-order per destination (a Slack channel), the destinations side by side, so a
-channel that refuses messages never delays another. A transient failure keeps
-the row with a backoff and holds back the rows behind it in that destination;
-a permanent one gives the row up, records it and reports it once (see
-`undeliverable`). A row is claimed for a short time and the claim is renewed
-while the send runs, however long Slack makes it wait, so a replica that dies
-mid-send is taken over within seconds and a live one is never overtaken. A
-`post` that may have reached Slack before is looked up by its marker block
-before it is sent again, so a retry never doubles a message.
+A change and what it owes commit together; `deliver` sends the rows in order per
+destination (a Slack channel, or one incident's calls to PagerDuty or Statuspage), the
+destinations side by side, so a destination that refuses never delays another. Each
+system's `Sender` makes the calls and judges its own failures; the rest is common. A
+transient failure keeps the row with a backoff and holds back the rows behind it in
+that destination; a permanent one gives the row up and the sender records it (Slack's
+are reported once, see `undeliverable`). A row is claimed for a short time and the
+claim is renewed while the send runs, however long the other side makes it wait, so a
+replica that dies mid-send is taken over within seconds and a live one is never
+overtaken. A Slack `post` that may have reached Slack before is looked up by its marker
+block before it is sent again, so a retry never doubles a message. A call's outcome is
+itself a message, queued as the call settles, so it is posted after the call.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -59,8 +61,51 @@ class ClaimLost(Exception):
 class DeliveryReport:
     delivered: int = 0
     settled: int = 0  # delivered, given up or superseded: progress of a pass
-    errors: list[str] = field(default_factory=list)  # transient: retried later
-    stalled: set[str] = field(default_factory=set)  # destinations not retried in this call
+    stalled: set[str] = field(default_factory=set)  # destinations retried later, not in this call
+
+    def slack_waits(self) -> bool:
+        """Whether a Slack message failed for now (it is retried later)."""
+        return any(store.system_of(destination) == store.SLACK for destination in self.stalled)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a send left: the Slack message's ts, or what the other system answered."""
+
+    ts: str | None = None
+    answer: dict[str, Any] = field(default_factory=dict)
+
+
+class SendFailed(Exception):
+    """A row that did not go out, as its sender judges it: `permanent` gives it up,
+    otherwise it is retried after a backoff."""
+
+    def __init__(self, code: str, *, permanent: bool) -> None:
+        super().__init__(code)
+        self.code = code
+        self.permanent = permanent
+
+
+class Sender(Protocol):
+    """Sends the rows of one system's destinations; `Outbox` claims, orders and retries them."""
+
+    async def send(self, row: OutboxMessage) -> Sent:
+        """Send the row; raise `SendFailed` when it does not go out."""
+        ...
+
+    def withheld(self, session: Session, row: OutboxMessage, now: datetime) -> bool:
+        """Whether the row must not go out at all (it is given up unsent)."""
+        ...
+
+    def delivered(self, session: Session, row: OutboxMessage, sent: Sent, now: datetime) -> None:
+        """Record what a delivery leaves besides the row's state, in the same transaction."""
+        ...
+
+    def failed(
+        self, session: Session, row: OutboxMessage, failure: SendFailed, now: datetime
+    ) -> None:
+        """Record what a failure leaves besides the row's state, in the same transaction."""
+        ...
 
 
 class Outbox(Service):
@@ -69,35 +114,36 @@ class Outbox(Service):
         context: Context,
         *,
         owner: str,
-        external: Callable[[int | None], Awaitable[object]] | None = None,
         announce_channel: str,
         metrics: Metrics,
+        external: Mapping[str, Sender] | None = None,
         claim_ttl: timedelta = CLAIM_TTL,
         renew_seconds: float = RENEW_SECONDS,
         settle_wait: float = SETTLE_WAIT,
     ) -> None:
         super().__init__(context)
-        # Calls owed to other systems (PagerDuty, Statuspage: bot/paging/delivery.py)
-        # go first: their outcome is itself a message for this delivery to post.
-        self._external = external
+        # By the system a destination names: Slack's, and those of the calls owed to
+        # other systems (PagerDuty, Statuspage: bot/paging/delivery.py).
+        self._senders: dict[str, Sender] = {
+            store.SLACK: SlackSender(context, announce_channel=announce_channel, metrics=metrics),
+            **(external or {}),
+        }
         self._owner = owner
         self._announce_channel = announce_channel
-        self._metrics = metrics
         self._claim_ttl = claim_ttl
         self._renew_seconds = renew_seconds
         self._settle_wait = settle_wait
 
     async def deliver(self, incident_id: int | None = None) -> DeliveryReport:
-        """Send what is due in every destination `incident_id` has messages for (or all)."""
+        """Send what is due in every destination `incident_id` has rows in (or all)."""
         if incident_id is not None:
             logs.incident_id.set(incident_id)
-        if self._external is not None:
-            await self._external(incident_id)
         report = DeliveryReport()
+        systems = list(self._senders)
         while True:
-            settled = report.settled
+            progress = (report.settled, len(report.stalled))
             chains: dict[str, list[OutboxMessage]] = {}
-            for row in await self._db.run(store.due, self._clock.now(), incident_id):
+            for row in await self._db.run(store.due, self._clock.now(), incident_id, systems):
                 if row.destination not in report.stalled:
                     chains.setdefault(row.destination, []).append(row)
             # One chain failing (the database went) stops the others too, and they unwind
@@ -113,40 +159,63 @@ class Outbox(Service):
                     task.cancel()
                 await asyncio.gather(*sending, return_exceptions=True)
             # Rows queued after this pass read the outbox (by a task that found a row
-            # held by this one and left its own to it), or released by a row given up:
-            # look again until a pass settles nothing.
-            if report.settled == settled:
+            # held by this one and left its own to it, or by a call reporting how it
+            # went, failures too), or released by a row given up: look again until a
+            # pass settles nothing and stalls no destination (stalled ones are skipped).
+            if (report.settled, len(report.stalled)) == progress:
                 return report
 
     async def _deliver_chain(self, rows: list[OutboxMessage], report: DeliveryReport) -> None:
         """One destination's rows, in order; stop at the first that does not go out."""
+        sender = self._senders[store.system_of(rows[0].destination)]
         for row in rows:
             holder = f"{self._owner}:{uuid.uuid4().hex[:8]}"
             now = self._clock.now()
             if not await self._db.run(store.claim, row.id, holder, now, self._claim_ttl):
                 return  # held by another, or behind a row that is: it keeps the order
-            if await self._db.run(self._dropped, row, now):
+            if await self._db.run(_dropped, sender, row, now):
                 report.settled += 1
                 continue
             try:
-                ts = await self._holding(row.id, holder, self._send(row))
+                sent = await self._holding(row.id, holder, sender.send(row))
             except ClaimLost:
                 log.warning("outbox %s: claim lost to another holder", row.id)
                 return
-            except ChatError as exc:
-                if undeliverable.is_permanent(exc.code):
-                    await self._give_up(row, exc.code)
+            except SendFailed as failure:
+                log.warning(
+                    "outbox %s (%s to %s) %s: %s",
+                    row.id,
+                    row.kind,
+                    row.channel,
+                    "undeliverable" if failure.permanent else "failed",
+                    failure.code,
+                )
+                await self._db.run(self._record_failure, sender, row, failure)
+                if failure.permanent:
                     report.settled += 1
                     continue
-                report.errors.append(exc.code)
                 report.stalled.add(row.destination)
-                log.warning("outbox %s (%s) failed: %s", row.id, row.kind, exc.code)
-                retry_at = self._clock.now() + backoff(row.attempts)
-                await self._db.run(store.retry_later, row.id, exc.code, retry_at)
                 return
-            await self._db.run(store.delivered, row.id, ts, self._clock.now())
+            await self._db.run(self._record_delivery, sender, row, sent)
             report.delivered += 1
             report.settled += 1
+
+    def _record_delivery(
+        self, session: Session, sender: Sender, row: OutboxMessage, sent: Sent
+    ) -> None:
+        now = self._clock.now()
+        store.delivered(session, row.id, sent.ts, now)
+        sender.delivered(session, row, sent, now)
+
+    def _record_failure(
+        self, session: Session, sender: Sender, row: OutboxMessage, failure: SendFailed
+    ) -> None:
+        now = self._clock.now()
+        if failure.permanent:
+            store.give_up(session, row.id, failure.code, now)
+        else:
+            store.retry_later(session, row.id, failure.code, now + backoff(row.attempts))
+        sender.failed(session, row, failure, now)
 
     async def _holding(self, row_id: int, holder: str, send: Awaitable[T]) -> T:
         """Await `send`, renewing the claim meanwhile; cancel it if the claim is lost.
@@ -173,53 +242,6 @@ class Outbox(Service):
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-
-    def _dropped(self, session: Session, row: OutboxMessage, now: datetime) -> bool:
-        """Give up a row that must not go out: superseded by a newer one, or carrying a
-        private incident's news outside its channel (`privacy.withheld`: the backstop
-        for a path that forgot to ask `privacy.broadcasts`, so it is logged as an error)."""
-        if store.superseded(session, row):
-            store.give_up(session, row.id, store.SUPERSEDED, now)
-            return True
-        incident = incident_store.get(session, row.incident_id)
-        if incident is None or not privacy.withheld(incident, row.channel, row.kind):
-            return False
-        log.error(
-            "outbox %s: withheld a private incident's %s from %s", row.id, row.kind, row.channel
-        )
-        store.give_up(session, row.id, privacy.WITHHELD, now)
-        incident_store.append_event(
-            session,
-            incident,
-            "broadcast_withheld",
-            "firebreak",
-            now,
-            channel=row.channel,
-            kind=row.kind,
-        )
-        return True
-
-    async def _give_up(self, row: OutboxMessage, code: str) -> None:
-        log.warning("outbox %s (%s to %s) undeliverable: %s", row.id, row.kind, row.channel, code)
-        self._metrics.undeliverable.labels(code).inc()
-        await self._db.run(self._record_failure, row, code)
-
-    def _record_failure(self, session: Session, row: OutboxMessage, code: str) -> None:
-        now = self._clock.now()
-        store.give_up(session, row.id, code, now)
-        incident = incident_store.get(session, row.incident_id)
-        if incident is None:
-            return
-        undeliverable.record(
-            session,
-            incident,
-            channel=row.channel,
-            code=code,
-            what=_what(row),
-            now=now,
-            announce_channel=self._announce_channel,
-            report=row.kind != "notice",
-        )
 
     async def settle(self, incident_id: int, row_ids: list[int]) -> str:
         """What the requester should hear about `row_ids` after delivery: "" when all
@@ -272,6 +294,76 @@ class Outbox(Service):
                 f"(`{', '.join(waiting)}`). Firebreak will retry it."
             )
         return "\n".join(lines)
+
+
+def _dropped(session: Session, sender: Sender, row: OutboxMessage, now: datetime) -> bool:
+    """Give up a row that must not go out: superseded by a newer one, or withheld by
+    its sender."""
+    if store.superseded(session, row):
+        store.give_up(session, row.id, store.SUPERSEDED, now)
+        return True
+    if sender.withheld(session, row, now):
+        store.give_up(session, row.id, store.WITHHELD, now)
+        return True
+    return False
+
+
+class SlackSender(Service):
+    """Sends the rows of Slack destinations: posts, invites, topics and checklists."""
+
+    def __init__(self, context: Context, *, announce_channel: str, metrics: Metrics) -> None:
+        super().__init__(context)
+        self._announce_channel = announce_channel
+        self._metrics = metrics
+
+    async def send(self, row: OutboxMessage) -> Sent:
+        try:
+            return Sent(ts=await self._send(row))
+        except ChatError as exc:
+            raise SendFailed(exc.code, permanent=undeliverable.is_permanent(exc.code)) from exc
+
+    def withheld(self, session: Session, row: OutboxMessage, now: datetime) -> bool:
+        """A private incident's news outside its channel (`privacy.withheld`: the backstop
+        for a path that forgot to ask `privacy.broadcasts`, so it is logged as an error)."""
+        incident = incident_store.get(session, row.incident_id)
+        if incident is None or not privacy.withheld(incident, row.channel, row.kind):
+            return False
+        log.error(
+            "outbox %s: withheld a private incident's %s from %s", row.id, row.kind, row.channel
+        )
+        incident_store.append_event(
+            session,
+            incident,
+            "broadcast_withheld",
+            "firebreak",
+            now,
+            channel=row.channel,
+            kind=row.kind,
+        )
+        return True
+
+    def delivered(self, session: Session, row: OutboxMessage, sent: Sent, now: datetime) -> None:
+        """Nothing besides the row's state: it keeps the message's ts."""
+
+    def failed(
+        self, session: Session, row: OutboxMessage, failure: SendFailed, now: datetime
+    ) -> None:
+        if not failure.permanent:
+            return  # retried; a requester hears it from `settle`
+        self._metrics.undeliverable.labels(failure.code).inc()
+        incident = incident_store.get(session, row.incident_id)
+        if incident is None:
+            return
+        undeliverable.record(
+            session,
+            incident,
+            channel=row.channel,
+            code=failure.code,
+            what=_what(row),
+            now=now,
+            announce_channel=self._announce_channel,
+            report=row.kind != "notice",
+        )
 
     async def _send(self, row: OutboxMessage) -> str | None:
         if row.kind in ("post", "notice", "card", privacy.NOTICE_KIND):

@@ -1,12 +1,13 @@
-"""Delivering the calls owed to PagerDuty and Statuspage, durably and at most once.
+"""Sending the calls owed to PagerDuty and Statuspage, durably and at most once.
 
 A change that owes a call (a page, a resolve, a public update) writes an outbox row
-for the destination `pagerduty` or `statuspage` in its own transaction, so a crash
-loses nothing. Rows are sent oldest first, one destination and incident in order:
-a resolve never overtakes its page. A transient failure (timeout, 429, 5xx) keeps
-the row with a backoff and, the first time, says so in the channel; a permanent one
-(bad token, unknown service) ends it and says that instead. Each success appends
-its event and the channel message in one transaction.
+for the destination `pagerduty:<incident>` or `statuspage:<incident>` in its own
+transaction, so a crash loses nothing; the outbox (bot/incidents/outbox.py) delivers
+it like a Slack message, in order per system and incident (a resolve never overtakes
+its page), through `CallSender`. A transient failure (timeout, 429, 5xx) is retried
+and, the first time, said in the channel; a permanent one (bad token, unknown service)
+ends the call and says that instead. Each success appends its event and the channel
+message in the transaction that settles the call, so the message follows the call.
 
 Never twice: a page carries the incident's `incident_key`, which PagerDuty refuses
 to open twice on a service, and the gateway adopts the open incident instead; a
@@ -17,29 +18,24 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.clock import Clock
 from bot.incidents import privacy
-from bot.incidents.outbox import backoff
+from bot.incidents.outbox import Sender, SendFailed, Sent
 from bot.paging.gateways import ExternalError, PagerGateway, PublicUpdate, StatusPageGateway
 from bot.runbooks import Runbooks
 from storage import incidents as incident_store
 from storage import outbox as outbox_store
 from storage import paging as store
-from storage.db import Database
 from storage.models import Incident, OutboxMessage
 
 log = logging.getLogger(__name__)
 
-# Longer than a call's own timeout, so a live sender is never overtaken; short enough
-# that a row claimed by a killed process is retried within seconds of a restart.
-CLAIM_TTL = timedelta(seconds=20)
-SYSTEM_NAMES = {"pagerduty": "PagerDuty", "statuspage": "Statuspage"}
+PAGERDUTY, STATUSPAGE = "pagerduty", "statuspage"  # the systems their destinations name
+SYSTEM_NAMES = {PAGERDUTY: "PagerDuty", STATUSPAGE: "Statuspage"}
 
 PAGE, RESOLVE, PUBLISH = "pd.page", "pd.resolve", "sp.publish"
 
@@ -53,7 +49,7 @@ def marker(incident_id: int) -> str:
 def enqueue_call(
     session: Session, incident: Incident, kind: str, now: datetime, **payload: Any
 ) -> OutboxMessage:
-    system = "statuspage" if kind == PUBLISH else "pagerduty"
+    system = STATUSPAGE if kind == PUBLISH else PAGERDUTY
     return outbox_store.enqueue(
         session,
         incident.id,
@@ -65,67 +61,51 @@ def enqueue_call(
     )
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one call: delivered, queued for retry (`error`), or refused."""
+def call_senders(
+    *,
+    runbooks: Runbooks,
+    pager: PagerGateway | None,
+    status_page: StatusPageGateway | None,
+    announce_channel: str,
+) -> dict[str, Sender]:
+    """The outbox's senders of calls, by system. None while neither system is set up,
+    so calls queued earlier wait for the settings; with one, a call to the other is
+    refused (`not_configured`) and said in the channel."""
+    if pager is None and status_page is None:
+        return {}
+    sender = CallSender(
+        runbooks=runbooks, pager=pager, status_page=status_page, announce_channel=announce_channel
+    )
+    return dict.fromkeys(SYSTEM_NAMES, sender)
 
-    row_id: int
-    error: str | None = None
-    permanent: bool = False
 
+class CallSender:
+    """Sends the calls to PagerDuty and Statuspage, and records what each left."""
 
-class ExternalDelivery:
     def __init__(
         self,
         *,
-        db: Database,
-        clock: Clock,
         runbooks: Runbooks,
         pager: PagerGateway | None,
         status_page: StatusPageGateway | None,
-        owner: str,
         announce_channel: str,
     ) -> None:
-        self._db = db
-        self._clock = clock
         self._runbooks = runbooks
         self._pager = pager
         self._status_page = status_page
-        self._owner = owner
         self._announce_channel = announce_channel
 
-    async def deliver(self, incident_id: int | None = None) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        if self._pager is None and self._status_page is None:
-            return outcomes  # neither configured: calls queued earlier wait for the settings
-        blocked: set[tuple[int, str]] = set()  # (incident, destination) with a row held back
-        for row in await self._db.run(store.due, self._clock.now(), incident_id):
-            lane = (row.incident_id, row.channel)
-            if lane in blocked:
-                continue
-            if not await self._db.run(
-                outbox_store.claim, row.id, self._owner, self._clock.now(), CLAIM_TTL
-            ):
-                blocked.add(lane)
-                continue
-            outcome = await self._deliver(row)
-            if outcome.error and not outcome.permanent:
-                blocked.add(lane)
-            outcomes.append(outcome)
-        return outcomes
-
-    async def _deliver(self, row: OutboxMessage) -> Outcome:
-        payload = json.loads(row.text)
+    async def send(self, row: OutboxMessage) -> Sent:
         try:
-            result = await self._send(row, payload)
+            return Sent(answer=await self._call(row, json.loads(row.text)))
         except ExternalError as exc:
-            log.warning("%s call %s (%s) failed: %s", row.channel, row.id, row.kind, exc.code)
-            await self._db.run(self._record_failure, row, payload, exc)
-            return Outcome(row.id, exc.code, exc.permanent)
-        await self._db.run(self._record_success, row, payload, result)
-        return Outcome(row.id)
+            raise SendFailed(exc.code, permanent=exc.permanent) from exc
 
-    async def _send(self, row: OutboxMessage, payload: dict[str, Any]) -> dict[str, Any]:
+    def withheld(self, session: Session, row: OutboxMessage, now: datetime) -> bool:
+        """Never: what a private incident tells PagerDuty is `privacy.outside_title`."""
+        return False
+
+    async def _call(self, row: OutboxMessage, payload: dict[str, Any]) -> dict[str, Any]:
         key = marker(row.incident_id)
         if row.kind in (PAGE, RESOLVE):
             if self._pager is None:
@@ -158,13 +138,10 @@ class ExternalDelivery:
             await self._status_page.add_update(public_id, update, payload["components"])
         return {"public_incident": public_id}
 
-    # Recording, one transaction each ---------------------------------------------
+    # Recording, in the transaction that settles the call -------------------------
 
-    def _record_success(
-        self, session: Session, row: OutboxMessage, payload: dict[str, Any], result: dict[str, Any]
-    ) -> None:
-        now = self._clock.now()
-        outbox_store.delivered(session, row.id, None, now)
+    def delivered(self, session: Session, row: OutboxMessage, sent: Sent, now: datetime) -> None:
+        payload, result = json.loads(row.text), sent.answer
         incident = incident_store.get(session, row.incident_id)
         if incident is None:
             return
@@ -189,17 +166,13 @@ class ExternalDelivery:
         elif row.kind == PUBLISH:
             self._post(session, incident, now, "statuspage_published.j2", call=payload)
 
-    def _record_failure(
-        self, session: Session, row: OutboxMessage, payload: dict[str, Any], exc: ExternalError
+    def failed(
+        self, session: Session, row: OutboxMessage, failure: SendFailed, now: datetime
     ) -> None:
-        now = self._clock.now()
-        if exc.permanent:
-            outbox_store.give_up(session, row.id, exc.code, now)
-        else:
-            outbox_store.retry_later(session, row.id, exc.code, now + backoff(row.attempts))
         incident = incident_store.get(session, row.incident_id)
-        if incident is None or (row.attempts and not exc.permanent):
+        if incident is None or (row.attempts and not failure.permanent):
             return  # told once, when it first failed
+        payload = json.loads(row.text)
         system = SYSTEM_NAMES[row.channel]
         incident_store.append_event(
             session,
@@ -209,8 +182,8 @@ class ExternalDelivery:
             now,
             call=row.id,
             kind=row.kind,
-            error=exc.code,
-            permanent=exc.permanent,
+            error=failure.code,
+            permanent=failure.permanent,
             service=payload.get("service"),
         )
         self._post(
@@ -220,8 +193,8 @@ class ExternalDelivery:
             "external_failed.j2",
             system=system,
             kind=row.kind,
-            error=exc.code,
-            permanent=exc.permanent,
+            error=failure.code,
+            permanent=failure.permanent,
             service=payload.get("service"),
         )
 

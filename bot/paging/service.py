@@ -26,13 +26,13 @@ from bot.incidents import followup, privacy
 from bot.incidents.outbox import Outbox
 from bot.incidents.service import Request
 from bot.mrkdwn import escape, truncate
-from bot.paging.delivery import PAGE, RESOLVE, SYSTEM_NAMES, enqueue_call
+from bot.paging.delivery import PAGE, PAGERDUTY, RESOLVE, SYSTEM_NAMES, enqueue_call
 from bot.paging.gateways import ExternalError, PagerGateway
 from bot.paging.webhook import PagerDutyEvent
 from storage import incidents as store
 from storage import paging as paging_store
 from storage.models import Incident
-from storage.outbox import enqueue
+from storage.outbox import enqueue, queued_in
 
 log = logging.getLogger(__name__)
 
@@ -327,9 +327,7 @@ class PagingService(Service):
             if not store.claim_request(session, request.key, now):
                 return incident.id, "", []
             reply = change(session, incident, now)
-            calls = [
-                r.id for r in paging_store.due(session, now, incident.id) if r.created_at == now
-            ]
+            calls = queued_in(session, PAGERDUTY)
             return incident.id, reply, calls
 
         incident_id, reply, calls = await self._db.run(work)
