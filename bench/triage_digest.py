@@ -15,10 +15,13 @@ seconds is counted as missing what it lacks, so a burst that overwhelms the bot
 still gives figures: how many channels and digests it made in time.
 
 Two runs: declares one after another (the next sent once the previous digest's
-details are in), and a burst sent at the same moment.
+details are in), and a burst sent at the same moment. With `--hang` the cluster
+accepts every request and never answers, so `deployment` and `history` take the
+whole digest budget (7 s) and report that they could not run.
 
     .venv/bin/python bench/triage_digest.py                    # Postgres, 30 + 10
     .venv/bin/python bench/triage_digest.py --db sqlite,postgres --declares 50 --burst 20
+    .venv/bin/python bench/triage_digest.py --declares 0 --burst 30 --hang
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
 from emulator.models import RESPONSE_URL
 
 OLD, NEW = "registry.example.com/checkout:1.4.1", "registry.example.com/checkout:1.4.2"
-DETAILS = 3  # thread replies: deployment, history and health each have output
+# Thread replies: deployment, history and health each have output; with the cluster
+# hanging, only health has.
+DETAILS, DETAILS_HANGING = 3, 1
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,9 @@ class Posts:
     lookups: the waiters poll it, and the emulator and the fake cluster share this
     process's loop."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, details: int) -> None:
         self.workspace = workspace
+        self.details = details  # thread replies a digest gets
         self.created: dict[str, float] = {}  # channel name -> time
         self.answer: dict[str, float] = {}  # channel -> time
         self.guess: dict[str, float] = {}  # channel -> time
@@ -119,14 +125,15 @@ class Posts:
             since(self.answer.get(channel.id)),
             since(self.guess.get(channel.id)),
             since(self.digest.get(channel.id)),
-            since(max(replies) if len(replies) >= DETAILS else None),
+            since(max(replies) if len(replies) >= self.details else None),
         )
 
 
 @asynccontextmanager
-async def cluster(folder: Path) -> AsyncIterator[Path]:
+async def cluster(folder: Path, hang: bool) -> AsyncIterator[Path]:
     """The fake Kubernetes API with checkout deployed; yields its kubeconfig."""
     async with FakeKubernetes() as kube:
+        kube.delay = 3600.0 if hang else 0.0
         dep = deployment("checkout", replicas=3, image=NEW, revision=2)
         kube.add(dep, replicaset(dep, 1, OLD, ago=86400), replicaset(dep, 2, NEW, replicas=3))
         kube.add(
@@ -194,11 +201,13 @@ def row(name: str, timings: list[Timing]) -> list[object]:
     ]
 
 
-async def measure(db: str, count: int, burst_size: int, limit: float, folder: Path) -> str:
+async def measure(
+    db: str, count: int, burst_size: int, limit: float, hang: bool, folder: Path
+) -> str:
     with fresh_database(db, folder) as database_url:
         async with (
             emulator() as (slack, general, _),
-            cluster(folder) as kubeconfig,
+            cluster(folder, hang) as kubeconfig,
             health() as health_url,
         ):
             targets = folder / "targets.yml"
@@ -207,7 +216,7 @@ async def measure(db: str, count: int, burst_size: int, limit: float, folder: Pa
                 "{namespace: shop, deployment: checkout, selector: app=checkout}\n"
                 f'    http: {{health: "{health_url}/health"}}\n'
             )
-            posts = Posts(slack.workspace)
+            posts = Posts(slack.workspace, DETAILS_HANGING if hang else DETAILS)
             serve = serve_process(api_url=slack.api_url, database_url=database_url, folder=folder)
             serve.env.update(KUBECONFIG=str(kubeconfig), FIREBREAK_TARGETS=str(targets))
             await serve.start()
@@ -232,8 +241,8 @@ async def measure(db: str, count: int, burst_size: int, limit: float, folder: Pa
             "details",
         ],
         [
-            row(f"{db}: one after another", one_by_one),
-            row(f"{db}: {burst_size} at once", list(burst)),
+            *([row(f"{db}: one after another", one_by_one)] if one_by_one else []),
+            row(f"{db}: {burst_size} at once" + (", cluster hanging" if hang else ""), list(burst)),
         ],
     )
 
@@ -246,7 +255,10 @@ async def main(args: argparse.Namespace) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="firebreak-bench-") as tmp:
         for db in parse_list(args.db):
-            print(await measure(db, args.declares, args.burst, args.limit, Path(tmp)), flush=True)
+            print(
+                await measure(db, args.declares, args.burst, args.limit, args.hang, Path(tmp)),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
@@ -255,4 +267,5 @@ if __name__ == "__main__":
     parser.add_argument("--declares", type=int, default=30, help="one after another")
     parser.add_argument("--burst", type=int, default=10, help="sent at the same moment")
     parser.add_argument("--limit", type=float, default=120, help="seconds a declare is waited")
+    parser.add_argument("--hang", action="store_true", help="the cluster never answers")
     asyncio.run(main(parser.parse_args()))
