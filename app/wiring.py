@@ -31,6 +31,7 @@ from bot.actions import Executors, load_catalog
 from bot.clock import Clock, SystemClock
 from bot.commands import command_word
 from bot.config import Settings
+from bot.context import Spawn
 from bot.executors import (
     KubernetesExecutor,
     PostgresExecutor,
@@ -100,8 +101,10 @@ def create_app(
     chat = SlackGateway(
         make_client(settings.slack_bot_token, settings.slack_api_url, metrics), metrics
     )
+    background = BackgroundWork(metrics)
     services = create_services(
         settings,
+        spawn=background.spawn,
         chat=chat,
         metrics=metrics,
         clock=clock,
@@ -132,7 +135,6 @@ def create_app(
             "Firebreak could not reach Slack to check its token; try again in a moment."
         ),
     )
-    background = BackgroundWork(metrics)
     bolt.use(_observe(metrics))
     for listeners in (commands, interactions, actions, postmortem, alerts, paging, room):
         listeners.register(bolt, services, background)
@@ -186,6 +188,7 @@ def create_services(
     settings: Settings,
     *,
     executors: Executors,
+    spawn: Spawn,
     chat: SlackGateway | None = None,
     metrics: Metrics | None = None,
     clock: Clock | None = None,
@@ -194,7 +197,8 @@ def create_services(
     pager: PagerGateway | None = None,
     status_page: StatusPageGateway | None = None,
 ) -> Services:
-    """The services without the Bolt app (the CLI's `postmortem` needs no Slack token)."""
+    """The services without the Bolt app (the CLI's `postmortem` needs no Slack token);
+    `spawn` takes the work they hand over (the triage after a declare)."""
     runbooks = runbooks or load_runbooks(settings.runbooks_dir)
     catalog = load_catalog(settings.runbooks_dir / "actions", settings.targets_file)
     chat = chat or SlackGateway(
@@ -213,6 +217,7 @@ def create_services(
         executors=executors,
         pager=pager,
         status_page=status_page,
+        spawn=spawn,
         settings=ServiceSettings(
             replica_id=replica_id or uuid.uuid4().hex[:12],
             announce_channel=settings.announce_channel,

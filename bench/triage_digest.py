@@ -7,21 +7,28 @@ Kubernetes API (a deployment, its ReplicaSets and pods, one crash-looping) and
 answers a local health endpoint, all in this process. Each declare names checkout
 and a deployment failure ("502s after deploy"), so the triage guesses Deployment
 failure and runs `deployment`, `history` and `health` side by side. For each
-declare: the time from sending the command to the guess being posted, to the
-digest being posted (`chat.postMessage` of "*Triage of …"), and to its last
-thread reply (every diagnostic's details).
+declare: the time from sending the command to its channel being created, to the
+declarer's answer (the response_url), to the guess being posted, to the digest
+being posted (`chat.postMessage` of "*Triage of …"), and to its last thread reply
+(every diagnostic's details). A declare that has not got that far within `--limit`
+seconds is counted as missing what it lacks, so a burst that overwhelms the bot
+still gives figures: how many channels and digests it made in time.
 
 Two runs: declares one after another (the next sent once the previous digest's
-details are in), and a burst sent at the same moment.
+details are in), and a burst sent at the same moment. With `--hang` the cluster
+accepts every request and never answers, so `deployment` and `history` take the
+whole digest budget (7 s) and report that they could not run.
 
     .venv/bin/python bench/triage_digest.py                    # Postgres, 30 + 10
     .venv/bin/python bench/triage_digest.py --db sqlite,postgres --declares 50 --burst 20
+    .venv/bin/python bench/triage_digest.py --declares 0 --burst 30 --hang
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -46,25 +53,36 @@ from common import (
 
 from emulator import SlackDriver, Workspace
 from emulator.kubernetes import FakeKubernetes, deployment, pod, replicaset
+from emulator.models import RESPONSE_URL
 
 OLD, NEW = "registry.example.com/checkout:1.4.1", "registry.example.com/checkout:1.4.2"
-DETAILS = 3  # thread replies: deployment, history and health each have output
+# Thread replies: deployment, history and health each have output; with the cluster
+# hanging, only health has.
+DETAILS, DETAILS_HANGING = 3, 1
 
 
 @dataclass(frozen=True)
 class Timing:
-    guess: float  # seconds from sending the command to the guess posted
-    digest: float  # … to the digest posted
-    details: float  # … to its last thread reply
+    """Seconds from sending the command to each step; None if not seen within the limit."""
+
+    channel: float | None  # the channel created
+    answer: float | None  # the declarer answered (the saga complete)
+    guess: float | None  # the guess posted
+    digest: float | None  # the digest posted
+    details: float | None  # its last thread reply
 
 
 class Posts:
-    """When the emulator took each incident's guess, digest and thread replies (in these
-    channels only the digest has a thread). Plain dict lookups: the waiters poll it, and
-    the emulator and the fake cluster share this process's loop."""
+    """When the emulator made each incident's channel and took its answer, guess, digest
+    and thread replies (in these channels only the digest has a thread). Plain dict
+    lookups: the waiters poll it, and the emulator and the fake cluster share this
+    process's loop."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, details: int) -> None:
         self.workspace = workspace
+        self.details = details  # thread replies a digest gets
+        self.created: dict[str, float] = {}  # channel name -> time
+        self.answer: dict[str, float] = {}  # channel -> time
         self.guess: dict[str, float] = {}  # channel -> time
         self.digest: dict[str, float] = {}  # channel -> time
         self.replies: dict[str, list[float]] = {}  # channel -> times
@@ -72,10 +90,16 @@ class Posts:
 
         def record(method: str, args: dict[str, Any], error: str | None = None) -> None:
             original(method, args, error)
-            if error is not None or method != "chat.postMessage":
+            if error is not None:
                 return
             now, channel, text = time.monotonic(), str(args.get("channel")), str(args.get("text"))
-            if args.get("thread_ts"):
+            if method == "conversations.create":
+                self.created.setdefault(str(args.get("name")), now)
+            elif method == RESPONSE_URL and (linked := re.search(r"<#(\w+)>", text)):
+                self.answer.setdefault(linked.group(1), now)
+            elif method != "chat.postMessage":
+                return
+            elif args.get("thread_ts"):
                 self.replies.setdefault(channel, []).append(now)
             elif "Looks like" in text:
                 self.guess.setdefault(channel, now)
@@ -84,19 +108,32 @@ class Posts:
 
         workspace.record_call = record  # type: ignore[method-assign]
 
-    def done(self, title: str) -> tuple[float, float, float] | None:
+    def seen(self, title: str, sent: float) -> Timing:
+        """How far the declare of `title` got, in seconds since `sent`."""
         slug = title.lower().replace(" ", "-")
-        for channel in list(self.workspace.channels.values()):
-            replies = self.replies.get(channel.id, [])
-            if channel.name.endswith(slug) and channel.id in self.guess and len(replies) >= DETAILS:
-                return self.guess[channel.id], self.digest[channel.id], max(replies)
-        return None
+        found = [c for c in list(self.workspace.channels.values()) if c.name.endswith(slug)]
+        if not found:
+            return Timing(None, None, None, None, None)
+        channel = found[0]
+        replies = self.replies.get(channel.id, [])
+
+        def since(at: float | None) -> float | None:
+            return None if at is None else at - sent
+
+        return Timing(
+            since(self.created.get(channel.name)),
+            since(self.answer.get(channel.id)),
+            since(self.guess.get(channel.id)),
+            since(self.digest.get(channel.id)),
+            since(max(replies) if len(replies) >= self.details else None),
+        )
 
 
 @asynccontextmanager
-async def cluster(folder: Path) -> AsyncIterator[Path]:
+async def cluster(folder: Path, hang: bool) -> AsyncIterator[Path]:
     """The fake Kubernetes API with checkout deployed; yields its kubeconfig."""
     async with FakeKubernetes() as kube:
+        kube.delay = 3600.0 if hang else 0.0
         dep = deployment("checkout", replicas=3, image=NEW, revision=2)
         kube.add(dep, replicaset(dep, 1, OLD, ago=86400), replicaset(dep, 2, NEW, replicas=3))
         kube.add(
@@ -134,38 +171,43 @@ def title(n: int, run: str) -> str:
 
 
 async def declare(
-    slack: SlackDriver, general: str, posts: Posts, n: int, run: str, limit: float = 120
+    slack: SlackDriver, general: str, posts: Posts, n: int, run: str, limit: float
 ) -> Timing:
     sent = time.monotonic()
     response = await slack.slash_command("U0ALICE", general, f"declare P2 {title(n, run)}")
     if response.status != 200:
         raise RuntimeError(f"declare refused: HTTP {response.status}")
-    while (done := posts.done(title(n, run))) is None:
+    while (seen := posts.seen(title(n, run), sent)).details is None:
         if time.monotonic() - sent > limit:
-            raise RuntimeError(f"no digest for {title(n, run)} in {limit}s")
+            break
         await asyncio.sleep(0.02)
-    guess, digest, details = done
-    return Timing(guess - sent, digest - sent, details - sent)
+    return seen
 
 
 def row(name: str, timings: list[Timing]) -> list[object]:
-    def cell(values: list[float]) -> str:
-        return f"{ms(percentile(values, 50))} / {ms(percentile(values, 99))}"
+    def cell(values: list[float | None]) -> str:
+        arrived = [v for v in values if v is not None]
+        times = f"{ms(percentile(arrived, 50))} / {ms(percentile(arrived, 99))}"
+        return times if len(arrived) == len(values) else f"{len(arrived)}: {times}"
 
     return [
         name,
         len(timings),
+        cell([t.channel for t in timings]),
+        cell([t.answer for t in timings]),
         cell([t.guess for t in timings]),
         cell([t.digest for t in timings]),
         cell([t.details for t in timings]),
     ]
 
 
-async def measure(db: str, count: int, burst_size: int, folder: Path) -> str:
+async def measure(
+    db: str, count: int, burst_size: int, limit: float, hang: bool, folder: Path
+) -> str:
     with fresh_database(db, folder) as database_url:
         async with (
             emulator() as (slack, general, _),
-            cluster(folder) as kubeconfig,
+            cluster(folder, hang) as kubeconfig,
             health() as health_url,
         ):
             targets = folder / "targets.yml"
@@ -174,33 +216,49 @@ async def measure(db: str, count: int, burst_size: int, folder: Path) -> str:
                 "{namespace: shop, deployment: checkout, selector: app=checkout}\n"
                 f'    http: {{health: "{health_url}/health"}}\n'
             )
-            posts = Posts(slack.workspace)
+            posts = Posts(slack.workspace, DETAILS_HANGING if hang else DETAILS)
             serve = serve_process(api_url=slack.api_url, database_url=database_url, folder=folder)
             serve.env.update(KUBECONFIG=str(kubeconfig), FIREBREAK_TARGETS=str(targets))
             await serve.start()
             try:
                 signed = driver(serve, slack.workspace)
-                one_by_one = [await declare(signed, general, posts, n, "seq") for n in range(count)]
+                one_by_one = [
+                    await declare(signed, general, posts, n, "seq", limit) for n in range(count)
+                ]
                 burst = await asyncio.gather(
-                    *(declare(signed, general, posts, n, "burst") for n in range(burst_size))
+                    *(declare(signed, general, posts, n, "burst", limit) for n in range(burst_size))
                 )
             finally:
                 await serve.stop()
     return table(
-        ["run", "declares", "guess p50 / p99 ms", "digest p50 / p99 ms", "details p50 / p99 ms"],
         [
-            row(f"{db}: one after another", one_by_one),
-            row(f"{db}: {burst_size} at once", list(burst)),
+            "run",
+            "declares",
+            "channel",
+            "answered",
+            "guess",
+            "digest",
+            "details",
+        ],
+        [
+            *([row(f"{db}: one after another", one_by_one)] if one_by_one else []),
+            row(f"{db}: {burst_size} at once" + (", cluster hanging" if hang else ""), list(burst)),
         ],
     )
 
 
 async def main(args: argparse.Namespace) -> None:
     print(f"# {machine()}; firebreak {git_revision()}")
-    print("# declare to triage digest, from sending the command; p50 / p99 in ms\n")
+    print(
+        "# declare to triage digest, from sending the command; p50 / p99 in ms, preceded by\n"
+        f"# how many got there when not all of them did within {args.limit:.0f} s\n"
+    )
     with tempfile.TemporaryDirectory(prefix="firebreak-bench-") as tmp:
         for db in parse_list(args.db):
-            print(await measure(db, args.declares, args.burst, Path(tmp)), flush=True)
+            print(
+                await measure(db, args.declares, args.burst, args.limit, args.hang, Path(tmp)),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
@@ -208,4 +266,6 @@ if __name__ == "__main__":
     parser.add_argument("--db", default="postgres", help="sqlite,postgres")
     parser.add_argument("--declares", type=int, default=30, help="one after another")
     parser.add_argument("--burst", type=int, default=10, help="sent at the same moment")
+    parser.add_argument("--limit", type=float, default=120, help="seconds a declare is waited")
+    parser.add_argument("--hang", action="store_true", help="the cluster never answers")
     asyncio.run(main(parser.parse_args()))

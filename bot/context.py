@@ -6,12 +6,18 @@ so a service's constructor lists only what is its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from bot.clock import Clock
 from bot.gateway import ChatGateway
 from bot.runbooks import Runbooks
 from storage.db import Database
+
+# Hands work over to the app's background work (handlers/background.py): it runs on the
+# app's loop, tracked, its failures logged, without the caller waiting for it.
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
 @dataclass(frozen=True)

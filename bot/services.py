@@ -10,7 +10,7 @@ from bot.actions import ActionCatalog, ActionService, Executors
 from bot.actions.evidence import EvidenceService
 from bot.alerts.service import AlertService
 from bot.clock import Clock
-from bot.context import Context
+from bot.context import Context, Spawn
 from bot.gateway import ChatGateway
 from bot.incidents.declare import DeclareFlow
 from bot.incidents.hooks import AllHooks
@@ -59,9 +59,11 @@ class Services:
         return Context(self.db, self.chat, self.runbooks, self.clock)
 
     async def sweep(self) -> None:
-        """Finish whatever is half-done (declare sagas, queued messages, exports); prune."""
+        """Finish whatever is half-done (declare sagas, queued messages, triages, exports);
+        prune."""
         await self.room.heartbeat()
         await self.incidents.resume_unfinished()
+        await self.triage.resume_unfinished()
         await self.postmortems.resume_pending_exports()
         await self.alerts.resume()
         await self.db.run(prune_handled, self.clock.now() - KEEP_REQUEST_KEYS)
@@ -87,6 +89,7 @@ def build_services(
     scenarios: ScenarioCatalog,
     executors: Executors,
     settings: ServiceSettings,
+    spawn: Spawn,
     metrics: Metrics | None = None,
     pager: PagerGateway | None = None,
     status_page: StatusPageGateway | None = None,
@@ -119,6 +122,7 @@ def build_services(
         actions=actions,
         outbox=outbox,
         owner=settings.replica_id,
+        spawn=spawn,
     )
     declare_flow = DeclareFlow(
         context,

@@ -136,11 +136,13 @@ def _check(live: bool, timeout: float) -> int:
 async def _postmortem(reference: str, fmt: str) -> None:
     """Print a post-mortem; a stored one needs no Slack connection."""
     from app.wiring import create_services, default_executors
+    from handlers.background import BackgroundWork
 
     settings = load_settings(require_slack=False)
     upgrade_database(settings.database_url)
     executors = default_executors()
-    services = create_services(settings, executors=executors)
+    # Rendering hands no work over (only a declare does, its triage).
+    services = create_services(settings, executors=executors, spawn=BackgroundWork().spawn)
     try:
         print(await services.postmortems.render(reference, fmt), end="")
     finally:

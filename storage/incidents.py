@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage import triage
+from storage import leases
+from storage.leases import LeaseLost as LeaseLost  # what `leased` raises
 from storage.models import ChecklistItem, Event, HandledRequest, Incident, Role
 
 
@@ -75,7 +76,6 @@ def unfinished_setups(session: Session) -> list[int]:
             Incident.checklist_ts == "pending",
             Incident.checklist_pinned.is_(False),
             Incident.declarer_answered.is_(False),
-            Incident.id.in_(triage.unfinished()),
         )
     )
     return list(session.scalars(query))
@@ -183,67 +183,26 @@ def claim_channel_name(session: Session, incident: Incident, name: str) -> bool:
     return True
 
 
-class LeaseLost(Exception):
-    """A write guarded by an incident's lease came from a holder that no longer has it."""
-
-    def __init__(self, incident_id: int) -> None:
-        super().__init__(f"the lease on incident {incident_id} passed to another holder")
-        self.incident_id = incident_id
-
-
 def acquire_lease(
     session: Session, incident_id: int, owner: str, now: datetime, ttl: timedelta
 ) -> int | None:
     """Take the incident's lease if it is free or lapsed; returns the new fencing token."""
-    result = session.execute(
-        update(Incident)
-        .where(
-            Incident.id == incident_id,
-            or_(Incident.lease_until.is_(None), Incident.lease_until < now),
-        )
-        .values(lease_owner=owner, lease_until=now + ttl, lease_token=Incident.lease_token + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    token = session.scalar(select(Incident.lease_token).where(Incident.id == incident_id))
-    return int(token) if token is not None else None
+    return leases.acquire(session, Incident.id, incident_id, owner, now, ttl)
 
 
 def renew_lease(
     session: Session, incident_id: int, token: int, now: datetime, ttl: timedelta
 ) -> bool:
     """Extend the lease; False if another holder has taken it since (a newer token)."""
-    result = session.execute(
-        update(Incident)
-        .where(Incident.id == incident_id, Incident.lease_token == token)
-        .values(lease_until=now + ttl)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return leases.renew(session, Incident.id, incident_id, token, now, ttl)
 
 
 def release_lease(session: Session, incident_id: int, token: int) -> None:
-    session.execute(
-        update(Incident)
-        .where(Incident.id == incident_id, Incident.lease_token == token)
-        .values(lease_owner=None, lease_until=None)
-        .execution_options(synchronize_session=False)
-    )
+    leases.release(session, Incident.id, incident_id, token)
 
 
 def leased(session: Session, incident_id: int, token: int) -> Incident:
-    """The incident, locked, for a write guarded by the lease with `token`.
-
-    Raises `LeaseLost` when another holder has taken the lease since: the
-    row lock makes a concurrent takeover wait until this write commits, and
-    any later write of the old holder fails here.
-    """
-    incident = session.scalar(
-        select(Incident)
-        .where(Incident.id == incident_id, Incident.lease_token == token)
-        .with_for_update()
-    )
-    if incident is None:
-        raise LeaseLost(incident_id)
+    """The incident, locked, for a write guarded by the lease with `token` (else
+    `LeaseLost`)."""
+    incident: Incident = leases.held(session, Incident.id, incident_id, token)
     return incident

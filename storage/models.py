@@ -361,9 +361,10 @@ class AlertGroup(Base):
 class Triage(Base):
     """The scenario guessed at declare (or switched to), and how far its triage got.
 
-    `state` walks guess → diagnose → details → done; each step is a conditional
+    `state` walks guess → diagnose → details → files → done; each step is a conditional
     write on (`round`, `state`), so a retried or concurrent run never posts twice,
-    and a switch (a new round) makes a run of the old one stop at its next step.
+    and a switch (a new round) makes a run of the old one stop at its next step. One
+    run at a time holds its lease, so the diagnostics are not run twice at once.
     """
 
     __tablename__ = "triages"
@@ -381,6 +382,11 @@ class Triage(Base):
     digest_outbox_id: Mapped[int | None] = mapped_column(Integer, default=None)
     # Per diagnostic: command, ok, error, summary, output (redacted by the executors).
     results: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Lease on the triage's run, apart from the incident's: diagnostics take seconds, and
+    # the declare saga and the export must not wait for them (storage/leases.py).
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Listener(Base):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from storage.models import OutboxMessage, Triage
+from storage import leases
+from storage.models import Incident, OutboxMessage, Triage
 
 DONE = "done"
 
@@ -71,9 +73,39 @@ def posted(session: Session, outbox_id: int) -> tuple[str | None, bool]:
     return (row.delivered_ts if row.delivered_at else None), row.failed_at is not None
 
 
-def unfinished() -> Any:
-    """The incidents whose triage has a step left (a subquery for the sweep)."""
-    return select(Triage.incident_id).where(Triage.state != DONE)
+def unfinished(session: Session) -> list[int]:
+    """The incidents whose triage has a step left, once their declare saga is complete
+    (answering the declarer is its last step): the triage runs after it."""
+    query = (
+        select(Triage.incident_id)
+        .join(Incident, Incident.id == Triage.incident_id)
+        .where(Triage.state != DONE, Incident.declarer_answered.is_(True))
+    )
+    return list(session.scalars(query))
+
+
+def acquire_lease(
+    session: Session, incident_id: int, owner: str, now: datetime, ttl: timedelta
+) -> int | None:
+    """Take the triage's lease if it is free or lapsed; returns the new fencing token."""
+    return leases.acquire(session, Triage.incident_id, incident_id, owner, now, ttl)
+
+
+def renew_lease(
+    session: Session, incident_id: int, token: int, now: datetime, ttl: timedelta
+) -> bool:
+    return leases.renew(session, Triage.incident_id, incident_id, token, now, ttl)
+
+
+def release_lease(session: Session, incident_id: int, token: int) -> None:
+    leases.release(session, Triage.incident_id, incident_id, token)
+
+
+def leased(session: Session, incident_id: int, token: int) -> Triage:
+    """The triage, locked, for a write guarded by its lease with `token` (else
+    `LeaseLost`)."""
+    triage: Triage = leases.held(session, Triage.incident_id, incident_id, token)
+    return triage
 
 
 def set_digest(session: Session, incident_id: int, outbox_id: int) -> None:

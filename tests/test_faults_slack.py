@@ -62,6 +62,7 @@ async def sweep_after_backoff(slack: Harness) -> None:
 
     await slack.app.services.db.run(due_now)
     await slack.app.services.sweep()
+    await slack.settle()  # the triages it started, as work of their own
 
 
 async def assert_log_and_slack_agree(slack: Harness) -> None:

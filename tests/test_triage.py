@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +23,25 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from app.wiring import create_services
 from bot import commands as c
+from bot.actions import Executors
+from bot.clock import Clock, OffsetClock, SystemClock
+from bot.config import load_settings
+from bot.incidents.lease import TTL
 from bot.runbooks import Runbooks
+from bot.services import Services
 from bot.triage.views import OFFER_ACTION_PREFIX
 from emulator.kubernetes import FakeKubernetes
 from emulator.models import Channel
+from handlers.background import BackgroundWork
 from handlers.modals import parse_declare_form
-from storage.models import Event, Incident
+from storage import triage as triage_store
+from storage.models import Event, Incident, Triage
 from tests.action_rig import firebreak_with_targets, rig_executors, rig_services
 from tests.action_rig import health_fixture as health_fixture
 from tests.action_rig import kube_fixture as kube_fixture
-from tests.harness import ALICE, BOB, Harness
+from tests.harness import ALICE, BOB, BOT_TOKEN, SIGNING_SECRET, Harness
 
 TOKEN = "alert-token-for-triage"
 DEPLOY = "declare P1 checkout returning 502s after deploy"
@@ -42,16 +52,69 @@ SCENARIO_ITEMS = {
 }
 
 
+@asynccontextmanager
+async def triaging_firebreak(
+    database_url: str, health: str, executors: Executors, folder: Path
+) -> AsyncIterator[Harness]:
+    async with firebreak_with_targets(
+        database_url, rig_services(health), executors, folder, FIREBREAK_ALERT_TOKEN=TOKEN
+    ) as (slack, _):
+        await slack.app.executors.warm_up()  # as at start-up, before the first declare
+        yield slack
+
+
 @pytest_asyncio.fixture(name="slack")
 async def slack_fixture(
     database_url: str, kube: FakeKubernetes, health: str, tmp_path: Path, checkout_db_url: str
 ) -> AsyncIterator[Harness]:
     executors = rig_executors(kube, None, tmp_path, checkout_db_url, kube_timeout=3)
-    async with firebreak_with_targets(
-        database_url, rig_services(health), executors, tmp_path, FIREBREAK_ALERT_TOKEN=TOKEN
-    ) as (slack, _):
-        await slack.app.executors.warm_up()  # as at start-up, before the first declare
+    async with triaging_firebreak(database_url, health, executors, tmp_path) as slack:
         yield slack
+
+
+@pytest_asyncio.fixture(name="patient")
+async def patient_fixture(
+    database_url: str, kube: FakeKubernetes, health: str, tmp_path: Path, checkout_db_url: str
+) -> AsyncIterator[Harness]:
+    """Firebreak whose Kubernetes client waits longer than the digest budget: a cluster
+    that never answers holds a diagnostic for the whole budget."""
+    executors = rig_executors(kube, None, tmp_path, checkout_db_url, kube_timeout=30)
+    async with triaging_firebreak(database_url, health, executors, tmp_path) as slack:
+        yield slack
+
+
+@asynccontextmanager
+async def replica(
+    slack: Harness,
+    database_url: str,
+    kube: FakeKubernetes,
+    folder: Path,
+    checkout_db_url: str,
+    clock: Clock,
+) -> AsyncIterator[tuple[Services, BackgroundWork]]:
+    """Another replica's services on the same database and Slack, and its background work
+    (what its triage runs on)."""
+    folder.mkdir()
+    settings = load_settings(
+        {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.emulator.api_url,
+            "DATABASE_URL": database_url,
+            "FIREBREAK_TARGETS": str(folder.parent / "targets.yml"),
+        }
+    )
+    executors = rig_executors(kube, None, folder, checkout_db_url, kube_timeout=30)
+    background = BackgroundWork()
+    services = create_services(
+        settings, executors=executors, spawn=background.spawn, clock=clock, replica_id="replica-b"
+    )
+    try:
+        yield services, background
+    finally:
+        await background.drain()
+        await services.db.close()
+        executors.close()
 
 
 def texts(slack: Harness, channel: Channel) -> list[str]:
@@ -92,6 +155,105 @@ async def only_incident(slack: Harness) -> Incident:
 
     [incident] = await slack.app.services.db.run(read)
     return incident
+
+
+async def triage_of(slack: Harness, incident_id: int) -> Triage:
+    triage = await slack.app.services.db.run(triage_store.get, incident_id)
+    assert triage is not None
+    return triage
+
+
+async def diagnosing(slack: Harness, kube: FakeKubernetes) -> Incident:
+    """Wait for the declare's saga to be complete (the declarer answered, the incident's
+    lease released) while its triage waits on the cluster; the incident."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        incidents = await slack.app.services.db.run(lambda s: list(s.scalars(select(Incident))))
+        if not incidents or not incidents[0].declarer_answered:
+            continue
+        [incident] = incidents
+        triage = await triage_of(slack, incident.id)
+        if triage.state == "diagnose" and kube.requests:
+            return incident
+    raise AssertionError("the declare did not complete while its triage was diagnosing")
+
+
+async def test_the_declare_completes_while_a_diagnostic_hangs_and_its_digest_comes_once(
+    patient: Harness, kube: FakeKubernetes, database_url: str, tmp_path: Path, checkout_db_url: str
+) -> None:
+    slack = patient
+    kube.delay = 3600.0  # the cluster accepts every request and never answers
+    await slack.driver.slash_command(ALICE, slack.general, DEPLOY)
+    incident = await diagnosing(slack, kube)
+
+    # The saga is done and its lease free; the triage holds a lease of its own.
+    channel = slack.only_incident_channel()
+    assert any(t.startswith("Declared *P1* incident") for t in slack.ephemeral_texts(ALICE))
+    assert slack.checklists(channel.id) and incident.lease_owner is None
+    assert (await triage_of(slack, incident.id)).lease_owner is not None
+    assert digests(slack, channel) == []
+
+    # This replica's sweep and a second run, another replica's sweep and run: all find the
+    # triage's lease held, run no diagnostic and post nothing.
+    asked = len(kube.requests)
+    async with replica(
+        slack, database_url, kube, tmp_path / "b", checkout_db_url, SystemClock()
+    ) as (other, other_background):
+        services = slack.app.services
+        await asyncio.gather(
+            services.sweep(),
+            services.triage.run(incident.id),
+            other.sweep(),
+            other.triage.run(incident.id),
+        )
+        await other_background.drain()
+    assert len(kube.requests) == asked and digests(slack, channel) == []
+    assert (await triage_of(slack, incident.id)).state == "diagnose"
+
+    await slack.settle()  # the budget cuts the cluster's diagnostics; the digest goes out
+    [digest] = digests(slack, channel)
+    assert "`deployment checkout` could not run" in digest["text"]
+    assert "`health checkout which=health`:" in digest["text"]
+    await services.sweep()
+    await slack.settle()
+    assert len(digests(slack, channel)) == 1
+    assert sum("Looks like" in t for t in texts(slack, channel)) == 1
+    assert len(await events(slack, "diagnostic")) == 3
+    assert len(await events(slack, "triage_digest")) == 1
+    assert (await triage_of(slack, incident.id)).state == "done"
+
+
+async def test_a_stalled_triage_is_taken_over_by_another_replicas_sweep(
+    patient: Harness, kube: FakeKubernetes, database_url: str, tmp_path: Path, checkout_db_url: str
+) -> None:
+    """The replica running a triage stalls in its diagnostics past its lease (here: the
+    other replica's clock is past it); the other's sweep takes the triage over and posts
+    the digest; the stalled one's late results are refused (fenced): one digest."""
+    slack = patient
+    kube.delay = 3600.0
+    await slack.driver.slash_command(ALICE, slack.general, DEPLOY)
+    incident = await diagnosing(slack, kube)
+    kube.delay = 0.0  # the cluster answers again, but not the requests it holds
+
+    ahead = OffsetClock()
+    ahead.advance(TTL + timedelta(seconds=1))
+    async with replica(slack, database_url, kube, tmp_path / "b", checkout_db_url, ahead) as (
+        other,
+        other_background,
+    ):
+        await other.sweep()
+        await other_background.drain()
+    channel = slack.only_incident_channel()
+    [digest] = digests(slack, channel)
+    assert "could not run" not in digest["text"]  # the other replica's diagnostics
+    assert (await triage_of(slack, incident.id)).state == "done"
+
+    await slack.settle()  # the stalled run's diagnostics end; it may record nothing
+    assert len(digests(slack, channel)) == 1
+    assert len(thread(slack, channel, digest["ts"])) == 3
+    assert len(await events(slack, "diagnostic")) == 3
+    assert len(await events(slack, "triage_digest")) == 1
 
 
 async def test_a_declare_posts_the_guess_checklist_and_diagnostics_unasked(

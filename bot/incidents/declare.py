@@ -9,8 +9,9 @@ time, and a holder that stalled past its lease cannot record anything.
 
 It then answers the declarer, so whoever completes the saga does it:
 through the command's response_url while Slack accepts it, else with an
-ephemeral message in the new channel. Its last step is the triage (`bot/triage`):
-the scenario guessed, its diagnostics run and their digest posted.
+ephemeral message in the new channel. Complete, it starts the triage (`bot/triage`):
+the scenario guessed, its diagnostics run and their digest posted, as work of its own
+under a lease of its own, so neither the saga nor its lease waits for diagnostics.
 """
 
 from __future__ import annotations
@@ -117,9 +118,6 @@ class DeclareFlow(Service):
                 step = "answering the declarer"
                 if not incident.declarer_answered:
                     await self._answer(incident, lease)
-                step = "triaging"
-                if self._triage is not None:  # after the answer: it runs diagnostics
-                    await self._triage.step(incident.id, lease)
             except store.LeaseLost:
                 log.warning(
                     "declare of incident %s: lost the lease while %s; stopped", incident_id, step
@@ -135,6 +133,8 @@ class DeclareFlow(Service):
                     log.warning("declare of incident %s: lost the lease; stopped", incident_id)
                     return SetupResult(incident, busy=True)
                 return SetupResult(incident, error=f"{step}: `{exc.code}`")
+        if self._triage is not None:  # after the answer: it runs diagnostics
+            self._triage.start(incident_id)
         incident = await self._db.run(store.get, incident_id)
         assert incident is not None
         return SetupResult(incident)

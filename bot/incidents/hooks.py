@@ -13,7 +13,6 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from bot.commands import Declare
-from bot.incidents.lease import Lease
 from storage.models import Incident
 
 
@@ -50,10 +49,10 @@ class AllHooks:
 
 class Triage(Protocol):
     """The triage at declare (`bot/triage`): a guess written with the declaration, then
-    the saga's last step, run under the incident's lease."""
+    started once the saga is complete, as background work under a lease of its own."""
 
     def declared(
         self, session: Session, incident: Incident, command: Declare, now: datetime
     ) -> None: ...
 
-    async def step(self, incident_id: int, lease: Lease) -> None: ...
+    def start(self, incident_id: int) -> None: ...

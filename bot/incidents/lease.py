@@ -1,6 +1,7 @@
 """The incident's work lease: one task of one replica at a time, renewed while held, fenced.
 
-The declare saga and the post-mortem export both take it. It is short and
+The declare saga and the post-mortem export both take it; the triage takes one of its
+own (the triage's row), so seconds of diagnostics hold up neither. It is short and
 renewed in the background while the work waits on Slack, so a replica killed
 mid-work blocks the incident for at most `ttl`, after which the sweep of any
 replica takes over.
@@ -20,7 +21,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from storage import incidents as store
@@ -45,6 +49,20 @@ class Lease:
             raise store.LeaseLost(self.incident_id)
 
 
+class LeaseRows(Protocol):
+    """Where a lease is kept: `storage.incidents` (the incident's) or `storage.triage`."""
+
+    def acquire_lease(
+        self, session: Session, incident_id: int, owner: str, now: datetime, ttl: timedelta
+    ) -> int | None: ...
+
+    def renew_lease(
+        self, session: Session, incident_id: int, token: int, now: datetime, ttl: timedelta
+    ) -> bool: ...
+
+    def release_lease(self, session: Session, incident_id: int, token: int) -> None: ...
+
+
 @contextlib.asynccontextmanager
 async def incident_lease(
     db: Database,
@@ -52,11 +70,12 @@ async def incident_lease(
     incident_id: int,
     holder: str,
     *,
+    rows: LeaseRows = store,
     ttl: timedelta = TTL,
     renew_seconds: float = RENEW_SECONDS,
 ) -> AsyncIterator[Lease | None]:
     """Yield the lease if `holder` got it (else None); while it is held, keep renewing it."""
-    token = await db.run(store.acquire_lease, incident_id, holder, clock.now(), ttl)
+    token = await db.run(rows.acquire_lease, incident_id, holder, clock.now(), ttl)
     if token is None:
         yield None
         return
@@ -66,7 +85,7 @@ async def incident_lease(
         while True:
             await asyncio.sleep(renew_seconds)
             try:
-                renewed = await db.run(store.renew_lease, incident_id, token, clock.now(), ttl)
+                renewed = await db.run(rows.renew_lease, incident_id, token, clock.now(), ttl)
             except DatabaseUnavailable:
                 log.warning("could not renew the lease on incident %s", incident_id)
                 continue
@@ -81,4 +100,4 @@ async def incident_lease(
     finally:
         renewing.cancel()
         await asyncio.gather(renewing, return_exceptions=True)
-        await db.run(store.release_lease, incident_id, token)
+        await db.run(rows.release_lease, incident_id, token)

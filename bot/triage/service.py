@@ -1,16 +1,17 @@
-"""Triage: the guess recorded with the declaration, then run as the declare saga's last step.
+"""Triage: the guess recorded with the declaration, then run as work of its own.
 
 In the declaration's transaction (`declared`) the guess, its reasons and the
 scenario's checklist items are written with the incident, so every path that
-declares (the command, the modal, an alert) gets them once. The saga then calls
-`step` under the incident's fenced lease, after the channel exists and the
-declarer is answered: the guess is posted, the scenario's read-only diagnostics
-run side by side (each within the digest budget and the action timeout, through
-`ActionService` so redaction, metrics and the audit events are the usual ones),
-and the digest and its thread replies go out through the outbox. Each step is a
-conditional write on the triage's round and state, so a retry, the sweep or
-another replica resumes it without posting twice. `/incident scenario` starts a
-new round.
+declares (the command, the modal, an alert) gets them once. Once the declare saga
+is complete (the channel exists and the declarer is answered) it `start`s the
+triage as background work of its own, under the triage's own lease: a burst of
+declares is not queued behind diagnostics, nor is the incident's lease held for
+them. The guess is posted, the scenario's read-only diagnostics run side by side
+(each within the digest budget and the action timeout, through `ActionService` so
+redaction, metrics and the audit events are the usual ones), and the digest and its
+thread replies go out through the outbox. Each step is a conditional write on the
+triage's round and state, fenced by its lease, so a retry, the sweep or another
+replica resumes it without posting twice. `/incident scenario` starts a new round.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from bot import commands as c
 from bot.actions import ActionCatalog, ActionService, ledger
 from bot.actions.params import Invocation, resolve, shown
 from bot.actions.views import output_message
-from bot.context import Context, Service
+from bot.context import Context, Service, Spawn
 from bot.errors import NOT_AN_INCIDENT_CHANNEL, UserError
 from bot.gateway import ChatError
 from bot.incidents import followup
@@ -39,6 +40,7 @@ from bot.triage.matching import guess
 from bot.triage.scenarios import Scenario, ScenarioCatalog
 from storage import incidents as incident_store
 from storage import triage as store
+from storage.leases import LeaseLost
 from storage.models import Incident, Triage
 from storage.outbox import enqueue
 
@@ -60,6 +62,7 @@ class TriageService(Service):
         actions: ActionService,
         outbox: Outbox,
         owner: str,
+        spawn: Spawn,
         budget: float = DIGEST_BUDGET,
     ) -> None:
         super().__init__(context)
@@ -68,7 +71,11 @@ class TriageService(Service):
         self._actions = actions
         self._outbox = outbox
         self._owner = owner
+        self._spawn = spawn
         self._budget = budget
+        # Triages queued or running in this process: the sweep finds those queued behind
+        # a burst unfinished, and must not queue them again.
+        self._started: set[int] = set()
 
     @property
     def services(self) -> list[str]:
@@ -111,35 +118,52 @@ class TriageService(Service):
             added_items=added,
         )
 
-    # The declare saga's last step ----------------------------------------------------
+    # After the declare saga ------------------------------------------------------------
 
-    async def step(self, incident_id: int, lease: Lease) -> None:
-        """Post the guess, run and post the diagnostics: whatever is left of this round,
-        and of a round a switch started meanwhile."""
+    def start(self, incident_id: int) -> None:
+        """Run the triage as background work of its own (once queued or running here)."""
+        if incident_id in self._started:
+            return
+        self._started.add(incident_id)
+        self._spawn(self._run_started(incident_id))
+
+    async def resume_unfinished(self) -> None:
+        """Start the triages left with a step to do (a crash, a replica gone): the sweep."""
+        for incident_id in await self._db.run(store.unfinished):
+            self.start(incident_id)
+
+    async def _run_started(self, incident_id: int) -> None:
+        try:
+            await self.run(incident_id)
+        finally:
+            self._started.discard(incident_id)
+
+    async def run(self, incident_id: int) -> None:
+        """Take the triage's lease and run whatever is left of this round, and of a round a
+        switch started meanwhile (a holder running it now picks the round up itself)."""
+        holder = f"{self._owner}:{incident_id}:triage"
+        async with incident_lease(self._db, self._clock, incident_id, holder, rows=store) as lease:
+            if lease is not None:
+                try:
+                    await self._step(incident_id, lease)
+                except LeaseLost:
+                    log.warning("triage of incident %s: lost the lease; stopped", incident_id)
+
+    async def _step(self, incident_id: int, lease: Lease) -> None:
+        """Post the guess, run and post the diagnostics, until done or waiting for Slack."""
         while True:
             lease.check()
             triage = await self._db.run(store.get, incident_id)
             if triage is None or triage.state == store.DONE:
                 return
             incident = await self._db.run(incident_store.get, incident_id)
-            if incident is None or not incident.channel_id:
-                return
+            if incident is None or not incident.setup_complete:
+                return  # the declare saga starts it once complete
             if incident.closed_at is not None:  # nothing to triage any more
                 await self._db.run(self._advance, lease, triage, store.DONE, {})
                 continue
-            if not await self._next(incident.channel_id, triage, lease):
+            if not await self._next(str(incident.channel_id), triage, lease):
                 return  # waiting for Slack: the sweep comes back
-
-    async def run(self, incident_id: int) -> None:
-        """After a switch: take the lease and run the new round (a holder running the
-        saga now picks the round up itself, as `step` loops)."""
-        holder = f"{self._owner}:{incident_id}:triage"
-        async with incident_lease(self._db, self._clock, incident_id, holder) as lease:
-            if lease is not None:
-                try:
-                    await self.step(incident_id, lease)
-                except incident_store.LeaseLost:
-                    log.warning("triage of incident %s: lost the lease; stopped", incident_id)
 
     async def _next(self, channel: str, triage: Triage, lease: Lease) -> bool:
         """Do the step `triage.state` names; False when it must wait for a later pass."""
@@ -158,10 +182,10 @@ class TriageService(Service):
             await self._db.run(self._advance, lease, triage, "details", values)
         elif triage.state == "details":
             assert triage.digest_outbox_id is not None
+            # Sent here, or waited for while another delivery (the declare's, an alert's,
+            # the sweep's) has it: the triage runs beside them now, not after them.
+            await self._outbox.settle(triage.incident_id, [triage.digest_outbox_id])
             ts, failed = await self._db.run(store.posted, triage.digest_outbox_id)
-            if ts is None and not failed:
-                await self._outbox.deliver(triage.incident_id)
-                ts, failed = await self._db.run(store.posted, triage.digest_outbox_id)
             if ts is None and not failed:
                 return False
             values = {"thread_ts": ts, "channel": channel}
@@ -247,7 +271,10 @@ class TriageService(Service):
     ) -> None:
         """Move `triage` on to `to` and queue what that step owes, fenced by the lease and
         conditional on the round and state it read (else another run did it)."""
-        incident = incident_store.leased(session, triage.incident_id, lease.token)
+        # The incident's row first, as a switch locks them, so the two cannot deadlock.
+        incident = incident_store.get(session, triage.incident_id, for_update=True)
+        assert incident is not None
+        store.leased(session, triage.incident_id, lease.token)
         now = self._clock.now()
         columns: dict[str, Any] = {}
         if "results" in values:
@@ -339,7 +366,7 @@ class TriageService(Service):
             return ""  # a redelivery of a switch already made
         incident_id, reply = switched
         if not reply:
-            await self.run(incident_id)
+            self.start(incident_id)
         return reply
 
     def _current(self, session: Session, channel: str) -> str:
