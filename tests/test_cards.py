@@ -12,6 +12,8 @@ import re
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.orm import Session
 
 from bot.messages import Button, Buttons, Card, Checkboxes, Choice, Note, Section
@@ -20,7 +22,7 @@ from emulator.blockkit import check_message
 from handlers import blockkit
 from handlers.slack_gateway import SlackGateway, make_client
 from storage.db import make_engine
-from storage.migrate import upgrade
+from storage.migrate import MIGRATIONS, upgrade
 from storage.models import Incident, OutboxMessage
 
 DONE_AT = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
@@ -103,6 +105,8 @@ async def test_a_card_cut_to_slacks_limit_notifies_nobody_it_does_not_show() -> 
 
 
 def test_rows_queued_as_blocks_before_the_deploy_become_cards(database_url: str) -> None:
+    """Only rows still to be sent are rewritten (start-up migrates under a lock, and the
+    outbox keeps every message ever sent), and a downgrade gives the queued ones back."""
     engine = make_engine(database_url)
     upgrade(engine, "0010_room")
     old_blocks = [
@@ -136,21 +140,33 @@ def test_rows_queued_as_blocks_before_the_deploy_become_cards(database_url: str)
         )
         session.add(incident)
         session.flush()
-        session.add(
-            OutboxMessage(
-                incident_id=incident.id,
-                kind="post_blocks",
-                destination="slack:C1",
-                channel="C1",
-                text=json.dumps(old_blocks),
-                created_at=now,
-                next_attempt_at=now,
-                attempts=0,
+        for delivered_at in (None, now):
+            session.add(
+                OutboxMessage(
+                    incident_id=incident.id,
+                    kind="post_blocks",
+                    destination="slack:C1",
+                    channel="C1",
+                    text=json.dumps(old_blocks),
+                    created_at=now,
+                    next_attempt_at=now,
+                    attempts=0,
+                    delivered_at=delivered_at,
+                )
             )
-        )
+    select = sa.text("SELECT kind, text FROM outbox ORDER BY id")
     upgrade(engine)
     with engine.connect() as conn:
-        kind, text = conn.execute(sa.text("SELECT kind, text FROM outbox")).one()
+        (kind, text), sent = conn.execute(select).all()
     assert kind == "card"
     assert blockkit.blocks(Card.from_json(text)) == old_blocks
+    assert tuple(sent) == ("post_blocks", json.dumps(old_blocks))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010_room")
+    with engine.connect() as conn:
+        rows = conn.execute(select).all()
+    assert [(kind, json.loads(text)) for kind, text in rows] == [("post_blocks", old_blocks)] * 2
     engine.dispose()
