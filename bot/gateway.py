@@ -98,7 +98,7 @@ class ChatGateway(Protocol):
         """Post a message and return its `ts`. `channel` may be an ID or a public name.
 
         A plain message is `Mrkdwn`, so it was escaped, never a string built by hand; a
-        `Card` notifies with its `fallback`.
+        `Card` notifies with its paragraphs as shown (`handlers/blockkit.py`).
         """
         ...
 

@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from bot.mrkdwn import FALLBACK_MAX, Mrkdwn, truncate_mrkdwn
-
 
 @dataclass(frozen=True)
 class Section:
@@ -97,14 +95,6 @@ class Card:
     def text(cls, text: str, marker: str | None = None) -> Card:
         """A one-paragraph message."""
         return cls((Section(text, marker),))
-
-    @property
-    def fallback(self) -> Mrkdwn:
-        """What notifications and clients without rich layout show: the paragraphs,
-        without the controls or the small print, so it never says (or pings) more than
-        the card does."""
-        texts = [p.text for p in self.parts if isinstance(p, Section)]
-        return Mrkdwn(truncate_mrkdwn("\n".join(texts), FALLBACK_MAX))
 
     def marked(self, marker: str) -> Card:
         """The same card, its first part carrying `marker` (the outbox's retry lookup)."""

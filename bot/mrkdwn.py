@@ -8,9 +8,9 @@ person typed it. User text is escaped once, where it is rendered, except plain
 user and channel mentions, which are kept (in their canonical `<@U123>` form)
 so an update can still name a responder.
 
-Every field Slack notifies from gets the same treatment: a message's `text`
-(the notification and fallback) is `Card.fallback`, derived from the card it goes
-with (`bot/messages.py`), never built by hand, and the gateway only takes `Mrkdwn`.
+Every field Slack notifies from gets the same treatment: a card's `text` (the
+notification and fallback) is derived from its blocks as rendered
+(`handlers/blockkit.py`), never built by hand, and the gateway only takes `Mrkdwn`.
 """
 
 from __future__ import annotations

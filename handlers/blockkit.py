@@ -4,7 +4,9 @@ The services describe a message as a `bot.messages.Card`; the gateway renders it
 here when it posts or updates. Slack's per-element limits live here too: a
 section's text is cut at 3,000 characters (never inside markup), and a
 checkboxes element holds at most 10 options, so a longer group spans several
-elements, each in its own actions block.
+elements, each in its own actions block. A message's `text` (what notifications
+and clients without Block Kit show) is read from the rendered sections, so a cut
+section is cut there too and the text never says, or pings, more than the blocks.
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ from __future__ import annotations
 from typing import Any
 
 from bot.messages import Button, Buttons, Card, Checkboxes, Choice, Note, Part, Section
-from bot.mrkdwn import mention, truncate_mrkdwn
+from bot.mrkdwn import FALLBACK_MAX, Mrkdwn, mention, truncate_mrkdwn
 
 Block = dict[str, Any]
 
 SECTION_TEXT_MAX = 3000
 CHECKBOX_OPTIONS_MAX = 10
+
+
+def message(card: Card) -> dict[str, Any]:
+    """The `text` and `blocks` of a message showing `card`: the text is its paragraphs
+    as shown, without the controls or the small print."""
+    rendered = blocks(card)
+    shown = [b["text"]["text"] for b in rendered if b["type"] == "section"]
+    return {"text": Mrkdwn(truncate_mrkdwn("\n".join(shown), FALLBACK_MAX)), "blocks": rendered}
 
 
 def blocks(card: Card) -> list[Block]:

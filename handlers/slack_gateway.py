@@ -61,7 +61,7 @@ class _Counted:
 def _content(message: Mrkdwn | Card) -> dict[str, Any]:
     """A message's `text` (what Slack notifies from) and, for a card, its blocks."""
     if isinstance(message, Card):
-        return {"text": message.fallback, "blocks": blockkit.blocks(message)}
+        return blockkit.message(message)
     return {"text": message}
 
 

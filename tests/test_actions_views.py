@@ -22,9 +22,7 @@ def section_texts(blocks: list[dict]) -> list[str]:
 def test_output_fits_one_section_and_says_when_it_was_cut(size: int) -> None:
     output = (HOSTILE * (size // len(HOSTILE) + 1))[:size]
     message = views.output_message("logs checkout", output)
-    check_message(
-        message.card.fallback, blockkit.blocks(message.card)
-    )  # raises on any Block Kit violation
+    check_message(**blockkit.message(message.card))  # raises on any Block Kit violation
     [text] = section_texts(blockkit.blocks(message.card))
     assert len(text) <= views.SECTION_MAX
     assert text.startswith("```\n") and text.count("```") == 2  # nothing breaks out
@@ -58,7 +56,7 @@ def proposal(output: str = "spec.replicas: 3 -> 6", summary: str = "would scale"
 
 def test_the_proposal_has_confirm_and_cancel_carrying_the_pending_id() -> None:
     message = views.proposal(proposal())
-    check_message(message.card.fallback, blockkit.blocks(message.card))
+    check_message(**blockkit.message(message.card))
     [actions] = [b for b in blockkit.blocks(message.card) if b["type"] == "actions"]
     buttons = {e["action_id"]: e["value"] for e in actions["elements"]}
     assert buttons == {views.CONFIRM_ACTION: "42", views.CANCEL_ACTION: "42"}
@@ -70,10 +68,10 @@ def test_the_proposal_has_confirm_and_cancel_carrying_the_pending_id() -> None:
 def test_a_huge_dry_run_still_fits_and_the_decision_removes_the_buttons() -> None:
     big = proposal(output=HOSTILE * 500, summary="x" * 5_000)
     message = views.proposal(big)
-    check_message(message.card.fallback, blockkit.blocks(message.card))
+    check_message(**blockkit.message(message.card))
     assert all(len(t) <= views.SECTION_MAX for t in section_texts(blockkit.blocks(message.card)))
     done = views.decided(big, ":white_check_mark: Confirmed by <@U0BOB>: " + "y" * 5_000)
-    check_message(done.card.fallback, blockkit.blocks(done.card))
+    check_message(**blockkit.message(done.card))
     assert not [b for b in blockkit.blocks(done.card) if b["type"] == "actions"]
     assert "Confirmed by <@U0BOB>" in section_texts(blockkit.blocks(done.card))[-1]
 
@@ -88,6 +86,6 @@ def test_the_outcome_reply_fits_one_section() -> None:
 def test_the_summary_escapes_executor_text() -> None:
     result = ExecutionResult(False, "health: 500 <!here>", "")
     message = views.diagnostic_summary("health checkout", "U0ALICE", result, error=False)
-    check_message(message.card.fallback, blockkit.blocks(message.card))
+    check_message(**blockkit.message(message.card))
     [text] = section_texts(blockkit.blocks(message.card))
     assert text.startswith(":warning: `health checkout` found: health: 500 &lt;!here&gt;")

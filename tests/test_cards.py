@@ -8,16 +8,21 @@ by the migration so they still go out.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.orm import Session
 
 from bot.messages import Button, Buttons, Card, Checkboxes, Choice, Note, Section
+from emulator import SlackEmulator, Workspace
 from emulator.blockkit import check_message
 from handlers import blockkit
+from handlers.slack_gateway import SlackGateway, make_client
 from storage.db import make_engine
-from storage.migrate import upgrade
+from storage.migrate import MIGRATIONS, upgrade
 from storage.models import Incident, OutboxMessage
 
 DONE_AT = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
@@ -44,18 +49,19 @@ def test_a_card_survives_the_outbox_as_json() -> None:
     assert Card.from_json(card.to_json()) == card
 
 
-def test_the_fallback_is_the_paragraphs_only_and_cut_inside_no_markup() -> None:
-    assert sample().fallback == "*Mitigation proposed* by <@U0ALICE>"
-    long = Card.text("x" * 3990 + "<@U0BOB> &amp;" * 5)
-    assert len(long.fallback) <= 4000 and long.fallback.endswith("…")
-    body = long.fallback[:-1]
+def test_the_text_is_the_paragraphs_only_and_cut_inside_no_markup() -> None:
+    assert blockkit.message(sample())["text"] == "*Mitigation proposed* by <@U0ALICE>"
+    long = Card.of(Section("x" * 2000), Section("y" * 1990 + "<@U0BOB> &amp;" * 5))
+    text = blockkit.message(long)["text"]
+    assert len(text) <= 4000 and text.endswith("…")
+    body = text[:-1]
     assert body.count("<") == body.count(">") and body.count("&") == body.count(";")
 
 
 def test_rendering_keeps_markers_splits_long_checklists_and_stays_in_limits() -> None:
-    card = sample()
-    blocks = blockkit.blocks(card)
-    check_message(card.fallback, blocks)  # raises on any Block Kit violation
+    message = blockkit.message(sample())
+    check_message(**message)  # raises on any Block Kit violation
+    blocks = message["blocks"]
     assert blocks[0]["block_id"] == "head"
     assert blocks[1] == {
         "type": "context",
@@ -81,7 +87,26 @@ def test_a_section_over_slacks_limit_is_cut_between_entities() -> None:
     assert len(text) <= 3000 and text.endswith("&amp;…")
 
 
+async def test_a_card_cut_to_slacks_limit_notifies_nobody_it_does_not_show() -> None:
+    """The notification is the sections as shown: a mention past a section's cut (the
+    checklist's intro under a long description, say) pings nobody."""
+    workspace = Workspace()
+    channel = workspace.add_channel("incident-x", members=[workspace.bot_user_id])
+    intro = "*P2 · Checkout down*\n> " + "word " * 600 + "<@U0LATE>"
+    card = Card.of(Section(intro, marker="checklist-intro"), Section("*Triage* (0/3)"))
+    async with SlackEmulator(bot_token="xoxb-test-token", workspace=workspace) as emulator:
+        gateway = SlackGateway(make_client("xoxb-test-token", emulator.api_url))
+        await gateway.post(channel.id, card)
+    [message] = workspace.messages(channel.id)
+    shown = "\n".join(b["text"]["text"] for b in message["blocks"] if b["type"] == "section")
+    pings = re.compile(r"<[@!#][^>]*>")
+    assert pings.findall(message["text"]) == pings.findall(shown) == []
+    assert message["text"].endswith("*Triage* (0/3)")
+
+
 def test_rows_queued_as_blocks_before_the_deploy_become_cards(database_url: str) -> None:
+    """Only rows still to be sent are rewritten (start-up migrates under a lock, and the
+    outbox keeps every message ever sent), and a downgrade gives the queued ones back."""
     engine = make_engine(database_url)
     upgrade(engine, "0010_room")
     old_blocks = [
@@ -115,21 +140,33 @@ def test_rows_queued_as_blocks_before_the_deploy_become_cards(database_url: str)
         )
         session.add(incident)
         session.flush()
-        session.add(
-            OutboxMessage(
-                incident_id=incident.id,
-                kind="post_blocks",
-                destination="slack:C1",
-                channel="C1",
-                text=json.dumps(old_blocks),
-                created_at=now,
-                next_attempt_at=now,
-                attempts=0,
+        for delivered_at in (None, now):
+            session.add(
+                OutboxMessage(
+                    incident_id=incident.id,
+                    kind="post_blocks",
+                    destination="slack:C1",
+                    channel="C1",
+                    text=json.dumps(old_blocks),
+                    created_at=now,
+                    next_attempt_at=now,
+                    attempts=0,
+                    delivered_at=delivered_at,
+                )
             )
-        )
+    select = sa.text("SELECT kind, text FROM outbox ORDER BY id")
     upgrade(engine)
     with engine.connect() as conn:
-        kind, text = conn.execute(sa.text("SELECT kind, text FROM outbox")).one()
+        (kind, text), sent = conn.execute(select).all()
     assert kind == "card"
     assert blockkit.blocks(Card.from_json(text)) == old_blocks
+    assert tuple(sent) == ("post_blocks", json.dumps(old_blocks))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010_room")
+    with engine.connect() as conn:
+        rows = conn.execute(select).all()
+    assert [(kind, json.loads(text)) for kind, text in rows] == [("post_blocks", old_blocks)] * 2
     engine.dispose()

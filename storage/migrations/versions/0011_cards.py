@@ -22,7 +22,12 @@ branch_labels = None
 depends_on = None
 
 _outbox = sa.table(
-    "outbox", sa.column("id", sa.Integer), sa.column("kind", sa.String), sa.column("text", sa.Text)
+    "outbox",
+    sa.column("id", sa.Integer),
+    sa.column("kind", sa.String),
+    sa.column("text", sa.Text),
+    sa.column("delivered_at", sa.DateTime),
+    sa.column("failed_at", sa.DateTime),
 )
 
 
@@ -72,10 +77,13 @@ def _block(part: dict[str, Any]) -> dict[str, Any]:
 
 
 def _convert(old_kind: str, new_kind: str, convert: Any) -> None:
+    """Only rows still to be sent: the outbox keeps every message ever sent, and
+    rewriting those would hold up start-up (migrations run under a lock) for nothing."""
     bind = op.get_bind()
-    rows = bind.execute(
-        sa.select(_outbox.c.id, _outbox.c.text).where(_outbox.c.kind == old_kind)
-    ).all()
+    unsent = sa.select(_outbox.c.id, _outbox.c.text).where(
+        _outbox.c.kind == old_kind, _outbox.c.delivered_at.is_(None), _outbox.c.failed_at.is_(None)
+    )
+    rows = bind.execute(unsent).all()
     for row_id, text in rows:
         converted = json.dumps([convert(item) for item in json.loads(text)])
         bind.execute(
