@@ -182,6 +182,24 @@ def delivered(session: Session, message_id: int, ts: str | None, now: datetime) 
     )
 
 
+def resend_dropped_cards(session: Session, now: datetime, window: timedelta) -> int:
+    """Queue again the `card` rows marked delivered without a message `ts` in the last
+    `window`: a replica of a release before migration 0011 does not know the kind and
+    marks such a row done without sending it (during a rolling update), while a card
+    that was sent always has its ts. The marker lookup on a resend keeps it single."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.kind == "card",
+            OutboxMessage.delivered_at >= now - window,
+            OutboxMessage.delivered_ts.is_(None),
+        )
+        .values(delivered_at=None, next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def retry_later(session: Session, message_id: int, error: str, retry_at: datetime) -> None:
     """A transient failure: release the row, to be tried again at `retry_at`."""
     session.execute(

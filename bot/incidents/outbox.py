@@ -34,6 +34,7 @@ from bot.messages import Card
 from bot.metrics import Metrics
 from bot.mrkdwn import mention
 from storage import incidents as incident_store
+from storage import legacy_blocks
 from storage import outbox as store
 from storage.db import DatabaseUnavailable
 from storage.models import OutboxMessage
@@ -46,6 +47,13 @@ CLAIM_TTL = timedelta(seconds=10)
 RENEW_SECONDS = 3.0
 SETTLE_WAIT = 30.0  # seconds `settle` waits for another holder's delivery
 MARKER_PREFIX = "fb-out-"
+LEGACY_BLOCKS = "post_blocks"  # a card as Block Kit, queued by a release before 0011
+POSTS = ("post", "notice", "card", LEGACY_BLOCKS, privacy.NOTICE_KIND)
+REFRESHES = ("invite", "topic", "checklist")  # redrawn from the incident's state
+UNKNOWN_KIND = "unknown_kind"
+# How far back the sweep looks for cards an older replica dropped: longer than a
+# rolling update takes.
+ROLLING_UPDATE_WINDOW = timedelta(minutes=15)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -140,6 +148,9 @@ class Outbox(Service):
             logs.incident_id.set(incident_id)
         report = DeliveryReport()
         systems = list(self._senders)
+        if incident_id is None:  # the sweep
+            now = self._clock.now()
+            await self._db.run(store.resend_dropped_cards, now, ROLLING_UPDATE_WINDOW)
         while True:
             progress = (report.settled, len(report.stalled))
             chains: dict[str, list[OutboxMessage]] = {}
@@ -366,8 +377,12 @@ class SlackSender(Service):
         )
 
     async def _send(self, row: OutboxMessage) -> str | None:
-        if row.kind in ("post", "notice", "card", privacy.NOTICE_KIND):
+        if row.kind in POSTS:
             return await self._post(row)
+        if row.kind not in REFRESHES:
+            # A newer release's kind (during a rolling update): leave it to a replica
+            # that knows it, instead of marking it done unsent.
+            raise SendFailed(UNKNOWN_KIND, permanent=False)
         incident = await self._db.run(incident_store.get, row.incident_id)
         if incident is None or not incident.channel_id:
             return None
@@ -399,8 +414,13 @@ class SlackSender(Service):
 
 def _card(row: OutboxMessage) -> Card:
     """A `post` is one paragraph of mrkdwn; a `card` row holds its card as JSON (a
-    preview with buttons, a digest)."""
-    return Card.from_json(row.text) if row.kind == "card" else Card.text(row.text)
+    preview with buttons, a digest), and a `post_blocks` row, queued by a replica of a
+    release before migration 0011, the Block Kit that card would be."""
+    if row.kind == "card":
+        return Card.from_json(row.text)
+    if row.kind == LEGACY_BLOCKS:
+        return Card.from_json(legacy_blocks.card_from_blocks(row.text))
+    return Card.text(row.text)
 
 
 def _what(row: OutboxMessage) -> str:

@@ -2,7 +2,9 @@
 (kind `post_blocks`), since Block Kit is now rendered only when a message is sent.
 
 Unsent rows written by the previous release are converted, so a status-page preview
-or a triage digest queued across the deploy still goes out.
+or a triage digest queued across the deploy still goes out; rows an older replica
+queues or drops during a rolling update are handled by the outbox itself
+(`storage.legacy_blocks`, `storage.outbox.resend_dropped_cards`).
 
 Revision ID: 0011_cards
 Revises: 0010_room
@@ -10,11 +12,12 @@ Revises: 0010_room
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from alembic import op
+
+from storage import legacy_blocks
 
 revision = "0011_cards"
 down_revision = "0010_room"
@@ -31,52 +34,7 @@ _outbox = sa.table(
 )
 
 
-def _card_part(block: dict[str, Any]) -> dict[str, Any]:
-    marker = block.get("block_id")
-    if block.get("type") == "context":
-        text = " ".join(e.get("text", "") for e in block.get("elements", []))
-        return {"part": "note", "text": text, "marker": marker}
-    if block.get("type") == "actions":
-        buttons = [
-            {
-                "label": e["text"]["text"],
-                "action": e["action_id"],
-                "value": e.get("value", ""),
-                "primary": e.get("style") == "primary",
-            }
-            for e in block.get("elements", [])
-        ]
-        return {"part": "buttons", "buttons": buttons, "marker": marker}
-    return {"part": "section", "text": block["text"]["text"], "marker": marker}
-
-
-def _block(part: dict[str, Any]) -> dict[str, Any]:
-    if part["part"] == "note":
-        block: dict[str, Any] = {
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": part["text"]}],
-        }
-    elif part["part"] == "buttons":
-        elements = []
-        for b in part["buttons"]:
-            element = {
-                "type": "button",
-                "action_id": b["action"],
-                "text": {"type": "plain_text", "text": b["label"]},
-                "value": b["value"],
-            }
-            if b["primary"]:
-                element["style"] = "primary"
-            elements.append(element)
-        block = {"type": "actions", "elements": elements}
-    else:
-        block = {"type": "section", "text": {"type": "mrkdwn", "text": part["text"]}}
-    if part.get("marker"):
-        block["block_id"] = part["marker"]
-    return block
-
-
-def _convert(old_kind: str, new_kind: str, convert: Any) -> None:
+def _convert(old_kind: str, new_kind: str, convert: Callable[[str], str]) -> None:
     """Only rows still to be sent: the outbox keeps every message ever sent, and
     rewriting those would hold up start-up (migrations run under a lock) for nothing."""
     bind = op.get_bind()
@@ -85,15 +43,15 @@ def _convert(old_kind: str, new_kind: str, convert: Any) -> None:
     )
     rows = bind.execute(unsent).all()
     for row_id, text in rows:
-        converted = json.dumps([convert(item) for item in json.loads(text)])
+        converted = convert(text)
         bind.execute(
             _outbox.update().where(_outbox.c.id == row_id).values(kind=new_kind, text=converted)
         )
 
 
 def upgrade() -> None:
-    _convert("post_blocks", "card", _card_part)
+    _convert("post_blocks", "card", legacy_blocks.card_from_blocks)
 
 
 def downgrade() -> None:
-    _convert("card", "post_blocks", _block)
+    _convert("card", "post_blocks", legacy_blocks.blocks_from_card)
