@@ -97,11 +97,14 @@ class Card:
         return cls((Section(text, marker),))
 
     def marked(self, marker: str) -> Card:
-        """The same card, its first part carrying `marker` (the outbox's retry lookup)."""
-        if not self.parts:
-            return self
-        first, *rest = self.parts
-        return Card((replace(first, marker=marker), *rest))
+        """The same card, `marker` on its first part shown as one block, which the
+        outbox's retry looks for (a group of boxes may be split, each part marked apart)."""
+        for index, part in enumerate(self.parts):
+            if not isinstance(part, Checkboxes):
+                parts = list(self.parts)
+                parts[index] = replace(part, marker=marker)
+                return Card(tuple(parts))
+        return self
 
     def to_json(self) -> str:
         return json.dumps(

@@ -170,3 +170,10 @@ def test_rows_queued_as_blocks_before_the_deploy_become_cards(database_url: str)
         rows = conn.execute(select).all()
     assert [(kind, json.loads(text)) for kind, text in rows] == [("post_blocks", old_blocks)] * 2
     engine.dispose()
+
+
+def test_the_retry_marker_lands_on_a_block_of_its_own() -> None:
+    boxes = Checkboxes("c", (Choice("k", "item"),), marker="c")
+    card = Card.of(boxes, Section("after the boxes")).marked("fb-out-9")
+    ids = [b.get("block_id") for b in blockkit.blocks(card)]
+    assert "fb-out-9" in ids and ids[0] == "c:0"
