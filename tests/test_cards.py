@@ -24,6 +24,7 @@ from handlers.slack_gateway import SlackGateway, make_client
 from storage.db import make_engine
 from storage.migrate import MIGRATIONS, upgrade
 from storage.models import Incident, OutboxMessage
+from tests.test_outbox_rollout import OLD_RELEASE_BLOCKS
 
 DONE_AT = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
 
@@ -109,29 +110,7 @@ def test_rows_queued_as_blocks_before_the_deploy_become_cards(database_url: str)
     outbox keeps every message ever sent), and a downgrade gives the queued ones back."""
     engine = make_engine(database_url)
     upgrade(engine, "0010_room")
-    old_blocks = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": "*Preview*"}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": "small print"}]},
-        {
-            "type": "actions",
-            "block_id": "statuspage-7",
-            "elements": [
-                {
-                    "type": "button",
-                    "action_id": "statuspage_publish",
-                    "text": {"type": "plain_text", "text": "Publish"},
-                    "style": "primary",
-                    "value": "7",
-                },
-                {
-                    "type": "button",
-                    "action_id": "statuspage_cancel",
-                    "text": {"type": "plain_text", "text": "Cancel"},
-                    "value": "7",
-                },
-            ],
-        },
-    ]
+    old_blocks = OLD_RELEASE_BLOCKS  # a status-page preview, as the old release queued it
     now = datetime(2026, 11, 30, tzinfo=UTC)
     # 0011 changes data only, so today's models still fit the 0010 schema.
     with Session(engine) as session, session.begin():

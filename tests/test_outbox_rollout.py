@@ -36,7 +36,13 @@ OLD_RELEASE_BLOCKS = [
                 "text": {"type": "plain_text", "text": "Publish"},
                 "style": "primary",
                 "value": "7",
-            }
+            },
+            {
+                "type": "button",
+                "action_id": "statuspage_cancel",
+                "text": {"type": "plain_text", "text": "Cancel"},
+                "value": "7",
+            },
         ],
     },
 ]
