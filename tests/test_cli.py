@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bot.actions.catalog import load_catalog
+from firebreak.supervisor import default_workers
 from runbooks import BUNDLED
 from tests.processes import ServeProcess, free_port
 
@@ -131,3 +134,11 @@ def test_db_upgrade_then_postmortem_of_an_unknown_incident(tmp_path: Path) -> No
     assert firebreak("db", "upgrade", cwd=tmp_path, DATABASE_URL=url).returncode == 0
     result = firebreak("postmortem", "999", cwd=tmp_path, DATABASE_URL=url)
     assert result.returncode == 2 and "999" in result.stderr
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(None, 0), (1, 0), (2, 1), (3, 2), (16, 4)])
+def test_serve_leaves_a_cpu_to_the_acks(
+    monkeypatch: pytest.MonkeyPatch, cpus: int | None, workers: int
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    assert default_workers() == workers

@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 CLAIM_TTL = timedelta(seconds=10)
 RENEW_SECONDS = 3.0
+QUICK_ROUNDS = 3  # deliveries `settle` tries at once before pausing between them
 SETTLE_WAIT = 30.0  # seconds `settle` waits for another holder's delivery
 MARKER_PREFIX = "fb-out-"
 LEGACY_BLOCKS = "post_blocks"  # a card as Block Kit, queued by a release before 0011
@@ -275,7 +276,13 @@ class Outbox(Service):
                 await asyncio.sleep(pause)
                 pause = min(1.0, pause * 2)
                 continue
-            if "ready" in statuses and rounds < 3:
+            if "ready" in statuses and loop.time() < deadline:
+                # Behind rows another delivery had just claimed or released when this one
+                # looked: try again, after a pause once the quick tries are spent, rather
+                # than tell the requester a message is late when it is only queued.
+                if rounds >= QUICK_ROUNDS:
+                    await asyncio.sleep(pause)
+                    pause = min(1.0, pause * 2)
                 rounds += 1
                 await self.deliver(incident_id)
                 continue
