@@ -39,8 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers",
         type=int,
         default=None,
-        help="worker processes for the work after the acks (0: in this process; "
-        f"default {default_workers()} here: 0 on 2 CPUs or fewer, else one per CPU but one)",
+        help="worker processes for the work after the acks (0: in this process; default: "
+        "one per CPU but one, at most 4, and 0 on SQLite)",
     )
     sub.add_parser("worker", help="run only the work after the acks (serve --workers starts these)")
     check = sub.add_parser(
@@ -87,10 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "serve":
-            workers = default_workers() if args.workers is None else args.workers
+            settings = load_settings()
+            workers = (
+                default_workers(settings.database_url) if args.workers is None else args.workers
+            )
             if workers < 0:
                 parser.error("--workers must be 0 or more")
-            return _serve(load_settings(), workers)
+            return _serve(settings, workers)
         if args.command == "worker":
             return _worker(load_settings())
         if args.command == "check":

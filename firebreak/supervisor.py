@@ -23,8 +23,9 @@ RESTART_DELAY = 1.0  # seconds before a dead worker is replaced
 PR_SET_PDEATHSIG = 1
 
 
-def default_workers() -> int:
-    """One per CPU but one (left for the acks), at most 4; none on a single CPU.
+def default_workers(database_url: str) -> int:
+    """One per CPU but one (left for the acks), at most 4; none on a single CPU, nor on
+    SQLite, which is for one process.
 
     The work after an ack shares its process's event loop: in the serve process it
     makes the acks wait behind it. Measured on 2 CPUs with Postgres, one worker
@@ -32,6 +33,8 @@ def default_workers() -> int:
     against 12–13 ms) and finished about as many (docs/performance.md, "Worker
     processes, measured again").
     """
+    if database_url.startswith("sqlite"):
+        return 0
     cpus = os.cpu_count() or 1
     return min(4, cpus - 1)
 

@@ -141,4 +141,5 @@ def test_serve_leaves_a_cpu_to_the_acks(
     monkeypatch: pytest.MonkeyPatch, cpus: int | None, workers: int
 ) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: cpus)
-    assert default_workers() == workers
+    assert default_workers("postgresql+psycopg://db/firebreak") == workers
+    assert default_workers("sqlite:///firebreak.db") == 0  # SQLite is for one process
